@@ -1,0 +1,11 @@
+//! ldk-trampoline: trampoline relaying and sending, async-payment holds and a
+//! static invoice server for nodes built on LDK.
+//!
+//! The crate also ships what it is tested and demonstrated with: a [`node`]
+//! composed from LDK's real parts, a [`regtest`] harness that runs several such
+//! nodes against a real bitcoind, and the reference node's [`control`] interface.
+
+#![deny(missing_docs)]
+
+pub mod node;
+pub mod regtest;
