@@ -22,286 +22,227 @@ use super::wallet::OnchainWallet;
 /// What happened on a node, for callers that wait on it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NodeEvent {
-    /// The funding transaction of a channel was broadcast.
-    ChannelPending {
-        /// The channel.
-        channel_id: ChannelId,
-        /// The id given when opening it.
-        user_channel_id: u128,
-        /// The peer.
-        counterparty: PublicKey,
-    },
-    /// A channel can carry payments.
-    ChannelReady {
-        /// The channel.
-        channel_id: ChannelId,
-        /// The id given when opening it.
-        user_channel_id: u128,
-        /// The peer.
-        counterparty: PublicKey,
-    },
-    /// A channel closed (or failed to open).
-    ChannelClosed {
-        /// The channel.
-        channel_id: ChannelId,
-        /// The id given when opening it.
-        user_channel_id: u128,
-        /// Why.
-        reason: String,
-    },
-    /// We received a payment.
-    PaymentReceived {
-        /// The payment hash.
-        payment_hash: PaymentHash,
-        /// What we received.
-        amount_msat: u64,
-    },
-    /// A payment we sent succeeded.
-    PaymentSent {
-        /// The payment.
-        payment_id: PaymentId,
-        /// The payment hash.
-        payment_hash: PaymentHash,
-        /// Routing fees paid.
-        fee_msat: u64,
-    },
-    /// A payment we sent failed for good.
-    PaymentFailed {
-        /// The payment.
-        payment_id: PaymentId,
-        /// Why.
-        reason: String,
-    },
-    /// We forwarded a payment and earned a fee.
-    PaymentForwarded {
-        /// Our fee.
-        fee_msat: u64,
-        /// What we forwarded.
-        outbound_msat: u64,
-    },
+	/// The funding transaction of a channel was broadcast.
+	ChannelPending {
+		/// The channel.
+		channel_id: ChannelId,
+		/// The id given when opening it.
+		user_channel_id: u128,
+		/// The peer.
+		counterparty: PublicKey,
+	},
+	/// A channel can carry payments.
+	ChannelReady {
+		/// The channel.
+		channel_id: ChannelId,
+		/// The id given when opening it.
+		user_channel_id: u128,
+		/// The peer.
+		counterparty: PublicKey,
+	},
+	/// A channel closed (or failed to open).
+	ChannelClosed {
+		/// The channel.
+		channel_id: ChannelId,
+		/// The id given when opening it.
+		user_channel_id: u128,
+		/// Why.
+		reason: String,
+	},
+	/// We received a payment.
+	PaymentReceived {
+		/// The payment hash.
+		payment_hash: PaymentHash,
+		/// What we received.
+		amount_msat: u64,
+	},
+	/// A payment we sent succeeded.
+	PaymentSent {
+		/// The payment.
+		payment_id: PaymentId,
+		/// The payment hash.
+		payment_hash: PaymentHash,
+		/// Routing fees paid.
+		fee_msat: u64,
+	},
+	/// A payment we sent failed for good.
+	PaymentFailed {
+		/// The payment.
+		payment_id: PaymentId,
+		/// Why.
+		reason: String,
+	},
+	/// We forwarded a payment and earned a fee.
+	PaymentForwarded {
+		/// Our fee.
+		fee_msat: u64,
+		/// What we forwarded.
+		outbound_msat: u64,
+	},
 }
 
 /// The node's LDK event handler, run by the background processor.
 pub(super) struct EventHandler {
-    pub(super) channel_manager: Arc<ChannelManager>,
-    pub(super) wallet: Arc<OnchainWallet>,
-    pub(super) fee_estimator: Arc<FeeEstimator>,
-    pub(super) sweeper: Arc<Sweeper>,
-    pub(super) peer_manager: Arc<PeerManager>,
-    pub(super) payments: Arc<PaymentStore>,
-    pub(super) events: broadcast::Sender<NodeEvent>,
-    pub(super) logger: Arc<NodeLogger>,
-    pub(super) runtime: tokio::runtime::Handle,
+	pub(super) channel_manager: Arc<ChannelManager>,
+	pub(super) wallet: Arc<OnchainWallet>,
+	pub(super) fee_estimator: Arc<FeeEstimator>,
+	pub(super) sweeper: Arc<Sweeper>,
+	pub(super) peer_manager: Arc<PeerManager>,
+	pub(super) payments: Arc<PaymentStore>,
+	pub(super) events: broadcast::Sender<NodeEvent>,
+	pub(super) logger: Arc<NodeLogger>,
+	pub(super) runtime: tokio::runtime::Handle,
 }
 
 impl EventHandler {
-    fn publish(&self, event: NodeEvent) {
-        // No subscriber is fine.
-        let _ = self.events.send(event);
-    }
+	fn publish(&self, event: NodeEvent) {
+		// No subscriber is fine.
+		let _ = self.events.send(event);
+	}
 
-    fn handle(&self, event: Event) -> Result<(), ReplayEvent> {
-        match event {
-            Event::FundingGenerationReady {
-                temporary_channel_id,
-                counterparty_node_id,
-                channel_value_satoshis,
-                output_script,
-                ..
-            } => {
-                let funding = self.wallet.create_signed_transaction(
-                    output_script,
-                    Amount::from_sat(channel_value_satoshis),
-                    self.fee_estimator.funding_fee_rate(),
-                );
-                let result = funding.map_err(|e| e.to_string()).and_then(|tx| {
-                    self.channel_manager
-                        .funding_transaction_generated(
-                            temporary_channel_id,
-                            counterparty_node_id,
-                            tx,
-                        )
-                        .map_err(|e| format!("{e:?}"))
-                });
-                if let Err(e) = result {
-                    log_error!(
-                        self.logger,
-                        "Cannot fund channel {temporary_channel_id}: {e}"
-                    );
-                    let _ = self.channel_manager.force_close_broadcasting_latest_txn(
-                        &temporary_channel_id,
-                        &counterparty_node_id,
-                        format!("funding failed: {e}"),
-                    );
-                }
-            }
-            Event::PaymentClaimable {
-                payment_hash,
-                purpose,
-                amount_msat,
-                ..
-            } => {
-                match purpose.preimage() {
-                    Some(preimage) => self.channel_manager.claim_funds(preimage),
-                    None => {
-                        log_error!(
-                            self.logger,
-                            "No preimage for claimable payment {payment_hash}"
-                        );
-                        self.channel_manager.fail_htlc_backwards(&payment_hash);
-                    }
-                }
-                log_info!(
-                    self.logger,
-                    "Claiming {amount_msat} msat for {payment_hash}"
-                );
-            }
-            Event::PaymentClaimed {
-                payment_hash,
-                amount_msat,
-                purpose,
-                payment_id,
-                ..
-            } => {
-                let id = payment_id.unwrap_or(PaymentId(payment_hash.0));
-                let preimage = purpose.preimage();
-                let is_offer = matches!(purpose, PaymentPurpose::Bolt12OfferPayment { .. });
-                self.payments
-                    .upsert_inbound(id, payment_hash, amount_msat, preimage, is_offer);
-                self.publish(NodeEvent::PaymentReceived {
-                    payment_hash,
-                    amount_msat,
-                });
-            }
-            Event::PaymentSent {
-                payment_id,
-                payment_hash,
-                payment_preimage,
-                fee_paid_msat,
-                amount_msat,
-                ..
-            } => {
-                let id = payment_id.unwrap_or(PaymentId(payment_hash.0));
-                let fee_msat = fee_paid_msat.unwrap_or(0);
-                self.payments.update(id, |p| {
-                    p.payment_hash = Some(payment_hash.to_string());
-                    p.preimage = Some(payment_preimage.to_string());
-                    p.fee_msat = Some(fee_msat);
-                    if amount_msat.is_some() {
-                        p.amount_msat = amount_msat;
-                    }
-                    p.status = PaymentStatus::Succeeded;
-                });
-                self.publish(NodeEvent::PaymentSent {
-                    payment_id: id,
-                    payment_hash,
-                    fee_msat,
-                });
-            }
-            Event::PaymentFailed {
-                payment_id, reason, ..
-            } => {
-                let reason = reason
-                    .map(|r| format!("{r:?}"))
-                    .unwrap_or_else(|| "unknown".into());
-                self.payments.update(payment_id, |p| {
-                    p.status = PaymentStatus::Failed {
-                        reason: reason.clone(),
-                    }
-                });
-                self.publish(NodeEvent::PaymentFailed { payment_id, reason });
-            }
-            Event::PaymentForwarded {
-                total_fee_earned_msat,
-                outbound_amount_forwarded_msat,
-                ..
-            } => {
-                self.publish(NodeEvent::PaymentForwarded {
-                    fee_msat: total_fee_earned_msat.unwrap_or(0),
-                    outbound_msat: outbound_amount_forwarded_msat.unwrap_or(0),
-                });
-            }
-            Event::ChannelPending {
-                channel_id,
-                user_channel_id,
-                counterparty_node_id,
-                ..
-            } => {
-                self.publish(NodeEvent::ChannelPending {
-                    channel_id,
-                    user_channel_id,
-                    counterparty: counterparty_node_id,
-                });
-            }
-            Event::ChannelReady {
-                channel_id,
-                user_channel_id,
-                counterparty_node_id,
-                ..
-            } => {
-                self.publish(NodeEvent::ChannelReady {
-                    channel_id,
-                    user_channel_id,
-                    counterparty: counterparty_node_id,
-                });
-            }
-            Event::ChannelClosed {
-                channel_id,
-                user_channel_id,
-                reason,
-                ..
-            } => {
-                log_info!(self.logger, "Channel {channel_id} closed: {reason}");
-                self.publish(NodeEvent::ChannelClosed {
-                    channel_id,
-                    user_channel_id,
-                    reason: reason.to_string(),
-                });
-            }
-            Event::SpendableOutputs {
-                outputs,
-                channel_id,
-            } => {
-                if self
-                    .sweeper
-                    .track_spendable_outputs(outputs, channel_id, false, None)
-                    .is_err()
-                {
-                    log_error!(self.logger, "Cannot persist spendable outputs; will retry");
-                    return Err(ReplayEvent());
-                }
-            }
-            Event::ConnectionNeeded { node_id, addresses } => {
-                let peer_manager = Arc::clone(&self.peer_manager);
-                self.runtime.spawn(async move {
-                    for address in addresses {
-                        let Some(addr) = super::peers::to_socket_addr(&address) else {
-                            continue;
-                        };
-                        if super::peers::connect(&peer_manager, node_id, addr)
-                            .await
-                            .is_ok()
-                        {
-                            break;
-                        }
-                    }
-                });
-            }
-            Event::PaymentPathSuccessful { .. }
-            | Event::PaymentPathFailed { .. }
-            | Event::ProbeSuccessful { .. }
-            | Event::ProbeFailed { .. }
-            | Event::HTLCHandlingFailed { .. }
-            | Event::DiscardFunding { .. }
-            | Event::FundingTxBroadcastSafe { .. } => {}
-            other => log_info!(self.logger, "Unhandled event: {other:?}"),
-        }
-        Ok(())
-    }
+	fn handle(&self, event: Event) -> Result<(), ReplayEvent> {
+		match event {
+			Event::FundingGenerationReady {
+				temporary_channel_id,
+				counterparty_node_id,
+				channel_value_satoshis,
+				output_script,
+				..
+			} => {
+				let funding = self.wallet.create_signed_transaction(
+					output_script,
+					Amount::from_sat(channel_value_satoshis),
+					self.fee_estimator.funding_fee_rate(),
+				);
+				let result = funding.map_err(|e| e.to_string()).and_then(|tx| {
+					self.channel_manager
+						.funding_transaction_generated(
+							temporary_channel_id,
+							counterparty_node_id,
+							tx,
+						)
+						.map_err(|e| format!("{e:?}"))
+				});
+				if let Err(e) = result {
+					log_error!(self.logger, "Cannot fund channel {temporary_channel_id}: {e}");
+					let _ = self.channel_manager.force_close_broadcasting_latest_txn(
+						&temporary_channel_id,
+						&counterparty_node_id,
+						format!("funding failed: {e}"),
+					);
+				}
+			},
+			Event::PaymentClaimable { payment_hash, purpose, amount_msat, .. } => {
+				match purpose.preimage() {
+					Some(preimage) => self.channel_manager.claim_funds(preimage),
+					None => {
+						log_error!(self.logger, "No preimage for claimable payment {payment_hash}");
+						self.channel_manager.fail_htlc_backwards(&payment_hash);
+					},
+				}
+				log_info!(self.logger, "Claiming {amount_msat} msat for {payment_hash}");
+			},
+			Event::PaymentClaimed { payment_hash, amount_msat, purpose, payment_id, .. } => {
+				let id = payment_id.unwrap_or(PaymentId(payment_hash.0));
+				let preimage = purpose.preimage();
+				let is_offer = matches!(purpose, PaymentPurpose::Bolt12OfferPayment { .. });
+				self.payments.upsert_inbound(id, payment_hash, amount_msat, preimage, is_offer);
+				self.publish(NodeEvent::PaymentReceived { payment_hash, amount_msat });
+			},
+			Event::PaymentSent {
+				payment_id,
+				payment_hash,
+				payment_preimage,
+				fee_paid_msat,
+				amount_msat,
+				..
+			} => {
+				let id = payment_id.unwrap_or(PaymentId(payment_hash.0));
+				let fee_msat = fee_paid_msat.unwrap_or(0);
+				self.payments.update(id, |p| {
+					p.payment_hash = Some(payment_hash.to_string());
+					p.preimage = Some(payment_preimage.to_string());
+					p.fee_msat = Some(fee_msat);
+					if amount_msat.is_some() {
+						p.amount_msat = amount_msat;
+					}
+					p.status = PaymentStatus::Succeeded;
+				});
+				self.publish(NodeEvent::PaymentSent { payment_id: id, payment_hash, fee_msat });
+			},
+			Event::PaymentFailed { payment_id, reason, .. } => {
+				let reason = reason.map(|r| format!("{r:?}")).unwrap_or_else(|| "unknown".into());
+				self.payments.update(payment_id, |p| {
+					p.status = PaymentStatus::Failed { reason: reason.clone() }
+				});
+				self.publish(NodeEvent::PaymentFailed { payment_id, reason });
+			},
+			Event::PaymentForwarded {
+				total_fee_earned_msat,
+				outbound_amount_forwarded_msat,
+				..
+			} => {
+				self.publish(NodeEvent::PaymentForwarded {
+					fee_msat: total_fee_earned_msat.unwrap_or(0),
+					outbound_msat: outbound_amount_forwarded_msat.unwrap_or(0),
+				});
+			},
+			Event::ChannelPending { channel_id, user_channel_id, counterparty_node_id, .. } => {
+				self.publish(NodeEvent::ChannelPending {
+					channel_id,
+					user_channel_id,
+					counterparty: counterparty_node_id,
+				});
+			},
+			Event::ChannelReady { channel_id, user_channel_id, counterparty_node_id, .. } => {
+				self.publish(NodeEvent::ChannelReady {
+					channel_id,
+					user_channel_id,
+					counterparty: counterparty_node_id,
+				});
+			},
+			Event::ChannelClosed { channel_id, user_channel_id, reason, .. } => {
+				log_info!(self.logger, "Channel {channel_id} closed: {reason}");
+				self.publish(NodeEvent::ChannelClosed {
+					channel_id,
+					user_channel_id,
+					reason: reason.to_string(),
+				});
+			},
+			Event::SpendableOutputs { outputs, channel_id } => {
+				if self.sweeper.track_spendable_outputs(outputs, channel_id, false, None).is_err() {
+					log_error!(self.logger, "Cannot persist spendable outputs; will retry");
+					return Err(ReplayEvent());
+				}
+			},
+			Event::ConnectionNeeded { node_id, addresses } => {
+				let peer_manager = Arc::clone(&self.peer_manager);
+				self.runtime.spawn(async move {
+					for address in addresses {
+						let Some(addr) = super::peers::to_socket_addr(&address) else {
+							continue;
+						};
+						if super::peers::connect(&peer_manager, node_id, addr).await.is_ok() {
+							break;
+						}
+					}
+				});
+			},
+			Event::PaymentPathSuccessful { .. }
+			| Event::PaymentPathFailed { .. }
+			| Event::ProbeSuccessful { .. }
+			| Event::ProbeFailed { .. }
+			| Event::HTLCHandlingFailed { .. }
+			| Event::DiscardFunding { .. }
+			| Event::FundingTxBroadcastSafe { .. } => {},
+			other => log_info!(self.logger, "Unhandled event: {other:?}"),
+		}
+		Ok(())
+	}
 }
 
 impl lightning::events::EventHandler for EventHandler {
-    fn handle_event(&self, event: Event) -> Result<(), ReplayEvent> {
-        self.handle(event)
-    }
+	fn handle_event(&self, event: Event) -> Result<(), ReplayEvent> {
+		self.handle(event)
+	}
 }

@@ -43,400 +43,369 @@ use self::wallet::OnchainWallet;
 /// What a node needs to start.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
-    /// The chain, which bitcoind must run too.
-    pub network: Network,
-    /// Where the node keeps its seed, channel state, wallet and logs.
-    pub data_dir: PathBuf,
-    /// Where to accept peer connections; port 0 picks a free port.
-    pub listen_addr: SocketAddr,
-    /// bitcoind's RPC interface.
-    pub bitcoind: BitcoindRpcConfig,
-    /// The alias announced to the network (at most 32 bytes).
-    pub alias: String,
-    /// How often to poll bitcoind for new blocks.
-    pub chain_poll_interval: Duration,
-    /// How often to reconnect to channel peers that dropped.
-    pub reconnect_interval: Duration,
-    /// The lowest level written to `<data_dir>/logs/ldk.log`.
-    pub log_level: Level,
+	/// The chain, which bitcoind must run too.
+	pub network: Network,
+	/// Where the node keeps its seed, channel state, wallet and logs.
+	pub data_dir: PathBuf,
+	/// Where to accept peer connections; port 0 picks a free port.
+	pub listen_addr: SocketAddr,
+	/// bitcoind's RPC interface.
+	pub bitcoind: BitcoindRpcConfig,
+	/// The alias announced to the network (at most 32 bytes).
+	pub alias: String,
+	/// How often to poll bitcoind for new blocks.
+	pub chain_poll_interval: Duration,
+	/// How often to reconnect to channel peers that dropped.
+	pub reconnect_interval: Duration,
+	/// The lowest level written to `<data_dir>/logs/ldk.log`.
+	pub log_level: Level,
 }
 
 impl NodeConfig {
-    /// A configuration with the defaults for everything but the essentials.
-    pub fn new(network: Network, data_dir: PathBuf, bitcoind: BitcoindRpcConfig) -> Self {
-        Self {
-            network,
-            data_dir,
-            listen_addr: SocketAddr::from(([127, 0, 0, 1], 9735)),
-            bitcoind,
-            alias: "ldk-trampoline".to_string(),
-            chain_poll_interval: Duration::from_secs(1),
-            reconnect_interval: Duration::from_secs(5),
-            log_level: Level::Debug,
-        }
-    }
+	/// A configuration with the defaults for everything but the essentials.
+	pub fn new(network: Network, data_dir: PathBuf, bitcoind: BitcoindRpcConfig) -> Self {
+		Self {
+			network,
+			data_dir,
+			listen_addr: SocketAddr::from(([127, 0, 0, 1], 9735)),
+			bitcoind,
+			alias: "ldk-trampoline".to_string(),
+			chain_poll_interval: Duration::from_secs(1),
+			reconnect_interval: Duration::from_secs(5),
+			log_level: Level::Debug,
+		}
+	}
 }
 
 /// Errors a node reports to its user.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
-    /// A configuration value is wrong.
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    /// The data directory cannot be used.
-    #[error("cannot use the data directory {path}: {reason}")]
-    DataDir {
-        /// The data directory.
-        path: String,
-        /// What failed.
-        reason: String,
-    },
-    /// Stored state could not be read back.
-    #[error("cannot read the node's stored {what}: {reason} (the data directory may be corrupt or from an incompatible version)")]
-    StoredState {
-        /// What was being read.
-        what: &'static str,
-        /// What failed.
-        reason: String,
-    },
-    /// bitcoind.
-    #[error(transparent)]
-    Chain(#[from] ChainError),
-    /// The on-chain wallet.
-    #[error(transparent)]
-    Wallet(#[from] WalletError),
-    /// The peer could not be reached.
-    #[error("cannot connect to peer {node_id}@{addr}: {reason}")]
-    Connect {
-        /// The peer.
-        node_id: PublicKey,
-        /// Its address.
-        addr: String,
-        /// What failed.
-        reason: String,
-    },
-    /// LDK refused a channel operation.
-    #[error("channel operation failed: {0}")]
-    Channel(String),
-    /// LDK refused to start a payment, or a payment request is unusable.
-    #[error("payment failed: {0}")]
-    Payment(String),
-    /// Waiting for something took longer than the deadline.
-    #[error("timed out after {0:?} waiting for {1}")]
-    Timeout(Duration, String),
-    /// The node has been stopped.
-    #[error("the node is stopped")]
-    Stopped,
+	/// A configuration value is wrong.
+	#[error("invalid configuration: {0}")]
+	Config(String),
+	/// The data directory cannot be used.
+	#[error("cannot use the data directory {path}: {reason}")]
+	DataDir {
+		/// The data directory.
+		path: String,
+		/// What failed.
+		reason: String,
+	},
+	/// Stored state could not be read back.
+	#[error("cannot read the node's stored {what}: {reason} (the data directory may be corrupt or from an incompatible version)")]
+	StoredState {
+		/// What was being read.
+		what: &'static str,
+		/// What failed.
+		reason: String,
+	},
+	/// bitcoind.
+	#[error(transparent)]
+	Chain(#[from] ChainError),
+	/// The on-chain wallet.
+	#[error(transparent)]
+	Wallet(#[from] WalletError),
+	/// The peer could not be reached.
+	#[error("cannot connect to peer {node_id}@{addr}: {reason}")]
+	Connect {
+		/// The peer.
+		node_id: PublicKey,
+		/// Its address.
+		addr: String,
+		/// What failed.
+		reason: String,
+	},
+	/// LDK refused a channel operation.
+	#[error("channel operation failed: {0}")]
+	Channel(String),
+	/// LDK refused to start a payment, or a payment request is unusable.
+	#[error("payment failed: {0}")]
+	Payment(String),
+	/// Waiting for something took longer than the deadline.
+	#[error("timed out after {0:?} waiting for {1}")]
+	Timeout(Duration, String),
+	/// The node has been stopped.
+	#[error("the node is stopped")]
+	Stopped,
 }
 
 /// A channel, as the operator sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelInfo {
-    /// The channel id (hex).
-    pub channel_id: String,
-    /// The peer.
-    pub counterparty: String,
-    /// Short channel id once confirmed.
-    pub short_channel_id: Option<u64>,
-    /// Channel capacity.
-    pub capacity_sat: u64,
-    /// What we can send now.
-    pub outbound_msat: u64,
-    /// What we can receive now.
-    pub inbound_msat: u64,
-    /// Both sides have sent `channel_ready`.
-    pub ready: bool,
-    /// Ready and the peer is connected.
-    pub usable: bool,
-    /// Announced to the network for forwarding.
-    pub public: bool,
+	/// The channel id (hex).
+	pub channel_id: String,
+	/// The peer.
+	pub counterparty: String,
+	/// Short channel id once confirmed.
+	pub short_channel_id: Option<u64>,
+	/// Channel capacity.
+	pub capacity_sat: u64,
+	/// What we can send now.
+	pub outbound_msat: u64,
+	/// What we can receive now.
+	pub inbound_msat: u64,
+	/// Both sides have sent `channel_ready`.
+	pub ready: bool,
+	/// Ready and the peer is connected.
+	pub usable: bool,
+	/// Announced to the network for forwarding.
+	pub public: bool,
 }
 
 /// The node's balances.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Balances {
-    /// On-chain wallet.
-    pub onchain: OnchainBalance,
-    /// Our side of every open channel, in satoshis, before the commitment
-    /// transaction fee (which the channel opener pays): it moves by exactly the
-    /// amounts and routing fees of payments.
-    pub lightning_sat: u64,
-    /// What we would get back on-chain if every channel closed now, after
-    /// commitment fees, including closed channels' outputs awaiting confirmations.
-    pub lightning_claimable_sat: u64,
+	/// On-chain wallet.
+	pub onchain: OnchainBalance,
+	/// Our side of every open channel, in satoshis, before the commitment
+	/// transaction fee (which the channel opener pays): it moves by exactly the
+	/// amounts and routing fees of payments.
+	pub lightning_sat: u64,
+	/// What we would get back on-chain if every channel closed now, after
+	/// commitment fees, including closed channels' outputs awaiting confirmations.
+	pub lightning_claimable_sat: u64,
 }
 
 /// A running node. Stop it with [`Node::stop`] before dropping it to persist
 /// everything cleanly (a crash is safe too: every state change is persisted
 /// before it is acted on).
 pub struct Node {
-    config: NodeConfig,
-    listen_addr: SocketAddr,
-    channel_manager: Arc<ChannelManager>,
-    chain_monitor: Arc<ChainMonitor>,
-    peer_manager: Arc<PeerManager>,
-    network_graph: Arc<NetworkGraph>,
-    wallet: Arc<OnchainWallet>,
-    fee_estimator: Arc<FeeEstimator>,
-    payments: Arc<PaymentStore>,
-    peers: Arc<PeerStore>,
-    events: broadcast::Sender<NodeEvent>,
-    background: Mutex<Option<BackgroundProcessor>>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
-    stop_signal: watch::Sender<bool>,
-    _data_dir_lock: std::fs::File,
+	config: NodeConfig,
+	listen_addr: SocketAddr,
+	channel_manager: Arc<ChannelManager>,
+	chain_monitor: Arc<ChainMonitor>,
+	peer_manager: Arc<PeerManager>,
+	network_graph: Arc<NetworkGraph>,
+	wallet: Arc<OnchainWallet>,
+	fee_estimator: Arc<FeeEstimator>,
+	payments: Arc<PaymentStore>,
+	peers: Arc<PeerStore>,
+	events: broadcast::Sender<NodeEvent>,
+	background: Mutex<Option<BackgroundProcessor>>,
+	tasks: Mutex<Vec<JoinHandle<()>>>,
+	stop_signal: watch::Sender<bool>,
+	_data_dir_lock: std::fs::File,
 }
 
 impl Node {
-    /// This node's public key.
-    pub fn node_id(&self) -> PublicKey {
-        self.channel_manager.get_our_node_id()
-    }
+	/// This node's public key.
+	pub fn node_id(&self) -> PublicKey {
+		self.channel_manager.get_our_node_id()
+	}
 
-    /// Where the node accepts peer connections.
-    pub fn listen_addr(&self) -> SocketAddr {
-        self.listen_addr
-    }
+	/// Where the node accepts peer connections.
+	pub fn listen_addr(&self) -> SocketAddr {
+		self.listen_addr
+	}
 
-    /// The configuration the node runs with.
-    pub fn config(&self) -> &NodeConfig {
-        &self.config
-    }
+	/// The configuration the node runs with.
+	pub fn config(&self) -> &NodeConfig {
+		&self.config
+	}
 
-    /// The height of the best block the channel manager has seen.
-    pub fn best_block_height(&self) -> u32 {
-        self.channel_manager.current_best_block().height
-    }
+	/// The height of the best block the channel manager has seen.
+	pub fn best_block_height(&self) -> u32 {
+		self.channel_manager.current_best_block().height
+	}
 
-    /// The LDK channel manager, for what this API does not cover.
-    pub fn channel_manager(&self) -> &Arc<ChannelManager> {
-        &self.channel_manager
-    }
+	/// The LDK channel manager, for what this API does not cover.
+	pub fn channel_manager(&self) -> &Arc<ChannelManager> {
+		&self.channel_manager
+	}
 
-    /// The public network graph as learned from gossip.
-    pub fn network_graph(&self) -> &Arc<NetworkGraph> {
-        &self.network_graph
-    }
+	/// The public network graph as learned from gossip.
+	pub fn network_graph(&self) -> &Arc<NetworkGraph> {
+		&self.network_graph
+	}
 
-    /// Subscribes to the node's events. Events emitted before the call are not seen:
-    /// subscribe before starting what you want to wait for.
-    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
-        self.events.subscribe()
-    }
+	/// Subscribes to the node's events. Events emitted before the call are not seen:
+	/// subscribe before starting what you want to wait for.
+	pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+		self.events.subscribe()
+	}
 
-    /// Waits until `pick` returns `Some` for an event, or the deadline passes.
-    pub async fn wait_for_event<T>(
-        &self,
-        mut events: broadcast::Receiver<NodeEvent>,
-        timeout: Duration,
-        what: &str,
-        mut pick: impl FnMut(&NodeEvent) -> Option<T>,
-    ) -> Result<T, NodeError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let event = match tokio::time::timeout_at(deadline, events.recv()).await {
-                Err(_) => return Err(NodeError::Timeout(timeout, what.to_string())),
-                Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
-                Ok(Err(broadcast::error::RecvError::Closed)) => return Err(NodeError::Stopped),
-                Ok(Ok(event)) => event,
-            };
-            if let Some(found) = pick(&event) {
-                return Ok(found);
-            }
-        }
-    }
+	/// Waits until `pick` returns `Some` for an event, or the deadline passes.
+	pub async fn wait_for_event<T>(
+		&self, mut events: broadcast::Receiver<NodeEvent>, timeout: Duration, what: &str,
+		mut pick: impl FnMut(&NodeEvent) -> Option<T>,
+	) -> Result<T, NodeError> {
+		let deadline = tokio::time::Instant::now() + timeout;
+		loop {
+			let event = match tokio::time::timeout_at(deadline, events.recv()).await {
+				Err(_) => return Err(NodeError::Timeout(timeout, what.to_string())),
+				Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
+				Ok(Err(broadcast::error::RecvError::Closed)) => return Err(NodeError::Stopped),
+				Ok(Ok(event)) => event,
+			};
+			if let Some(found) = pick(&event) {
+				return Ok(found);
+			}
+		}
+	}
 
-    /// A fresh on-chain receive address.
-    pub fn new_address(&self) -> Result<Address, NodeError> {
-        Ok(self.wallet.new_address()?)
-    }
+	/// A fresh on-chain receive address.
+	pub fn new_address(&self) -> Result<Address, NodeError> {
+		Ok(self.wallet.new_address()?)
+	}
 
-    /// Pays `amount_sat` on-chain to `address`.
-    pub fn send_onchain(&self, address: &Address, amount_sat: u64) -> Result<Txid, NodeError> {
-        let fee_rate = self.fee_estimator.funding_fee_rate();
-        Ok(self
-            .wallet
-            .send_to_address(address, Amount::from_sat(amount_sat), fee_rate)?)
-    }
+	/// Pays `amount_sat` on-chain to `address`.
+	pub fn send_onchain(&self, address: &Address, amount_sat: u64) -> Result<Txid, NodeError> {
+		let fee_rate = self.fee_estimator.funding_fee_rate();
+		Ok(self.wallet.send_to_address(address, Amount::from_sat(amount_sat), fee_rate)?)
+	}
 
-    /// On-chain and Lightning balances.
-    pub fn balances(&self) -> Balances {
-        let mut balances = Balances {
-            onchain: self.wallet.balance(),
-            ..Default::default()
-        };
-        for balance in self.chain_monitor.get_claimable_balances(&[]) {
-            match &balance {
-                Balance::ClaimableOnChannelClose {
-                    balance_candidates,
-                    confirmed_balance_candidate_index,
-                    ..
-                } => {
-                    let current = balance_candidates
-                        .get(*confirmed_balance_candidate_index)
-                        .filter(|_| *confirmed_balance_candidate_index != 0)
-                        .or(balance_candidates.last());
-                    if let Some(current) = current {
-                        balances.lightning_sat +=
-                            current.amount_satoshis + current.transaction_fee_satoshis;
-                        balances.lightning_claimable_sat += current.amount_satoshis;
-                    }
-                }
-                // Only what is ours: HTLCs in flight are counted once they resolve.
-                Balance::ClaimableAwaitingConfirmations {
-                    amount_satoshis, ..
-                } => {
-                    balances.lightning_claimable_sat += amount_satoshis;
-                }
-                _ => {}
-            }
-        }
-        balances
-    }
+	/// On-chain and Lightning balances.
+	pub fn balances(&self) -> Balances {
+		let mut balances = Balances { onchain: self.wallet.balance(), ..Default::default() };
+		for balance in self.chain_monitor.get_claimable_balances(&[]) {
+			match &balance {
+				Balance::ClaimableOnChannelClose {
+					balance_candidates,
+					confirmed_balance_candidate_index,
+					..
+				} => {
+					let current = balance_candidates
+						.get(*confirmed_balance_candidate_index)
+						.filter(|_| *confirmed_balance_candidate_index != 0)
+						.or(balance_candidates.last());
+					if let Some(current) = current {
+						balances.lightning_sat +=
+							current.amount_satoshis + current.transaction_fee_satoshis;
+						balances.lightning_claimable_sat += current.amount_satoshis;
+					}
+				},
+				// Only what is ours: HTLCs in flight are counted once they resolve.
+				Balance::ClaimableAwaitingConfirmations { amount_satoshis, .. } => {
+					balances.lightning_claimable_sat += amount_satoshis;
+				},
+				_ => {},
+			}
+		}
+		balances
+	}
 
-    /// Every channel with its state.
-    pub fn list_channels(&self) -> Vec<ChannelInfo> {
-        self.channel_manager
-            .list_channels()
-            .into_iter()
-            .map(|c| ChannelInfo {
-                channel_id: c.channel_id.to_string(),
-                counterparty: c.counterparty.node_id.to_string(),
-                short_channel_id: c.short_channel_id,
-                capacity_sat: c.channel_value_satoshis,
-                outbound_msat: c.outbound_capacity_msat,
-                inbound_msat: c.inbound_capacity_msat,
-                ready: c.is_channel_ready,
-                usable: c.is_usable,
-                public: c.is_announced,
-            })
-            .collect()
-    }
+	/// Every channel with its state.
+	pub fn list_channels(&self) -> Vec<ChannelInfo> {
+		self.channel_manager
+			.list_channels()
+			.into_iter()
+			.map(|c| ChannelInfo {
+				channel_id: c.channel_id.to_string(),
+				counterparty: c.counterparty.node_id.to_string(),
+				short_channel_id: c.short_channel_id,
+				capacity_sat: c.channel_value_satoshis,
+				outbound_msat: c.outbound_capacity_msat,
+				inbound_msat: c.inbound_capacity_msat,
+				ready: c.is_channel_ready,
+				usable: c.is_usable,
+				public: c.is_announced,
+			})
+			.collect()
+	}
 
-    /// Opens a channel of `amount_sat` to a peer, connecting first if needed, and
-    /// returns its id once the funding transaction is broadcast. Wait for
-    /// [`NodeEvent::ChannelReady`] (after confirmations) before paying over it.
-    pub async fn open_channel(
-        &self,
-        node_id: PublicKey,
-        addr: SocketAddr,
-        amount_sat: u64,
-        push_msat: u64,
-        announce: bool,
-    ) -> Result<ChannelId, NodeError> {
-        self.connect(node_id, addr).await?;
-        let mut config = self.channel_manager.get_current_config();
-        config.channel_handshake_config.announce_for_forwarding = announce;
-        let events = self.subscribe();
-        let user_channel_id = u128::from_be_bytes(rand::random());
-        let temporary_id = self
-            .channel_manager
-            .create_channel(
-                node_id,
-                amount_sat,
-                push_msat,
-                user_channel_id,
-                None,
-                Some(config),
-            )
-            .map_err(|e| NodeError::Channel(format!("{e:?}")))?;
-        self.wait_for_event(
-            events,
-            Duration::from_secs(30),
-            "the channel to be funded",
-            |e| match e {
-                NodeEvent::ChannelPending {
-                    user_channel_id: id,
-                    channel_id,
-                    ..
-                } if *id == user_channel_id => Some(Ok(*channel_id)),
-                NodeEvent::ChannelClosed {
-                    user_channel_id: id,
-                    reason,
-                    ..
-                } if *id == user_channel_id => Some(Err(NodeError::Channel(format!(
-                    "channel {temporary_id} closed while opening: {reason}"
-                )))),
-                _ => None,
-            },
-        )
-        .await?
-    }
+	/// Opens a channel of `amount_sat` to a peer, connecting first if needed, and
+	/// returns its id once the funding transaction is broadcast. Wait for
+	/// [`NodeEvent::ChannelReady`] (after confirmations) before paying over it.
+	pub async fn open_channel(
+		&self, node_id: PublicKey, addr: SocketAddr, amount_sat: u64, push_msat: u64,
+		announce: bool,
+	) -> Result<ChannelId, NodeError> {
+		self.connect(node_id, addr).await?;
+		let mut config = self.channel_manager.get_current_config();
+		config.channel_handshake_config.announce_for_forwarding = announce;
+		let events = self.subscribe();
+		let user_channel_id = u128::from_be_bytes(rand::random());
+		let temporary_id = self
+			.channel_manager
+			.create_channel(node_id, amount_sat, push_msat, user_channel_id, None, Some(config))
+			.map_err(|e| NodeError::Channel(format!("{e:?}")))?;
+		self.wait_for_event(
+			events,
+			Duration::from_secs(30),
+			"the channel to be funded",
+			|e| match e {
+				NodeEvent::ChannelPending { user_channel_id: id, channel_id, .. }
+					if *id == user_channel_id =>
+				{
+					Some(Ok(*channel_id))
+				},
+				NodeEvent::ChannelClosed { user_channel_id: id, reason, .. }
+					if *id == user_channel_id =>
+				{
+					Some(Err(NodeError::Channel(format!(
+						"channel {temporary_id} closed while opening: {reason}"
+					))))
+				},
+				_ => None,
+			},
+		)
+		.await?
+	}
 
-    /// Closes a channel cooperatively, or unilaterally with `force`.
-    pub fn close_channel(&self, channel_id: &ChannelId, force: bool) -> Result<(), NodeError> {
-        let counterparty = self
-            .channel_manager
-            .list_channels()
-            .into_iter()
-            .find(|c| c.channel_id == *channel_id)
-            .map(|c| c.counterparty.node_id)
-            .ok_or_else(|| NodeError::Channel(format!("no channel {channel_id}")))?;
-        let result = if force {
-            self.channel_manager.force_close_broadcasting_latest_txn(
-                channel_id,
-                &counterparty,
-                "closed by the operator".to_string(),
-            )
-        } else {
-            self.channel_manager
-                .close_channel(channel_id, &counterparty)
-        };
-        result.map_err(|e| NodeError::Channel(format!("{e:?}")))
-    }
+	/// Closes a channel cooperatively, or unilaterally with `force`.
+	pub fn close_channel(&self, channel_id: &ChannelId, force: bool) -> Result<(), NodeError> {
+		let counterparty = self
+			.channel_manager
+			.list_channels()
+			.into_iter()
+			.find(|c| c.channel_id == *channel_id)
+			.map(|c| c.counterparty.node_id)
+			.ok_or_else(|| NodeError::Channel(format!("no channel {channel_id}")))?;
+		let result = if force {
+			self.channel_manager.force_close_broadcasting_latest_txn(
+				channel_id,
+				&counterparty,
+				"closed by the operator".to_string(),
+			)
+		} else {
+			self.channel_manager.close_channel(channel_id, &counterparty)
+		};
+		result.map_err(|e| NodeError::Channel(format!("{e:?}")))
+	}
 
-    /// Waits until the channel manager and the wallet have seen block `height`.
-    pub async fn wait_for_height(&self, height: u32, timeout: Duration) -> Result<(), NodeError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while self.best_block_height() < height || self.wallet.current_best_block().height < height
-        {
-            if tokio::time::Instant::now() >= deadline {
-                return Err(NodeError::Timeout(timeout, format!("block {height}")));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(())
-    }
+	/// Waits until the channel manager and the wallet have seen block `height`.
+	pub async fn wait_for_height(&self, height: u32, timeout: Duration) -> Result<(), NodeError> {
+		let deadline = tokio::time::Instant::now() + timeout;
+		while self.best_block_height() < height || self.wallet.current_best_block().height < height
+		{
+			if tokio::time::Instant::now() >= deadline {
+				return Err(NodeError::Timeout(timeout, format!("block {height}")));
+			}
+			tokio::time::sleep(Duration::from_millis(50)).await;
+		}
+		Ok(())
+	}
 
-    /// Stops the node: disconnects peers, stops background work and persists
-    /// the final state.
-    pub async fn stop(&self) -> Result<(), NodeError> {
-        let _ = self.stop_signal.send(true);
-        let tasks: Vec<_> =
-            std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
-        for task in tasks {
-            task.abort();
-            let _ = task.await;
-        }
-        self.peer_manager.disconnect_all_peers();
-        let background = self
-            .background
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(background) = background {
-            tokio::task::spawn_blocking(move || background.stop())
-                .await
-                .map_err(|e| NodeError::Channel(format!("background processor panicked: {e}")))?
-                .map_err(|e| NodeError::DataDir {
-                    path: self.config.data_dir.display().to_string(),
-                    reason: format!("final persist failed: {e}"),
-                })?;
-        }
-        Ok(())
-    }
+	/// Stops the node: disconnects peers, stops background work and persists
+	/// the final state.
+	pub async fn stop(&self) -> Result<(), NodeError> {
+		let _ = self.stop_signal.send(true);
+		let tasks: Vec<_> =
+			std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+		for task in tasks {
+			task.abort();
+			let _ = task.await;
+		}
+		self.peer_manager.disconnect_all_peers();
+		let background = self.background.lock().unwrap_or_else(|p| p.into_inner()).take();
+		if let Some(background) = background {
+			tokio::task::spawn_blocking(move || background.stop())
+				.await
+				.map_err(|e| NodeError::Channel(format!("background processor panicked: {e}")))?
+				.map_err(|e| NodeError::DataDir {
+					path: self.config.data_dir.display().to_string(),
+					reason: format!("final persist failed: {e}"),
+				})?;
+		}
+		Ok(())
+	}
 }
 
 impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.stop_signal.send(true);
-        for task in self
-            .tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-        {
-            task.abort();
-        }
-    }
+	fn drop(&mut self) {
+		let _ = self.stop_signal.send(true);
+		for task in self.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+			task.abort();
+		}
+	}
 }

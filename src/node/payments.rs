@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bitcoin::hashes::Hash;
 use lightning::ln::channelmanager::{
-    Bolt11InvoiceParameters, OptionalOfferPaymentParams, PaymentId, Retry,
+	Bolt11InvoiceParameters, OptionalOfferPaymentParams, PaymentId, Retry,
 };
 use lightning::offers::offer::Offer;
 use lightning::routing::router::RouteParametersConfig;
@@ -25,306 +25,260 @@ const PAYMENTS_NAMESPACE: &str = "payments";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentDirection {
-    /// We received it.
-    Inbound,
-    /// We sent it.
-    Outbound,
+	/// We received it.
+	Inbound,
+	/// We sent it.
+	Outbound,
 }
 
 /// Where a payment stands.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum PaymentStatus {
-    /// In flight (or awaiting a BOLT 12 invoice).
-    Pending,
-    /// Done: received, or the recipient revealed the preimage.
-    Succeeded,
-    /// Failed for good.
-    Failed {
-        /// Why.
-        reason: String,
-    },
+	/// In flight (or awaiting a BOLT 12 invoice).
+	Pending,
+	/// Done: received, or the recipient revealed the preimage.
+	Succeeded,
+	/// Failed for good.
+	Failed {
+		/// Why.
+		reason: String,
+	},
 }
 
 /// A payment as recorded for the operator.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentRecord {
-    /// Payment id (hex).
-    pub id: String,
-    /// Payment hash (hex); unknown for a BOLT 12 payment until the invoice arrives.
-    pub payment_hash: Option<String>,
-    /// Direction.
-    pub direction: PaymentDirection,
-    /// Amount, without fees.
-    pub amount_msat: Option<u64>,
-    /// Routing fees paid (outbound only).
-    pub fee_msat: Option<u64>,
-    /// State.
-    pub status: PaymentStatus,
-    /// The preimage, once known.
-    pub preimage: Option<String>,
-    /// What was paid: "bolt11", "bolt12" or "keysend".
-    pub kind: String,
-    /// Unix time of creation.
-    pub created_at: u64,
+	/// Payment id (hex).
+	pub id: String,
+	/// Payment hash (hex); unknown for a BOLT 12 payment until the invoice arrives.
+	pub payment_hash: Option<String>,
+	/// Direction.
+	pub direction: PaymentDirection,
+	/// Amount, without fees.
+	pub amount_msat: Option<u64>,
+	/// Routing fees paid (outbound only).
+	pub fee_msat: Option<u64>,
+	/// State.
+	pub status: PaymentStatus,
+	/// The preimage, once known.
+	pub preimage: Option<String>,
+	/// What was paid: "bolt11", "bolt12" or "keysend".
+	pub kind: String,
+	/// Unix time of creation.
+	pub created_at: u64,
 }
 
 /// Payment records, persisted in the node's store.
 pub(super) struct PaymentStore {
-    records: Mutex<HashMap<String, PaymentRecord>>,
-    store: Arc<Store>,
+	records: Mutex<HashMap<String, PaymentRecord>>,
+	store: Arc<Store>,
 }
 
 impl PaymentStore {
-    pub(super) fn load(store: Arc<Store>) -> Result<Self, NodeError> {
-        let stored = |reason: String| NodeError::StoredState {
-            what: "payments",
-            reason,
-        };
-        let mut records = HashMap::new();
-        for key in
-            KVStoreSync::list(&*store, PAYMENTS_NAMESPACE, "").map_err(|e| stored(e.to_string()))?
-        {
-            let bytes = KVStoreSync::read(&*store, PAYMENTS_NAMESPACE, "", &key)
-                .map_err(|e| stored(e.to_string()))?;
-            let record: PaymentRecord =
-                serde_json::from_slice(&bytes).map_err(|e| stored(format!("{key}: {e}")))?;
-            records.insert(key, record);
-        }
-        Ok(Self {
-            records: Mutex::new(records),
-            store,
-        })
-    }
+	pub(super) fn load(store: Arc<Store>) -> Result<Self, NodeError> {
+		let stored = |reason: String| NodeError::StoredState { what: "payments", reason };
+		let mut records = HashMap::new();
+		for key in
+			KVStoreSync::list(&*store, PAYMENTS_NAMESPACE, "").map_err(|e| stored(e.to_string()))?
+		{
+			let bytes = KVStoreSync::read(&*store, PAYMENTS_NAMESPACE, "", &key)
+				.map_err(|e| stored(e.to_string()))?;
+			let record: PaymentRecord =
+				serde_json::from_slice(&bytes).map_err(|e| stored(format!("{key}: {e}")))?;
+			records.insert(key, record);
+		}
+		Ok(Self { records: Mutex::new(records), store })
+	}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, PaymentRecord>> {
-        self.records.lock().unwrap_or_else(|p| p.into_inner())
-    }
+	fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, PaymentRecord>> {
+		self.records.lock().unwrap_or_else(|p| p.into_inner())
+	}
 
-    fn persist(&self, record: &PaymentRecord) {
-        if let Ok(bytes) = serde_json::to_vec(record) {
-            // Records are informational: LDK's own state is authoritative for funds.
-            let _ = KVStoreSync::write(&*self.store, PAYMENTS_NAMESPACE, "", &record.id, bytes);
-        }
-    }
+	fn persist(&self, record: &PaymentRecord) {
+		if let Ok(bytes) = serde_json::to_vec(record) {
+			// Records are informational: LDK's own state is authoritative for funds.
+			let _ = KVStoreSync::write(&*self.store, PAYMENTS_NAMESPACE, "", &record.id, bytes);
+		}
+	}
 
-    pub(super) fn get(&self, id: &PaymentId) -> Option<PaymentRecord> {
-        self.lock().get(&hex_id(id)).cloned()
-    }
+	pub(super) fn get(&self, id: &PaymentId) -> Option<PaymentRecord> {
+		self.lock().get(&hex_id(id)).cloned()
+	}
 
-    pub(super) fn list(&self) -> Vec<PaymentRecord> {
-        let mut list: Vec<_> = self.lock().values().cloned().collect();
-        list.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
-        list
-    }
+	pub(super) fn list(&self) -> Vec<PaymentRecord> {
+		let mut list: Vec<_> = self.lock().values().cloned().collect();
+		list.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+		list
+	}
 
-    pub(super) fn insert_outbound(
-        &self,
-        id: PaymentId,
-        hash: Option<PaymentHash>,
-        amount_msat: Option<u64>,
-        kind: &str,
-    ) {
-        let record = PaymentRecord {
-            id: hex_id(&id),
-            payment_hash: hash.map(|h| h.to_string()),
-            direction: PaymentDirection::Outbound,
-            amount_msat,
-            fee_msat: None,
-            status: PaymentStatus::Pending,
-            preimage: None,
-            kind: kind.to_string(),
-            created_at: unix_now(),
-        };
-        self.persist(&record);
-        self.lock().insert(record.id.clone(), record);
-    }
+	pub(super) fn insert_outbound(
+		&self, id: PaymentId, hash: Option<PaymentHash>, amount_msat: Option<u64>, kind: &str,
+	) {
+		let record = PaymentRecord {
+			id: hex_id(&id),
+			payment_hash: hash.map(|h| h.to_string()),
+			direction: PaymentDirection::Outbound,
+			amount_msat,
+			fee_msat: None,
+			status: PaymentStatus::Pending,
+			preimage: None,
+			kind: kind.to_string(),
+			created_at: unix_now(),
+		};
+		self.persist(&record);
+		self.lock().insert(record.id.clone(), record);
+	}
 
-    pub(super) fn upsert_inbound(
-        &self,
-        id: PaymentId,
-        hash: PaymentHash,
-        amount_msat: u64,
-        preimage: Option<PaymentPreimage>,
-        is_offer: bool,
-    ) {
-        let record = PaymentRecord {
-            id: hex_id(&id),
-            payment_hash: Some(hash.to_string()),
-            direction: PaymentDirection::Inbound,
-            amount_msat: Some(amount_msat),
-            fee_msat: None,
-            status: PaymentStatus::Succeeded,
-            preimage: preimage.map(|p| p.to_string()),
-            kind: if is_offer { "bolt12" } else { "bolt11" }.to_string(),
-            created_at: unix_now(),
-        };
-        self.persist(&record);
-        self.lock().insert(record.id.clone(), record);
-    }
+	pub(super) fn upsert_inbound(
+		&self, id: PaymentId, hash: PaymentHash, amount_msat: u64,
+		preimage: Option<PaymentPreimage>, is_offer: bool,
+	) {
+		let record = PaymentRecord {
+			id: hex_id(&id),
+			payment_hash: Some(hash.to_string()),
+			direction: PaymentDirection::Inbound,
+			amount_msat: Some(amount_msat),
+			fee_msat: None,
+			status: PaymentStatus::Succeeded,
+			preimage: preimage.map(|p| p.to_string()),
+			kind: if is_offer { "bolt12" } else { "bolt11" }.to_string(),
+			created_at: unix_now(),
+		};
+		self.persist(&record);
+		self.lock().insert(record.id.clone(), record);
+	}
 
-    pub(super) fn update(&self, id: PaymentId, change: impl FnOnce(&mut PaymentRecord)) {
-        let mut records = self.lock();
-        if let Some(record) = records.get_mut(&hex_id(&id)) {
-            change(record);
-            self.persist(record);
-        }
-    }
+	pub(super) fn update(&self, id: PaymentId, change: impl FnOnce(&mut PaymentRecord)) {
+		let mut records = self.lock();
+		if let Some(record) = records.get_mut(&hex_id(&id)) {
+			change(record);
+			self.persist(record);
+		}
+	}
 }
 
 fn hex_id(id: &PaymentId) -> String {
-    hex::DisplayHex::to_lower_hex_string(&id.0[..])
+	hex::DisplayHex::to_lower_hex_string(&id.0[..])
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
+	SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
 }
 
 /// How long LDK keeps retrying a payment over other routes.
 const PAYMENT_RETRY: Retry = Retry::Timeout(Duration::from_secs(30));
 
 impl Node {
-    /// Creates a BOLT 11 invoice; `amount_msat: None` lets the payer choose.
-    pub fn create_invoice(
-        &self,
-        amount_msat: Option<u64>,
-        description: &str,
-        expiry_secs: u32,
-    ) -> Result<Bolt11Invoice, NodeError> {
-        let description = Description::new(description.to_string())
-            .map_err(|e| NodeError::Payment(format!("invalid description: {e}")))?;
-        let params = Bolt11InvoiceParameters {
-            amount_msats: amount_msat,
-            description: Bolt11InvoiceDescription::Direct(description),
-            invoice_expiry_delta_secs: Some(expiry_secs),
-            ..Default::default()
-        };
-        self.channel_manager
-            .create_bolt11_invoice(params)
-            .map_err(|e| NodeError::Payment(format!("cannot create invoice: {e}")))
-    }
+	/// Creates a BOLT 11 invoice; `amount_msat: None` lets the payer choose.
+	pub fn create_invoice(
+		&self, amount_msat: Option<u64>, description: &str, expiry_secs: u32,
+	) -> Result<Bolt11Invoice, NodeError> {
+		let description = Description::new(description.to_string())
+			.map_err(|e| NodeError::Payment(format!("invalid description: {e}")))?;
+		let params = Bolt11InvoiceParameters {
+			amount_msats: amount_msat,
+			description: Bolt11InvoiceDescription::Direct(description),
+			invoice_expiry_delta_secs: Some(expiry_secs),
+			..Default::default()
+		};
+		self.channel_manager
+			.create_bolt11_invoice(params)
+			.map_err(|e| NodeError::Payment(format!("cannot create invoice: {e}")))
+	}
 
-    /// Creates a BOLT 12 offer reachable through blinded paths via our peers.
-    pub fn create_offer(
-        &self,
-        amount_msat: Option<u64>,
-        description: &str,
-    ) -> Result<Offer, NodeError> {
-        let mut builder = self
-            .channel_manager
-            .create_offer_builder()
-            .map_err(|e| NodeError::Payment(format!("cannot create offer: {e:?}")))?
-            .description(description.to_string());
-        if let Some(amount) = amount_msat {
-            builder = builder.amount_msats(amount);
-        }
-        builder
-            .build()
-            .map_err(|e| NodeError::Payment(format!("cannot create offer: {e:?}")))
-    }
+	/// Creates a BOLT 12 offer reachable through blinded paths via our peers.
+	pub fn create_offer(
+		&self, amount_msat: Option<u64>, description: &str,
+	) -> Result<Offer, NodeError> {
+		let mut builder = self
+			.channel_manager
+			.create_offer_builder()
+			.map_err(|e| NodeError::Payment(format!("cannot create offer: {e:?}")))?
+			.description(description.to_string());
+		if let Some(amount) = amount_msat {
+			builder = builder.amount_msats(amount);
+		}
+		builder.build().map_err(|e| NodeError::Payment(format!("cannot create offer: {e:?}")))
+	}
 
-    /// Pays a BOLT 11 invoice; `amount_msat` is required for an invoice without
-    /// an amount. Returns at once; wait with [`Node::wait_for_payment`].
-    pub fn pay_invoice(
-        &self,
-        invoice: &Bolt11Invoice,
-        amount_msat: Option<u64>,
-    ) -> Result<PaymentId, NodeError> {
-        let id = PaymentId(invoice.payment_hash().to_byte_array());
-        let hash = PaymentHash(invoice.payment_hash().to_byte_array());
-        let amount = amount_msat.or(invoice.amount_milli_satoshis());
-        self.payments
-            .insert_outbound(id, Some(hash), amount, "bolt11");
-        self.channel_manager
-            .pay_for_bolt11_invoice(
-                invoice,
-                id,
-                amount_msat,
-                RouteParametersConfig::default(),
-                PAYMENT_RETRY,
-            )
-            .map_err(|e| {
-                let reason = format!("{e:?}");
-                self.payments.update(id, |p| {
-                    p.status = PaymentStatus::Failed {
-                        reason: reason.clone(),
-                    }
-                });
-                NodeError::Payment(reason)
-            })?;
-        Ok(id)
-    }
+	/// Pays a BOLT 11 invoice; `amount_msat` is required for an invoice without
+	/// an amount. Returns at once; wait with [`Node::wait_for_payment`].
+	pub fn pay_invoice(
+		&self, invoice: &Bolt11Invoice, amount_msat: Option<u64>,
+	) -> Result<PaymentId, NodeError> {
+		let id = PaymentId(invoice.payment_hash().to_byte_array());
+		let hash = PaymentHash(invoice.payment_hash().to_byte_array());
+		let amount = amount_msat.or(invoice.amount_milli_satoshis());
+		self.payments.insert_outbound(id, Some(hash), amount, "bolt11");
+		self.channel_manager
+			.pay_for_bolt11_invoice(
+				invoice,
+				id,
+				amount_msat,
+				RouteParametersConfig::default(),
+				PAYMENT_RETRY,
+			)
+			.map_err(|e| {
+				let reason = format!("{e:?}");
+				self.payments
+					.update(id, |p| p.status = PaymentStatus::Failed { reason: reason.clone() });
+				NodeError::Payment(reason)
+			})?;
+		Ok(id)
+	}
 
-    /// Pays a BOLT 12 offer: requests an invoice over onion messages, then pays it.
-    /// Returns at once; wait with [`Node::wait_for_payment`].
-    pub fn pay_offer(
-        &self,
-        offer: &Offer,
-        amount_msat: Option<u64>,
-    ) -> Result<PaymentId, NodeError> {
-        let id = PaymentId(rand::random());
-        let amount = amount_msat.or(match offer.amount() {
-            Some(lightning::offers::offer::Amount::Bitcoin { amount_msats }) => Some(amount_msats),
-            _ => None,
-        });
-        self.payments.insert_outbound(id, None, amount, "bolt12");
-        let params = OptionalOfferPaymentParams {
-            retry_strategy: PAYMENT_RETRY,
-            ..Default::default()
-        };
-        self.channel_manager
-            .pay_for_offer(offer, amount_msat, id, params)
-            .map_err(|e| {
-                let reason = format!("{e:?}");
-                self.payments.update(id, |p| {
-                    p.status = PaymentStatus::Failed {
-                        reason: reason.clone(),
-                    }
-                });
-                NodeError::Payment(reason)
-            })?;
-        Ok(id)
-    }
+	/// Pays a BOLT 12 offer: requests an invoice over onion messages, then pays it.
+	/// Returns at once; wait with [`Node::wait_for_payment`].
+	pub fn pay_offer(
+		&self, offer: &Offer, amount_msat: Option<u64>,
+	) -> Result<PaymentId, NodeError> {
+		let id = PaymentId(rand::random());
+		let amount = amount_msat.or(match offer.amount() {
+			Some(lightning::offers::offer::Amount::Bitcoin { amount_msats }) => Some(amount_msats),
+			_ => None,
+		});
+		self.payments.insert_outbound(id, None, amount, "bolt12");
+		let params =
+			OptionalOfferPaymentParams { retry_strategy: PAYMENT_RETRY, ..Default::default() };
+		self.channel_manager.pay_for_offer(offer, amount_msat, id, params).map_err(|e| {
+			let reason = format!("{e:?}");
+			self.payments
+				.update(id, |p| p.status = PaymentStatus::Failed { reason: reason.clone() });
+			NodeError::Payment(reason)
+		})?;
+		Ok(id)
+	}
 
-    /// The record of a payment.
-    pub fn payment(&self, id: &PaymentId) -> Option<PaymentRecord> {
-        self.payments.get(id)
-    }
+	/// The record of a payment.
+	pub fn payment(&self, id: &PaymentId) -> Option<PaymentRecord> {
+		self.payments.get(id)
+	}
 
-    /// Every payment record, oldest first.
-    pub fn list_payments(&self) -> Vec<PaymentRecord> {
-        self.payments.list()
-    }
+	/// Every payment record, oldest first.
+	pub fn list_payments(&self) -> Vec<PaymentRecord> {
+		self.payments.list()
+	}
 
-    /// Waits until an outbound payment succeeded or failed.
-    pub async fn wait_for_payment(
-        &self,
-        id: PaymentId,
-        timeout: Duration,
-    ) -> Result<PaymentRecord, NodeError> {
-        let events = self.subscribe();
-        if let Some(record) = self
-            .payments
-            .get(&id)
-            .filter(|p| p.status != PaymentStatus::Pending)
-        {
-            return Ok(record);
-        }
-        self.wait_for_event(events, timeout, "the payment to complete", |e| match e {
-            NodeEvent::PaymentSent { payment_id, .. }
-            | NodeEvent::PaymentFailed { payment_id, .. }
-                if *payment_id == id =>
-            {
-                Some(())
-            }
-            _ => None,
-        })
-        .await?;
-        self.payments
-            .get(&id)
-            .ok_or_else(|| NodeError::Payment("payment record missing".into()))
-    }
+	/// Waits until an outbound payment succeeded or failed.
+	pub async fn wait_for_payment(
+		&self, id: PaymentId, timeout: Duration,
+	) -> Result<PaymentRecord, NodeError> {
+		let events = self.subscribe();
+		if let Some(record) = self.payments.get(&id).filter(|p| p.status != PaymentStatus::Pending)
+		{
+			return Ok(record);
+		}
+		self.wait_for_event(events, timeout, "the payment to complete", |e| match e {
+			NodeEvent::PaymentSent { payment_id, .. }
+			| NodeEvent::PaymentFailed { payment_id, .. }
+				if *payment_id == id =>
+			{
+				Some(())
+			},
+			_ => None,
+		})
+		.await?;
+		self.payments.get(&id).ok_or_else(|| NodeError::Payment("payment record missing".into()))
+	}
 }

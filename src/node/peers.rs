@@ -19,186 +19,161 @@ const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Addresses of the peers we connected to, persisted in the node's store.
 pub(super) struct PeerStore {
-    addresses: Mutex<HashMap<PublicKey, SocketAddr>>,
-    store: Arc<Store>,
+	addresses: Mutex<HashMap<PublicKey, SocketAddr>>,
+	store: Arc<Store>,
 }
 
 impl PeerStore {
-    pub(super) fn load(store: Arc<Store>) -> Result<Self, NodeError> {
-        let stored = |reason: String| NodeError::StoredState {
-            what: "peer addresses",
-            reason,
-        };
-        let mut addresses = HashMap::new();
-        for key in
-            KVStoreSync::list(&*store, PEERS_NAMESPACE, "").map_err(|e| stored(e.to_string()))?
-        {
-            let bytes = KVStoreSync::read(&*store, PEERS_NAMESPACE, "", &key)
-                .map_err(|e| stored(e.to_string()))?;
-            let node_id: PublicKey = key
-                .parse()
-                .map_err(|_| stored(format!("bad node id {key}")))?;
-            let addr = String::from_utf8_lossy(&bytes)
-                .parse()
-                .map_err(|_| stored(format!("bad address for {key}")))?;
-            addresses.insert(node_id, addr);
-        }
-        Ok(Self {
-            addresses: Mutex::new(addresses),
-            store,
-        })
-    }
+	pub(super) fn load(store: Arc<Store>) -> Result<Self, NodeError> {
+		let stored = |reason: String| NodeError::StoredState { what: "peer addresses", reason };
+		let mut addresses = HashMap::new();
+		for key in
+			KVStoreSync::list(&*store, PEERS_NAMESPACE, "").map_err(|e| stored(e.to_string()))?
+		{
+			let bytes = KVStoreSync::read(&*store, PEERS_NAMESPACE, "", &key)
+				.map_err(|e| stored(e.to_string()))?;
+			let node_id: PublicKey =
+				key.parse().map_err(|_| stored(format!("bad node id {key}")))?;
+			let addr = String::from_utf8_lossy(&bytes)
+				.parse()
+				.map_err(|_| stored(format!("bad address for {key}")))?;
+			addresses.insert(node_id, addr);
+		}
+		Ok(Self { addresses: Mutex::new(addresses), store })
+	}
 
-    fn remember(&self, node_id: PublicKey, addr: SocketAddr) -> Result<(), NodeError> {
-        let mut addresses = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
-        if addresses.get(&node_id) != Some(&addr) {
-            KVStoreSync::write(
-                &*self.store,
-                PEERS_NAMESPACE,
-                "",
-                &node_id.to_string(),
-                addr.to_string().into_bytes(),
-            )
-            .map_err(|e| NodeError::StoredState {
-                what: "peer addresses",
-                reason: e.to_string(),
-            })?;
-            addresses.insert(node_id, addr);
-        }
-        Ok(())
-    }
+	fn remember(&self, node_id: PublicKey, addr: SocketAddr) -> Result<(), NodeError> {
+		let mut addresses = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
+		if addresses.get(&node_id) != Some(&addr) {
+			KVStoreSync::write(
+				&*self.store,
+				PEERS_NAMESPACE,
+				"",
+				&node_id.to_string(),
+				addr.to_string().into_bytes(),
+			)
+			.map_err(|e| NodeError::StoredState {
+				what: "peer addresses",
+				reason: e.to_string(),
+			})?;
+			addresses.insert(node_id, addr);
+		}
+		Ok(())
+	}
 
-    fn snapshot(&self) -> Vec<(PublicKey, SocketAddr)> {
-        self.addresses
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(k, v)| (*k, *v))
-            .collect()
-    }
+	fn snapshot(&self) -> Vec<(PublicKey, SocketAddr)> {
+		self.addresses
+			.lock()
+			.unwrap_or_else(|p| p.into_inner())
+			.iter()
+			.map(|(k, v)| (*k, *v))
+			.collect()
+	}
 }
 
 /// Resolves an address from gossip or an onion message to a socket address.
 pub(super) fn to_socket_addr(address: &SocketAddress) -> Option<SocketAddr> {
-    match address {
-        SocketAddress::TcpIpV4 { addr, port } => Some(SocketAddr::from((*addr, *port))),
-        SocketAddress::TcpIpV6 { addr, port } => Some(SocketAddr::from((*addr, *port))),
-        SocketAddress::Hostname { hostname, port } => {
-            (hostname.as_str(), *port).to_socket_addrs().ok()?.next()
-        }
-        _ => None,
-    }
+	match address {
+		SocketAddress::TcpIpV4 { addr, port } => Some(SocketAddr::from((*addr, *port))),
+		SocketAddress::TcpIpV6 { addr, port } => Some(SocketAddr::from((*addr, *port))),
+		SocketAddress::Hostname { hostname, port } => {
+			(hostname.as_str(), *port).to_socket_addrs().ok()?.next()
+		},
+		_ => None,
+	}
 }
 
 /// Connects to a peer and waits until the handshake is done.
 pub(super) async fn connect(
-    peer_manager: &Arc<PeerManager>,
-    node_id: PublicKey,
-    addr: SocketAddr,
+	peer_manager: &Arc<PeerManager>, node_id: PublicKey, addr: SocketAddr,
 ) -> Result<(), NodeError> {
-    if peer_manager.peer_by_node_id(&node_id).is_some() {
-        return Ok(());
-    }
-    let failed = |reason: &str| NodeError::Connect {
-        node_id,
-        addr: addr.to_string(),
-        reason: reason.into(),
-    };
-    let connection = lightning_net_tokio::connect_outbound(Arc::clone(peer_manager), node_id, addr)
-        .await
-        .ok_or_else(|| failed("TCP connection failed"))?;
-    let mut connection = Box::pin(connection);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if peer_manager.peer_by_node_id(&node_id).is_some() {
-            return Ok(());
-        }
-        tokio::select! {
-            _ = &mut connection => return Err(failed("the peer disconnected during the handshake (wrong node id?)")),
-            _ = tokio::time::sleep_until(deadline) => return Err(failed("handshake timed out")),
-            _ = tokio::time::sleep(Duration::from_millis(10)) => {},
-        }
-    }
+	if peer_manager.peer_by_node_id(&node_id).is_some() {
+		return Ok(());
+	}
+	let failed = |reason: &str| NodeError::Connect {
+		node_id,
+		addr: addr.to_string(),
+		reason: reason.into(),
+	};
+	let connection = lightning_net_tokio::connect_outbound(Arc::clone(peer_manager), node_id, addr)
+		.await
+		.ok_or_else(|| failed("TCP connection failed"))?;
+	let mut connection = Box::pin(connection);
+	let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+	loop {
+		if peer_manager.peer_by_node_id(&node_id).is_some() {
+			return Ok(());
+		}
+		tokio::select! {
+			_ = &mut connection => return Err(failed("the peer disconnected during the handshake (wrong node id?)")),
+			_ = tokio::time::sleep_until(deadline) => return Err(failed("handshake timed out")),
+			_ = tokio::time::sleep(Duration::from_millis(10)) => {},
+		}
+	}
 }
 
 impl Node {
-    /// Connects to a peer (if not connected yet) and remembers its address, so
-    /// the node reconnects to it after drops and restarts.
-    pub async fn connect(&self, node_id: PublicKey, addr: SocketAddr) -> Result<(), NodeError> {
-        connect(&self.peer_manager, node_id, addr).await?;
-        self.peers.remember(node_id, addr)
-    }
+	/// Connects to a peer (if not connected yet) and remembers its address, so
+	/// the node reconnects to it after drops and restarts.
+	pub async fn connect(&self, node_id: PublicKey, addr: SocketAddr) -> Result<(), NodeError> {
+		connect(&self.peer_manager, node_id, addr).await?;
+		self.peers.remember(node_id, addr)
+	}
 
-    /// Whether a peer is connected.
-    pub fn is_connected(&self, node_id: &PublicKey) -> bool {
-        self.peer_manager.peer_by_node_id(node_id).is_some()
-    }
+	/// Whether a peer is connected.
+	pub fn is_connected(&self, node_id: &PublicKey) -> bool {
+		self.peer_manager.peer_by_node_id(node_id).is_some()
+	}
 
-    /// Node ids of the connected peers.
-    pub fn connected_peers(&self) -> Vec<PublicKey> {
-        self.peer_manager
-            .list_peers()
-            .into_iter()
-            .map(|p| p.counterparty_node_id)
-            .collect()
-    }
+	/// Node ids of the connected peers.
+	pub fn connected_peers(&self) -> Vec<PublicKey> {
+		self.peer_manager.list_peers().into_iter().map(|p| p.counterparty_node_id).collect()
+	}
 
-    /// Reconnects to every remembered peer we have a channel with.
-    pub(super) async fn reconnect_peers(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        loop {
-            let with_channels: Vec<PublicKey> = self
-                .channel_manager
-                .list_channels()
-                .iter()
-                .map(|c| c.counterparty.node_id)
-                .collect();
-            for (node_id, addr) in self.peers.snapshot() {
-                if with_channels.contains(&node_id) && !self.is_connected(&node_id) {
-                    let _ = connect(&self.peer_manager, node_id, addr).await;
-                }
-            }
-            tokio::select! {
-                _ = stop.changed() => return,
-                _ = tokio::time::sleep(self.config.reconnect_interval) => {},
-            }
-        }
-    }
+	/// Reconnects to every remembered peer we have a channel with.
+	pub(super) async fn reconnect_peers(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+		loop {
+			let with_channels: Vec<PublicKey> = self
+				.channel_manager
+				.list_channels()
+				.iter()
+				.map(|c| c.counterparty.node_id)
+				.collect();
+			for (node_id, addr) in self.peers.snapshot() {
+				if with_channels.contains(&node_id) && !self.is_connected(&node_id) {
+					let _ = connect(&self.peer_manager, node_id, addr).await;
+				}
+			}
+			tokio::select! {
+				_ = stop.changed() => return,
+				_ = tokio::time::sleep(self.config.reconnect_interval) => {},
+			}
+		}
+	}
 
-    /// Announces the node (alias, address, features) while it has public channels.
-    pub(super) async fn announce_node(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let mut events = self.subscribe();
-        loop {
-            if self
-                .channel_manager
-                .list_channels()
-                .iter()
-                .any(|c| c.is_announced && c.is_usable)
-            {
-                self.broadcast_node_announcement();
-            }
-            tokio::select! {
-                _ = stop.changed() => return,
-                _ = events.recv() => {},
-                _ = tokio::time::sleep(ANNOUNCE_INTERVAL) => {},
-            }
-        }
-    }
+	/// Announces the node (alias, address, features) while it has public channels.
+	pub(super) async fn announce_node(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+		let mut events = self.subscribe();
+		loop {
+			if self.channel_manager.list_channels().iter().any(|c| c.is_announced && c.is_usable) {
+				self.broadcast_node_announcement();
+			}
+			tokio::select! {
+				_ = stop.changed() => return,
+				_ = events.recv() => {},
+				_ = tokio::time::sleep(ANNOUNCE_INTERVAL) => {},
+			}
+		}
+	}
 
-    fn broadcast_node_announcement(&self) {
-        let mut alias = [0u8; 32];
-        let bytes = self.config.alias.as_bytes();
-        alias[..bytes.len()].copy_from_slice(bytes);
-        let address = match self.listen_addr {
-            SocketAddr::V4(a) => SocketAddress::TcpIpV4 {
-                addr: a.ip().octets(),
-                port: a.port(),
-            },
-            SocketAddr::V6(a) => SocketAddress::TcpIpV6 {
-                addr: a.ip().octets(),
-                port: a.port(),
-            },
-        };
-        self.peer_manager
-            .broadcast_node_announcement([0; 3], alias, vec![address]);
-    }
+	fn broadcast_node_announcement(&self) {
+		let mut alias = [0u8; 32];
+		let bytes = self.config.alias.as_bytes();
+		alias[..bytes.len()].copy_from_slice(bytes);
+		let address = match self.listen_addr {
+			SocketAddr::V4(a) => SocketAddress::TcpIpV4 { addr: a.ip().octets(), port: a.port() },
+			SocketAddr::V6(a) => SocketAddress::TcpIpV6 { addr: a.ip().octets(), port: a.port() },
+		};
+		self.peer_manager.broadcast_node_announcement([0; 3], alias, vec![address]);
+	}
 }

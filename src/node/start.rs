@@ -15,19 +15,19 @@ use lightning::onion_message::messenger::DefaultMessageRouter;
 use lightning::routing::gossip::P2PGossipSync;
 use lightning::routing::router::DefaultRouter;
 use lightning::routing::scoring::{
-    ProbabilisticScorer, ProbabilisticScoringDecayParameters, ProbabilisticScoringFeeParameters,
+	ProbabilisticScorer, ProbabilisticScoringDecayParameters, ProbabilisticScoringFeeParameters,
 };
 use lightning::routing::utxo::UtxoLookup;
 use lightning::sign::{EntropySource, KeysManager, NodeSigner};
 use lightning::util::config::UserConfig;
 use lightning::util::persist::{
-    read_channel_monitors, KVStoreSync, CHANNEL_MANAGER_PERSISTENCE_KEY,
-    CHANNEL_MANAGER_PERSISTENCE_PRIMARY_NAMESPACE, CHANNEL_MANAGER_PERSISTENCE_SECONDARY_NAMESPACE,
-    NETWORK_GRAPH_PERSISTENCE_KEY, NETWORK_GRAPH_PERSISTENCE_PRIMARY_NAMESPACE,
-    NETWORK_GRAPH_PERSISTENCE_SECONDARY_NAMESPACE, OUTPUT_SWEEPER_PERSISTENCE_KEY,
-    OUTPUT_SWEEPER_PERSISTENCE_PRIMARY_NAMESPACE, OUTPUT_SWEEPER_PERSISTENCE_SECONDARY_NAMESPACE,
-    SCORER_PERSISTENCE_KEY, SCORER_PERSISTENCE_PRIMARY_NAMESPACE,
-    SCORER_PERSISTENCE_SECONDARY_NAMESPACE,
+	read_channel_monitors, KVStoreSync, CHANNEL_MANAGER_PERSISTENCE_KEY,
+	CHANNEL_MANAGER_PERSISTENCE_PRIMARY_NAMESPACE, CHANNEL_MANAGER_PERSISTENCE_SECONDARY_NAMESPACE,
+	NETWORK_GRAPH_PERSISTENCE_KEY, NETWORK_GRAPH_PERSISTENCE_PRIMARY_NAMESPACE,
+	NETWORK_GRAPH_PERSISTENCE_SECONDARY_NAMESPACE, OUTPUT_SWEEPER_PERSISTENCE_KEY,
+	OUTPUT_SWEEPER_PERSISTENCE_PRIMARY_NAMESPACE, OUTPUT_SWEEPER_PERSISTENCE_SECONDARY_NAMESPACE,
+	SCORER_PERSISTENCE_KEY, SCORER_PERSISTENCE_PRIMARY_NAMESPACE,
+	SCORER_PERSISTENCE_SECONDARY_NAMESPACE,
 };
 use lightning::util::ser::ReadableArgs;
 use lightning::util::sweep::OutputSweeperSync;
@@ -44,533 +44,472 @@ use super::logger::NodeLogger;
 use super::payments::PaymentStore;
 use super::peers::PeerStore;
 use super::types::{
-    ChainMonitor, ChannelManager, GossipSync, NetworkGraph, OnionMessenger, PeerManager, Router,
-    Scorer, Sweeper,
+	ChainMonitor, ChannelManager, GossipSync, NetworkGraph, OnionMessenger, PeerManager, Router,
+	Scorer, Sweeper,
 };
 use super::wallet::OnchainWallet;
 use super::{Node, NodeConfig, NodeError};
 
 type ChannelMonitor =
-    lightning::chain::channelmonitor::ChannelMonitor<lightning::sign::InMemorySigner>;
+	lightning::chain::channelmonitor::ChannelMonitor<lightning::sign::InMemorySigner>;
 
 /// Feeds every block to each component that follows the chain.
 struct ChainListener {
-    channel_manager: Arc<ChannelManager>,
-    chain_monitor: Arc<ChainMonitor>,
-    wallet: Arc<OnchainWallet>,
-    sweeper: Arc<Sweeper>,
+	channel_manager: Arc<ChannelManager>,
+	chain_monitor: Arc<ChainMonitor>,
+	wallet: Arc<OnchainWallet>,
+	sweeper: Arc<Sweeper>,
 }
 
 impl Listen for ChainListener {
-    fn filtered_block_connected(
-        &self,
-        header: &bitcoin::block::Header,
-        txdata: &lightning::chain::transaction::TransactionData,
-        height: u32,
-    ) {
-        self.channel_manager
-            .filtered_block_connected(header, txdata, height);
-        self.chain_monitor
-            .filtered_block_connected(header, txdata, height);
-        self.sweeper
-            .filtered_block_connected(header, txdata, height);
-    }
+	fn filtered_block_connected(
+		&self, header: &bitcoin::block::Header,
+		txdata: &lightning::chain::transaction::TransactionData, height: u32,
+	) {
+		self.channel_manager.filtered_block_connected(header, txdata, height);
+		self.chain_monitor.filtered_block_connected(header, txdata, height);
+		self.sweeper.filtered_block_connected(header, txdata, height);
+	}
 
-    fn block_connected(&self, block: &bitcoin::Block, height: u32) {
-        self.wallet.block_connected(block, height);
-        self.channel_manager.block_connected(block, height);
-        self.chain_monitor.block_connected(block, height);
-        self.sweeper.block_connected(block, height);
-    }
+	fn block_connected(&self, block: &bitcoin::Block, height: u32) {
+		self.wallet.block_connected(block, height);
+		self.channel_manager.block_connected(block, height);
+		self.chain_monitor.block_connected(block, height);
+		self.sweeper.block_connected(block, height);
+	}
 
-    fn blocks_disconnected(&self, fork_point: BestBlock) {
-        self.wallet.blocks_disconnected(fork_point);
-        self.channel_manager.blocks_disconnected(fork_point);
-        self.chain_monitor.blocks_disconnected(fork_point);
-        self.sweeper.blocks_disconnected(fork_point);
-    }
+	fn blocks_disconnected(&self, fork_point: BestBlock) {
+		self.wallet.blocks_disconnected(fork_point);
+		self.channel_manager.blocks_disconnected(fork_point);
+		self.chain_monitor.blocks_disconnected(fork_point);
+		self.sweeper.blocks_disconnected(fork_point);
+	}
 }
 
 fn data_dir_err(path: &Path, reason: impl ToString) -> NodeError {
-    NodeError::DataDir {
-        path: path.display().to_string(),
-        reason: reason.to_string(),
-    }
+	NodeError::DataDir { path: path.display().to_string(), reason: reason.to_string() }
 }
 
 fn stored_err(what: &'static str) -> impl Fn(&dyn std::fmt::Display) -> NodeError {
-    move |e| NodeError::StoredState {
-        what,
-        reason: e.to_string(),
-    }
+	move |e| NodeError::StoredState { what, reason: e.to_string() }
 }
 
 /// Creates the data directory and takes its lock, so that two processes never
 /// run one node.
 fn lock_data_dir(dir: &Path) -> Result<File, NodeError> {
-    std::fs::create_dir_all(dir).map_err(|e| data_dir_err(dir, e))?;
-    let lock_path = dir.join("lock");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| data_dir_err(dir, e))?;
-    lock.try_lock()
-        .map_err(|_| data_dir_err(dir, "another process is running a node on it"))?;
-    Ok(lock)
+	std::fs::create_dir_all(dir).map_err(|e| data_dir_err(dir, e))?;
+	let lock_path = dir.join("lock");
+	let lock = OpenOptions::new()
+		.create(true)
+		.truncate(false)
+		.write(true)
+		.open(&lock_path)
+		.map_err(|e| data_dir_err(dir, e))?;
+	lock.try_lock().map_err(|_| data_dir_err(dir, "another process is running a node on it"))?;
+	Ok(lock)
 }
 
 /// Reads the node's 32-byte seed, creating it on first start.
 fn read_or_create_seed(dir: &Path) -> Result<[u8; 32], NodeError> {
-    let path = dir.join("seed");
-    match std::fs::read(&path) {
-        Ok(bytes) => bytes
-            .try_into()
-            .map_err(|_| data_dir_err(dir, format!("{} is not a 32-byte seed", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let seed: [u8; 32] = rand::random();
-            let tmp = dir.join("seed.tmp");
-            std::fs::write(&tmp, seed).map_err(|e| data_dir_err(dir, e))?;
-            std::fs::rename(&tmp, &path).map_err(|e| data_dir_err(dir, e))?;
-            Ok(seed)
-        }
-        Err(e) => Err(data_dir_err(
-            dir,
-            format!("cannot read {}: {e}", path.display()),
-        )),
-    }
+	let path = dir.join("seed");
+	match std::fs::read(&path) {
+		Ok(bytes) => bytes
+			.try_into()
+			.map_err(|_| data_dir_err(dir, format!("{} is not a 32-byte seed", path.display()))),
+		Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+			let seed: [u8; 32] = rand::random();
+			let tmp = dir.join("seed.tmp");
+			std::fs::write(&tmp, seed).map_err(|e| data_dir_err(dir, e))?;
+			std::fs::rename(&tmp, &path).map_err(|e| data_dir_err(dir, e))?;
+			Ok(seed)
+		},
+		Err(e) => Err(data_dir_err(dir, format!("cannot read {}: {e}", path.display()))),
+	}
 }
 
 fn read_optional(
-    store: &FilesystemStore,
-    ns: (&str, &str),
-    key: &str,
+	store: &FilesystemStore, ns: (&str, &str), key: &str,
 ) -> Result<Option<Vec<u8>>, NodeError> {
-    match KVStoreSync::read(store, ns.0, ns.1, key) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == lightning::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(NodeError::StoredState {
-            what: "store entry",
-            reason: format!("{key}: {e}"),
-        }),
-    }
+	match KVStoreSync::read(store, ns.0, ns.1, key) {
+		Ok(bytes) => Ok(Some(bytes)),
+		Err(e) if e.kind() == lightning::io::ErrorKind::NotFound => Ok(None),
+		Err(e) => {
+			Err(NodeError::StoredState { what: "store entry", reason: format!("{key}: {e}") })
+		},
+	}
 }
 
 /// The channel configuration every node starts from.
 fn user_config() -> UserConfig {
-    let mut config = UserConfig::default();
-    // Anchor outputs need a fee-bumping wallet reserve for every channel; the
-    // regtest network this node is built for runs legacy static-remote-key
-    // channels, which every LDK peer (ldk-node included) accepts.
-    config
-        .channel_handshake_config
-        .negotiate_anchors_zero_fee_htlc_tx = false;
-    config
-        .channel_handshake_config
-        .max_inbound_htlc_value_in_flight_percent_of_channel = 100;
-    config
-        .channel_handshake_limits
-        .force_announced_channel_preference = false;
-    // A routing node forwards to its private (mobile) peers too.
-    config.accept_forwards_to_priv_channels = true;
-    config
+	let mut config = UserConfig::default();
+	// Anchor outputs need a fee-bumping wallet reserve for every channel; the
+	// regtest network this node is built for runs legacy static-remote-key
+	// channels, which every LDK peer (ldk-node included) accepts.
+	config.channel_handshake_config.negotiate_anchors_zero_fee_htlc_tx = false;
+	config.channel_handshake_config.max_inbound_htlc_value_in_flight_percent_of_channel = 100;
+	config.channel_handshake_limits.force_announced_channel_preference = false;
+	// A routing node forwards to its private (mobile) peers too.
+	config.accept_forwards_to_priv_channels = true;
+	config
 }
 
 impl Node {
-    /// Starts a node: reads or creates its state in `config.data_dir`, syncs to
-    /// bitcoind's tip, listens for peers and reconnects to known ones.
-    pub async fn start(config: NodeConfig) -> Result<Arc<Node>, NodeError> {
-        if config.alias.len() > 32 {
-            return Err(NodeError::Config(format!(
-                "alias {:?} is {} bytes long; at most 32 are allowed",
-                config.alias,
-                config.alias.len()
-            )));
-        }
-        let dir = config.data_dir.clone();
-        let data_dir_lock = lock_data_dir(&dir)?;
-        let seed = read_or_create_seed(&dir)?;
-        let logger = Arc::new(
-            NodeLogger::open(
-                &dir.join("logs").join("ldk.log"),
-                config.log_level,
-                &config.alias,
-            )
-            .map_err(|e| data_dir_err(&dir, e))?,
-        );
+	/// Starts a node: reads or creates its state in `config.data_dir`, syncs to
+	/// bitcoind's tip, listens for peers and reconnects to known ones.
+	pub async fn start(config: NodeConfig) -> Result<Arc<Node>, NodeError> {
+		if config.alias.len() > 32 {
+			return Err(NodeError::Config(format!(
+				"alias {:?} is {} bytes long; at most 32 are allowed",
+				config.alias,
+				config.alias.len()
+			)));
+		}
+		let dir = config.data_dir.clone();
+		let data_dir_lock = lock_data_dir(&dir)?;
+		let seed = read_or_create_seed(&dir)?;
+		let logger = Arc::new(
+			NodeLogger::open(&dir.join("logs").join("ldk.log"), config.log_level, &config.alias)
+				.map_err(|e| data_dir_err(&dir, e))?,
+		);
 
-        let bitcoind = {
-            let (rpc, network, logger) =
-                (config.bitcoind.clone(), config.network, Arc::clone(&logger));
-            tokio::task::spawn_blocking(move || BitcoindClient::connect(&rpc, network, logger))
-                .await
-                .map_err(|e| NodeError::Config(e.to_string()))??
-        };
-        let bitcoind = Arc::new(bitcoind);
-        let fee_estimator = Arc::new(FeeEstimator::default());
-        fee_estimator.refresh(&bitcoind);
-        let block_source = bitcoind.block_source();
+		let bitcoind = {
+			let (rpc, network, logger) =
+				(config.bitcoind.clone(), config.network, Arc::clone(&logger));
+			tokio::task::spawn_blocking(move || BitcoindClient::connect(&rpc, network, logger))
+				.await
+				.map_err(|e| NodeError::Config(e.to_string()))??
+		};
+		let bitcoind = Arc::new(bitcoind);
+		let fee_estimator = Arc::new(FeeEstimator::default());
+		fee_estimator.refresh(&bitcoind);
+		let block_source = bitcoind.block_source();
 
-        let store = Arc::new(FilesystemStore::new(dir.join("ldk")));
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let keys_manager = Arc::new(KeysManager::new(
-            &seed,
-            now.as_secs(),
-            now.subsec_nanos(),
-            true,
-        ));
-        let wallet = Arc::new(OnchainWallet::open(
-            &dir.join("wallet.db"),
-            &seed,
-            config.network,
-            Arc::clone(&bitcoind),
-            Arc::clone(&logger),
-        )?);
+		let store = Arc::new(FilesystemStore::new(dir.join("ldk")));
+		let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+		let keys_manager =
+			Arc::new(KeysManager::new(&seed, now.as_secs(), now.subsec_nanos(), true));
+		let wallet = Arc::new(OnchainWallet::open(
+			&dir.join("wallet.db"),
+			&seed,
+			config.network,
+			Arc::clone(&bitcoind),
+			Arc::clone(&logger),
+		)?);
 
-        let mut monitors: Vec<(BlockHash, ChannelMonitor)> = read_channel_monitors(
-            Arc::clone(&store),
-            Arc::clone(&keys_manager),
-            Arc::clone(&keys_manager),
-        )
-        .map_err(|e| stored_err("channel monitors")(&e))?;
-        let chain_monitor: Arc<ChainMonitor> = Arc::new(ChainMonitor::new(
-            None::<Arc<dyn Filter + Send + Sync>>,
-            Arc::clone(&bitcoind),
-            Arc::clone(&logger),
-            Arc::clone(&fee_estimator),
-            Arc::clone(&store),
-            Arc::clone(&keys_manager),
-            keys_manager.get_peer_storage_key(),
-        ));
+		let mut monitors: Vec<(BlockHash, ChannelMonitor)> = read_channel_monitors(
+			Arc::clone(&store),
+			Arc::clone(&keys_manager),
+			Arc::clone(&keys_manager),
+		)
+		.map_err(|e| stored_err("channel monitors")(&e))?;
+		let chain_monitor: Arc<ChainMonitor> = Arc::new(ChainMonitor::new(
+			None::<Arc<dyn Filter + Send + Sync>>,
+			Arc::clone(&bitcoind),
+			Arc::clone(&logger),
+			Arc::clone(&fee_estimator),
+			Arc::clone(&store),
+			Arc::clone(&keys_manager),
+			keys_manager.get_peer_storage_key(),
+		));
 
-        let network_graph = match read_optional(
-            &store,
-            (
-                NETWORK_GRAPH_PERSISTENCE_PRIMARY_NAMESPACE,
-                NETWORK_GRAPH_PERSISTENCE_SECONDARY_NAMESPACE,
-            ),
-            NETWORK_GRAPH_PERSISTENCE_KEY,
-        )? {
-            Some(bytes) => NetworkGraph::read(&mut Cursor::new(bytes), Arc::clone(&logger))
-                .map_err(|e| stored_err("network graph")(&format!("{e:?}")))?,
-            None => NetworkGraph::new(config.network, Arc::clone(&logger)),
-        };
-        let network_graph = Arc::new(network_graph);
-        let decay = ProbabilisticScoringDecayParameters::default();
-        let scorer: Scorer = match read_optional(
-            &store,
-            (
-                SCORER_PERSISTENCE_PRIMARY_NAMESPACE,
-                SCORER_PERSISTENCE_SECONDARY_NAMESPACE,
-            ),
-            SCORER_PERSISTENCE_KEY,
-        )? {
-            Some(bytes) => ProbabilisticScorer::read(
-                &mut Cursor::new(bytes),
-                (decay, Arc::clone(&network_graph), Arc::clone(&logger)),
-            )
-            .map_err(|e| stored_err("scorer")(&format!("{e:?}")))?,
-            None => {
-                ProbabilisticScorer::new(decay, Arc::clone(&network_graph), Arc::clone(&logger))
-            }
-        };
-        let scorer = Arc::new(Mutex::new(scorer));
-        let router: Arc<Router> = Arc::new(DefaultRouter::new(
-            Arc::clone(&network_graph),
-            Arc::clone(&logger),
-            Arc::clone(&keys_manager),
-            Arc::clone(&scorer),
-            ProbabilisticScoringFeeParameters::default(),
-        ));
-        let message_router = Arc::new(DefaultMessageRouter::new(
-            Arc::clone(&network_graph),
-            Arc::clone(&keys_manager),
-        ));
+		let network_graph = match read_optional(
+			&store,
+			(
+				NETWORK_GRAPH_PERSISTENCE_PRIMARY_NAMESPACE,
+				NETWORK_GRAPH_PERSISTENCE_SECONDARY_NAMESPACE,
+			),
+			NETWORK_GRAPH_PERSISTENCE_KEY,
+		)? {
+			Some(bytes) => NetworkGraph::read(&mut Cursor::new(bytes), Arc::clone(&logger))
+				.map_err(|e| stored_err("network graph")(&format!("{e:?}")))?,
+			None => NetworkGraph::new(config.network, Arc::clone(&logger)),
+		};
+		let network_graph = Arc::new(network_graph);
+		let decay = ProbabilisticScoringDecayParameters::default();
+		let scorer: Scorer = match read_optional(
+			&store,
+			(SCORER_PERSISTENCE_PRIMARY_NAMESPACE, SCORER_PERSISTENCE_SECONDARY_NAMESPACE),
+			SCORER_PERSISTENCE_KEY,
+		)? {
+			Some(bytes) => ProbabilisticScorer::read(
+				&mut Cursor::new(bytes),
+				(decay, Arc::clone(&network_graph), Arc::clone(&logger)),
+			)
+			.map_err(|e| stored_err("scorer")(&format!("{e:?}")))?,
+			None => {
+				ProbabilisticScorer::new(decay, Arc::clone(&network_graph), Arc::clone(&logger))
+			},
+		};
+		let scorer = Arc::new(Mutex::new(scorer));
+		let router: Arc<Router> = Arc::new(DefaultRouter::new(
+			Arc::clone(&network_graph),
+			Arc::clone(&logger),
+			Arc::clone(&keys_manager),
+			Arc::clone(&scorer),
+			ProbabilisticScoringFeeParameters::default(),
+		));
+		let message_router = Arc::new(DefaultMessageRouter::new(
+			Arc::clone(&network_graph),
+			Arc::clone(&keys_manager),
+		));
 
-        let tip = validate_best_block_header(&*block_source)
-            .await
-            .map_err(|e| stored_err("chain tip")(&format!("{e:?}")))?;
-        let channel_manager = match read_optional(
-            &store,
-            (
-                CHANNEL_MANAGER_PERSISTENCE_PRIMARY_NAMESPACE,
-                CHANNEL_MANAGER_PERSISTENCE_SECONDARY_NAMESPACE,
-            ),
-            CHANNEL_MANAGER_PERSISTENCE_KEY,
-        )? {
-            Some(bytes) => {
-                let monitor_refs = monitors.iter().map(|(_, m)| m).collect();
-                let args = ChannelManagerReadArgs::new(
-                    Arc::clone(&keys_manager),
-                    Arc::clone(&keys_manager),
-                    Arc::clone(&keys_manager),
-                    Arc::clone(&fee_estimator),
-                    Arc::clone(&chain_monitor),
-                    Arc::clone(&bitcoind),
-                    Arc::clone(&router),
-                    Arc::clone(&message_router),
-                    Arc::clone(&logger),
-                    user_config(),
-                    monitor_refs,
-                );
-                <(BlockHash, ChannelManager)>::read(&mut Cursor::new(bytes), args)
-                    .map_err(|e| stored_err("channel manager")(&format!("{e:?}")))?
-                    .1
-            }
-            None => ChannelManager::new(
-                Arc::clone(&fee_estimator),
-                Arc::clone(&chain_monitor),
-                Arc::clone(&bitcoind),
-                Arc::clone(&router),
-                Arc::clone(&message_router),
-                Arc::clone(&logger),
-                Arc::clone(&keys_manager),
-                Arc::clone(&keys_manager),
-                Arc::clone(&keys_manager),
-                user_config(),
-                ChainParameters {
-                    network: config.network,
-                    best_block: BestBlock::new(tip.to_best_block().block_hash, tip.height),
-                },
-                now.as_secs() as u32,
-            ),
-        };
-        let channel_manager = Arc::new(channel_manager);
+		let tip = validate_best_block_header(&*block_source)
+			.await
+			.map_err(|e| stored_err("chain tip")(&format!("{e:?}")))?;
+		let channel_manager = match read_optional(
+			&store,
+			(
+				CHANNEL_MANAGER_PERSISTENCE_PRIMARY_NAMESPACE,
+				CHANNEL_MANAGER_PERSISTENCE_SECONDARY_NAMESPACE,
+			),
+			CHANNEL_MANAGER_PERSISTENCE_KEY,
+		)? {
+			Some(bytes) => {
+				let monitor_refs = monitors.iter().map(|(_, m)| m).collect();
+				let args = ChannelManagerReadArgs::new(
+					Arc::clone(&keys_manager),
+					Arc::clone(&keys_manager),
+					Arc::clone(&keys_manager),
+					Arc::clone(&fee_estimator),
+					Arc::clone(&chain_monitor),
+					Arc::clone(&bitcoind),
+					Arc::clone(&router),
+					Arc::clone(&message_router),
+					Arc::clone(&logger),
+					user_config(),
+					monitor_refs,
+				);
+				<(BlockHash, ChannelManager)>::read(&mut Cursor::new(bytes), args)
+					.map_err(|e| stored_err("channel manager")(&format!("{e:?}")))?
+					.1
+			},
+			None => ChannelManager::new(
+				Arc::clone(&fee_estimator),
+				Arc::clone(&chain_monitor),
+				Arc::clone(&bitcoind),
+				Arc::clone(&router),
+				Arc::clone(&message_router),
+				Arc::clone(&logger),
+				Arc::clone(&keys_manager),
+				Arc::clone(&keys_manager),
+				Arc::clone(&keys_manager),
+				user_config(),
+				ChainParameters {
+					network: config.network,
+					best_block: BestBlock::new(tip.to_best_block().block_hash, tip.height),
+				},
+				now.as_secs() as u32,
+			),
+		};
+		let channel_manager = Arc::new(channel_manager);
 
-        let sweeper_args = (
-            Arc::clone(&bitcoind),
-            Arc::clone(&fee_estimator),
-            None::<Arc<dyn Filter + Send + Sync>>,
-            Arc::clone(&keys_manager),
-            Arc::clone(&wallet),
-            Arc::clone(&store),
-            Arc::clone(&logger),
-        );
-        let sweeper: Arc<Sweeper> = Arc::new(
-            match read_optional(
-                &store,
-                (
-                    OUTPUT_SWEEPER_PERSISTENCE_PRIMARY_NAMESPACE,
-                    OUTPUT_SWEEPER_PERSISTENCE_SECONDARY_NAMESPACE,
-                ),
-                OUTPUT_SWEEPER_PERSISTENCE_KEY,
-            )? {
-                Some(bytes) => {
-                    <(BestBlock, Sweeper)>::read(&mut Cursor::new(bytes), sweeper_args)
-                        .map_err(|e| stored_err("output sweeper")(&format!("{e:?}")))?
-                        .1
-                }
-                None => OutputSweeperSync::new(
-                    channel_manager.current_best_block(),
-                    sweeper_args.0,
-                    sweeper_args.1,
-                    sweeper_args.2,
-                    sweeper_args.3,
-                    sweeper_args.4,
-                    sweeper_args.5,
-                    sweeper_args.6,
-                ),
-            },
-        );
+		let sweeper_args = (
+			Arc::clone(&bitcoind),
+			Arc::clone(&fee_estimator),
+			None::<Arc<dyn Filter + Send + Sync>>,
+			Arc::clone(&keys_manager),
+			Arc::clone(&wallet),
+			Arc::clone(&store),
+			Arc::clone(&logger),
+		);
+		let sweeper: Arc<Sweeper> = Arc::new(
+			match read_optional(
+				&store,
+				(
+					OUTPUT_SWEEPER_PERSISTENCE_PRIMARY_NAMESPACE,
+					OUTPUT_SWEEPER_PERSISTENCE_SECONDARY_NAMESPACE,
+				),
+				OUTPUT_SWEEPER_PERSISTENCE_KEY,
+			)? {
+				Some(bytes) => {
+					<(BestBlock, Sweeper)>::read(&mut Cursor::new(bytes), sweeper_args)
+						.map_err(|e| stored_err("output sweeper")(&format!("{e:?}")))?
+						.1
+				},
+				None => OutputSweeperSync::new(
+					channel_manager.current_best_block(),
+					sweeper_args.0,
+					sweeper_args.1,
+					sweeper_args.2,
+					sweeper_args.3,
+					sweeper_args.4,
+					sweeper_args.5,
+					sweeper_args.6,
+				),
+			},
+		);
 
-        // Bring every component to bitcoind's tip before going online.
-        let mut header_cache = UnboundedCache::new();
-        let monitor_listeners: Vec<_> = monitors
-            .drain(..)
-            .map(|(hash, monitor)| {
-                (
-                    hash,
-                    (
-                        monitor,
-                        Arc::clone(&bitcoind),
-                        Arc::clone(&fee_estimator),
-                        Arc::clone(&logger),
-                    ),
-                )
-            })
-            .collect();
-        let chain_tip = {
-            let mut listeners: Vec<(BlockHash, &(dyn Listen + Send + Sync))> = vec![
-                (
-                    channel_manager.current_best_block().block_hash,
-                    &*channel_manager,
-                ),
-                (wallet.current_best_block().block_hash, &*wallet),
-                (sweeper.current_best_block().block_hash, &*sweeper),
-            ];
-            for (hash, listener) in &monitor_listeners {
-                listeners.push((*hash, listener));
-            }
-            synchronize_listeners(&*block_source, config.network, &mut header_cache, listeners)
-                .await
-                .map_err(|e| stored_err("chain sync")(&format!("{e:?}")))?
-        };
-        for (_, (monitor, ..)) in monitor_listeners {
-            let channel_id = monitor.channel_id();
-            chain_monitor
-                .watch_channel(channel_id, monitor)
-                .map_err(|_| {
-                    stored_err("channel monitor")(&format!("{channel_id} cannot be watched"))
-                })?;
-        }
+		// Bring every component to bitcoind's tip before going online.
+		let mut header_cache = UnboundedCache::new();
+		let monitor_listeners: Vec<_> = monitors
+			.drain(..)
+			.map(|(hash, monitor)| {
+				(
+					hash,
+					(
+						monitor,
+						Arc::clone(&bitcoind),
+						Arc::clone(&fee_estimator),
+						Arc::clone(&logger),
+					),
+				)
+			})
+			.collect();
+		let chain_tip = {
+			let mut listeners: Vec<(BlockHash, &(dyn Listen + Send + Sync))> = vec![
+				(channel_manager.current_best_block().block_hash, &*channel_manager),
+				(wallet.current_best_block().block_hash, &*wallet),
+				(sweeper.current_best_block().block_hash, &*sweeper),
+			];
+			for (hash, listener) in &monitor_listeners {
+				listeners.push((*hash, listener));
+			}
+			synchronize_listeners(&*block_source, config.network, &mut header_cache, listeners)
+				.await
+				.map_err(|e| stored_err("chain sync")(&format!("{e:?}")))?
+		};
+		for (_, (monitor, ..)) in monitor_listeners {
+			let channel_id = monitor.channel_id();
+			chain_monitor.watch_channel(channel_id, monitor).map_err(|_| {
+				stored_err("channel monitor")(&format!("{channel_id} cannot be watched"))
+			})?;
+		}
 
-        let gossip_sync: Arc<GossipSync> = Arc::new(P2PGossipSync::new(
-            Arc::clone(&network_graph),
-            None::<Arc<dyn UtxoLookup + Send + Sync>>,
-            Arc::clone(&logger),
-        ));
-        let onion_messenger: Arc<OnionMessenger> = Arc::new(OnionMessenger::new(
-            Arc::clone(&keys_manager),
-            Arc::clone(&keys_manager),
-            Arc::clone(&logger),
-            Arc::clone(&channel_manager),
-            Arc::clone(&message_router),
-            Arc::clone(&channel_manager),
-            Arc::clone(&channel_manager),
-            IgnoringMessageHandler {},
-            IgnoringMessageHandler {},
-        ));
-        let peer_manager: Arc<PeerManager> = Arc::new(PeerManager::new(
-            MessageHandler {
-                chan_handler: Arc::clone(&channel_manager),
-                route_handler: Arc::clone(&gossip_sync),
-                onion_message_handler: Arc::clone(&onion_messenger),
-                custom_message_handler: IgnoringMessageHandler {},
-                send_only_message_handler: Arc::clone(&chain_monitor),
-            },
-            now.as_secs() as u32,
-            &keys_manager.get_secure_random_bytes(),
-            Arc::clone(&logger),
-            Arc::clone(&keys_manager),
-        ));
+		let gossip_sync: Arc<GossipSync> = Arc::new(P2PGossipSync::new(
+			Arc::clone(&network_graph),
+			None::<Arc<dyn UtxoLookup + Send + Sync>>,
+			Arc::clone(&logger),
+		));
+		let onion_messenger: Arc<OnionMessenger> = Arc::new(OnionMessenger::new(
+			Arc::clone(&keys_manager),
+			Arc::clone(&keys_manager),
+			Arc::clone(&logger),
+			Arc::clone(&channel_manager),
+			Arc::clone(&message_router),
+			Arc::clone(&channel_manager),
+			Arc::clone(&channel_manager),
+			IgnoringMessageHandler {},
+			IgnoringMessageHandler {},
+		));
+		let peer_manager: Arc<PeerManager> = Arc::new(PeerManager::new(
+			MessageHandler {
+				chan_handler: Arc::clone(&channel_manager),
+				route_handler: Arc::clone(&gossip_sync),
+				onion_message_handler: Arc::clone(&onion_messenger),
+				custom_message_handler: IgnoringMessageHandler {},
+				send_only_message_handler: Arc::clone(&chain_monitor),
+			},
+			now.as_secs() as u32,
+			&keys_manager.get_secure_random_bytes(),
+			Arc::clone(&logger),
+			Arc::clone(&keys_manager),
+		));
 
-        let listener = tokio::net::TcpListener::bind(config.listen_addr)
-            .await
-            .map_err(|e| {
-                NodeError::Config(format!("cannot listen on {}: {e}", config.listen_addr))
-            })?;
-        let listen_addr = listener
-            .local_addr()
-            .map_err(|e| NodeError::Config(e.to_string()))?;
+		let listener = tokio::net::TcpListener::bind(config.listen_addr).await.map_err(|e| {
+			NodeError::Config(format!("cannot listen on {}: {e}", config.listen_addr))
+		})?;
+		let listen_addr = listener.local_addr().map_err(|e| NodeError::Config(e.to_string()))?;
 
-        let payments = Arc::new(PaymentStore::load(Arc::clone(&store))?);
-        let peers = Arc::new(PeerStore::load(Arc::clone(&store))?);
-        let (events, _) = broadcast::channel(1024);
-        let event_handler = EventHandler {
-            channel_manager: Arc::clone(&channel_manager),
-            wallet: Arc::clone(&wallet),
-            fee_estimator: Arc::clone(&fee_estimator),
-            sweeper: Arc::clone(&sweeper),
-            peer_manager: Arc::clone(&peer_manager),
-            payments: Arc::clone(&payments),
-            events: events.clone(),
-            logger: Arc::clone(&logger),
-            runtime: tokio::runtime::Handle::current(),
-        };
-        let background = BackgroundProcessor::start(
-            Arc::clone(&store),
-            event_handler,
-            Arc::clone(&chain_monitor),
-            Arc::clone(&channel_manager),
-            Some(Arc::clone(&onion_messenger)),
-            BpGossipSync::p2p(Arc::clone(&gossip_sync)),
-            Arc::clone(&peer_manager),
-            lightning_background_processor::NO_LIQUIDITY_MANAGER_SYNC,
-            Some(Arc::clone(&sweeper)),
-            Arc::clone(&logger),
-            Some(Arc::clone(&scorer)),
-        );
+		let payments = Arc::new(PaymentStore::load(Arc::clone(&store))?);
+		let peers = Arc::new(PeerStore::load(Arc::clone(&store))?);
+		let (events, _) = broadcast::channel(1024);
+		let event_handler = EventHandler {
+			channel_manager: Arc::clone(&channel_manager),
+			wallet: Arc::clone(&wallet),
+			fee_estimator: Arc::clone(&fee_estimator),
+			sweeper: Arc::clone(&sweeper),
+			peer_manager: Arc::clone(&peer_manager),
+			payments: Arc::clone(&payments),
+			events: events.clone(),
+			logger: Arc::clone(&logger),
+			runtime: tokio::runtime::Handle::current(),
+		};
+		let background = BackgroundProcessor::start(
+			Arc::clone(&store),
+			event_handler,
+			Arc::clone(&chain_monitor),
+			Arc::clone(&channel_manager),
+			Some(Arc::clone(&onion_messenger)),
+			BpGossipSync::p2p(Arc::clone(&gossip_sync)),
+			Arc::clone(&peer_manager),
+			lightning_background_processor::NO_LIQUIDITY_MANAGER_SYNC,
+			Some(Arc::clone(&sweeper)),
+			Arc::clone(&logger),
+			Some(Arc::clone(&scorer)),
+		);
 
-        let (stop_signal, stop_rx) = watch::channel(false);
-        let node = Arc::new(Node {
-            config: config.clone(),
-            listen_addr,
-            channel_manager: Arc::clone(&channel_manager),
-            chain_monitor: Arc::clone(&chain_monitor),
-            peer_manager: Arc::clone(&peer_manager),
-            network_graph,
-            wallet: Arc::clone(&wallet),
-            fee_estimator: Arc::clone(&fee_estimator),
-            payments,
-            peers,
-            events,
-            background: Mutex::new(Some(background)),
-            tasks: Mutex::new(Vec::new()),
-            stop_signal,
-            _data_dir_lock: data_dir_lock,
-        });
+		let (stop_signal, stop_rx) = watch::channel(false);
+		let node = Arc::new(Node {
+			config: config.clone(),
+			listen_addr,
+			channel_manager: Arc::clone(&channel_manager),
+			chain_monitor: Arc::clone(&chain_monitor),
+			peer_manager: Arc::clone(&peer_manager),
+			network_graph,
+			wallet: Arc::clone(&wallet),
+			fee_estimator: Arc::clone(&fee_estimator),
+			payments,
+			peers,
+			events,
+			background: Mutex::new(Some(background)),
+			tasks: Mutex::new(Vec::new()),
+			stop_signal,
+			_data_dir_lock: data_dir_lock,
+		});
 
-        let chain_listener = ChainListener {
-            channel_manager,
-            chain_monitor,
-            wallet,
-            sweeper,
-        };
-        let mut tasks = vec![
-            tokio::spawn(accept_peers(listener, Arc::clone(&peer_manager))),
-            tokio::spawn(follow_chain(
-                chain_tip,
-                header_cache,
-                chain_listener,
-                bitcoind,
-                fee_estimator,
-                config.network,
-                config.chain_poll_interval,
-                stop_rx.clone(),
-            )),
-        ];
-        tasks.push(tokio::spawn(
-            Arc::clone(&node).reconnect_peers(stop_rx.clone()),
-        ));
-        tasks.push(tokio::spawn(Arc::clone(&node).announce_node(stop_rx)));
-        *node.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
-        Ok(node)
-    }
+		let chain_listener = ChainListener { channel_manager, chain_monitor, wallet, sweeper };
+		let mut tasks = vec![
+			tokio::spawn(accept_peers(listener, Arc::clone(&peer_manager))),
+			tokio::spawn(follow_chain(
+				chain_tip,
+				header_cache,
+				chain_listener,
+				bitcoind,
+				fee_estimator,
+				config.network,
+				config.chain_poll_interval,
+				stop_rx.clone(),
+			)),
+		];
+		tasks.push(tokio::spawn(Arc::clone(&node).reconnect_peers(stop_rx.clone())));
+		tasks.push(tokio::spawn(Arc::clone(&node).announce_node(stop_rx)));
+		*node.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
+		Ok(node)
+	}
 }
 
 async fn accept_peers(listener: tokio::net::TcpListener, peer_manager: Arc<PeerManager>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let Ok(stream) = stream.into_std() else {
-            continue;
-        };
-        tokio::spawn(lightning_net_tokio::setup_inbound(
-            Arc::clone(&peer_manager),
-            stream,
-        ));
-    }
+	loop {
+		let Ok((stream, _)) = listener.accept().await else {
+			continue;
+		};
+		let Ok(stream) = stream.into_std() else {
+			continue;
+		};
+		tokio::spawn(lightning_net_tokio::setup_inbound(Arc::clone(&peer_manager), stream));
+	}
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn follow_chain(
-    tip: lightning_block_sync::poll::ValidatedBlockHeader,
-    mut cache: UnboundedCache,
-    listener: ChainListener,
-    bitcoind: Arc<BitcoindClient>,
-    fee_estimator: Arc<FeeEstimator>,
-    network: bitcoin::Network,
-    interval: Duration,
-    mut stop: watch::Receiver<bool>,
+	tip: lightning_block_sync::poll::ValidatedBlockHeader, mut cache: UnboundedCache,
+	listener: ChainListener, bitcoind: Arc<BitcoindClient>, fee_estimator: Arc<FeeEstimator>,
+	network: bitcoin::Network, interval: Duration, mut stop: watch::Receiver<bool>,
 ) {
-    let poller = ChainPoller::new(bitcoind.block_source(), network);
-    let mut client = SpvClient::new(tip, poller, &mut cache, &listener);
-    let mut last_fee_refresh = std::time::Instant::now();
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            _ = tokio::time::sleep(interval) => {},
-        }
-        // Errors are transient (bitcoind restarting, a reorg in progress): retry.
-        let _ = client.poll_best_tip().await;
-        if last_fee_refresh.elapsed() > Duration::from_secs(60) {
-            let (bitcoind, fee_estimator) = (Arc::clone(&bitcoind), Arc::clone(&fee_estimator));
-            let _ = tokio::task::spawn_blocking(move || fee_estimator.refresh(&bitcoind)).await;
-            last_fee_refresh = std::time::Instant::now();
-        }
-    }
+	let poller = ChainPoller::new(bitcoind.block_source(), network);
+	let mut client = SpvClient::new(tip, poller, &mut cache, &listener);
+	let mut last_fee_refresh = std::time::Instant::now();
+	loop {
+		tokio::select! {
+			_ = stop.changed() => return,
+			_ = tokio::time::sleep(interval) => {},
+		}
+		// Errors are transient (bitcoind restarting, a reorg in progress): retry.
+		let _ = client.poll_best_tip().await;
+		if last_fee_refresh.elapsed() > Duration::from_secs(60) {
+			let (bitcoind, fee_estimator) = (Arc::clone(&bitcoind), Arc::clone(&fee_estimator));
+			let _ = tokio::task::spawn_blocking(move || fee_estimator.refresh(&bitcoind)).await;
+			last_fee_refresh = std::time::Instant::now();
+		}
+	}
 }

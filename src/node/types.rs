@@ -26,13 +26,13 @@ pub type Broadcaster = BitcoindClient;
 
 /// The chain monitor watching every channel's on-chain state.
 pub type ChainMonitor = chainmonitor::ChainMonitor<
-    InMemorySigner,
-    Arc<dyn lightning::chain::Filter + Send + Sync>,
-    Arc<Broadcaster>,
-    Arc<FeeEstimator>,
-    Arc<Logger>,
-    Arc<Store>,
-    Arc<KeysManager>,
+	InMemorySigner,
+	Arc<dyn lightning::chain::Filter + Send + Sync>,
+	Arc<Broadcaster>,
+	Arc<FeeEstimator>,
+	Arc<Logger>,
+	Arc<Store>,
+	Arc<KeysManager>,
 >;
 
 /// The public network graph learned from gossip.
@@ -43,70 +43,70 @@ pub type Scorer = ProbabilisticScorer<Arc<NetworkGraph>, Arc<Logger>>;
 
 /// LDK's default payment router.
 pub type Router = DefaultRouter<
-    Arc<NetworkGraph>,
-    Arc<Logger>,
-    Arc<KeysManager>,
-    Arc<Mutex<Scorer>>,
-    ProbabilisticScoringFeeParameters,
-    Scorer,
+	Arc<NetworkGraph>,
+	Arc<Logger>,
+	Arc<KeysManager>,
+	Arc<Mutex<Scorer>>,
+	ProbabilisticScoringFeeParameters,
+	Scorer,
 >;
 
 /// LDK's default onion message router.
 pub type MessageRouter = lightning::onion_message::messenger::DefaultMessageRouter<
-    Arc<NetworkGraph>,
-    Arc<Logger>,
-    Arc<KeysManager>,
+	Arc<NetworkGraph>,
+	Arc<Logger>,
+	Arc<KeysManager>,
 >;
 
 /// The channel manager.
 pub type ChannelManager = lightning::ln::channelmanager::ChannelManager<
-    Arc<ChainMonitor>,
-    Arc<Broadcaster>,
-    Arc<KeysManager>,
-    Arc<KeysManager>,
-    Arc<KeysManager>,
-    Arc<FeeEstimator>,
-    Arc<Router>,
-    Arc<MessageRouter>,
-    Arc<Logger>,
+	Arc<ChainMonitor>,
+	Arc<Broadcaster>,
+	Arc<KeysManager>,
+	Arc<KeysManager>,
+	Arc<KeysManager>,
+	Arc<FeeEstimator>,
+	Arc<Router>,
+	Arc<MessageRouter>,
+	Arc<Logger>,
 >;
 
 /// The onion messenger (BOLT 12 offers and async payments).
 pub type OnionMessenger = lightning::onion_message::messenger::OnionMessenger<
-    Arc<KeysManager>,
-    Arc<KeysManager>,
-    Arc<Logger>,
-    Arc<ChannelManager>,
-    Arc<MessageRouter>,
-    Arc<ChannelManager>,
-    Arc<ChannelManager>,
-    IgnoringMessageHandler,
-    IgnoringMessageHandler,
+	Arc<KeysManager>,
+	Arc<KeysManager>,
+	Arc<Logger>,
+	Arc<ChannelManager>,
+	Arc<MessageRouter>,
+	Arc<ChannelManager>,
+	Arc<ChannelManager>,
+	IgnoringMessageHandler,
+	IgnoringMessageHandler,
 >;
 
 /// Gossip validation without a UTXO lookup.
 pub type GossipSync =
-    gossip::P2PGossipSync<Arc<NetworkGraph>, Arc<dyn UtxoLookup + Send + Sync>, Arc<Logger>>;
+	gossip::P2PGossipSync<Arc<NetworkGraph>, Arc<dyn UtxoLookup + Send + Sync>, Arc<Logger>>;
 
 /// The peer manager, speaking to peers over `lightning-net-tokio`.
 pub type PeerManager = lightning::ln::peer_handler::PeerManager<
-    SocketDescriptor,
-    Arc<ChannelManager>,
-    Arc<GossipSync>,
-    Arc<OnionMessenger>,
-    Arc<Logger>,
-    IgnoringMessageHandler,
-    Arc<KeysManager>,
-    Arc<ChainMonitor>,
+	SocketDescriptor,
+	Arc<ChannelManager>,
+	Arc<GossipSync>,
+	Arc<OnionMessenger>,
+	Arc<Logger>,
+	IgnoringMessageHandler,
+	Arc<KeysManager>,
+	Arc<ChainMonitor>,
 >;
 
 /// Sweeps outputs of closed channels back into the on-chain wallet.
 pub type Sweeper = OutputSweeperSync<
-    Arc<Broadcaster>,
-    Arc<OnchainWallet>,
-    Arc<FeeEstimator>,
-    Arc<dyn lightning::chain::Filter + Send + Sync>,
-    Arc<Store>,
-    Arc<Logger>,
-    Arc<KeysManager>,
+	Arc<Broadcaster>,
+	Arc<OnchainWallet>,
+	Arc<FeeEstimator>,
+	Arc<dyn lightning::chain::Filter + Send + Sync>,
+	Arc<Store>,
+	Arc<Logger>,
+	Arc<KeysManager>,
 >;

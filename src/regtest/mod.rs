@@ -33,196 +33,169 @@ pub const DEADLINE: Duration = Duration::from_secs(60);
 /// Errors of the regtest harness.
 #[derive(Debug, thiserror::Error)]
 pub enum RegtestError {
-    /// bitcoind.
-    #[error(transparent)]
-    Bitcoind(#[from] BitcoindError),
-    /// A node.
-    #[error(transparent)]
-    Node(#[from] NodeError),
-    /// The harness' own files.
-    #[error("regtest harness: {0}")]
-    Io(String),
+	/// bitcoind.
+	#[error(transparent)]
+	Bitcoind(#[from] BitcoindError),
+	/// A node.
+	#[error(transparent)]
+	Node(#[from] NodeError),
+	/// The harness' own files.
+	#[error("regtest harness: {0}")]
+	Io(String),
 }
 
 /// bitcoind plus the nodes started against it; everything stops on drop.
 pub struct RegtestNetwork {
-    bitcoind: Bitcoind,
-    dir: tempfile::TempDir,
-    nodes: Vec<Arc<Node>>,
+	bitcoind: Bitcoind,
+	dir: tempfile::TempDir,
+	nodes: Vec<Arc<Node>>,
 }
 
 impl RegtestNetwork {
-    /// Starts bitcoind (provisioning it if needed) and mines the first block.
-    pub fn start() -> Result<Self, RegtestError> {
-        let bitcoind = Bitcoind::start()?;
-        bitcoind.mine(1, None)?;
-        let dir = tempfile::Builder::new()
-            .prefix("ldk-trampoline-nodes-")
-            .tempdir()
-            .map_err(|e| RegtestError::Io(e.to_string()))?;
-        Ok(Self {
-            bitcoind,
-            dir,
-            nodes: Vec::new(),
-        })
-    }
+	/// Starts bitcoind (provisioning it if needed) and mines the first block.
+	pub fn start() -> Result<Self, RegtestError> {
+		let bitcoind = Bitcoind::start()?;
+		bitcoind.mine(1, None)?;
+		let dir = tempfile::Builder::new()
+			.prefix("ldk-trampoline-nodes-")
+			.tempdir()
+			.map_err(|e| RegtestError::Io(e.to_string()))?;
+		Ok(Self { bitcoind, dir, nodes: Vec::new() })
+	}
 
-    /// The bitcoind.
-    pub fn bitcoind(&self) -> &Bitcoind {
-        &self.bitcoind
-    }
+	/// The bitcoind.
+	pub fn bitcoind(&self) -> &Bitcoind {
+		&self.bitcoind
+	}
 
-    /// Where the harness keeps node data directories.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
+	/// Where the harness keeps node data directories.
+	pub fn dir(&self) -> &Path {
+		self.dir.path()
+	}
 
-    /// The configuration the harness gives a node called `name`.
-    pub fn node_config(&self, name: &str) -> NodeConfig {
-        let mut config = NodeConfig::new(
-            Network::Regtest,
-            self.node_dir(name),
-            self.bitcoind.rpc_config(),
-        );
-        config.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
-        config.alias = name.to_string();
-        config.chain_poll_interval = Duration::from_millis(100);
-        config.reconnect_interval = Duration::from_millis(500);
-        config.log_level = Level::Trace;
-        config
-    }
+	/// The configuration the harness gives a node called `name`.
+	pub fn node_config(&self, name: &str) -> NodeConfig {
+		let mut config =
+			NodeConfig::new(Network::Regtest, self.node_dir(name), self.bitcoind.rpc_config());
+		config.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+		config.alias = name.to_string();
+		config.chain_poll_interval = Duration::from_millis(100);
+		config.reconnect_interval = Duration::from_millis(500);
+		config.log_level = Level::Trace;
+		config
+	}
 
-    /// The data directory of the node called `name`.
-    pub fn node_dir(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
+	/// The data directory of the node called `name`.
+	pub fn node_dir(&self, name: &str) -> PathBuf {
+		self.dir.path().join(name)
+	}
 
-    /// Starts a node with the harness' configuration.
-    pub async fn add_node(&mut self, name: &str) -> Result<Arc<Node>, RegtestError> {
-        self.add_node_with(self.node_config(name)).await
-    }
+	/// Starts a node with the harness' configuration.
+	pub async fn add_node(&mut self, name: &str) -> Result<Arc<Node>, RegtestError> {
+		self.add_node_with(self.node_config(name)).await
+	}
 
-    /// Starts a node with a configuration of the caller's (see [`Self::node_config`]).
-    pub async fn add_node_with(&mut self, config: NodeConfig) -> Result<Arc<Node>, RegtestError> {
-        let node = Node::start(config).await?;
-        self.nodes.push(Arc::clone(&node));
-        Ok(node)
-    }
+	/// Starts a node with a configuration of the caller's (see [`Self::node_config`]).
+	pub async fn add_node_with(&mut self, config: NodeConfig) -> Result<Arc<Node>, RegtestError> {
+		let node = Node::start(config).await?;
+		self.nodes.push(Arc::clone(&node));
+		Ok(node)
+	}
 
-    /// Stops `node` and starts it again from its data directory on the same port.
-    pub async fn restart(&mut self, node: &Arc<Node>) -> Result<Arc<Node>, RegtestError> {
-        let mut config = node.config().clone();
-        config.listen_addr = node.listen_addr();
-        node.stop().await?;
-        self.nodes.retain(|n| !Arc::ptr_eq(n, node));
-        // The node's tasks hold it until they notice the stop; the data directory
-        // lock is released when the last reference goes.
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            match Node::start(config.clone()).await {
-                Ok(restarted) => {
-                    self.nodes.push(Arc::clone(&restarted));
-                    return Ok(restarted);
-                }
-                Err(NodeError::DataDir { .. } | NodeError::Config(_))
-                    if tokio::time::Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(Duration::from_millis(50)).await
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
+	/// Stops `node` and starts it again from its data directory on the same port.
+	pub async fn restart(&mut self, node: &Arc<Node>) -> Result<Arc<Node>, RegtestError> {
+		let mut config = node.config().clone();
+		config.listen_addr = node.listen_addr();
+		node.stop().await?;
+		self.nodes.retain(|n| !Arc::ptr_eq(n, node));
+		// The node's tasks hold it until they notice the stop; the data directory
+		// lock is released when the last reference goes.
+		let deadline = tokio::time::Instant::now() + DEADLINE;
+		loop {
+			match Node::start(config.clone()).await {
+				Ok(restarted) => {
+					self.nodes.push(Arc::clone(&restarted));
+					return Ok(restarted);
+				},
+				Err(NodeError::DataDir { .. } | NodeError::Config(_))
+					if tokio::time::Instant::now() < deadline =>
+				{
+					tokio::time::sleep(Duration::from_millis(50)).await
+				},
+				Err(e) => return Err(e.into()),
+			}
+		}
+	}
 
-    /// Gives every node `coinbases` mature coinbase outputs (50 BTC each at low
-    /// heights) and waits until their wallets see them.
-    pub async fn fund(&self, nodes: &[&Arc<Node>], coinbases: u32) -> Result<(), RegtestError> {
-        let mut addresses = Vec::new();
-        for node in nodes {
-            addresses.push(node.new_address()?);
-        }
-        self.fund_addresses(&addresses, coinbases)?;
-        self.sync_all().await
-    }
+	/// Gives every node `coinbases` mature coinbase outputs (50 BTC each at low
+	/// heights) and waits until their wallets see them.
+	pub async fn fund(&self, nodes: &[&Arc<Node>], coinbases: u32) -> Result<(), RegtestError> {
+		let mut addresses = Vec::new();
+		for node in nodes {
+			addresses.push(node.new_address()?);
+		}
+		self.fund_addresses(&addresses, coinbases)?;
+		self.sync_all().await
+	}
 
-    /// Mines `coinbases` blocks to each address, then 100 more so they mature.
-    pub fn fund_addresses(
-        &self,
-        addresses: &[Address],
-        coinbases: u32,
-    ) -> Result<(), RegtestError> {
-        for address in addresses {
-            self.bitcoind.mine(coinbases, Some(address))?;
-        }
-        self.bitcoind.mine(100, None)?;
-        Ok(())
-    }
+	/// Mines `coinbases` blocks to each address, then 100 more so they mature.
+	pub fn fund_addresses(
+		&self, addresses: &[Address], coinbases: u32,
+	) -> Result<(), RegtestError> {
+		for address in addresses {
+			self.bitcoind.mine(coinbases, Some(address))?;
+		}
+		self.bitcoind.mine(100, None)?;
+		Ok(())
+	}
 
-    /// Mines `count` blocks and waits until every node has seen them.
-    pub async fn mine(&self, count: u32) -> Result<(), RegtestError> {
-        self.bitcoind.mine(count, None)?;
-        self.sync_all().await
-    }
+	/// Mines `count` blocks and waits until every node has seen them.
+	pub async fn mine(&self, count: u32) -> Result<(), RegtestError> {
+		self.bitcoind.mine(count, None)?;
+		self.sync_all().await
+	}
 
-    /// Waits until every node has seen bitcoind's tip.
-    pub async fn sync_all(&self) -> Result<(), RegtestError> {
-        let height = self.bitcoind.height()?;
-        for node in &self.nodes {
-            node.wait_for_height(height, DEADLINE).await?;
-        }
-        Ok(())
-    }
+	/// Waits until every node has seen bitcoind's tip.
+	pub async fn sync_all(&self) -> Result<(), RegtestError> {
+		let height = self.bitcoind.height()?;
+		for node in &self.nodes {
+			node.wait_for_height(height, DEADLINE).await?;
+		}
+		Ok(())
+	}
 
-    /// Opens an announced channel from `from` to `to`, confirms it with six
-    /// blocks and waits until both sides can use it.
-    pub async fn open_channel(
-        &self,
-        from: &Arc<Node>,
-        to: &Arc<Node>,
-        amount_sat: u64,
-        push_msat: u64,
-    ) -> Result<ChannelId, RegtestError> {
-        self.open_channel_to(
-            from,
-            to.node_id(),
-            to.listen_addr(),
-            amount_sat,
-            push_msat,
-            true,
-        )
-        .await
-        .map(|(id, _)| id)
-    }
+	/// Opens an announced channel from `from` to `to`, confirms it with six
+	/// blocks and waits until both sides can use it.
+	pub async fn open_channel(
+		&self, from: &Arc<Node>, to: &Arc<Node>, amount_sat: u64, push_msat: u64,
+	) -> Result<ChannelId, RegtestError> {
+		self.open_channel_to(from, to.node_id(), to.listen_addr(), amount_sat, push_msat, true)
+			.await
+			.map(|(id, _)| id)
+	}
 
-    /// Opens a channel to any peer (a third-party node too), confirms it and waits
-    /// until `from` sees it ready. Returns the channel id and its funding block height.
-    pub async fn open_channel_to(
-        &self,
-        from: &Arc<Node>,
-        to: bitcoin::secp256k1::PublicKey,
-        addr: SocketAddr,
-        amount_sat: u64,
-        push_msat: u64,
-        announce: bool,
-    ) -> Result<(ChannelId, u32), RegtestError> {
-        let events = from.subscribe();
-        let channel_id = from
-            .open_channel(to, addr, amount_sat, push_msat, announce)
-            .await?;
-        self.bitcoind.wait_for_mempool(1, DEADLINE)?;
-        self.mine(6).await?;
-        from.wait_for_event(events, DEADLINE, "the channel to be ready", |e| match e {
-            NodeEvent::ChannelReady { channel_id: id, .. } if *id == channel_id => Some(()),
-            _ => None,
-        })
-        .await?;
-        Ok((channel_id, self.bitcoind.height()?))
-    }
+	/// Opens a channel to any peer (a third-party node too), confirms it and waits
+	/// until `from` sees it ready. Returns the channel id and its funding block height.
+	pub async fn open_channel_to(
+		&self, from: &Arc<Node>, to: bitcoin::secp256k1::PublicKey, addr: SocketAddr,
+		amount_sat: u64, push_msat: u64, announce: bool,
+	) -> Result<(ChannelId, u32), RegtestError> {
+		let events = from.subscribe();
+		let channel_id = from.open_channel(to, addr, amount_sat, push_msat, announce).await?;
+		self.bitcoind.wait_for_mempool(1, DEADLINE)?;
+		self.mine(6).await?;
+		from.wait_for_event(events, DEADLINE, "the channel to be ready", |e| match e {
+			NodeEvent::ChannelReady { channel_id: id, .. } if *id == channel_id => Some(()),
+			_ => None,
+		})
+		.await?;
+		Ok((channel_id, self.bitcoind.height()?))
+	}
 }
 
 impl Drop for RegtestNetwork {
-    fn drop(&mut self) {
-        // Nodes first (they talk to bitcoind), then bitcoind via its own Drop.
-        self.nodes.clear();
-    }
+	fn drop(&mut self) {
+		// Nodes first (they talk to bitcoind), then bitcoind via its own Drop.
+		self.nodes.clear();
+	}
 }
