@@ -65,5 +65,130 @@ async fn two_nodes_pay_bolt11_and_bolt12_both_ways() {
 	);
 	assert_eq!(bob.balances().lightning_sat, 70_000 + 5_000 - 1_000);
 	assert_eq!(alice.balances().lightning_sat, opened.lightning_sat - 74_000);
-	let _ = Duration::ZERO;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ldk_node_opens_a_channel_and_both_pay_each_other() {
+	let mut net = RegtestNetwork::start().expect("regtest");
+	let ours = net.add_node("ours").await.expect("node");
+	let theirs = common::start_ldk_node(&net, "ldk-node");
+	let their_address = theirs.onchain_payment().new_address().expect("address");
+	net.fund_addresses(&[their_address], 1).expect("fund");
+	net.sync_all().await.expect("sync");
+	common::wait_ldk_onchain_balance(&theirs, 50 * 100_000_000).await;
+
+	// The third-party node opens the channel: our node is the acceptor.
+	let ready = ours.subscribe();
+	theirs
+		.open_channel(
+			ours.node_id(),
+			lightning::ln::msgs::SocketAddress::TcpIpV4 {
+				addr: [127, 0, 0, 1],
+				port: ours.listen_addr().port(),
+			},
+			CHANNEL_SAT,
+			Some(200_000_000),
+			None,
+		)
+		.expect("open");
+	net.bitcoind().wait_for_mempool(1, DEADLINE).expect("funding broadcast");
+	net.mine(6).await.expect("confirm");
+	common::sync_ldk_node(&theirs);
+	ours.wait_for_event(ready, DEADLINE, "channel ready", |e| {
+		matches!(e, NodeEvent::ChannelReady { counterparty, .. } if *counterparty == theirs.node_id())
+			.then_some(())
+	})
+	.await
+	.expect("ready");
+	common::wait_ldk_event(&theirs, DEADLINE, "channel ready", |e| {
+		matches!(e, ldk_node::Event::ChannelReady { .. }).then_some(())
+	})
+	.await;
+	// The pushed amount is ours.
+	assert_eq!(ours.balances().lightning_sat, 200_000);
+
+	// We pay their BOLT 11 invoice.
+	let description = lightning_invoice::Bolt11InvoiceDescription::Direct(
+		lightning_invoice::Description::new("interop".into()).unwrap(),
+	);
+	let invoice = theirs.bolt11_payment().receive(50_000_000, &description, 3600).expect("invoice");
+	let invoice: lightning_invoice::Bolt11Invoice = invoice.to_string().parse().unwrap();
+	let id = ours.pay_invoice(&invoice, None).expect("pay");
+	let paid = ours.wait_for_payment(id, DEADLINE).await.expect("outcome");
+	assert_eq!(paid.status, PaymentStatus::Succeeded, "{paid:?}");
+	let received = common::wait_ldk_event(&theirs, DEADLINE, "payment received", |e| match e {
+		ldk_node::Event::PaymentReceived { amount_msat, .. } => Some(*amount_msat),
+		_ => None,
+	})
+	.await;
+	assert_eq!(received, 50_000_000);
+
+	// They pay our BOLT 11 invoice.
+	let invoice = ours.create_invoice(Some(20_000_000), "back", 3600).expect("invoice");
+	let invoice: ldk_node::lightning_invoice::Bolt11Invoice = invoice.to_string().parse().unwrap();
+	theirs.bolt11_payment().send(&invoice, None).expect("send");
+	common::wait_ldk_event(&theirs, DEADLINE, "payment sent", |e| match e {
+		ldk_node::Event::PaymentSuccessful { .. } => Some(()),
+		ldk_node::Event::PaymentFailed { reason, .. } => panic!("ldk-node payment failed: {reason:?}"),
+		_ => None,
+	})
+	.await;
+
+	// BOLT 12 both ways.
+	let offer = theirs.bolt12_payment().receive(7_000_000, "their offer", None, None).expect("offer");
+	let offer: lightning::offers::offer::Offer = offer.to_string().parse().unwrap();
+	let id = ours.pay_offer(&offer, None).expect("pay offer");
+	let paid = ours.wait_for_payment(id, DEADLINE).await.expect("outcome");
+	assert_eq!(paid.status, PaymentStatus::Succeeded, "{paid:?}");
+	let offer = ours.create_offer(Some(3_000_000), "our offer").expect("offer");
+	let offer: ldk_node::lightning::offers::offer::Offer = offer.to_string().parse().unwrap();
+	theirs.bolt12_payment().send(&offer, None, None, None).expect("send offer");
+	common::wait_ldk_event(&theirs, DEADLINE, "offer paid", |e| match e {
+		ldk_node::Event::PaymentSuccessful { .. } => Some(()),
+		ldk_node::Event::PaymentFailed { reason, .. } => panic!("ldk-node payment failed: {reason:?}"),
+		_ => None,
+	})
+	.await;
+
+	// 200k pushed, -50k, +20k, -7k, +3k.
+	assert_eq!(ours.balances().lightning_sat, 200_000 - 50_000 + 20_000 - 7_000 + 3_000);
+	theirs.stop().expect("stop ldk-node");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn node_restarts_from_its_data_dir_and_pays_again() {
+	let mut net = RegtestNetwork::start().expect("regtest");
+	let alice = net.add_node("alice").await.expect("alice");
+	let bob = net.add_node("bob").await.expect("bob");
+	net.fund(&[&alice, &bob], 1).await.expect("fund");
+	net.open_channel(&alice, &bob, CHANNEL_SAT, 0).await.expect("open");
+	let invoice = bob.create_invoice(Some(10_000_000), "before", 3600).expect("invoice");
+	let id = alice.pay_invoice(&invoice, None).expect("pay");
+	assert_eq!(alice.wait_for_payment(id, DEADLINE).await.unwrap().status, PaymentStatus::Succeeded);
+
+	let before = alice.balances();
+	let channels_before = alice.list_channels();
+	let node_id = alice.node_id();
+	let alice = net.restart(&alice).await.expect("restart");
+	assert_eq!(alice.node_id(), node_id, "same seed, same identity");
+	assert_eq!(alice.balances(), before, "balances survive the restart");
+	let after: Vec<_> = alice.list_channels().into_iter().map(|c| c.channel_id).collect();
+	assert_eq!(after, channels_before.iter().map(|c| c.channel_id.clone()).collect::<Vec<_>>());
+	// Payment history survives too.
+	assert_eq!(alice.payment(&id).map(|p| p.status), Some(PaymentStatus::Succeeded));
+
+	// The node reconnects by itself and the channel becomes usable again.
+	let deadline = tokio::time::Instant::now() + DEADLINE;
+	while !alice.list_channels().iter().all(|c| c.usable) {
+		assert!(tokio::time::Instant::now() < deadline, "channel not usable after restart");
+		tokio::time::sleep(Duration::from_millis(50)).await;
+	}
+	let invoice = bob.create_invoice(Some(20_000_000), "after", 3600).expect("invoice");
+	let id = alice.pay_invoice(&invoice, None).expect("pay");
+	assert_eq!(alice.wait_for_payment(id, DEADLINE).await.unwrap().status, PaymentStatus::Succeeded);
+	assert_eq!(alice.balances().lightning_sat, before.lightning_sat - 20_000);
+	assert_eq!(bob.balances().lightning_sat, 30_000);
+
+	// New blocks after the restart reach the restarted node.
+	net.mine(3).await.expect("mine after restart");
 }

@@ -1,1 +1,79 @@
-//! Helpers shared by the regtest tests.
+//! Helpers shared by the regtest tests: ldk-node 0.7.1 peers (third-party LDK
+//! nodes) running against the harness' bitcoind.
+
+#![allow(dead_code)] // Each test binary uses its own subset.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ldk_node::bitcoin::Network;
+use ldk_node::lightning::ln::msgs::SocketAddress;
+use ldk_trampoline::node::RpcAuth;
+use ldk_trampoline::regtest::RegtestNetwork;
+
+/// Starts an ldk-node 0.7.1 node against the harness' bitcoind, listening on a
+/// free loopback port, with its data in the harness directory.
+pub fn start_ldk_node(net: &RegtestNetwork, name: &str) -> Arc<ldk_node::Node> {
+	let rpc = net.bitcoind().rpc_config();
+	let RpcAuth::UserPass { user, password } = rpc.auth else { panic!("harness uses user/pass") };
+	let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+	let mut builder = ldk_node::Builder::new();
+	builder.set_network(Network::Regtest);
+	builder.set_storage_dir_path(net.dir().join(name).display().to_string());
+	builder.set_chain_source_bitcoind_rpc(rpc.host, rpc.port, user, password);
+	builder
+		.set_listening_addresses(vec![SocketAddress::TcpIpV4 { addr: [127, 0, 0, 1], port }])
+		.unwrap();
+	builder.set_node_alias(name.to_string()).unwrap();
+	let node = Arc::new(builder.build().expect("ldk-node builds"));
+	node.start().expect("ldk-node starts");
+	node
+}
+
+/// The address an ldk-node listens on.
+pub fn ldk_node_addr(node: &ldk_node::Node) -> std::net::SocketAddr {
+	match node.listening_addresses().and_then(|a| a.into_iter().next()) {
+		Some(SocketAddress::TcpIpV4 { addr, port }) => (addr, port).into(),
+		other => panic!("unexpected listening address {other:?}"),
+	}
+}
+
+/// Waits for an ldk-node event that `pick` accepts, acknowledging every event.
+pub async fn wait_ldk_event<T>(
+	node: &ldk_node::Node, timeout: Duration, what: &str,
+	mut pick: impl FnMut(&ldk_node::Event) -> Option<T>,
+) -> T {
+	let deadline = tokio::time::Instant::now() + timeout;
+	loop {
+		let event = tokio::time::timeout_at(deadline, node.next_event_async())
+			.await
+			.unwrap_or_else(|_| panic!("timed out after {timeout:?} waiting for {what}"));
+		node.event_handled().expect("event handled");
+		if let Some(found) = pick(&event) {
+			return found;
+		}
+	}
+}
+
+/// Makes an ldk-node catch up with bitcoind's tip.
+pub fn sync_ldk_node(node: &ldk_node::Node) {
+	node.sync_wallets().expect("ldk-node syncs");
+}
+
+/// Waits until an ldk-node's wallet holds `sat` spendable on-chain.
+pub async fn wait_ldk_onchain_balance(node: &ldk_node::Node, sat: u64) {
+	let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+	loop {
+		sync_ldk_node(node);
+		let balances = node.list_balances();
+		if balances.spendable_onchain_balance_sats >= sat {
+			return;
+		}
+		assert!(
+			tokio::time::Instant::now() < deadline,
+			"ldk-node wallet never reached {sat} sat: {balances:?}"
+		);
+		tokio::time::sleep(Duration::from_millis(200)).await;
+	}
+}

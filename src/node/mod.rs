@@ -184,7 +184,8 @@ pub struct Node {
 	background: Mutex<Option<BackgroundProcessor>>,
 	tasks: Mutex<Vec<JoinHandle<()>>>,
 	stop_signal: watch::Sender<bool>,
-	_data_dir_lock: std::fs::File,
+	/// Held while the node runs; released by [`Node::stop`].
+	data_dir_lock: Mutex<Option<std::fs::File>>,
 }
 
 impl Node {
@@ -397,6 +398,8 @@ impl Node {
 					reason: format!("final persist failed: {e}"),
 				})?;
 		}
+		// Another process (or a restart) may now take the data directory.
+		self.data_dir_lock.lock().unwrap_or_else(|p| p.into_inner()).take();
 		Ok(())
 	}
 }

@@ -454,7 +454,7 @@ impl Node {
 			background: Mutex::new(Some(background)),
 			tasks: Mutex::new(Vec::new()),
 			stop_signal,
-			_data_dir_lock: data_dir_lock,
+			data_dir_lock: Mutex::new(Some(data_dir_lock)),
 		});
 
 		let chain_listener = ChainListener { channel_manager, chain_monitor, wallet, sweeper };
