@@ -3,9 +3,11 @@
 //!
 //! The crate also ships what it is tested and demonstrated with: a [`node`]
 //! composed from LDK's real parts, a [`regtest`] harness that runs several such
-//! nodes against a real bitcoind, and the reference node's [`control`] interface.
+//! nodes against a real bitcoind,, and the [`demo`].
 
 #![deny(missing_docs)]
 
 pub mod node;
+pub mod onion;
 pub mod regtest;
+pub mod demo;
