@@ -3,11 +3,14 @@
 //!
 //! The crate also ships what it is tested and demonstrated with: a [`node`]
 //! composed from LDK's real parts, a [`regtest`] harness that runs several such
-//! nodes against a real bitcoind,, and the [`demo`].
+//! nodes against a real bitcoind, the reference node's [`control`] interface,
+//! and the [`demo`].
 
 #![deny(missing_docs)]
 
+pub mod config;
+pub mod control;
+pub mod demo;
 pub mod node;
 pub mod onion;
 pub mod regtest;
-pub mod demo;

@@ -1,1 +1,373 @@
-fn main() {}
+//! `ldk-trampoline`: the reference node (`node`) and its control client (`ctl`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use ldk_trampoline::config::{ConfigError, ReferenceNodeConfig, ReferenceNodeSettings};
+use ldk_trampoline::control::client::{with_causes, ClientError, ControlClient};
+use ldk_trampoline::control::{
+	self, InvoiceRequest, OfferRequest, OpenChannelRequest, PayRequest, DEFAULT_CONTROL_LISTEN,
+};
+use ldk_trampoline::demo::DemoError;
+use ldk_trampoline::node::{Node, NodeError, PaymentStatus};
+
+/// How long in-flight control requests may take to finish once the node stops.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Parser)]
+#[command(
+	version,
+	about = "Trampoline relaying for LDK nodes: the reference node and its control client"
+)]
+struct Cli {
+	#[command(subcommand)]
+	command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+	/// Run the reference node against an existing bitcoind.
+	Node(NodeArgs),
+	/// Send a command to a running reference node's control interface.
+	Ctl(CtlArgs),
+	/// Run a regtest network on a real bitcoind and show payments of every kind.
+	Demo,
+}
+
+/// The reference node's flags; each overrides the config file's key of the same
+/// name (with `_` for `-`).
+#[derive(Args)]
+struct NodeArgs {
+	/// A TOML config file (keys: network, data_dir, listen, bitcoind_rpc,
+	/// bitcoind_rpc_user, bitcoind_rpc_password, bitcoind_rpc_cookie,
+	/// control_listen, alias, log_level).
+	#[arg(long, value_name = "FILE")]
+	config: Option<PathBuf>,
+	/// bitcoin, testnet, testnet4, signet or regtest.
+	#[arg(long)]
+	network: Option<String>,
+	/// Where the node keeps its seed and state (created if missing).
+	#[arg(long, value_name = "DIR")]
+	data_dir: Option<PathBuf>,
+	/// Where to accept peer connections [default: 127.0.0.1:9735].
+	#[arg(long, value_name = "HOST:PORT")]
+	listen: Option<String>,
+	/// bitcoind's RPC interface.
+	#[arg(long, value_name = "HOST:PORT")]
+	bitcoind_rpc: Option<String>,
+	/// bitcoind's rpcuser.
+	#[arg(long, value_name = "USER")]
+	bitcoind_rpc_user: Option<String>,
+	/// bitcoind's rpcpassword (visible to other local users: prefer the config
+	/// file or the cookie).
+	#[arg(long, value_name = "PASSWORD")]
+	bitcoind_rpc_password: Option<String>,
+	/// bitcoind's .cookie file, instead of a user and password.
+	#[arg(long, value_name = "PATH")]
+	bitcoind_rpc_cookie: Option<PathBuf>,
+	/// Where the control interface listens [default: 127.0.0.1:9736]. It has no
+	/// authentication: keep it on a loopback address.
+	#[arg(long, value_name = "HOST:PORT")]
+	control_listen: Option<String>,
+	/// The alias announced to the network (at most 32 bytes) [default: ldk-trampoline].
+	#[arg(long)]
+	alias: Option<String>,
+	/// The lowest level written to <data-dir>/logs/ldk.log: gossip, trace, debug,
+	/// info, warn or error [default: debug].
+	#[arg(long, value_name = "LEVEL")]
+	log_level: Option<String>,
+}
+
+#[derive(Args)]
+struct CtlArgs {
+	/// The node's control interface [default: 127.0.0.1:9736].
+	#[arg(long, global = true, value_name = "HOST:PORT or URL")]
+	control: Option<String>,
+	#[command(subcommand)]
+	command: CtlCommand,
+}
+
+#[derive(Subcommand)]
+enum CtlCommand {
+	/// The node's id, addresses, chain height and counts of channels and peers.
+	Getinfo,
+	/// Connect to a peer.
+	Connect {
+		/// NODE_ID@HOST:PORT
+		peer: String,
+	},
+	/// Open a channel funded from the on-chain wallet; returns once the funding
+	/// transaction is broadcast.
+	OpenChannel {
+		/// NODE_ID@HOST:PORT
+		peer: String,
+		/// The channel's capacity in satoshis.
+		amount_sat: u64,
+		/// What to give the peer on opening, in millisatoshis.
+		#[arg(long, value_name = "MSAT", default_value_t = 0)]
+		push_msat: u64,
+		/// Do not announce the channel for forwarding.
+		#[arg(long)]
+		private: bool,
+	},
+	/// List every channel.
+	ListChannels,
+	/// Close a channel.
+	CloseChannel {
+		/// The channel id (hex), as list-channels shows it.
+		channel_id: String,
+		/// Broadcast our commitment transaction instead of negotiating.
+		#[arg(long)]
+		force: bool,
+	},
+	/// On-chain and Lightning balances.
+	Balances,
+	/// A fresh on-chain address.
+	NewAddress,
+	/// Create a BOLT 11 invoice.
+	Invoice {
+		/// The amount; without one the payer chooses.
+		#[arg(long, value_name = "MSAT")]
+		amount_msat: Option<u64>,
+		/// The description.
+		#[arg(long)]
+		description: Option<String>,
+		/// How long the invoice is valid [default: 3600].
+		#[arg(long, value_name = "SECS")]
+		expiry_secs: Option<u32>,
+	},
+	/// Create a BOLT 12 offer.
+	Offer {
+		/// The amount; without one the payer chooses.
+		#[arg(long, value_name = "MSAT")]
+		amount_msat: Option<u64>,
+		/// The description.
+		#[arg(long)]
+		description: Option<String>,
+	},
+	/// Pay a BOLT 11 invoice or BOLT 12 offer and wait for the outcome; exits
+	/// non-zero unless the payment succeeded.
+	Pay {
+		/// The invoice or offer.
+		invoice_or_offer: String,
+		/// The amount, required if the invoice or offer has none.
+		#[arg(long, value_name = "MSAT")]
+		amount_msat: Option<u64>,
+		/// How long to wait for the outcome [default: 60].
+		#[arg(long, value_name = "SECS")]
+		timeout_secs: Option<u64>,
+	},
+	/// List every payment, oldest first.
+	ListPayments,
+	/// Stop the node (it persists its state and exits).
+	Stop,
+}
+
+/// What ends the program with an error.
+#[derive(Debug, thiserror::Error)]
+enum AppError {
+	#[error(transparent)]
+	Config(#[from] ConfigError),
+	#[error(transparent)]
+	Node(#[from] NodeError),
+	#[error(transparent)]
+	Client(#[from] ClientError),
+	#[error(transparent)]
+	Demo(#[from] DemoError),
+	#[error("cannot listen for the control interface on {addr}: {reason}")]
+	ControlListen { addr: std::net::SocketAddr, reason: String },
+	#[error("cannot start the async runtime: {0}")]
+	Runtime(std::io::Error),
+	#[error("{0}")]
+	Other(String),
+}
+
+fn main() -> ExitCode {
+	let cli = Cli::parse();
+	let result = match cli.command {
+		Command::Node(args) => run_node(args),
+		Command::Ctl(args) => run_ctl(args),
+		Command::Demo => run_demo(),
+	};
+	match result {
+		Ok(()) => ExitCode::SUCCESS,
+		Err(error) => {
+			eprintln!("error: {}", with_causes(&error));
+			ExitCode::FAILURE
+		},
+	}
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, AppError> {
+	tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(AppError::Runtime)
+}
+
+fn run_node(args: NodeArgs) -> Result<(), AppError> {
+	let flags = ReferenceNodeConfig {
+		network: args.network,
+		data_dir: args.data_dir,
+		listen: args.listen,
+		bitcoind_rpc: args.bitcoind_rpc,
+		bitcoind_rpc_user: args.bitcoind_rpc_user,
+		bitcoind_rpc_password: args.bitcoind_rpc_password,
+		bitcoind_rpc_cookie: args.bitcoind_rpc_cookie,
+		control_listen: args.control_listen,
+		alias: args.alias,
+		log_level: args.log_level,
+	};
+	let settings = ReferenceNodeConfig::from_file_and_flags(args.config.as_deref(), flags)?;
+	let runtime = runtime()?;
+	let result = runtime.block_on(node_main(settings));
+	// Blocking work still running (a bitcoind call) must not hold the exit up.
+	runtime.shutdown_timeout(DRAIN_TIMEOUT);
+	result
+}
+
+async fn node_main(settings: ReferenceNodeSettings) -> Result<(), AppError> {
+	let control_addr = settings.control_listen;
+	// Bind first: a taken port fails before the node starts.
+	let listener = tokio::net::TcpListener::bind(control_addr)
+		.await
+		.map_err(|e| AppError::ControlListen { addr: control_addr, reason: e.to_string() })?;
+	let control_addr = listener.local_addr().unwrap_or(control_addr);
+	let data_dir = settings.node.data_dir.clone();
+	let node: Arc<Node> = Node::start(settings.node).await?;
+	println!(
+		"ldk-trampoline node {} on {}: peers at {}, control interface at http://{}, data in {}",
+		node.node_id(),
+		node.config().network,
+		node.listen_addr(),
+		control_addr,
+		data_dir.display()
+	);
+
+	let (shutdown, mut stopped) = watch::channel(false);
+	let mut server =
+		tokio::spawn(control::server::serve(listener, Arc::clone(&node), shutdown.clone()));
+	let mut server_result = None;
+	tokio::select! {
+		_ = stopped.wait_for(|stop| *stop) => eprintln!("stopping: requested over the control interface"),
+		signal = termination_signal() => eprintln!("stopping: received {signal}"),
+		result = &mut server => server_result = Some(result),
+	}
+	let _ = shutdown.send(true);
+	// Idempotent: `/v1/stop` has already stopped it when that was the reason.
+	let stop_result = node.stop().await;
+	let server_result = match server_result {
+		Some(result) => Some(result),
+		None => match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
+			Ok(result) => Some(result),
+			Err(_) => {
+				server.abort();
+				None
+			},
+		},
+	};
+	stop_result?;
+	match server_result {
+		Some(Ok(Err(e))) => {
+			Err(AppError::Other(format!("the control interface on {control_addr} failed: {e}")))
+		},
+		Some(Err(e)) if e.is_panic() => {
+			Err(AppError::Other(format!("the control interface on {control_addr} panicked")))
+		},
+		_ => {
+			eprintln!("stopped");
+			Ok(())
+		},
+	}
+}
+
+/// Resolves on SIGINT or SIGTERM, naming it.
+async fn termination_signal() -> &'static str {
+	#[cfg(unix)]
+	{
+		use tokio::signal::unix::{signal, SignalKind};
+		match signal(SignalKind::terminate()) {
+			Ok(mut term) => tokio::select! {
+				_ = tokio::signal::ctrl_c() => "SIGINT",
+				_ = term.recv() => "SIGTERM",
+			},
+			Err(_) => {
+				let _ = tokio::signal::ctrl_c().await;
+				"SIGINT"
+			},
+		}
+	}
+	#[cfg(not(unix))]
+	{
+		let _ = tokio::signal::ctrl_c().await;
+		"Ctrl-C"
+	}
+}
+
+fn run_demo() -> Result<(), AppError> {
+	let runtime = runtime()?;
+	let result = runtime.block_on(ldk_trampoline::demo::run());
+	runtime.shutdown_timeout(DRAIN_TIMEOUT);
+	Ok(result?)
+}
+
+fn run_ctl(args: CtlArgs) -> Result<(), AppError> {
+	let address = args.control.unwrap_or_else(|| DEFAULT_CONTROL_LISTEN.to_string());
+	let client = ControlClient::new(&address)?;
+	let runtime = tokio::runtime::Builder::new_current_thread()
+		.enable_all()
+		.build()
+		.map_err(AppError::Runtime)?;
+	runtime.block_on(ctl_main(client, args.command))
+}
+
+fn print_json(value: &impl Serialize) -> Result<(), AppError> {
+	let text = serde_json::to_string_pretty(value)
+		.map_err(|e| AppError::Other(format!("cannot print the answer: {e}")))?;
+	println!("{text}");
+	Ok(())
+}
+
+async fn ctl_main(client: ControlClient, command: CtlCommand) -> Result<(), AppError> {
+	match command {
+		CtlCommand::Getinfo => print_json(&client.getinfo().await?),
+		CtlCommand::Connect { peer } => print_json(&client.connect(&peer).await?),
+		CtlCommand::OpenChannel { peer, amount_sat, push_msat, private } => {
+			let request = OpenChannelRequest { peer, amount_sat, push_msat, private };
+			print_json(&client.open_channel(&request).await?)
+		},
+		CtlCommand::ListChannels => print_json(&client.list_channels().await?),
+		CtlCommand::CloseChannel { channel_id, force } => {
+			print_json(&client.close_channel(&channel_id, force).await?)
+		},
+		CtlCommand::Balances => print_json(&client.balances().await?),
+		CtlCommand::NewAddress => print_json(&client.new_address().await?),
+		CtlCommand::Invoice { amount_msat, description, expiry_secs } => {
+			let request = InvoiceRequest { amount_msat, description, expiry_secs };
+			print_json(&client.invoice(&request).await?)
+		},
+		CtlCommand::Offer { amount_msat, description } => {
+			print_json(&client.offer(&OfferRequest { amount_msat, description }).await?)
+		},
+		CtlCommand::Pay { invoice_or_offer, amount_msat, timeout_secs } => {
+			let request = PayRequest { request: invoice_or_offer, amount_msat, timeout_secs };
+			let record = client.pay(&request).await?;
+			print_json(&record)?;
+			match record.status {
+				PaymentStatus::Succeeded => Ok(()),
+				PaymentStatus::Failed { reason } => {
+					Err(AppError::Other(format!("payment {} failed: {reason}", record.id)))
+				},
+				PaymentStatus::Pending => Err(AppError::Other(format!(
+					"payment {} is still pending; see `ctl list-payments` for its outcome",
+					record.id
+				))),
+			}
+		},
+		CtlCommand::ListPayments => print_json(&client.list_payments().await?),
+		CtlCommand::Stop => print_json(&client.stop().await?),
+	}
+}

@@ -12,7 +12,7 @@ use lightning::offers::offer::Offer;
 use lightning::routing::router::RouteParametersConfig;
 use lightning::types::payment::{PaymentHash, PaymentPreimage};
 use lightning::util::persist::KVStoreSync;
-use lightning_invoice::{Bolt11Invoice, Bolt11InvoiceDescription, Description};
+use lightning_invoice::{Bolt11Invoice, Bolt11InvoiceDescription, Currency, Description};
 use serde::{Deserialize, Serialize};
 
 use super::events::NodeEvent;
@@ -65,8 +65,8 @@ pub struct PaymentRecord {
 	pub preimage: Option<String>,
 	/// What was paid: "bolt11", "bolt12" or "keysend".
 	pub kind: String,
-	/// Unix time of creation.
-	pub created_at: u64,
+	/// Unix time of creation, in milliseconds.
+	pub created_at_ms: u64,
 }
 
 /// Payment records, persisted in the node's store.
@@ -108,7 +108,7 @@ impl PaymentStore {
 
 	pub(super) fn list(&self) -> Vec<PaymentRecord> {
 		let mut list: Vec<_> = self.lock().values().cloned().collect();
-		list.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+		list.sort_by(|a, b| a.created_at_ms.cmp(&b.created_at_ms).then(a.id.cmp(&b.id)));
 		list
 	}
 
@@ -124,7 +124,7 @@ impl PaymentStore {
 			status: PaymentStatus::Pending,
 			preimage: None,
 			kind: kind.to_string(),
-			created_at: unix_now(),
+			created_at_ms: unix_now_ms(),
 		};
 		self.persist(&record);
 		self.lock().insert(record.id.clone(), record);
@@ -143,7 +143,7 @@ impl PaymentStore {
 			status: PaymentStatus::Succeeded,
 			preimage: preimage.map(|p| p.to_string()),
 			kind: if is_offer { "bolt12" } else { "bolt11" }.to_string(),
-			created_at: unix_now(),
+			created_at_ms: unix_now_ms(),
 		};
 		self.persist(&record);
 		self.lock().insert(record.id.clone(), record);
@@ -162,8 +162,18 @@ fn hex_id(id: &PaymentId) -> String {
 	hex::DisplayHex::to_lower_hex_string(&id.0[..])
 }
 
-fn unix_now() -> u64 {
-	SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+/// The BOLT 11 currency of a network (testnet and testnet4 share one).
+fn currency(network: bitcoin::Network) -> Currency {
+	match network {
+		bitcoin::Network::Bitcoin => Currency::Bitcoin,
+		bitcoin::Network::Testnet | bitcoin::Network::Testnet4 => Currency::BitcoinTestnet,
+		bitcoin::Network::Signet => Currency::Signet,
+		bitcoin::Network::Regtest => Currency::Regtest,
+	}
+}
+
+fn unix_now_ms() -> u64 {
+	SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
 }
 
 /// How long LDK keeps retrying a payment over other routes.
@@ -174,6 +184,13 @@ impl Node {
 	pub fn create_invoice(
 		&self, amount_msat: Option<u64>, description: &str, expiry_secs: u32,
 	) -> Result<Bolt11Invoice, NodeError> {
+		if self.config.network == bitcoin::Network::Testnet4 {
+			// LDK 0.2.7 maps testnet4 to no BOLT 11 currency (a debug assertion, and a
+			// regtest invoice in release builds).
+			return Err(NodeError::Payment(
+				"BOLT 11 invoices are not supported on testnet4".into(),
+			));
+		}
 		let description = Description::new(description.to_string())
 			.map_err(|e| NodeError::Payment(format!("invalid description: {e}")))?;
 		let params = Bolt11InvoiceParameters {
@@ -209,6 +226,28 @@ impl Node {
 	) -> Result<PaymentId, NodeError> {
 		let id = PaymentId(invoice.payment_hash().to_byte_array());
 		let hash = PaymentHash(invoice.payment_hash().to_byte_array());
+		let network = self.config.network;
+		if invoice.currency() != currency(network) {
+			return Err(NodeError::Payment(format!(
+				"the invoice is for {:?} but the node runs on {network}",
+				invoice.currency()
+			)));
+		}
+		if invoice.is_expired() {
+			return Err(NodeError::Payment("the invoice has expired".into()));
+		}
+		// The payment id of an invoice is its payment hash: paying it twice would be
+		// refused by LDK and must not overwrite the earlier record.
+		match self.payments.get(&id).map(|p| p.status) {
+			Some(PaymentStatus::Succeeded) => {
+				return Err(NodeError::Payment("this invoice has already been paid".into()))
+			},
+			Some(PaymentStatus::Pending) => {
+				return Err(NodeError::Payment("this invoice is being paid".into()))
+			},
+			// A failed attempt may be retried.
+			Some(PaymentStatus::Failed { .. }) | None => {},
+		}
 		let amount = amount_msat.or(invoice.amount_milli_satoshis());
 		self.payments.insert_outbound(id, Some(hash), amount, "bolt11");
 		self.channel_manager

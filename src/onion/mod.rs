@@ -29,17 +29,17 @@ mod trampoline_payload;
 
 pub use build::{build, exact_hop_payloads_len, BuildError, BuiltOnion, SphinxHop};
 pub use error_packet::{
-    create_error_packet, create_error_packet_from_bytes, create_trampoline_error_packet,
-    decrypt_error_packet, decrypt_trampoline_error_packet, failure_payload, peel_error_packet,
-    wrap_error_packet, wrap_trampoline_error_packet, DecryptedFailure, FailingHop, FailureError,
-    PeeledError, TrampolineFailure, MIN_FAILURE_PLUS_PAD_LEN,
+	create_error_packet, create_error_packet_from_bytes, create_trampoline_error_packet,
+	decrypt_error_packet, decrypt_trampoline_error_packet, failure_payload, peel_error_packet,
+	wrap_error_packet, wrap_trampoline_error_packet, DecryptedFailure, FailingHop, FailureError,
+	PeeledError, TrampolineFailure, MIN_FAILURE_PLUS_PAD_LEN,
 };
 pub use failure::{codes, FailureDecodeError, FailureMessage, BADONION, NODE, PERM, UPDATE};
 pub use fields::{legacy_route_hints_to_ldk, LegacyRouteHintHop, PaymentBlindedPath, PaymentData};
 pub use keys::{derive_key, route_keys, HopKeys, KeyType, RouteKeysError};
 pub use packet::{
-    OnionPacket, MAX_HOP_PAYLOADS_LEN, ONION_VERSION, PACKET_OVERHEAD,
-    PAYMENT_ONION_HOP_PAYLOADS_LEN,
+	OnionPacket, MAX_HOP_PAYLOADS_LEN, ONION_VERSION, PACKET_OVERHEAD,
+	PAYMENT_ONION_HOP_PAYLOADS_LEN,
 };
 pub use payload::{types, OuterHop, OuterPayload, TlvLayout};
 pub use peel::{peel, peel_with_secret_key, NextPacket, PeeledOnion, SphinxError};

@@ -1,0 +1,439 @@
+//! The reference node's configuration: a TOML file and command-line flags, the
+//! flags overriding the file, validated into a [`NodeConfig`] and the control
+//! interface's address.
+//!
+//! Every key of the file is optional and named like its flag (`data_dir` for
+//! `--data-dir`):
+//!
+//! ```toml
+//! network = "regtest"
+//! data_dir = "node-data"            # relative to the config file's directory
+//! listen = "0.0.0.0:9735"
+//! bitcoind_rpc = "127.0.0.1:18443"
+//! bitcoind_rpc_user = "user"        # with bitcoind_rpc_password,
+//! bitcoind_rpc_password = "secret"
+//! # bitcoind_rpc_cookie = "/home/me/.bitcoin/regtest/.cookie"   # or the cookie
+//! control_listen = "127.0.0.1:9736"
+//! alias = "my-node"
+//! log_level = "info"
+//! ```
+//!
+//! Errors name the key or flag and the value at fault.
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use bitcoin::Network;
+use lightning::util::logger::Level;
+use serde::Deserialize;
+
+use crate::control::DEFAULT_CONTROL_LISTEN;
+use crate::node::{BitcoindRpcConfig, NodeConfig, RpcAuth};
+
+const NETWORKS: &str = "bitcoin, testnet, testnet4, signet, regtest";
+const LOG_LEVELS: &str = "gossip, trace, debug, info, warn, error";
+
+/// The reference node's settings as written in the config file or given as
+/// flags; every one is optional until [`ReferenceNodeConfig::resolve`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceNodeConfig {
+	/// The chain: bitcoin, testnet, testnet4, signet or regtest. Required.
+	pub network: Option<String>,
+	/// Where the node keeps its seed and state. Required.
+	pub data_dir: Option<PathBuf>,
+	/// Where to accept peer connections, `HOST:PORT` (default `127.0.0.1:9735`;
+	/// port 0 picks a free one).
+	pub listen: Option<String>,
+	/// bitcoind's RPC interface, `HOST:PORT`. Required.
+	pub bitcoind_rpc: Option<String>,
+	/// bitcoind's `rpcuser` (with `bitcoind_rpc_password`).
+	pub bitcoind_rpc_user: Option<String>,
+	/// bitcoind's `rpcpassword` (with `bitcoind_rpc_user`).
+	pub bitcoind_rpc_password: Option<String>,
+	/// bitcoind's `.cookie` file, instead of a user and password.
+	pub bitcoind_rpc_cookie: Option<PathBuf>,
+	/// Where the control interface listens, `HOST:PORT` (default
+	/// [`DEFAULT_CONTROL_LISTEN`]).
+	pub control_listen: Option<String>,
+	/// The alias announced to the network, at most 32 bytes (default
+	/// `ldk-trampoline`).
+	pub alias: Option<String>,
+	/// The lowest level written to `<data_dir>/logs/ldk.log`: gossip, trace,
+	/// debug, info, warn or error (default `debug`).
+	pub log_level: Option<String>,
+}
+
+/// Where a setting came from, for error messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+	/// A key of a config file.
+	File {
+		/// The key.
+		key: &'static str,
+		/// The file.
+		path: PathBuf,
+	},
+	/// A command-line flag, e.g. `--network`.
+	Flag(&'static str),
+}
+
+impl fmt::Display for Origin {
+	fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+		match self {
+			Origin::File { key, path } => write!(f, "`{key}` in {}", path.display()),
+			Origin::Flag(flag) => write!(f, "{flag}"),
+		}
+	}
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+	/// The config file cannot be read.
+	#[error("cannot read the config file {}: {reason}", path.display())]
+	Read {
+		/// The file.
+		path: PathBuf,
+		/// What failed.
+		reason: String,
+	},
+	/// The config file is not valid TOML, or has an unknown key or a value of
+	/// the wrong type.
+	#[error("invalid config file {}: {reason}", path.display())]
+	Parse {
+		/// The file.
+		path: PathBuf,
+		/// What is wrong, with the line.
+		reason: String,
+	},
+	/// A required setting is missing.
+	#[error("`{key}` is required (set it in the config file or pass {flag})")]
+	Missing {
+		/// The config key.
+		key: &'static str,
+		/// The flag.
+		flag: &'static str,
+	},
+	/// A setting has an unusable value.
+	#[error("invalid value for {origin}: {value:?} ({expected})")]
+	Invalid {
+		/// Where it was set.
+		origin: Origin,
+		/// The value.
+		value: String,
+		/// What is expected instead.
+		expected: String,
+	},
+	/// bitcoind's RPC credentials are missing, incomplete or contradictory.
+	#[error("bitcoind RPC credentials: {0}")]
+	Credentials(String),
+}
+
+/// A validated configuration, ready to start the node with.
+#[derive(Clone, Debug)]
+pub struct ReferenceNodeSettings {
+	/// The node's configuration.
+	pub node: NodeConfig,
+	/// Where the control interface listens.
+	pub control_listen: SocketAddr,
+}
+
+/// A setting with where it came from.
+struct Sourced<T> {
+	value: T,
+	origin: Origin,
+}
+
+impl<T> Sourced<T> {
+	fn invalid(&self, value: impl fmt::Display, expected: impl Into<String>) -> ConfigError {
+		ConfigError::Invalid {
+			origin: self.origin.clone(),
+			value: value.to_string(),
+			expected: expected.into(),
+		}
+	}
+}
+
+impl ReferenceNodeConfig {
+	/// Reads a config file.
+	pub fn load(path: &Path) -> Result<Self, ConfigError> {
+		let text = std::fs::read_to_string(path)
+			.map_err(|e| ConfigError::Read { path: path.to_path_buf(), reason: e.to_string() })?;
+		toml::from_str(&text).map_err(|e| ConfigError::Parse {
+			path: path.to_path_buf(),
+			reason: e.to_string().trim_end().to_string(),
+		})
+	}
+
+	/// Reads the config file at `file` if given, lays `flags` over it and
+	/// validates the result.
+	pub fn from_file_and_flags(
+		file: Option<&Path>, flags: ReferenceNodeConfig,
+	) -> Result<ReferenceNodeSettings, ConfigError> {
+		let file = match file {
+			Some(path) => Some((path, Self::load(path)?)),
+			None => None,
+		};
+		Self::resolve(flags, file)
+	}
+
+	/// Lays `flags` over the settings of a config file (its path and contents)
+	/// and validates the result. Relative paths in the file are relative to the
+	/// file's directory; relative paths in flags to the working directory.
+	pub fn resolve(
+		flags: ReferenceNodeConfig, file: Option<(&Path, ReferenceNodeConfig)>,
+	) -> Result<ReferenceNodeSettings, ConfigError> {
+		let (path, file) = match file {
+			Some((path, config)) => (Some(path), config),
+			None => (None, ReferenceNodeConfig::default()),
+		};
+		let file_dir = path.and_then(Path::parent).unwrap_or(Path::new(""));
+		let pick = |flag_value: Option<String>,
+		            file_value: Option<String>,
+		            key: &'static str,
+		            flag: &'static str| {
+			match (flag_value, file_value, path) {
+				(Some(value), _, _) => Some(Sourced { value, origin: Origin::Flag(flag) }),
+				(None, Some(value), Some(path)) => {
+					Some(Sourced { value, origin: Origin::File { key, path: path.to_path_buf() } })
+				},
+				_ => None,
+			}
+		};
+		let pick_path = |flag_value: Option<PathBuf>,
+		                 file_value: Option<PathBuf>,
+		                 key: &'static str,
+		                 flag: &'static str| {
+			match (flag_value, file_value, path) {
+				(Some(value), _, _) => Some(Sourced { value, origin: Origin::Flag(flag) }),
+				(None, Some(value), Some(path)) => Some(Sourced {
+					value: file_dir.join(value),
+					origin: Origin::File { key, path: path.to_path_buf() },
+				}),
+				_ => None,
+			}
+		};
+
+		let network = pick(flags.network, file.network, "network", "--network")
+			.ok_or(ConfigError::Missing { key: "network", flag: "--network" })?;
+		let network = parse_network(&network)?;
+
+		let data_dir = pick_path(flags.data_dir, file.data_dir, "data_dir", "--data-dir")
+			.ok_or(ConfigError::Missing { key: "data_dir", flag: "--data-dir" })?;
+		if data_dir.value.as_os_str().is_empty() {
+			return Err(data_dir.invalid("", "a directory path"));
+		}
+		if data_dir.value.exists() && !data_dir.value.is_dir() {
+			return Err(data_dir.invalid(
+				data_dir.value.display(),
+				"it exists and is not a directory; give a directory, new or existing",
+			));
+		}
+
+		let rpc = pick(flags.bitcoind_rpc, file.bitcoind_rpc, "bitcoind_rpc", "--bitcoind-rpc")
+			.ok_or(ConfigError::Missing { key: "bitcoind_rpc", flag: "--bitcoind-rpc" })?;
+		let (host, port) = parse_host_port(&rpc)?;
+		let user = pick(
+			flags.bitcoind_rpc_user,
+			file.bitcoind_rpc_user,
+			"bitcoind_rpc_user",
+			"--bitcoind-rpc-user",
+		);
+		let password = pick(
+			flags.bitcoind_rpc_password,
+			file.bitcoind_rpc_password,
+			"bitcoind_rpc_password",
+			"--bitcoind-rpc-password",
+		);
+		let cookie = pick_path(
+			flags.bitcoind_rpc_cookie,
+			file.bitcoind_rpc_cookie,
+			"bitcoind_rpc_cookie",
+			"--bitcoind-rpc-cookie",
+		);
+		let auth =
+			match (user, password, cookie) {
+				(Some(user), Some(password), None) => {
+					RpcAuth::UserPass { user: user.value, password: password.value }
+				},
+				(None, None, Some(cookie)) => RpcAuth::CookieFile(cookie.value),
+				(None, None, None) => return Err(ConfigError::Credentials(
+					"set `bitcoind_rpc_user` and `bitcoind_rpc_password` (--bitcoind-rpc-user, \
+					 --bitcoind-rpc-password) or `bitcoind_rpc_cookie` (--bitcoind-rpc-cookie)"
+						.into(),
+				)),
+				(Some(user), None, None) => {
+					return Err(ConfigError::Credentials(format!(
+						"{} is set but `bitcoind_rpc_password` (--bitcoind-rpc-password) is not",
+						user.origin
+					)))
+				},
+				(None, Some(password), None) => {
+					return Err(ConfigError::Credentials(format!(
+						"{} is set but `bitcoind_rpc_user` (--bitcoind-rpc-user) is not",
+						password.origin
+					)))
+				},
+				(user, password, Some(cookie)) => {
+					let other = user.or(password).map(|s| s.origin.to_string()).unwrap_or_default();
+					return Err(ConfigError::Credentials(format!(
+						"{} and {other} are both set; use either the cookie file or a user and \
+					 password",
+						cookie.origin
+					)));
+				},
+			};
+		let bitcoind = BitcoindRpcConfig { host, port, auth };
+
+		let mut node = NodeConfig::new(network, data_dir.value, bitcoind);
+		if let Some(listen) = pick(flags.listen, file.listen, "listen", "--listen") {
+			node.listen_addr = parse_socket_addr(&listen)?;
+		}
+		if let Some(alias) = pick(flags.alias, file.alias, "alias", "--alias") {
+			if alias.value.len() > 32 {
+				return Err(alias.invalid(
+					&alias.value,
+					format!("{} bytes long; at most 32 are allowed", alias.value.len()),
+				));
+			}
+			node.alias = alias.value;
+		}
+		if let Some(level) = pick(flags.log_level, file.log_level, "log_level", "--log-level") {
+			node.log_level = parse_log_level(&level)?;
+		}
+		let control_listen = match pick(
+			flags.control_listen,
+			file.control_listen,
+			"control_listen",
+			"--control-listen",
+		) {
+			Some(addr) => parse_socket_addr(&addr)?,
+			None => DEFAULT_CONTROL_LISTEN,
+		};
+		Ok(ReferenceNodeSettings { node, control_listen })
+	}
+}
+
+fn parse_network(network: &Sourced<String>) -> Result<Network, ConfigError> {
+	match network.value.trim().to_ascii_lowercase().as_str() {
+		"bitcoin" => Ok(Network::Bitcoin),
+		"testnet" => Ok(Network::Testnet),
+		"testnet4" => Ok(Network::Testnet4),
+		"signet" => Ok(Network::Signet),
+		"regtest" => Ok(Network::Regtest),
+		_ => Err(network.invalid(&network.value, format!("expected one of {NETWORKS}"))),
+	}
+}
+
+fn parse_log_level(level: &Sourced<String>) -> Result<Level, ConfigError> {
+	match level.value.trim().to_ascii_lowercase().as_str() {
+		"gossip" => Ok(Level::Gossip),
+		"trace" => Ok(Level::Trace),
+		"debug" => Ok(Level::Debug),
+		"info" => Ok(Level::Info),
+		"warn" => Ok(Level::Warn),
+		"error" => Ok(Level::Error),
+		_ => Err(level.invalid(&level.value, format!("expected one of {LOG_LEVELS}"))),
+	}
+}
+
+/// Splits `HOST:PORT` (`[V6]:PORT` for IPv6 literals) without resolving it.
+fn parse_host_port(addr: &Sourced<String>) -> Result<(String, u16), ConfigError> {
+	let expected = "expected HOST:PORT, e.g. 127.0.0.1:18443";
+	let text = addr.value.trim();
+	let (host, port) = text.rsplit_once(':').ok_or_else(|| addr.invalid(text, expected))?;
+	let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+	if host.is_empty() || host.contains(char::is_whitespace) {
+		return Err(addr.invalid(text, expected));
+	}
+	let port: u16 =
+		port.parse().map_err(|_| addr.invalid(text, format!("bad port; {expected}")))?;
+	if port == 0 {
+		return Err(addr.invalid(text, "port 0 is not a port bitcoind listens on"));
+	}
+	Ok((host.to_string(), port))
+}
+
+/// Resolves `HOST:PORT` to the address to bind.
+fn parse_socket_addr(addr: &Sourced<String>) -> Result<SocketAddr, ConfigError> {
+	let text = addr.value.trim();
+	let expected = "expected HOST:PORT, e.g. 127.0.0.1:9735";
+	if let Ok(parsed) = text.parse::<SocketAddr>() {
+		return Ok(parsed);
+	}
+	if !text.contains(':') {
+		return Err(addr.invalid(text, expected));
+	}
+	text.to_socket_addrs()
+		.map_err(|e| addr.invalid(text, format!("{e}; {expected}")))?
+		.next()
+		.ok_or_else(|| addr.invalid(text, "the host resolves to no address"))
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+
+	fn base_flags() -> ReferenceNodeConfig {
+		ReferenceNodeConfig {
+			network: Some("regtest".into()),
+			data_dir: Some("/tmp/ldk-trampoline-config-test".into()),
+			bitcoind_rpc: Some("127.0.0.1:18443".into()),
+			bitcoind_rpc_user: Some("u".into()),
+			bitcoind_rpc_password: Some("p".into()),
+			..Default::default()
+		}
+	}
+
+	#[test]
+	fn flags_override_the_file_and_file_paths_are_relative_to_it() {
+		let file = ReferenceNodeConfig {
+			network: Some("signet".into()),
+			data_dir: Some("data".into()),
+			alias: Some("from-file".into()),
+			..Default::default()
+		};
+		let flags = ReferenceNodeConfig { data_dir: None, ..base_flags() };
+		let settings =
+			ReferenceNodeConfig::resolve(flags, Some((Path::new("/etc/ldk/node.toml"), file)))
+				.unwrap();
+		assert_eq!(settings.node.network, Network::Regtest);
+		assert_eq!(settings.node.data_dir, PathBuf::from("/etc/ldk/data"));
+		assert_eq!(settings.node.alias, "from-file");
+		assert_eq!(settings.control_listen, DEFAULT_CONTROL_LISTEN);
+	}
+
+	#[test]
+	fn errors_name_the_key_and_value() {
+		let file = ReferenceNodeConfig { network: Some("regtst".into()), ..Default::default() };
+		let flags = ReferenceNodeConfig { network: None, ..base_flags() };
+		let err = ReferenceNodeConfig::resolve(flags, Some((Path::new("/x/c.toml"), file)))
+			.unwrap_err()
+			.to_string();
+		assert_eq!(
+			err,
+			"invalid value for `network` in /x/c.toml: \"regtst\" (expected one of bitcoin, \
+			 testnet, testnet4, signet, regtest)"
+		);
+		let flags = ReferenceNodeConfig { bitcoind_rpc: None, ..base_flags() };
+		let err = ReferenceNodeConfig::resolve(flags, None).unwrap_err().to_string();
+		assert_eq!(
+			err,
+			"`bitcoind_rpc` is required (set it in the config file or pass --bitcoind-rpc)"
+		);
+		let flags = ReferenceNodeConfig { bitcoind_rpc: Some("localhost".into()), ..base_flags() };
+		let err = ReferenceNodeConfig::resolve(flags, None).unwrap_err().to_string();
+		assert!(err.starts_with("invalid value for --bitcoind-rpc: \"localhost\""), "{err}");
+		let flags = ReferenceNodeConfig { bitcoind_rpc_password: None, ..base_flags() };
+		let err = ReferenceNodeConfig::resolve(flags, None).unwrap_err().to_string();
+		assert!(err.contains("--bitcoind-rpc-user is set but `bitcoind_rpc_password`"), "{err}");
+	}
+
+	#[test]
+	fn unknown_keys_are_refused() {
+		let err = toml::from_str::<ReferenceNodeConfig>("netwrk = \"regtest\"").unwrap_err();
+		assert!(err.to_string().contains("unknown field `netwrk`"), "{err}");
+	}
+}

@@ -1,0 +1,227 @@
+//! A client for the control interface (what `ldk-trampoline ctl` uses).
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::*;
+
+/// How long to wait for the TCP connection to the control interface.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long to wait for an answer, except for `pay` (which waits for the
+/// payment's own timeout plus this). Opening a channel waits for the peer.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Errors talking to the control interface.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+	/// The address of the control interface is malformed.
+	#[error(
+		"invalid control address {value:?}: {reason} (expected HOST:PORT or http://HOST:PORT)"
+	)]
+	InvalidAddress {
+		/// What was given.
+		value: String,
+		/// What is wrong with it.
+		reason: String,
+	},
+	/// Nothing answered.
+	#[error("cannot reach the control interface at {url}: {reason} (is `ldk-trampoline node` running, and does --control match its --control-listen?)")]
+	Unreachable {
+		/// The URL requested.
+		url: String,
+		/// What failed.
+		reason: String,
+	},
+	/// The node refused the request or failed it.
+	#[error("the node answered {status}: {message}")]
+	Api {
+		/// The HTTP status.
+		status: StatusCode,
+		/// The node's error message.
+		message: String,
+	},
+	/// The answer is not what the endpoint answers.
+	#[error("unexpected answer from {url}: {reason}")]
+	Decode {
+		/// The URL requested.
+		url: String,
+		/// What is wrong with it.
+		reason: String,
+	},
+}
+
+/// An error's message followed by those of its causes that it does not already
+/// include (`message: cause: cause`), for errors that leave their cause out.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+	let mut message = error.to_string();
+	let mut source = error.source();
+	while let Some(cause) = source {
+		let cause_text = cause.to_string();
+		if !message.contains(&cause_text) {
+			message.push_str(": ");
+			message.push_str(&cause_text);
+		}
+		source = cause.source();
+	}
+	message
+}
+
+/// The innermost cause of an error (for reqwest's, e.g. "Connection refused").
+fn root_cause(error: &dyn std::error::Error) -> String {
+	let mut cause = error;
+	while let Some(source) = cause.source() {
+		cause = source;
+	}
+	cause.to_string()
+}
+
+/// A client of one node's control interface.
+#[derive(Clone, Debug)]
+pub struct ControlClient {
+	base_url: String,
+	http: reqwest::Client,
+}
+
+impl ControlClient {
+	/// A client for the control interface at `address`: `HOST:PORT` or
+	/// `http://HOST:PORT` (plain HTTP only).
+	pub fn new(address: &str) -> Result<Self, ClientError> {
+		let invalid = |reason: &str| ClientError::InvalidAddress {
+			value: address.into(),
+			reason: reason.into(),
+		};
+		let trimmed = address.trim().trim_end_matches('/');
+		let with_scheme =
+			if trimmed.contains("://") { trimmed.to_string() } else { format!("http://{trimmed}") };
+		let url = reqwest::Url::parse(&with_scheme).map_err(|e| invalid(&e.to_string()))?;
+		if url.scheme() != "http" {
+			return Err(invalid("only plain http:// is supported"));
+		}
+		if url.host_str().is_none_or(str::is_empty) {
+			return Err(invalid("no host"));
+		}
+		if url.path() != "/" || url.query().is_some() {
+			return Err(invalid("give no path; the endpoints are added to it"));
+		}
+		let http = reqwest::Client::builder()
+			.connect_timeout(CONNECT_TIMEOUT)
+			// The interface is local: never route it through a proxy from the environment.
+			.no_proxy()
+			.build()
+			.map_err(|e| invalid(&with_causes(&e)))?;
+		Ok(Self { base_url: with_scheme, http })
+	}
+
+	/// The base URL requests go to, e.g. `http://127.0.0.1:9736`.
+	pub fn base_url(&self) -> &str {
+		&self.base_url
+	}
+
+	/// Posts `request` to `path` (one of [`paths`]) and decodes the answer,
+	/// waiting at most `timeout`.
+	pub async fn call<Req: Serialize + ?Sized, Resp: DeserializeOwned>(
+		&self, path: &str, request: &Req, timeout: Duration,
+	) -> Result<Resp, ClientError> {
+		let url = format!("{}{path}", self.base_url);
+		let response =
+			self.http.post(&url).json(request).timeout(timeout).send().await.map_err(|e| {
+				let reason = if e.is_timeout() {
+					format!("no answer within {timeout:?}")
+				} else {
+					root_cause(&e)
+				};
+				ClientError::Unreachable { url: url.clone(), reason }
+			})?;
+		let status = response.status();
+		let body = response.bytes().await.map_err(|e| ClientError::Decode {
+			url: url.clone(),
+			reason: format!("cannot read the answer: {}", with_causes(&e)),
+		})?;
+		if !status.is_success() {
+			let message = match serde_json::from_slice::<ErrorResponse>(&body) {
+				Ok(error) => error.error,
+				Err(_) => String::from_utf8_lossy(&body).trim().to_string(),
+			};
+			return Err(ClientError::Api { status, message });
+		}
+		serde_json::from_slice(&body)
+			.map_err(|e| ClientError::Decode { url, reason: format!("{e}") })
+	}
+
+	async fn call_empty<Resp: DeserializeOwned>(&self, path: &str) -> Result<Resp, ClientError> {
+		self.call(path, &EmptyRequest {}, REQUEST_TIMEOUT).await
+	}
+
+	/// `getinfo`: the node's identity and state.
+	pub async fn getinfo(&self) -> Result<GetInfoResponse, ClientError> {
+		self.call_empty(paths::GETINFO).await
+	}
+
+	/// `connect`: connects to `peer` (`NODE_ID@HOST:PORT`).
+	pub async fn connect(&self, peer: &str) -> Result<ConnectResponse, ClientError> {
+		self.call(paths::CONNECT, &ConnectRequest { peer: peer.into() }, REQUEST_TIMEOUT).await
+	}
+
+	/// `open-channel`: opens a channel and returns once its funding is broadcast.
+	pub async fn open_channel(
+		&self, request: &OpenChannelRequest,
+	) -> Result<OpenChannelResponse, ClientError> {
+		self.call(paths::OPEN_CHANNEL, request, REQUEST_TIMEOUT).await
+	}
+
+	/// `list-channels`: every channel.
+	pub async fn list_channels(&self) -> Result<ListChannelsResponse, ClientError> {
+		self.call_empty(paths::LIST_CHANNELS).await
+	}
+
+	/// `close-channel`: starts closing a channel.
+	pub async fn close_channel(
+		&self, channel_id: &str, force: bool,
+	) -> Result<CloseChannelResponse, ClientError> {
+		let request = CloseChannelRequest { channel_id: channel_id.into(), force };
+		self.call(paths::CLOSE_CHANNEL, &request, REQUEST_TIMEOUT).await
+	}
+
+	/// `balances`: on-chain and Lightning balances.
+	pub async fn balances(&self) -> Result<Balances, ClientError> {
+		self.call_empty(paths::BALANCES).await
+	}
+
+	/// `new-address`: a fresh on-chain address.
+	pub async fn new_address(&self) -> Result<NewAddressResponse, ClientError> {
+		self.call_empty(paths::NEW_ADDRESS).await
+	}
+
+	/// `invoice`: creates a BOLT 11 invoice.
+	pub async fn invoice(&self, request: &InvoiceRequest) -> Result<InvoiceResponse, ClientError> {
+		self.call(paths::INVOICE, request, REQUEST_TIMEOUT).await
+	}
+
+	/// `offer`: creates a BOLT 12 offer.
+	pub async fn offer(&self, request: &OfferRequest) -> Result<OfferResponse, ClientError> {
+		self.call(paths::OFFER, request, REQUEST_TIMEOUT).await
+	}
+
+	/// `pay`: pays an invoice or offer and waits for the outcome (the answer
+	/// shows the payment pending if it outlasts the request's timeout).
+	pub async fn pay(&self, request: &PayRequest) -> Result<PaymentRecord, ClientError> {
+		// The node refuses waits longer than a day; do not wait past that either.
+		let wait = request.timeout_secs.unwrap_or(DEFAULT_PAY_TIMEOUT_SECS).min(24 * 3600);
+		let timeout = Duration::from_secs(wait + 30);
+		self.call(paths::PAY, request, timeout).await
+	}
+
+	/// `list-payments`: every payment, oldest first.
+	pub async fn list_payments(&self) -> Result<ListPaymentsResponse, ClientError> {
+		self.call_empty(paths::LIST_PAYMENTS).await
+	}
+
+	/// `stop`: stops the node, which then exits.
+	pub async fn stop(&self) -> Result<StopResponse, ClientError> {
+		self.call_empty(paths::STOP).await
+	}
+}

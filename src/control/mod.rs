@@ -1,0 +1,248 @@
+//! The reference node's control interface: JSON over plain HTTP, for operators
+//! and scripts.
+//!
+//! Every endpoint is a `POST` under `/v1/` (see [`paths`]) taking a JSON object
+//! (an empty body counts as `{}`) and answering with a JSON object. Failures
+//! answer `{ "error": "..." }` ([`ErrorResponse`]) with status 400 for bad input
+//! (an unparsable invoice, node id or channel id, an unknown field), 404 for an
+//! unknown channel or endpoint, and 500 for everything else.
+//!
+//! The request and response types below are shared by the [`server`] and the
+//! [`client`], so the two cannot drift apart.
+//!
+//! The interface has no authentication: bind it to a loopback address only.
+
+pub mod client;
+pub mod server;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::node::{Balances, ChannelInfo, PaymentRecord};
+
+/// Where the control interface listens unless configured otherwise: `127.0.0.1:9736`.
+pub const DEFAULT_CONTROL_LISTEN: SocketAddr =
+	SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9736);
+
+/// How long `pay` waits for the outcome unless told otherwise.
+pub const DEFAULT_PAY_TIMEOUT_SECS: u64 = 60;
+
+/// How long an invoice is valid unless told otherwise.
+pub const DEFAULT_INVOICE_EXPIRY_SECS: u32 = 3600;
+
+/// The endpoint paths.
+pub mod paths {
+	/// [`GetInfoResponse`](super::GetInfoResponse) for an empty request.
+	pub const GETINFO: &str = "/v1/getinfo";
+	/// [`ConnectRequest`](super::ConnectRequest) → [`ConnectResponse`](super::ConnectResponse).
+	pub const CONNECT: &str = "/v1/connect";
+	/// [`OpenChannelRequest`](super::OpenChannelRequest) →
+	/// [`OpenChannelResponse`](super::OpenChannelResponse).
+	pub const OPEN_CHANNEL: &str = "/v1/open-channel";
+	/// [`ListChannelsResponse`](super::ListChannelsResponse) for an empty request.
+	pub const LIST_CHANNELS: &str = "/v1/list-channels";
+	/// [`CloseChannelRequest`](super::CloseChannelRequest) →
+	/// [`CloseChannelResponse`](super::CloseChannelResponse).
+	pub const CLOSE_CHANNEL: &str = "/v1/close-channel";
+	/// [`Balances`](super::Balances) for an empty request.
+	pub const BALANCES: &str = "/v1/balances";
+	/// [`NewAddressResponse`](super::NewAddressResponse) for an empty request.
+	pub const NEW_ADDRESS: &str = "/v1/new-address";
+	/// [`InvoiceRequest`](super::InvoiceRequest) → [`InvoiceResponse`](super::InvoiceResponse).
+	pub const INVOICE: &str = "/v1/invoice";
+	/// [`OfferRequest`](super::OfferRequest) → [`OfferResponse`](super::OfferResponse).
+	pub const OFFER: &str = "/v1/offer";
+	/// [`PayRequest`](super::PayRequest) → [`PaymentRecord`](super::PaymentRecord).
+	pub const PAY: &str = "/v1/pay";
+	/// [`ListPaymentsResponse`](super::ListPaymentsResponse) for an empty request.
+	pub const LIST_PAYMENTS: &str = "/v1/list-payments";
+	/// [`StopResponse`](super::StopResponse) for an empty request.
+	pub const STOP: &str = "/v1/stop";
+}
+
+/// The body of every failed request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorResponse {
+	/// What went wrong, for a human.
+	pub error: String,
+}
+
+/// The request of endpoints that take no parameters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmptyRequest {}
+
+/// What `getinfo` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetInfoResponse {
+	/// The node's public key (hex).
+	pub node_id: String,
+	/// Where the node accepts peer connections (`host:port`).
+	pub listen_addr: String,
+	/// The chain: bitcoin, testnet, testnet4, signet or regtest.
+	pub network: String,
+	/// The alias announced to the network.
+	pub alias: String,
+	/// The height of the best block the node has processed.
+	pub block_height: u32,
+	/// Channels in any state.
+	pub num_channels: usize,
+	/// Channels that can carry payments now.
+	pub num_usable_channels: usize,
+	/// Connected peers.
+	pub num_peers: usize,
+}
+
+/// Connects to a peer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectRequest {
+	/// `NODE_ID@HOST:PORT`.
+	pub peer: String,
+}
+
+/// What `connect` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectResponse {
+	/// The peer's public key (hex).
+	pub node_id: String,
+	/// The address connected to.
+	pub address: String,
+}
+
+/// Opens a channel, connecting to the peer first if needed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenChannelRequest {
+	/// `NODE_ID@HOST:PORT`.
+	pub peer: String,
+	/// The channel's capacity, funded from the on-chain wallet.
+	pub amount_sat: u64,
+	/// What to give the peer on opening.
+	#[serde(default)]
+	pub push_msat: u64,
+	/// Do not announce the channel for forwarding.
+	#[serde(default)]
+	pub private: bool,
+}
+
+/// What `open-channel` answers once the funding transaction is broadcast.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenChannelResponse {
+	/// The channel id (hex); the channel is usable once the funding transaction
+	/// has its confirmations (see `list-channels`).
+	pub channel_id: String,
+}
+
+/// What `list-channels` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListChannelsResponse {
+	/// Every channel, in any state.
+	pub channels: Vec<ChannelInfo>,
+}
+
+/// Closes a channel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloseChannelRequest {
+	/// The channel id (64 hex characters), as `list-channels` shows it.
+	pub channel_id: String,
+	/// Broadcast our latest commitment transaction instead of negotiating with
+	/// the peer.
+	#[serde(default)]
+	pub force: bool,
+}
+
+/// What `close-channel` answers once the close has started.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloseChannelResponse {
+	/// The channel id (hex).
+	pub channel_id: String,
+	/// Whether it is a force close.
+	pub force: bool,
+}
+
+/// What `new-address` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewAddressResponse {
+	/// A fresh address of the on-chain wallet.
+	pub address: String,
+}
+
+/// Creates a BOLT 11 invoice.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvoiceRequest {
+	/// The amount; without one the payer chooses.
+	#[serde(default, skip_serializing_if = "Option::is_none")]
+	pub amount_msat: Option<u64>,
+	/// The description (empty if not given).
+	#[serde(default, skip_serializing_if = "Option::is_none")]
+	pub description: Option<String>,
+	/// How long the invoice is valid ([`DEFAULT_INVOICE_EXPIRY_SECS`] if not given).
+	#[serde(default, skip_serializing_if = "Option::is_none")]
+	pub expiry_secs: Option<u32>,
+}
+
+/// What `invoice` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoiceResponse {
+	/// The BOLT 11 invoice.
+	pub invoice: String,
+	/// Its payment hash (hex).
+	pub payment_hash: String,
+	/// Its amount, if it has one.
+	pub amount_msat: Option<u64>,
+	/// How long it is valid.
+	pub expiry_secs: u64,
+}
+
+/// Creates a BOLT 12 offer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfferRequest {
+	/// The amount; without one the payer chooses.
+	#[serde(default, skip_serializing_if = "Option::is_none")]
+	pub amount_msat: Option<u64>,
+	/// The description (empty if not given).
+	#[serde(default, skip_serializing_if = "Option::is_none")]
+	pub description: Option<String>,
+}
+
+/// What `offer` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferResponse {
+	/// The BOLT 12 offer.
+	pub offer: String,
+}
+
+/// Pays a BOLT 11 invoice or a BOLT 12 offer and waits for the outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PayRequest {
+	/// A BOLT 11 invoice or a BOLT 12 offer (a `lightning:` prefix is accepted).
+	pub request: String,
+	/// The amount, required when the invoice or offer has none.
+	#[serde(default, skip_serializing_if = "Option::is_none")]
+	pub amount_msat: Option<u64>,
+	/// How long to wait for the outcome ([`DEFAULT_PAY_TIMEOUT_SECS`] if not
+	/// given). The payment goes on after the wait; the answer then shows it
+	/// pending.
+	#[serde(default, skip_serializing_if = "Option::is_none")]
+	pub timeout_secs: Option<u64>,
+}
+
+/// What `list-payments` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListPaymentsResponse {
+	/// Every payment, oldest first.
+	pub payments: Vec<PaymentRecord>,
+}
+
+/// What `stop` answers, once the node has stopped and persisted its state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopResponse {
+	/// Always true: the process exits right after answering.
+	pub stopped: bool,
+}

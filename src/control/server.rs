@@ -1,0 +1,316 @@
+//! The control interface's HTTP server (axum), driving a running [`Node`].
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use bitcoin::hashes::Hash;
+use bitcoin::secp256k1::PublicKey;
+use lightning::ln::types::ChannelId;
+use lightning::offers::offer::Offer;
+use lightning::types::payment::PaymentHash;
+use lightning_invoice::Bolt11Invoice;
+use serde::de::DeserializeOwned;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::*;
+use crate::node::{Node, NodeError};
+
+/// The longest `pay` may be asked to wait.
+const MAX_PAY_TIMEOUT_SECS: u64 = 24 * 3600;
+
+/// No amount can exceed every bitcoin there will ever be.
+const MAX_AMOUNT_MSAT: u64 = 21_000_000 * 100_000_000 * 1000;
+
+/// A failed request: an HTTP status and a message, answered as [`ErrorResponse`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+	/// The HTTP status.
+	pub status: StatusCode,
+	/// What went wrong.
+	pub message: String,
+}
+
+impl ApiError {
+	/// 400: the request is malformed or cannot be carried out as given.
+	pub fn bad_request(message: impl Into<String>) -> Self {
+		Self { status: StatusCode::BAD_REQUEST, message: message.into() }
+	}
+
+	/// 404: what the request names does not exist.
+	pub fn not_found(message: impl Into<String>) -> Self {
+		Self { status: StatusCode::NOT_FOUND, message: message.into() }
+	}
+
+	/// 500: the node failed.
+	pub fn internal(message: impl Into<String>) -> Self {
+		Self { status: StatusCode::INTERNAL_SERVER_ERROR, message: message.into() }
+	}
+}
+
+impl From<NodeError> for ApiError {
+	fn from(error: NodeError) -> Self {
+		match error {
+			// LDK refused what was asked: an amount it does not accept, a duplicate
+			// payment, a channel it cannot open or close.
+			NodeError::Config(_) | NodeError::Payment(_) | NodeError::Channel(_) => {
+				Self::bad_request(error.to_string())
+			},
+			_ => Self::internal(error.to_string()),
+		}
+	}
+}
+
+impl IntoResponse for ApiError {
+	fn into_response(self) -> Response {
+		(self.status, Json(ErrorResponse { error: self.message })).into_response()
+	}
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// What every handler shares.
+struct ControlState {
+	node: Arc<Node>,
+	shutdown: watch::Sender<bool>,
+}
+
+type Ctx = State<Arc<ControlState>>;
+
+/// The control interface's routes for `node`. `/v1/stop` stops the node and then
+/// sets `shutdown` to `true`, which the caller waits on to end the process.
+pub fn router(node: Arc<Node>, shutdown: watch::Sender<bool>) -> Router {
+	let state = Arc::new(ControlState { node, shutdown });
+	Router::new()
+		.route(paths::GETINFO, post(getinfo))
+		.route(paths::CONNECT, post(connect))
+		.route(paths::OPEN_CHANNEL, post(open_channel))
+		.route(paths::LIST_CHANNELS, post(list_channels))
+		.route(paths::CLOSE_CHANNEL, post(close_channel))
+		.route(paths::BALANCES, post(balances))
+		.route(paths::NEW_ADDRESS, post(new_address))
+		.route(paths::INVOICE, post(invoice))
+		.route(paths::OFFER, post(offer))
+		.route(paths::PAY, post(pay))
+		.route(paths::LIST_PAYMENTS, post(list_payments))
+		.route(paths::STOP, post(stop))
+		.fallback(|uri: Uri| async move {
+			ApiError::not_found(format!("no endpoint {uri}; the endpoints are POST /v1/..."))
+		})
+		.method_not_allowed_fallback(|| async {
+			ApiError {
+				status: StatusCode::METHOD_NOT_ALLOWED,
+				message: "use POST with a JSON body".into(),
+			}
+		})
+		.with_state(state)
+}
+
+/// Serves the control interface on `listener` until `shutdown` turns `true`
+/// (set by `/v1/stop`, or by the caller, e.g. on a signal). Requests in flight
+/// are completed first.
+pub async fn serve(
+	listener: TcpListener, node: Arc<Node>, shutdown: watch::Sender<bool>,
+) -> std::io::Result<()> {
+	let mut stopped = shutdown.subscribe();
+	let app = router(node, shutdown);
+	axum::serve(listener, app)
+		.with_graceful_shutdown(async move {
+			let _ = stopped.wait_for(|stop| *stop).await;
+		})
+		.await
+}
+
+/// Parses a request body; an empty body is `{}`.
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+	let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
+	serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid request: {e}")))
+}
+
+fn check_amount(amount_msat: Option<u64>) -> Result<(), ApiError> {
+	match amount_msat {
+		Some(amount) if amount > MAX_AMOUNT_MSAT => {
+			Err(ApiError::bad_request(format!("amount_msat {amount} exceeds the bitcoin supply")))
+		},
+		_ => Ok(()),
+	}
+}
+
+/// Parses `NODE_ID@HOST:PORT`, resolving the host.
+async fn parse_peer(peer: &str) -> Result<(PublicKey, SocketAddr), ApiError> {
+	let (id, addr) = peer.trim().split_once('@').ok_or_else(|| {
+		ApiError::bad_request(format!("invalid peer {peer:?}: expected NODE_ID@HOST:PORT"))
+	})?;
+	let node_id = PublicKey::from_str(id).map_err(|e| {
+		ApiError::bad_request(format!("invalid node id {id:?}: {e} (expected 66 hex characters)"))
+	})?;
+	let mut addrs = tokio::net::lookup_host(addr).await.map_err(|e| {
+		ApiError::bad_request(format!("invalid peer address {addr:?}: {e} (expected HOST:PORT)"))
+	})?;
+	let addr = addrs.next().ok_or_else(|| {
+		ApiError::bad_request(format!("peer address {addr:?} resolves to nothing"))
+	})?;
+	Ok((node_id, addr))
+}
+
+fn parse_channel_id(id: &str) -> Result<ChannelId, ApiError> {
+	<[u8; 32] as hex::FromHex>::from_hex(id.trim()).map(ChannelId).map_err(|e| {
+		ApiError::bad_request(format!(
+			"invalid channel id {id:?}: {e} (expected 64 hex characters)"
+		))
+	})
+}
+
+async fn getinfo(State(ctx): Ctx, body: Bytes) -> ApiResult<GetInfoResponse> {
+	parse::<EmptyRequest>(&body)?;
+	let node = &ctx.node;
+	let channels = node.list_channels();
+	Ok(Json(GetInfoResponse {
+		node_id: node.node_id().to_string(),
+		listen_addr: node.listen_addr().to_string(),
+		network: node.config().network.to_string(),
+		alias: node.config().alias.clone(),
+		block_height: node.best_block_height(),
+		num_channels: channels.len(),
+		num_usable_channels: channels.iter().filter(|c| c.usable).count(),
+		num_peers: node.connected_peers().len(),
+	}))
+}
+
+async fn connect(State(ctx): Ctx, body: Bytes) -> ApiResult<ConnectResponse> {
+	let request: ConnectRequest = parse(&body)?;
+	let (node_id, addr) = parse_peer(&request.peer).await?;
+	ctx.node.connect(node_id, addr).await?;
+	Ok(Json(ConnectResponse { node_id: node_id.to_string(), address: addr.to_string() }))
+}
+
+async fn open_channel(State(ctx): Ctx, body: Bytes) -> ApiResult<OpenChannelResponse> {
+	let request: OpenChannelRequest = parse(&body)?;
+	let (node_id, addr) = parse_peer(&request.peer).await?;
+	check_amount(Some(request.push_msat))?;
+	let channel_id = ctx
+		.node
+		.open_channel(node_id, addr, request.amount_sat, request.push_msat, !request.private)
+		.await?;
+	Ok(Json(OpenChannelResponse { channel_id: channel_id.to_string() }))
+}
+
+async fn list_channels(State(ctx): Ctx, body: Bytes) -> ApiResult<ListChannelsResponse> {
+	parse::<EmptyRequest>(&body)?;
+	Ok(Json(ListChannelsResponse { channels: ctx.node.list_channels() }))
+}
+
+async fn close_channel(State(ctx): Ctx, body: Bytes) -> ApiResult<CloseChannelResponse> {
+	let request: CloseChannelRequest = parse(&body)?;
+	let channel_id = parse_channel_id(&request.channel_id)?;
+	let hex_id = channel_id.to_string();
+	if !ctx.node.list_channels().iter().any(|c| c.channel_id == hex_id) {
+		return Err(ApiError::not_found(format!("no channel {hex_id}")));
+	}
+	ctx.node.close_channel(&channel_id, request.force)?;
+	Ok(Json(CloseChannelResponse { channel_id: hex_id, force: request.force }))
+}
+
+async fn balances(State(ctx): Ctx, body: Bytes) -> ApiResult<Balances> {
+	parse::<EmptyRequest>(&body)?;
+	Ok(Json(ctx.node.balances()))
+}
+
+async fn new_address(State(ctx): Ctx, body: Bytes) -> ApiResult<NewAddressResponse> {
+	parse::<EmptyRequest>(&body)?;
+	let address = ctx.node.new_address()?;
+	Ok(Json(NewAddressResponse { address: address.to_string() }))
+}
+
+async fn invoice(State(ctx): Ctx, body: Bytes) -> ApiResult<InvoiceResponse> {
+	let request: InvoiceRequest = parse(&body)?;
+	check_amount(request.amount_msat)?;
+	let invoice = ctx.node.create_invoice(
+		request.amount_msat,
+		request.description.as_deref().unwrap_or(""),
+		request.expiry_secs.unwrap_or(DEFAULT_INVOICE_EXPIRY_SECS),
+	)?;
+	Ok(Json(InvoiceResponse {
+		invoice: invoice.to_string(),
+		payment_hash: PaymentHash(invoice.payment_hash().to_byte_array()).to_string(),
+		amount_msat: invoice.amount_milli_satoshis(),
+		expiry_secs: invoice.expiry_time().as_secs(),
+	}))
+}
+
+async fn offer(State(ctx): Ctx, body: Bytes) -> ApiResult<OfferResponse> {
+	let request: OfferRequest = parse(&body)?;
+	check_amount(request.amount_msat)?;
+	let offer =
+		ctx.node.create_offer(request.amount_msat, request.description.as_deref().unwrap_or(""))?;
+	Ok(Json(OfferResponse { offer: offer.to_string() }))
+}
+
+/// What `pay` was given.
+enum PaymentRequest {
+	Invoice(Box<Bolt11Invoice>),
+	Offer(Box<Offer>),
+}
+
+fn parse_payment_request(text: &str) -> Result<PaymentRequest, ApiError> {
+	let text = text.trim();
+	let text = match text.get(..10) {
+		Some(prefix) if prefix.eq_ignore_ascii_case("lightning:") => &text[10..],
+		_ => text,
+	};
+	if text.get(..3).is_some_and(|hrp| hrp.eq_ignore_ascii_case("lno")) {
+		return Offer::from_str(text)
+			.map(|o| PaymentRequest::Offer(Box::new(o)))
+			.map_err(|e| ApiError::bad_request(format!("invalid BOLT 12 offer: {e:?}")));
+	}
+	Bolt11Invoice::from_str(text).map(|i| PaymentRequest::Invoice(Box::new(i))).map_err(|e| {
+		ApiError::bad_request(format!(
+			"not a BOLT 11 invoice ({e}) nor a BOLT 12 offer (which starts with `lno`)"
+		))
+	})
+}
+
+async fn pay(State(ctx): Ctx, body: Bytes) -> ApiResult<PaymentRecord> {
+	let request: PayRequest = parse(&body)?;
+	check_amount(request.amount_msat)?;
+	let timeout_secs = request.timeout_secs.unwrap_or(DEFAULT_PAY_TIMEOUT_SECS);
+	if timeout_secs > MAX_PAY_TIMEOUT_SECS {
+		return Err(ApiError::bad_request(format!(
+			"timeout_secs {timeout_secs} is too long; at most {MAX_PAY_TIMEOUT_SECS} is allowed"
+		)));
+	}
+	let node = &ctx.node;
+	let id = match parse_payment_request(&request.request)? {
+		PaymentRequest::Invoice(invoice) => node.pay_invoice(&invoice, request.amount_msat)?,
+		PaymentRequest::Offer(offer) => node.pay_offer(&offer, request.amount_msat)?,
+	};
+	match node.wait_for_payment(id, Duration::from_secs(timeout_secs)).await {
+		Ok(record) => Ok(Json(record)),
+		// Still in flight: answer with the pending record.
+		Err(NodeError::Timeout(..)) => node
+			.payment(&id)
+			.map(Json)
+			.ok_or_else(|| ApiError::internal("the payment's record is missing")),
+		Err(e) => Err(e.into()),
+	}
+}
+
+async fn list_payments(State(ctx): Ctx, body: Bytes) -> ApiResult<ListPaymentsResponse> {
+	parse::<EmptyRequest>(&body)?;
+	Ok(Json(ListPaymentsResponse { payments: ctx.node.list_payments() }))
+}
+
+async fn stop(State(ctx): Ctx, body: Bytes) -> ApiResult<StopResponse> {
+	parse::<EmptyRequest>(&body)?;
+	ctx.node.stop().await?;
+	let _ = ctx.shutdown.send(true);
+	Ok(Json(StopResponse { stopped: true }))
+}
