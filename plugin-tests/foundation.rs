@@ -207,3 +207,8 @@ async fn node_restarts_from_its_data_dir_and_pays_again() {
 	// New blocks after the restart reach the restarted node.
 	net.mine(3).await.expect("mine after restart");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn demo_runs_to_completion() {
+	ldk_trampoline::demo::run().await.expect("every demo step succeeds");
+}
