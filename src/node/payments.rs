@@ -240,10 +240,10 @@ impl Node {
 		// refused by LDK and must not overwrite the earlier record.
 		match self.payments.get(&id).map(|p| p.status) {
 			Some(PaymentStatus::Succeeded) => {
-				return Err(NodeError::Payment("this invoice has already been paid".into()))
+				return Err(NodeError::Payment("the invoice is already paid".into()))
 			},
 			Some(PaymentStatus::Pending) => {
-				return Err(NodeError::Payment("this invoice is being paid".into()))
+				return Err(NodeError::Payment("the invoice is being paid".into()))
 			},
 			// A failed attempt may be retried.
 			Some(PaymentStatus::Failed { .. }) | None => {},
