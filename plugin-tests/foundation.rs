@@ -212,3 +212,82 @@ async fn node_restarts_from_its_data_dir_and_pays_again() {
 async fn demo_runs_to_completion() {
 	ldk_trampoline::demo::run().await.expect("every demo step succeeds");
 }
+
+/// Waits until `node`'s confirmed on-chain balance is at least `sat`, mining a
+/// block now and then so sweeps confirm.
+async fn wait_onchain_at_least(net: &RegtestNetwork, node: &ldk_trampoline::node::Node, sat: u64) {
+	let deadline = tokio::time::Instant::now() + DEADLINE;
+	while node.balances().onchain.confirmed_sat < sat {
+		assert!(
+			tokio::time::Instant::now() < deadline,
+			"on-chain balance stuck at {:?}, expected at least {sat}",
+			node.balances()
+		);
+		net.mine(1).await.expect("mine");
+	}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn channels_close_cooperatively_and_by_force_and_funds_return_on_chain() {
+	let mut net = RegtestNetwork::start().expect("regtest");
+	let alice = net.add_node("alice").await.expect("alice");
+	let bob = net.add_node("bob").await.expect("bob");
+	net.fund(&[&alice, &bob], 1).await.expect("fund");
+	let coop = net.open_channel(&alice, &bob, CHANNEL_SAT, 0).await.expect("open");
+	let forced = net.open_channel(&alice, &bob, CHANNEL_SAT, 0).await.expect("open");
+	for _ in 0..2 {
+		let invoice = bob.create_invoice(Some(100_000_000), "to close", 3600).expect("invoice");
+		let id = alice.pay_invoice(&invoice, None).expect("pay");
+		assert_eq!(
+			alice.wait_for_payment(id, DEADLINE).await.unwrap().status,
+			PaymentStatus::Succeeded
+		);
+	}
+	let bob_onchain = bob.balances().onchain.confirmed_sat;
+	let alice_onchain = alice.balances().onchain.confirmed_sat;
+
+	// Cooperative close: Bob's 100k (or 200k, depending on how LDK split the two
+	// payments) returns to his wallet once the closing transaction confirms.
+	let bob_in_coop = bob
+		.list_channels()
+		.iter()
+		.find(|c| c.channel_id == coop.to_string())
+		.map(|c| c.outbound_msat)
+		.expect("coop channel");
+	let closed = alice.subscribe();
+	alice.close_channel(&coop, false).expect("close");
+	alice
+		.wait_for_event(closed, DEADLINE, "coop close", |e| {
+			matches!(e, NodeEvent::ChannelClosed { channel_id, .. } if *channel_id == coop)
+				.then_some(())
+		})
+		.await
+		.expect("closed");
+	net.bitcoind().wait_for_mempool(1, DEADLINE).expect("closing tx");
+	net.mine(1).await.expect("confirm");
+	assert_eq!(alice.list_channels().len(), 1);
+
+	// Force close by Bob: his own output waits out the CSV delay, Alice's is
+	// swept at once; both end up in the wallets through the output sweeper.
+	let closed = bob.subscribe();
+	bob.close_channel(&forced, true).expect("force close");
+	bob.wait_for_event(closed, DEADLINE, "force close", |e| {
+		matches!(e, NodeEvent::ChannelClosed { channel_id, .. } if *channel_id == forced)
+			.then_some(())
+	})
+	.await
+	.expect("closed");
+	net.bitcoind().wait_for_mempool(1, DEADLINE).expect("commitment tx");
+	net.mine(1).await.expect("confirm");
+	assert!(alice.list_channels().is_empty() && bob.list_channels().is_empty());
+	// Past Bob's to_self_delay (LDK's default: 144 blocks).
+	net.mine(144).await.expect("mature");
+
+	// Everything Bob received (200k sat, less at most 10k of on-chain fees) and
+	// Alice's remaining 1.8M (same margin) come back.
+	wait_onchain_at_least(&net, &bob, bob_onchain + 200_000 - 10_000).await;
+	wait_onchain_at_least(&net, &alice, alice_onchain + 2 * CHANNEL_SAT - 200_000 - 10_000).await;
+	assert!(bob.balances().onchain.confirmed_sat <= bob_onchain + 200_000);
+	assert!(bob_in_coop <= 200_000_000);
+	assert_eq!(bob.balances().lightning_claimable_sat, 0, "nothing left to claim");
+}
