@@ -37,7 +37,8 @@ pub use wallet::{OnchainBalance, WalletError};
 use self::chain::FeeEstimator;
 use self::payments::PaymentStore;
 use self::peers::PeerStore;
-use self::types::{ChainMonitor, ChannelManager, NetworkGraph, PeerManager};
+use self::types::{ChainMonitor, ChannelManager, NetworkGraph, PeerManager, TrampolineRelay};
+use crate::relay::TrampolinePolicy;
 use self::wallet::OnchainWallet;
 
 /// What a node needs to start.
@@ -59,6 +60,9 @@ pub struct NodeConfig {
 	pub reconnect_interval: Duration,
 	/// The lowest level written to `<data_dir>/logs/ldk.log`.
 	pub log_level: Level,
+	/// Relay trampoline payments with this policy; `None` (the default) leaves
+	/// the node exactly as without the plugin.
+	pub trampoline: Option<TrampolinePolicy>,
 }
 
 impl NodeConfig {
@@ -73,6 +77,7 @@ impl NodeConfig {
 			chain_poll_interval: Duration::from_secs(1),
 			reconnect_interval: Duration::from_secs(5),
 			log_level: Level::Debug,
+			trampoline: None,
 		}
 	}
 }
@@ -180,6 +185,7 @@ pub struct Node {
 	fee_estimator: Arc<FeeEstimator>,
 	payments: Arc<PaymentStore>,
 	peers: Arc<PeerStore>,
+	trampoline: Option<Arc<TrampolineRelay>>,
 	events: broadcast::Sender<NodeEvent>,
 	background: Mutex<Option<BackgroundProcessor>>,
 	tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -212,6 +218,11 @@ impl Node {
 	/// The LDK channel manager, for what this API does not cover.
 	pub fn channel_manager(&self) -> &Arc<ChannelManager> {
 		&self.channel_manager
+	}
+
+	/// The trampoline relay, when [`NodeConfig::trampoline`] is set.
+	pub fn trampoline(&self) -> Option<&Arc<TrampolineRelay>> {
+		self.trampoline.as_ref()
 	}
 
 	/// The public network graph as learned from gossip.
