@@ -177,10 +177,14 @@ where
 		}
 
 		let final_cltv_delta = outgoing_cltv_value - height;
+		// LDK's router wants the limit strictly above the final delta: when the
+		// payer offered exactly our delta, the outgoing route may take one block
+		// of it (we keep `cltv_expiry_delta - 1`).
 		let max_total_cltv = bucket
 			.min_incoming_cltv
 			.saturating_sub(u32::from(policy.cltv_expiry_delta))
-			.saturating_sub(height);
+			.saturating_sub(height)
+			.max(final_cltv_delta + 1);
 		let mut params = PaymentParameters::from_node_id(outgoing_node_id, final_cltv_delta)
 			.with_max_total_cltv_expiry_delta(max_total_cltv);
 		if let Some(features) = invoice_features {

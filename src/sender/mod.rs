@@ -105,8 +105,14 @@ pub fn pay_invoice_via_trampoline<C: AChannelManager + ?Sized>(
 		.with_custom_tlvs(vec![(types::LEGACY_TRAMPOLINE_ONION, built.packet.to_bytes())])
 		.map_err(|()| SenderError::Onion("custom TLV rejected by LDK".into()))?;
 	let total = amount_msat + fee_msat;
-	let params =
-		PaymentParameters::from_node_id(trampoline, final_delta + u32::from(cltv_expiry_delta));
+	let to_trampoline = final_delta + u32::from(cltv_expiry_delta);
+	let mut params = PaymentParameters::from_node_id(trampoline, to_trampoline);
+	if cm.list_usable_channels().iter().any(|c| c.counterparty.node_id == trampoline) {
+		// Paying our own trampoline peer (the wallet case): offer the delta
+		// asked, without LDK's shadow CLTV offset on top (LDK's router needs
+		// one block of room above the final delta).
+		params = params.with_max_total_cltv_expiry_delta(to_trampoline + 1);
+	}
 	let route_params = RouteParameters::from_payment_params_and_value(params, total);
 	let payment_id = PaymentId(payment_hash.0);
 	// No retries: LDK would resend the same trampoline onion at the same fee,

@@ -1,0 +1,223 @@
+//! Trampoline relay end to end on a real regtest bitcoind: a wallet W (our
+//! node) pays the BOLT 11 invoice of an ldk-node 0.7.1 recipient R through our
+//! trampoline node T, knowing only its channel to T.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bitcoin::hashes::Hash;
+use ldk_trampoline::node::{Node, NodeEvent, PaymentStatus};
+use ldk_trampoline::onion::FailureMessage;
+use ldk_trampoline::regtest::{RegtestNetwork, DEADLINE};
+use ldk_trampoline::relay::TrampolinePolicy;
+use lightning::types::payment::PaymentHash;
+
+const CHANNEL_SAT: u64 = 1_000_000;
+const AMOUNT_MSAT: u64 = 10_000_000;
+
+struct Network {
+	net: RegtestNetwork,
+	wallet: Arc<Node>,
+	trampoline: Arc<Node>,
+	recipient: Arc<ldk_node::Node>,
+	policy: TrampolinePolicy,
+}
+
+/// W --public--> T --private--> R (ldk-node); T relays with the default policy.
+async fn network() -> Network {
+	let mut net = RegtestNetwork::start().expect("regtest");
+	let policy = TrampolinePolicy::default();
+	let wallet = net.add_node("wallet").await.expect("wallet");
+	let mut config = net.node_config("trampoline");
+	config.trampoline = Some(policy);
+	let trampoline = net.add_node_with(config).await.expect("trampoline");
+	let recipient = common::start_ldk_node(&net, "recipient");
+	net.fund(&[&wallet, &trampoline], 1).await.expect("fund");
+
+	net.open_channel(&wallet, &trampoline, CHANNEL_SAT, 0).await.expect("W-T");
+	net.open_channel_to(
+		&trampoline,
+		recipient.node_id(),
+		common::ldk_node_addr(&recipient),
+		CHANNEL_SAT,
+		0,
+		false,
+	)
+	.await
+	.expect("T-R");
+	common::sync_ldk_node(&recipient);
+	common::wait_ldk_event(&recipient, DEADLINE, "channel ready", |e| {
+		matches!(e, ldk_node::Event::ChannelReady { .. }).then_some(())
+	})
+	.await;
+	for node in [&wallet, &trampoline] {
+		let deadline = tokio::time::Instant::now() + DEADLINE;
+		while !node.list_channels().iter().all(|c| c.usable) {
+			assert!(tokio::time::Instant::now() < deadline, "channels not usable");
+			tokio::time::sleep(Duration::from_millis(50)).await;
+		}
+	}
+	Network { net, wallet, trampoline, recipient, policy }
+}
+
+fn recipient_invoice(recipient: &ldk_node::Node, amount_msat: u64) -> lightning_invoice::Bolt11Invoice {
+	let description = ldk_node::lightning_invoice::Bolt11InvoiceDescription::Direct(
+		ldk_node::lightning_invoice::Description::new("via trampoline".into()).unwrap(),
+	);
+	let invoice = recipient.bolt11_payment().receive(amount_msat, &description, 3600).expect("invoice");
+	invoice.to_string().parse().unwrap()
+}
+
+fn hash_of(invoice: &lightning_invoice::Bolt11Invoice) -> PaymentHash {
+	PaymentHash(invoice.payment_hash().to_byte_array())
+}
+
+/// Waits until `node`'s Lightning balance is `sat`.
+async fn wait_lightning_balance(node: &Node, sat: u64) {
+	let deadline = tokio::time::Instant::now() + DEADLINE;
+	loop {
+		let now = node.balances().lightning_sat;
+		if now == sat {
+			return;
+		}
+		assert!(tokio::time::Instant::now() < deadline, "balance is {now} sat, expected {sat}");
+		tokio::time::sleep(Duration::from_millis(50)).await;
+	}
+}
+
+fn failures(trampoline: &Node, hash: &PaymentHash) -> Vec<FailureMessage> {
+	trampoline.trampoline().expect("relay on").core().failures_sent(hash)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wallet_pays_ldk_node_invoice_through_trampoline() {
+	let Network { net: _net, wallet, trampoline, recipient, policy } = network().await;
+	let fee_msat = policy.fee_msat(AMOUNT_MSAT);
+	assert_eq!(fee_msat, 11_000);
+	let (w_before, t_before) = (wallet.balances().lightning_sat, trampoline.balances().lightning_sat);
+
+	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
+	let id = wallet
+		.pay_invoice_via_trampoline(&invoice, trampoline.node_id(), fee_msat, policy.cltv_expiry_delta)
+		.expect("pay");
+	let paid = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
+	assert_eq!(paid.status, PaymentStatus::Succeeded, "{paid:?}");
+	assert_eq!(paid.fee_msat, Some(0), "W pays T directly: the trampoline fee is in the amount");
+	let received = common::wait_ldk_event(&recipient, DEADLINE, "payment received", |e| match e {
+		ldk_node::Event::PaymentReceived { amount_msat, payment_hash, .. } => {
+			Some((*amount_msat, payment_hash.0))
+		},
+		_ => None,
+	})
+	.await;
+	assert_eq!(received, (AMOUNT_MSAT, hash_of(&invoice).0), "R gets exactly the invoice amount");
+
+	wait_lightning_balance(&wallet, w_before - (AMOUNT_MSAT + fee_msat) / 1000).await;
+	wait_lightning_balance(&trampoline, t_before + fee_msat / 1000).await;
+	assert!(failures(&trampoline, &hash_of(&invoice)).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn trampoline_fails_low_fee_with_26_and_unreachable_recipient_with_27() {
+	let Network { mut net, wallet, trampoline, recipient, policy } = network().await;
+	let balances = (wallet.balances().lightning_sat, trampoline.balances().lightning_sat);
+
+	// (b) One msat short of T's fee.
+	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
+	let id = wallet
+		.pay_invoice_via_trampoline(
+			&invoice,
+			trampoline.node_id(),
+			policy.fee_msat(AMOUNT_MSAT) - 1,
+			policy.cltv_expiry_delta,
+		)
+		.expect("pay");
+	let failed = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
+	let PaymentStatus::Failed { reason } = &failed.status else { panic!("{failed:?}") };
+	println!("W learns for a low fee: {reason}");
+	assert_eq!(
+		failures(&trampoline, &hash_of(&invoice)),
+		vec![FailureMessage::TrampolineFeeOrExpiryInsufficient {
+			fee_base_msat: policy.fee_base_msat,
+			fee_proportional_millionths: policy.fee_proportional_millionths,
+			cltv_expiry_delta: policy.cltv_expiry_delta,
+		}]
+	);
+
+	// (b') Enough fee, but less CLTV delta than T asks for.
+	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
+	let id = wallet
+		.pay_invoice_via_trampoline(
+			&invoice,
+			trampoline.node_id(),
+			policy.fee_msat(AMOUNT_MSAT),
+			policy.cltv_expiry_delta - 10,
+		)
+		.expect("pay");
+	assert!(matches!(
+		wallet.wait_for_payment(id, DEADLINE).await.expect("outcome").status,
+		PaymentStatus::Failed { .. }
+	));
+	assert!(matches!(
+		failures(&trampoline, &hash_of(&invoice)).as_slice(),
+		[FailureMessage::TrampolineFeeOrExpiryInsufficient { .. }]
+	));
+
+	// (c) A recipient T has no route to.
+	let lonely = net.add_node("lonely").await.expect("lonely");
+	let invoice = lonely.create_invoice(Some(AMOUNT_MSAT), "unreachable", 3600).expect("invoice");
+	let id = wallet
+		.pay_invoice_via_trampoline(
+			&invoice,
+			trampoline.node_id(),
+			policy.fee_msat(AMOUNT_MSAT),
+			policy.cltv_expiry_delta,
+		)
+		.expect("pay");
+	let failed = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
+	let PaymentStatus::Failed { reason } = &failed.status else { panic!("{failed:?}") };
+	println!("W learns for an unreachable recipient: {reason}");
+	assert_eq!(failures(&trampoline, &hash_of(&invoice)), vec![FailureMessage::UnknownNextTrampoline]);
+
+	// Nothing moved, and nothing reached R.
+	assert_eq!(wallet.balances().lightning_sat, balances.0);
+	assert_eq!(trampoline.balances().lightning_sat, balances.1);
+	assert_eq!(recipient.list_balances().total_lightning_balance_sats, 0);
+	assert!(recipient.next_event().is_none(), "R saw nothing");
+}
+
+/// (d) With the relay on at both ends, plain payments (BOLT 11 both ways, a
+/// forwarded one, BOLT 12) are untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn plain_payments_are_untouched_with_the_relay_on() {
+	let Network { mut net, wallet, trampoline, recipient, policy } = network().await;
+	let mut config = net.node_config("wallet2");
+	config.trampoline = Some(policy);
+	let _ = &mut net;
+	let w_before = wallet.balances().lightning_sat;
+
+	// Direct BOLT 11 to T (relay on at T) and a forward through T to R.
+	let invoice = trampoline.create_invoice(Some(2_000_000), "direct", 3600).expect("invoice");
+	let id = wallet.pay_invoice(&invoice, None).expect("pay");
+	assert_eq!(wallet.wait_for_payment(id, DEADLINE).await.unwrap().status, PaymentStatus::Succeeded);
+	let received = trampoline.subscribe();
+	let offer = trampoline.create_offer(Some(1_000_000), "offer").expect("offer");
+	let id = wallet.pay_offer(&offer, None).expect("pay offer");
+	assert_eq!(wallet.wait_for_payment(id, DEADLINE).await.unwrap().status, PaymentStatus::Succeeded);
+	trampoline
+		.wait_for_event(received, DEADLINE, "offer paid", |e| {
+			matches!(e, NodeEvent::PaymentReceived { amount_msat: 1_000_000, .. }).then_some(())
+		})
+		.await
+		.expect("received");
+	// T's private channel to R is not in W's graph: use R's route hint.
+	let invoice = recipient_invoice(&recipient, 3_000_000);
+	let id = wallet.pay_invoice(&invoice, None).expect("pay");
+	let paid = wallet.wait_for_payment(id, DEADLINE).await.unwrap();
+	assert_eq!(paid.status, PaymentStatus::Succeeded, "{paid:?}");
+	let fee_sat = paid.fee_msat.unwrap_or(0) / 1000;
+	wait_lightning_balance(&wallet, w_before - 2_000 - 1_000 - 3_000 - fee_sat).await;
+	assert!(trampoline.trampoline().unwrap().core().failures_sent(&hash_of(&invoice)).is_empty());
+}
