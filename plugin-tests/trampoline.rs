@@ -221,3 +221,124 @@ async fn plain_payments_are_untouched_with_the_relay_on() {
 	wait_lightning_balance(&wallet, w_before - 2_000 - 1_000 - 3_000 - fee_sat).await;
 	assert!(trampoline.trampoline().unwrap().core().failures_sent(&hash_of(&invoice)).is_empty());
 }
+
+/// Sends a hand-made trampoline payment from W and waits until it failed.
+async fn send_raw_and_fail(
+	wallet: &Node, hash: PaymentHash, packet: Vec<u8>, trampoline: &Node, amount_msat: u64,
+	cltv_delta: u32,
+) {
+	let events = wallet.subscribe();
+	let id = ldk_trampoline::sender::send_to_trampoline(
+		&**wallet.channel_manager(),
+		hash,
+		packet,
+		trampoline.node_id(),
+		amount_msat,
+		cltv_delta,
+	)
+	.expect("send");
+	wallet
+		.wait_for_event(events, DEADLINE, "the payment to fail", |e| match e {
+			NodeEvent::PaymentFailed { payment_id, .. } if *payment_id == id => Some(()),
+			NodeEvent::PaymentSent { payment_id, .. } if *payment_id == id => {
+				panic!("a bad trampoline payment succeeded")
+			},
+			_ => None,
+		})
+		.await
+		.expect("failed");
+}
+
+/// Bad input at the trampoline gets the BOLT failure it calls for, and no HTLC
+/// is left stuck.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn trampoline_rejects_bad_trampoline_onions_with_the_right_code() {
+	use bitcoin::hashes::sha256;
+	let Network { net: _net, wallet, trampoline, recipient, policy } = network().await;
+	let balances = (wallet.balances().lightning_sat, trampoline.balances().lightning_sat);
+	let fee = policy.fee_msat(AMOUNT_MSAT);
+	let delta = u32::from(policy.cltv_expiry_delta);
+
+	// A trampoline onion whose HMAC does not match: invalid_onion_hmac, in an
+	// error packet under the outer secret only.
+	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
+	let height = wallet.best_block_height();
+	let onion =
+		ldk_trampoline::sender::legacy_trampoline_onion(&invoice, trampoline.node_id(), height)
+			.unwrap();
+	let mut packet = onion.packet.to_bytes();
+	packet[40] ^= 1;
+	let sha = sha256::Hash::hash(&packet).to_byte_array();
+	send_raw_and_fail(
+		&wallet,
+		hash_of(&invoice),
+		packet,
+		&trampoline,
+		AMOUNT_MSAT + fee,
+		onion.final_cltv_delta + delta,
+	)
+	.await;
+	assert_eq!(
+		failures(&trampoline, &hash_of(&invoice)),
+		vec![FailureMessage::InvalidOnionHmac { sha256_of_onion: sha }]
+	);
+
+	// The outer total is below the trampoline amount: final_incorrect_htlc_amount.
+	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
+	let onion =
+		ldk_trampoline::sender::legacy_trampoline_onion(&invoice, trampoline.node_id(), height)
+			.unwrap();
+	send_raw_and_fail(
+		&wallet,
+		hash_of(&invoice),
+		onion.packet.to_bytes(),
+		&trampoline,
+		AMOUNT_MSAT - 1_000,
+		onion.final_cltv_delta + delta,
+	)
+	.await;
+	assert_eq!(
+		failures(&trampoline, &hash_of(&invoice)),
+		vec![FailureMessage::FinalIncorrectHtlcAmount { incoming_htlc_amt: AMOUNT_MSAT - 1_000 }]
+	);
+
+	// The outer CLTV is below the trampoline CLTV: final_incorrect_cltv_expiry.
+	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
+	let onion =
+		ldk_trampoline::sender::legacy_trampoline_onion(&invoice, trampoline.node_id(), height)
+			.unwrap();
+	send_raw_and_fail(
+		&wallet,
+		hash_of(&invoice),
+		onion.packet.to_bytes(),
+		&trampoline,
+		AMOUNT_MSAT + fee,
+		onion.final_cltv_delta - 5,
+	)
+	.await;
+	assert!(
+		matches!(
+			failures(&trampoline, &hash_of(&invoice)).as_slice(),
+			[FailureMessage::FinalIncorrectCltvExpiry { cltv_expiry }]
+				if *cltv_expiry < height + onion.final_cltv_delta
+		),
+		"{:?}",
+		failures(&trampoline, &hash_of(&invoice))
+	);
+
+	// Nothing moved and no HTLC is pending anywhere.
+	assert_eq!(wallet.balances().lightning_sat, balances.0);
+	assert_eq!(trampoline.balances().lightning_sat, balances.1);
+	for node in [&wallet, &trampoline] {
+		let deadline = tokio::time::Instant::now() + DEADLINE;
+		while node
+			.channel_manager()
+			.list_channels()
+			.iter()
+			.any(|c| c.pending_inbound_htlcs.len() + c.pending_outbound_htlcs.len() > 0)
+		{
+			assert!(tokio::time::Instant::now() < deadline, "an HTLC is stuck");
+			tokio::time::sleep(Duration::from_millis(50)).await;
+		}
+	}
+}
