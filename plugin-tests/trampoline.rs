@@ -62,11 +62,14 @@ async fn network() -> Network {
 	Network { net, wallet, trampoline, recipient, policy }
 }
 
-fn recipient_invoice(recipient: &ldk_node::Node, amount_msat: u64) -> lightning_invoice::Bolt11Invoice {
+fn recipient_invoice(
+	recipient: &ldk_node::Node, amount_msat: u64,
+) -> lightning_invoice::Bolt11Invoice {
 	let description = ldk_node::lightning_invoice::Bolt11InvoiceDescription::Direct(
 		ldk_node::lightning_invoice::Description::new("via trampoline".into()).unwrap(),
 	);
-	let invoice = recipient.bolt11_payment().receive(amount_msat, &description, 3600).expect("invoice");
+	let invoice =
+		recipient.bolt11_payment().receive(amount_msat, &description, 3600).expect("invoice");
 	invoice.to_string().parse().unwrap()
 }
 
@@ -96,11 +99,17 @@ async fn wallet_pays_ldk_node_invoice_through_trampoline() {
 	let Network { net: _net, wallet, trampoline, recipient, policy } = network().await;
 	let fee_msat = policy.fee_msat(AMOUNT_MSAT);
 	assert_eq!(fee_msat, 11_000);
-	let (w_before, t_before) = (wallet.balances().lightning_sat, trampoline.balances().lightning_sat);
+	let (w_before, t_before) =
+		(wallet.balances().lightning_sat, trampoline.balances().lightning_sat);
 
 	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
 	let id = wallet
-		.pay_invoice_via_trampoline(&invoice, trampoline.node_id(), fee_msat, policy.cltv_expiry_delta)
+		.pay_invoice_via_trampoline(
+			&invoice,
+			trampoline.node_id(),
+			fee_msat,
+			policy.cltv_expiry_delta,
+		)
 		.expect("pay");
 	let paid = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
 	assert_eq!(paid.status, PaymentStatus::Succeeded, "{paid:?}");
@@ -179,7 +188,10 @@ async fn trampoline_fails_low_fee_with_26_and_unreachable_recipient_with_27() {
 	let failed = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
 	let PaymentStatus::Failed { reason } = &failed.status else { panic!("{failed:?}") };
 	println!("W learns for an unreachable recipient: {reason}");
-	assert_eq!(failures(&trampoline, &hash_of(&invoice)), vec![FailureMessage::UnknownNextTrampoline]);
+	assert_eq!(
+		failures(&trampoline, &hash_of(&invoice)),
+		vec![FailureMessage::UnknownNextTrampoline]
+	);
 
 	// Nothing moved, and nothing reached R.
 	assert_eq!(wallet.balances().lightning_sat, balances.0);
@@ -201,11 +213,17 @@ async fn plain_payments_are_untouched_with_the_relay_on() {
 	// Direct BOLT 11 to T (relay on at T) and a forward through T to R.
 	let invoice = trampoline.create_invoice(Some(2_000_000), "direct", 3600).expect("invoice");
 	let id = wallet.pay_invoice(&invoice, None).expect("pay");
-	assert_eq!(wallet.wait_for_payment(id, DEADLINE).await.unwrap().status, PaymentStatus::Succeeded);
+	assert_eq!(
+		wallet.wait_for_payment(id, DEADLINE).await.unwrap().status,
+		PaymentStatus::Succeeded
+	);
 	let received = trampoline.subscribe();
 	let offer = trampoline.create_offer(Some(1_000_000), "offer").expect("offer");
 	let id = wallet.pay_offer(&offer, None).expect("pay offer");
-	assert_eq!(wallet.wait_for_payment(id, DEADLINE).await.unwrap().status, PaymentStatus::Succeeded);
+	assert_eq!(
+		wallet.wait_for_payment(id, DEADLINE).await.unwrap().status,
+		PaymentStatus::Succeeded
+	);
 	trampoline
 		.wait_for_event(received, DEADLINE, "offer paid", |e| {
 			matches!(e, NodeEvent::PaymentReceived { amount_msat: 1_000_000, .. }).then_some(())

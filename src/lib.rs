@@ -7,10 +7,10 @@
 
 #![deny(missing_docs)]
 
+pub mod demo;
 pub mod handler;
 pub mod node;
 pub mod onion;
 pub mod regtest;
 pub mod relay;
 pub mod sender;
-pub mod demo;

@@ -99,18 +99,10 @@ mod tests {
 
 	#[test]
 	fn reason_round_trips_through_the_wire_encoding() {
-		let fail = with_reason(
-			&UpdateFailHTLC {
-				channel_id: ChannelId([7; 32]),
-				htlc_id: 42,
-				..UpdateFailHTLC::read_from_fixed_length_buffer(
-					&mut [[7u8; 32].as_slice(), &42u64.to_be_bytes(), &[0, 1, 9]].concat().as_slice(),
-				)
-				.unwrap()
-			},
-			&[1, 2, 3],
-		)
-		.unwrap();
+		let wire = [[7u8; 32].as_slice(), &42u64.to_be_bytes(), &[0, 1, 9]].concat();
+		let original = UpdateFailHTLC::read_from_fixed_length_buffer(&mut wire.as_slice()).unwrap();
+		assert_eq!(reason_of(&original).unwrap(), vec![9]);
+		let fail = with_reason(&original, &[1, 2, 3]).unwrap();
 		assert_eq!(fail.channel_id, ChannelId([7; 32]));
 		assert_eq!(fail.htlc_id, 42);
 		assert_eq!(fail.attribution_data, None);

@@ -40,9 +40,12 @@ pub(super) fn rewrite_add<C: AChannelManager + ?Sized>(
 		return None;
 	}
 	let pubkey = msg.onion_routing_packet.public_key.ok()?;
-	let packet =
-		OnionPacket::new(pubkey, msg.onion_routing_packet.hop_data.to_vec(), msg.onion_routing_packet.hmac)
-			.ok()?;
+	let packet = OnionPacket::new(
+		pubkey,
+		msg.onion_routing_packet.hop_data.to_vec(),
+		msg.onion_routing_packet.hmac,
+	)
+	.ok()?;
 	let ecdh = |key: &PublicKey| core.signer.ecdh(Recipient::Node, key, None);
 	// An outer onion we cannot peel is LDK's to reject (malformed).
 	let outer = onion::peel(&core.secp, &packet, &msg.payment_hash.0, ecdh).ok()?;
@@ -100,7 +103,8 @@ pub(super) fn rewrite_add<C: AChannelManager + ?Sized>(
 			log_info!(core.logger, "Rejecting trampoline HTLC {key}: {failure:?}");
 			// A secret LDK never issued: LDK fails the HTLC, and the outgoing
 			// failure is replaced with `failure`.
-			let bogus = PaymentSecret(core.derive(b"reject", &[&msg.payment_hash.0, key.as_bytes()]));
+			let bogus =
+				PaymentSecret(core.derive(b"reject", &[&msg.payment_hash.0, key.as_bytes()]));
 			(
 				None,
 				PaymentData { payment_secret: bogus, total_msat: msg.amount_msat },
@@ -221,7 +225,9 @@ fn decide<C: AChannelManager + ?Sized>(
 			let min_cltv = bucket.min_incoming_cltv.min(msg.cltv_expiry);
 			match core.store.update_bucket(&id, |b| b.min_incoming_cltv = min_cltv) {
 				Ok(Some(b)) => b,
-				_ => return Decision::Reject { failure: FailureMessage::TemporaryTrampolineFailure },
+				_ => {
+					return Decision::Reject { failure: FailureMessage::TemporaryTrampolineFailure }
+				},
 			}
 		},
 		None => {
@@ -241,6 +247,7 @@ fn decide<C: AChannelManager + ?Sized>(
 				min_incoming_cltv: msg.cltv_expiry,
 				trampoline_payload: trampoline_payload.to_vec(),
 				next_packet: None,
+				payment_id: None,
 				state: BucketState::Receiving,
 			};
 			if core.store.put_bucket(&id, record.clone()).is_err() {

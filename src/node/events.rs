@@ -17,8 +17,8 @@ use super::chain::FeeEstimator;
 use super::logger::NodeLogger;
 use super::payments::{PaymentStatus, PaymentStore};
 use super::types::{ChannelManager, PeerManager, Sweeper, TrampolineRelay};
-use crate::relay::HookOutcome;
 use super::wallet::OnchainWallet;
+use crate::relay::HookOutcome;
 
 /// What happened on a node, for callers that wait on it.
 #[derive(Clone, Debug, PartialEq, Eq)]

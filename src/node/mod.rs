@@ -38,8 +38,8 @@ use self::chain::FeeEstimator;
 use self::payments::PaymentStore;
 use self::peers::PeerStore;
 use self::types::{ChainMonitor, ChannelManager, NetworkGraph, PeerManager, TrampolineRelay};
-use crate::relay::TrampolinePolicy;
 use self::wallet::OnchainWallet;
+use crate::relay::TrampolinePolicy;
 
 /// What a node needs to start.
 #[derive(Clone, Debug)]

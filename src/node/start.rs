@@ -48,8 +48,8 @@ use super::types::{
 	Scorer, Sweeper,
 };
 use super::wallet::OnchainWallet;
-use crate::relay::Trampoline;
 use super::{Node, NodeConfig, NodeError};
+use crate::relay::Trampoline;
 
 type ChannelMonitor =
 	lightning::chain::channelmonitor::ChannelMonitor<lightning::sign::InMemorySigner>;
@@ -106,6 +106,8 @@ fn lock_data_dir(dir: &Path) -> Result<File, NodeError> {
 		.write(true)
 		.open(&lock_path)
 		.map_err(|e| data_dir_err(dir, e))?;
+	// File::try_lock is stable since Rust 1.89, above the declared MSRV (1.85).
+	#[allow(clippy::incompatible_msrv)]
 	lock.try_lock().map_err(|_| data_dir_err(dir, "another process is running a node on it"))?;
 	Ok(lock)
 }
@@ -434,6 +436,10 @@ impl Node {
 			logger: Arc::clone(&logger),
 			runtime: tokio::runtime::Handle::current(),
 		};
+		if let Some(relay) = &plugin.relay {
+			// Settle what a crash interrupted (claims first: funds safety).
+			relay.resume();
+		}
 		let background = BackgroundProcessor::start(
 			Arc::clone(&store),
 			event_handler,

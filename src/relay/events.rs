@@ -73,9 +73,7 @@ where
 				};
 				let failure = match reason {
 					Some(PaymentFailureReason::RouteNotFound)
-					| Some(PaymentFailureReason::UnknownRequiredFeatures) => {
-						FailureMessage::UnknownNextTrampoline
-					},
+					| Some(PaymentFailureReason::UnknownRequiredFeatures) => FailureMessage::UnknownNextTrampoline,
 					Some(PaymentFailureReason::RecipientRejected) => {
 						FailureMessage::IncorrectOrUnknownPaymentDetails {
 							htlc_msat: bucket.outer_total_msat,
@@ -93,14 +91,17 @@ where
 			},
 			Event::PaymentClaimed { payment_hash, purpose, .. } => {
 				let secret = match purpose {
-					PaymentPurpose::Bolt11InvoicePayment { payment_secret, .. } => Some(payment_secret),
+					PaymentPurpose::Bolt11InvoicePayment { payment_secret, .. } => {
+						Some(payment_secret)
+					},
 					_ => None,
 				};
-				let ours = secret.is_some_and(|secret| {
-					self.core.store.buckets().iter().any(|(_, b)| {
-						b.payment_hash == payment_hash.0 && b.ldk_secret == secret.0
-					})
-				});
+				let ours =
+					secret.is_some_and(|secret| {
+						self.core.store.buckets().iter().any(|(_, b)| {
+							b.payment_hash == payment_hash.0 && b.ldk_secret == secret.0
+						})
+					});
 				if ours {
 					HookOutcome::Handled
 				} else {
@@ -111,17 +112,23 @@ where
 		}
 	}
 
-	fn on_claimable(&self, id: &BucketId, payment_hash: &PaymentHash, amount_msat: u64) -> HookOutcome {
+	fn on_claimable(
+		&self, id: &BucketId, payment_hash: &PaymentHash, amount_msat: u64,
+	) -> HookOutcome {
 		let cm = self.cm.get_cm();
 		let Some(bucket) = self.core.store.bucket(id) else {
-			log_error!(self.core.logger, "Claimable bucket for {payment_hash} is unknown; failing it");
+			log_error!(
+				self.core.logger,
+				"Claimable bucket for {payment_hash} is unknown; failing it"
+			);
 			cm.fail_htlc_backwards_with_reason(payment_hash, FailureCode::TemporaryNodeFailure);
 			return HookOutcome::Handled;
 		};
 		match &bucket.state {
-			BucketState::Receiving => {},
-			// A replayed event: the decision was already taken.
-			BucketState::Sending { .. } => return HookOutcome::Handled,
+			// `Sending` too: the event is replayed when LDK did not persist
+			// after we handled it, and the send may not have survived; sending
+			// again under the same payment id is a no-op if it did.
+			BucketState::Receiving | BucketState::Sending { .. } => {},
 			BucketState::Claimed { preimage } => {
 				cm.claim_funds(PaymentPreimage(*preimage));
 				return HookOutcome::Handled;
@@ -201,17 +208,18 @@ where
 				params = with;
 			}
 		}
-		let mut route_params = RouteParameters::from_payment_params_and_value(params, amt_to_forward);
+		let mut route_params =
+			RouteParameters::from_payment_params_and_value(params, amt_to_forward);
 		route_params.max_total_routing_fee_msat = Some(amount_msat - amt_to_forward - fee);
 		let mut onion = RecipientOnionFields::secret_only(payment_data.payment_secret);
 		onion.payment_metadata = payment_metadata;
 		let payment_id = PaymentId(self.core.derive(b"payment", &[id]));
 
 		// Recorded before sending: a restart finds the payment by this id.
-		let stored = self
-			.core
-			.store
-			.update_bucket(id, |b| b.state = BucketState::Sending { payment_id: payment_id.0 });
+		let stored = self.core.store.update_bucket(id, |b| {
+			b.state = BucketState::Sending { payment_id: payment_id.0 };
+			b.payment_id = Some(payment_id.0);
+		});
 		if stored.is_err() {
 			return HookOutcome::Replay;
 		}
@@ -233,11 +241,36 @@ where
 		}
 	}
 
+	/// Re-drives settled buckets after a restart: claims again the buckets
+	/// whose outgoing payment succeeded and fails again the failed ones (both
+	/// are no-ops for LDK if already done). Call once the channel manager is
+	/// loaded. Buckets still sending wait for LDK's replayed or pending events.
+	pub fn resume(&self) {
+		let cm = self.cm.get_cm();
+		for (_, bucket) in self.core.store.buckets() {
+			match bucket.state {
+				BucketState::Claimed { preimage } => cm.claim_funds(PaymentPreimage(preimage)),
+				BucketState::Failed { .. } => cm.fail_htlc_backwards_with_reason(
+					&PaymentHash(bucket.payment_hash),
+					FailureCode::TemporaryNodeFailure,
+				),
+				BucketState::Receiving | BucketState::Sending { .. } => {},
+			}
+		}
+	}
+
 	/// Records `failure` for the bucket, then fails its HTLCs back; the handler
 	/// puts `failure` on the wire.
-	fn fail_bucket(&self, id: &BucketId, bucket: &BucketRecord, failure: FailureMessage) -> HookOutcome {
+	fn fail_bucket(
+		&self, id: &BucketId, bucket: &BucketRecord, failure: FailureMessage,
+	) -> HookOutcome {
 		let encoded = failure.encode();
-		if self.core.store.update_bucket(id, |b| b.state = BucketState::Failed { failure: encoded }).is_err() {
+		if self
+			.core
+			.store
+			.update_bucket(id, |b| b.state = BucketState::Failed { failure: encoded })
+			.is_err()
+		{
 			return HookOutcome::Replay;
 		}
 		self.cm.get_cm().fail_htlc_backwards_with_reason(

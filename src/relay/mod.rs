@@ -145,11 +145,17 @@ where
 		logger: Arc<dyn Logger + Send + Sync>,
 	) -> Result<Self, RelayError> {
 		let Some(policy) = policy else {
-			return Ok(Self { handler: Arc::new(TrampolineHandler::new(channel_manager, None)), relay: None });
+			return Ok(Self {
+				handler: Arc::new(TrampolineHandler::new(channel_manager, None)),
+				relay: None,
+			});
 		};
 		let core = Arc::new(RelayCore::new(signer, kv, policy, logger)?);
 		Ok(Self {
-			handler: Arc::new(TrampolineHandler::new(channel_manager.clone(), Some(Arc::clone(&core)))),
+			handler: Arc::new(TrampolineHandler::new(
+				channel_manager.clone(),
+				Some(Arc::clone(&core)),
+			)),
 			relay: Some(Arc::new(TrampolineRelay { cm: channel_manager, core })),
 		})
 	}

@@ -110,6 +110,9 @@ pub struct BucketRecord {
 	pub trampoline_payload: Vec<u8>,
 	/// The peeled trampoline packet for the next trampoline, if any.
 	pub next_packet: Option<Vec<u8>>,
+	/// LDK's payment id of the outgoing payment, once decided (deterministic
+	/// from the bucket id).
+	pub payment_id: Option<[u8; 32]>,
 	/// Progress.
 	pub state: BucketState,
 }
@@ -139,7 +142,8 @@ impl RelayStore {
 	/// Loads every record from `kv`.
 	pub fn load(kv: Arc<dyn KVStoreSync + Send + Sync>) -> Result<Self, StoreError> {
 		let mut cache = Cache::default();
-		let io = |what| move |e: lightning::io::Error| StoreError::Io { what, reason: e.to_string() };
+		let io =
+			|what| move |e: lightning::io::Error| StoreError::Io { what, reason: e.to_string() };
 		for key in kv.list(NAMESPACE, HTLCS).map_err(io("listing htlcs"))? {
 			let bytes = kv.read(NAMESPACE, HTLCS, &key).map_err(io("reading an htlc"))?;
 			let record = serde_json::from_slice(&bytes)
@@ -161,9 +165,7 @@ impl RelayStore {
 		self.cache.lock().unwrap_or_else(|p| p.into_inner())
 	}
 
-	fn write<T: Serialize>(
-		&self, secondary: &str, key: &str, value: &T,
-	) -> Result<(), StoreError> {
+	fn write<T: Serialize>(&self, secondary: &str, key: &str, value: &T) -> Result<(), StoreError> {
 		let bytes = serde_json::to_vec(value)
 			.map_err(|e| StoreError::Io { what: "encoding", reason: e.to_string() })?;
 		self.kv
@@ -212,7 +214,7 @@ impl RelayStore {
 		self.lock()
 			.buckets
 			.iter()
-			.find(|(_, b)| matches!(&b.state, BucketState::Sending { payment_id: p } if p == payment_id))
+			.find(|(_, b)| b.payment_id.as_ref() == Some(payment_id))
 			.map(|(id, b)| (*id, b.clone()))
 	}
 
