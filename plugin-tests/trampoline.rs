@@ -96,7 +96,7 @@ fn failures(trampoline: &Node, hash: &PaymentHash) -> Vec<FailureMessage> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn wallet_pays_ldk_node_invoice_through_trampoline() {
-	let Network { net: _net, wallet, trampoline, recipient, policy } = network().await;
+	let Network { mut net, wallet, trampoline, recipient, policy } = network().await;
 	let fee_msat = policy.fee_msat(AMOUNT_MSAT);
 	assert_eq!(fee_msat, 11_000);
 	let (w_before, t_before) =
@@ -126,6 +126,30 @@ async fn wallet_pays_ldk_node_invoice_through_trampoline() {
 	wait_lightning_balance(&wallet, w_before - (AMOUNT_MSAT + fee_msat) / 1000).await;
 	wait_lightning_balance(&trampoline, t_before + fee_msat / 1000).await;
 	assert!(failures(&trampoline, &hash_of(&invoice)).is_empty());
+
+	// T restarts (its relay state and plugin secret come back from the data
+	// directory) and relays again.
+	let trampoline = net.restart(&trampoline).await.expect("restart");
+	for node in [&wallet, &trampoline] {
+		let deadline = tokio::time::Instant::now() + DEADLINE;
+		while !node.list_channels().iter().all(|c| c.usable) {
+			assert!(tokio::time::Instant::now() < deadline, "channels not usable after restart");
+			tokio::time::sleep(Duration::from_millis(50)).await;
+		}
+	}
+	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
+	let id = wallet
+		.pay_invoice_via_trampoline(
+			&invoice,
+			trampoline.node_id(),
+			fee_msat,
+			policy.cltv_expiry_delta,
+		)
+		.expect("pay after restart");
+	let paid = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
+	assert_eq!(paid.status, PaymentStatus::Succeeded, "{paid:?}");
+	wait_lightning_balance(&wallet, w_before - 2 * (AMOUNT_MSAT + fee_msat) / 1000).await;
+	wait_lightning_balance(&trampoline, t_before + 2 * fee_msat / 1000).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -204,10 +228,7 @@ async fn trampoline_fails_low_fee_with_26_and_unreachable_recipient_with_27() {
 /// forwarded one, BOLT 12) are untouched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn plain_payments_are_untouched_with_the_relay_on() {
-	let Network { mut net, wallet, trampoline, recipient, policy } = network().await;
-	let mut config = net.node_config("wallet2");
-	config.trampoline = Some(policy);
-	let _ = &mut net;
+	let Network { net: _net, wallet, trampoline, recipient, .. } = network().await;
 	let w_before = wallet.balances().lightning_sat;
 
 	// Direct BOLT 11 to T (relay on at T) and a forward through T to R.
