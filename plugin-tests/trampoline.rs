@@ -278,7 +278,10 @@ async fn send_raw_and_fail(
 	.expect("send");
 	wallet
 		.wait_for_event(events, DEADLINE, "the payment to fail", |e| match e {
-			NodeEvent::PaymentFailed { payment_id, .. } if *payment_id == id => Some(()),
+			NodeEvent::PaymentFailed { payment_id, reason } if *payment_id == id => {
+				println!("W learns for a bad trampoline payment: {reason}");
+				Some(())
+			},
 			NodeEvent::PaymentSent { payment_id, .. } if *payment_id == id => {
 				panic!("a bad trampoline payment succeeded")
 			},
