@@ -129,16 +129,13 @@ async fn ldk_node_opens_a_channel_and_both_pay_each_other() {
 	theirs.bolt11_payment().send(&invoice, None).expect("send");
 	common::wait_ldk_event(&theirs, DEADLINE, "payment sent", |e| match e {
 		ldk_node::Event::PaymentSuccessful { .. } => Some(()),
-		ldk_node::Event::PaymentFailed { reason, .. } => {
-			panic!("ldk-node payment failed: {reason:?}")
-		},
+		ldk_node::Event::PaymentFailed { reason, .. } => panic!("ldk-node payment failed: {reason:?}"),
 		_ => None,
 	})
 	.await;
 
 	// BOLT 12 both ways.
-	let offer =
-		theirs.bolt12_payment().receive(7_000_000, "their offer", None, None).expect("offer");
+	let offer = theirs.bolt12_payment().receive(7_000_000, "their offer", None, None).expect("offer");
 	let offer: lightning::offers::offer::Offer = offer.to_string().parse().unwrap();
 	let id = ours.pay_offer(&offer, None).expect("pay offer");
 	let paid = ours.wait_for_payment(id, DEADLINE).await.expect("outcome");
@@ -148,9 +145,7 @@ async fn ldk_node_opens_a_channel_and_both_pay_each_other() {
 	theirs.bolt12_payment().send(&offer, None, None, None).expect("send offer");
 	common::wait_ldk_event(&theirs, DEADLINE, "offer paid", |e| match e {
 		ldk_node::Event::PaymentSuccessful { .. } => Some(()),
-		ldk_node::Event::PaymentFailed { reason, .. } => {
-			panic!("ldk-node payment failed: {reason:?}")
-		},
+		ldk_node::Event::PaymentFailed { reason, .. } => panic!("ldk-node payment failed: {reason:?}"),
 		_ => None,
 	})
 	.await;
@@ -169,10 +164,7 @@ async fn node_restarts_from_its_data_dir_and_pays_again() {
 	net.open_channel(&alice, &bob, CHANNEL_SAT, 0).await.expect("open");
 	let invoice = bob.create_invoice(Some(10_000_000), "before", 3600).expect("invoice");
 	let id = alice.pay_invoice(&invoice, None).expect("pay");
-	assert_eq!(
-		alice.wait_for_payment(id, DEADLINE).await.unwrap().status,
-		PaymentStatus::Succeeded
-	);
+	assert_eq!(alice.wait_for_payment(id, DEADLINE).await.unwrap().status, PaymentStatus::Succeeded);
 
 	let before = alice.balances();
 	let channels_before = alice.list_channels();
@@ -193,10 +185,7 @@ async fn node_restarts_from_its_data_dir_and_pays_again() {
 	}
 	let invoice = bob.create_invoice(Some(20_000_000), "after", 3600).expect("invoice");
 	let id = alice.pay_invoice(&invoice, None).expect("pay");
-	assert_eq!(
-		alice.wait_for_payment(id, DEADLINE).await.unwrap().status,
-		PaymentStatus::Succeeded
-	);
+	assert_eq!(alice.wait_for_payment(id, DEADLINE).await.unwrap().status, PaymentStatus::Succeeded);
 	assert_eq!(alice.balances().lightning_sat, before.lightning_sat - 20_000);
 	assert_eq!(bob.balances().lightning_sat, 30_000);
 
