@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bitcoin::hashes::Hash;
 use ldk_trampoline::node::{Node, NodeEvent, PaymentStatus};
-use ldk_trampoline::onion::FailureMessage;
+use ldk_trampoline::onion::{FailingHop, FailureMessage, TrampolineFailure};
 use ldk_trampoline::regtest::{RegtestNetwork, DEADLINE};
 use ldk_trampoline::relay::TrampolinePolicy;
 use lightning::types::payment::PaymentHash;
@@ -126,6 +126,7 @@ async fn wallet_pays_ldk_node_invoice_through_trampoline() {
 	wait_lightning_balance(&wallet, w_before - (AMOUNT_MSAT + fee_msat) / 1000).await;
 	wait_lightning_balance(&trampoline, t_before + fee_msat / 1000).await;
 	assert!(failures(&trampoline, &hash_of(&invoice)).is_empty());
+	assert_eq!(wallet.trampoline_failure(&hash_of(&invoice)), None);
 
 	// T restarts (its relay state and plugin secret come back from the data
 	// directory) and relays again.
@@ -169,14 +170,17 @@ async fn trampoline_fails_low_fee_with_26_and_unreachable_recipient_with_27() {
 		.expect("pay");
 	let failed = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
 	let PaymentStatus::Failed { reason } = &failed.status else { panic!("{failed:?}") };
-	println!("W learns for a low fee: {reason}");
+	println!("W's LDK reports for a low fee: {reason}");
+	let policy_failure = FailureMessage::TrampolineFeeOrExpiryInsufficient {
+		fee_base_msat: policy.fee_base_msat,
+		fee_proportional_millionths: policy.fee_proportional_millionths,
+		cltv_expiry_delta: policy.cltv_expiry_delta,
+	};
+	assert_eq!(failures(&trampoline, &hash_of(&invoice)), vec![policy_failure.clone()]);
+	// W decrypts it through both layers: T's trampoline layer sent it.
 	assert_eq!(
-		failures(&trampoline, &hash_of(&invoice)),
-		vec![FailureMessage::TrampolineFeeOrExpiryInsufficient {
-			fee_base_msat: policy.fee_base_msat,
-			fee_proportional_millionths: policy.fee_proportional_millionths,
-			cltv_expiry_delta: policy.cltv_expiry_delta,
-		}]
+		wallet.trampoline_failure(&hash_of(&invoice)),
+		Some(TrampolineFailure { hop: FailingHop::Trampoline(0), message: policy_failure })
 	);
 
 	// (b') Enough fee, but less CLTV delta than T asks for.
@@ -211,10 +215,17 @@ async fn trampoline_fails_low_fee_with_26_and_unreachable_recipient_with_27() {
 		.expect("pay");
 	let failed = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
 	let PaymentStatus::Failed { reason } = &failed.status else { panic!("{failed:?}") };
-	println!("W learns for an unreachable recipient: {reason}");
+	println!("W's LDK reports for an unreachable recipient: {reason}");
 	assert_eq!(
 		failures(&trampoline, &hash_of(&invoice)),
 		vec![FailureMessage::UnknownNextTrampoline]
+	);
+	assert_eq!(
+		wallet.trampoline_failure(&hash_of(&invoice)),
+		Some(TrampolineFailure {
+			hop: FailingHop::Trampoline(0),
+			message: FailureMessage::UnknownNextTrampoline
+		})
 	);
 
 	// Nothing moved, and nothing reached R.
@@ -274,12 +285,13 @@ async fn send_raw_and_fail(
 		trampoline.node_id(),
 		amount_msat,
 		cltv_delta,
+		None,
 	)
 	.expect("send");
 	wallet
 		.wait_for_event(events, DEADLINE, "the payment to fail", |e| match e {
 			NodeEvent::PaymentFailed { payment_id, reason } if *payment_id == id => {
-				println!("W learns for a bad trampoline payment: {reason}");
+				println!("W's LDK reports for a bad trampoline payment: {reason}");
 				Some(())
 			},
 			NodeEvent::PaymentSent { payment_id, .. } if *payment_id == id => {

@@ -75,7 +75,7 @@ fn map_ldk_failure(ldk: Option<&FailureMessage>) -> FailureMessage {
 
 /// `reason` of an `update_fail_htlc`, which LDK keeps crate-private, read from
 /// the wire encoding.
-fn reason_of(fail: &UpdateFailHTLC) -> Option<Vec<u8>> {
+pub(crate) fn reason_of(fail: &UpdateFailHTLC) -> Option<Vec<u8>> {
 	let bytes = fail.encode();
 	let len = u16::from_be_bytes(bytes.get(REASON_OFFSET..REASON_OFFSET + 2)?.try_into().ok()?);
 	bytes.get(REASON_OFFSET + 2..REASON_OFFSET + 2 + usize::from(len)).map(|r| r.to_vec())

@@ -23,6 +23,9 @@ use lightning::ln::types::ChannelId;
 use lightning::types::features::{InitFeatures, NodeFeatures};
 
 use crate::relay::RelayCore;
+use crate::sender::SenderState;
+
+pub(crate) use fail::reason_of;
 
 /// The wrapped message handler. With no relay core (trampoline disabled) it is
 /// a pure pass-through.
@@ -32,15 +35,17 @@ where
 {
 	cm: CM,
 	core: Option<Arc<RelayCore>>,
+	sender: Option<Arc<SenderState>>,
 }
 
 impl<CM: Deref> TrampolineHandler<CM>
 where
 	CM::Target: AChannelManager,
 {
-	/// Wraps `cm`; `core: None` passes every message through untouched.
-	pub fn new(cm: CM, core: Option<Arc<RelayCore>>) -> Self {
-		Self { cm, core }
+	/// Wraps `cm`. `core: None` passes relay traffic through untouched;
+	/// `sender` lets the wallet read its trampoline payments' failures.
+	pub fn new(cm: CM, core: Option<Arc<RelayCore>>, sender: Option<Arc<SenderState>>) -> Self {
+		Self { cm, core, sender }
 	}
 }
 
@@ -58,11 +63,16 @@ where
 {
 	fn get_and_clear_pending_msg_events(&self) -> Vec<MessageSendEvent> {
 		let mut events = self.cm.get_cm().get_and_clear_pending_msg_events();
-		if let Some(core) = &self.core {
-			for event in &mut events {
-				if let MessageSendEvent::UpdateHTLCs { updates, .. } = event {
+		for event in &mut events {
+			if let MessageSendEvent::UpdateHTLCs { node_id, updates, .. } = event {
+				if let Some(core) = &self.core {
 					for fail in &mut updates.update_fail_htlcs {
 						fail::rewrite_fail(core, fail);
+					}
+				}
+				if let Some(sender) = &self.sender {
+					for add in &mut updates.update_add_htlcs {
+						sender.rewrite_add(node_id, add);
 					}
 				}
 			}
@@ -102,6 +112,13 @@ where
 		}
 	}
 
+	fn handle_update_fail_htlc(&self, their_node_id: PublicKey, msg: &msgs::UpdateFailHTLC) {
+		if let Some(sender) = &self.sender {
+			sender.on_fail(msg);
+		}
+		self.cm.get_cm().handle_update_fail_htlc(their_node_id, msg)
+	}
+
 	delegate! {
 		handle_open_channel(msg: &msgs::OpenChannel);
 		handle_open_channel_v2(msg: &msgs::OpenChannelV2);
@@ -128,7 +145,6 @@ where
 		handle_tx_ack_rbf(msg: &msgs::TxAckRbf);
 		handle_tx_abort(msg: &msgs::TxAbort);
 		handle_update_fulfill_htlc(msg: msgs::UpdateFulfillHTLC);
-		handle_update_fail_htlc(msg: &msgs::UpdateFailHTLC);
 		handle_update_fail_malformed_htlc(msg: &msgs::UpdateFailMalformedHTLC);
 		handle_commitment_signed(msg: &msgs::CommitmentSigned);
 		handle_commitment_signed_batch(channel_id: ChannelId, batch: Vec<msgs::CommitmentSigned>);

@@ -186,6 +186,7 @@ pub struct Node {
 	payments: Arc<PaymentStore>,
 	peers: Arc<PeerStore>,
 	trampoline: Option<Arc<TrampolineRelay>>,
+	trampoline_sender: Arc<crate::sender::SenderState>,
 	events: broadcast::Sender<NodeEvent>,
 	background: Mutex<Option<BackgroundProcessor>>,
 	tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -223,6 +224,15 @@ impl Node {
 	/// The trampoline relay, when [`NodeConfig::trampoline`] is set.
 	pub fn trampoline(&self) -> Option<&Arc<TrampolineRelay>> {
 		self.trampoline.as_ref()
+	}
+
+	/// What the trampoline answered for a payment sent with
+	/// [`Node::pay_invoice_via_trampoline`], decrypted through the outer and
+	/// the trampoline layer (in memory: not kept across restarts).
+	pub fn trampoline_failure(
+		&self, payment_hash: &lightning::types::payment::PaymentHash,
+	) -> Option<crate::onion::TrampolineFailure> {
+		self.trampoline_sender.failure(payment_hash)
 	}
 
 	/// The public network graph as learned from gossip.

@@ -247,6 +247,7 @@ impl Node {
 			trampoline,
 			fee_msat,
 			cltv_expiry_delta,
+			Some(&self.trampoline_sender),
 		)
 		.map(|sent| sent.payment_id)
 		.map_err(|e| {

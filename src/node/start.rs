@@ -467,6 +467,7 @@ impl Node {
 			payments,
 			peers,
 			trampoline: plugin.relay,
+			trampoline_sender: plugin.sender,
 			events,
 			background: Mutex::new(Some(background)),
 			tasks: Mutex::new(Vec::new()),

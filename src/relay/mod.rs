@@ -28,6 +28,7 @@ pub use store::{RelayStore, StoreError};
 
 use crate::handler::TrampolineHandler;
 use crate::onion::FailureMessage;
+use crate::sender::SenderState;
 
 /// The odd custom TLV (>= 65536) of a rewritten onion that names its bucket
 /// (32-byte bucket id).
@@ -131,6 +132,8 @@ where
 	pub handler: Arc<TrampolineHandler<CM>>,
 	/// The event hook, `None` when relaying is disabled.
 	pub relay: Option<Arc<TrampolineRelay<CM>>>,
+	/// The wallet side: trampoline payments sent and their decrypted failures.
+	pub sender: Arc<SenderState>,
 }
 
 impl<CM: Deref + Clone> Trampoline<CM>
@@ -144,19 +147,21 @@ where
 		kv: Arc<dyn KVStoreSync + Send + Sync>, policy: Option<TrampolinePolicy>,
 		logger: Arc<dyn Logger + Send + Sync>,
 	) -> Result<Self, RelayError> {
+		let sender = Arc::new(SenderState::default());
 		let Some(policy) = policy else {
-			return Ok(Self {
-				handler: Arc::new(TrampolineHandler::new(channel_manager, None)),
-				relay: None,
-			});
+			let handler = TrampolineHandler::new(channel_manager, None, Some(Arc::clone(&sender)));
+			return Ok(Self { handler: Arc::new(handler), relay: None, sender });
 		};
 		let core = Arc::new(RelayCore::new(signer, kv, policy, logger)?);
+		let handler = TrampolineHandler::new(
+			channel_manager.clone(),
+			Some(Arc::clone(&core)),
+			Some(Arc::clone(&sender)),
+		);
 		Ok(Self {
-			handler: Arc::new(TrampolineHandler::new(
-				channel_manager.clone(),
-				Some(Arc::clone(&core)),
-			)),
+			handler: Arc::new(handler),
 			relay: Some(Arc::new(TrampolineRelay { cm: channel_manager, core })),
+			sender,
 		})
 	}
 }

@@ -12,6 +12,9 @@ use lightning::routing::router::{PaymentParameters, RouteParameters};
 use lightning::types::payment::{PaymentHash, PaymentSecret};
 use lightning_invoice::Bolt11Invoice;
 
+mod intercept;
+pub use intercept::SenderState;
+
 use crate::onion::{
 	self, exact_hop_payloads_len, types, LegacyRouteHintHop, OnionPacket, PaymentData, SphinxHop,
 	TrampolineHop, TrampolinePayload,
@@ -125,13 +128,30 @@ pub fn legacy_trampoline_onion(
 /// TLV 66100 and a fresh random outer payment secret, so that the trampoline
 /// receives it with `to_trampoline_cltv_delta` blocks from now. Returns the
 /// payment id (the payment hash).
+///
+/// With `state` (the wallet's [`SenderState`], shared with its message
+/// handler) and the trampoline's shared secret, the trampoline's failures are
+/// decrypted and available from [`SenderState::failure`].
+#[allow(clippy::too_many_arguments)]
 pub fn send_to_trampoline<C: AChannelManager + ?Sized>(
 	cm: &C, payment_hash: PaymentHash, trampoline_packet: Vec<u8>, trampoline: PublicKey,
-	amount_msat: u64, to_trampoline_cltv_delta: u32,
+	amount_msat: u64, to_trampoline_cltv_delta: u32, state: Option<(&SenderState, SharedSecret)>,
 ) -> Result<PaymentId, SenderError> {
 	let cm = cm.get_cm();
 	// The outer payment_secret is fresh and random (not the invoice's).
-	let outer = RecipientOnionFields::secret_only(PaymentSecret(rand::random()))
+	let outer_secret = PaymentSecret(rand::random());
+	if let Some((state, trampoline_shared_secret)) = state {
+		if let Ok(packet) = OnionPacket::from_bytes(&trampoline_packet) {
+			state.register(
+				payment_hash,
+				trampoline,
+				packet,
+				trampoline_shared_secret,
+				outer_secret,
+			);
+		}
+	}
+	let outer = RecipientOnionFields::secret_only(outer_secret)
 		.with_custom_tlvs(vec![(types::LEGACY_TRAMPOLINE_ONION, trampoline_packet)])
 		.map_err(|()| SenderError::Onion("custom TLV rejected by LDK".into()))?;
 	let mut params = PaymentParameters::from_node_id(trampoline, to_trampoline_cltv_delta);
@@ -155,6 +175,7 @@ pub fn send_to_trampoline<C: AChannelManager + ?Sized>(
 /// outcome arrives as LDK's `PaymentSent` / `PaymentFailed`.
 pub fn pay_invoice_via_trampoline<C: AChannelManager + ?Sized>(
 	cm: &C, invoice: &Bolt11Invoice, trampoline: PublicKey, fee_msat: u64, cltv_expiry_delta: u16,
+	state: Option<&SenderState>,
 ) -> Result<TrampolineSend, SenderError> {
 	let height = cm.get_cm().current_best_block().height;
 	let onion = legacy_trampoline_onion(invoice, trampoline, height)?;
@@ -165,6 +186,7 @@ pub fn pay_invoice_via_trampoline<C: AChannelManager + ?Sized>(
 		trampoline,
 		onion.amount_msat + fee_msat,
 		onion.final_cltv_delta + u32::from(cltv_expiry_delta),
+		state.map(|s| (s, onion.shared_secret)),
 	)?;
 	Ok(TrampolineSend {
 		payment_id,
