@@ -5,12 +5,19 @@
 //! composed from LDK's real parts, a [`regtest`] harness that runs several such
 //! nodes against a real bitcoind, the reference node's [`control`] interface,
 //! and the [`demo`].
+//!
+//! The plugin itself: [`handler`] (the `ChannelMessageHandler` wrapper),
+//! [`relay`] (buckets, policy, forwarding, claims) and [`sender`] (paying
+//! through a trampoline), on top of [`onion`].
 
 #![deny(missing_docs)]
 
 pub mod config;
 pub mod control;
 pub mod demo;
+pub mod handler;
 pub mod node;
 pub mod onion;
 pub mod regtest;
+pub mod relay;
+pub mod sender;

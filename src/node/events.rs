@@ -16,8 +16,9 @@ use tokio::sync::broadcast;
 use super::chain::FeeEstimator;
 use super::logger::NodeLogger;
 use super::payments::{PaymentStatus, PaymentStore};
-use super::types::{ChannelManager, PeerManager, Sweeper};
+use super::types::{ChannelManager, PeerManager, Sweeper, TrampolineRelay};
 use super::wallet::OnchainWallet;
+use crate::relay::HookOutcome;
 
 /// What happened on a node, for callers that wait on it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,6 +90,7 @@ pub(super) struct EventHandler {
 	pub(super) sweeper: Arc<Sweeper>,
 	pub(super) peer_manager: Arc<PeerManager>,
 	pub(super) payments: Arc<PaymentStore>,
+	pub(super) trampoline: Option<Arc<TrampolineRelay>>,
 	pub(super) events: broadcast::Sender<NodeEvent>,
 	pub(super) logger: Arc<NodeLogger>,
 	pub(super) runtime: tokio::runtime::Handle,
@@ -101,6 +103,13 @@ impl EventHandler {
 	}
 
 	fn handle(&self, event: Event) -> Result<(), ReplayEvent> {
+		if let Some(relay) = &self.trampoline {
+			match relay.handle_event(&event) {
+				HookOutcome::NotOurs => {},
+				HookOutcome::Handled => return Ok(()),
+				HookOutcome::Replay => return Err(ReplayEvent()),
+			}
+		}
 		match event {
 			Event::FundingGenerationReady {
 				temporary_channel_id,

@@ -37,8 +37,9 @@ pub use wallet::{OnchainBalance, WalletError};
 use self::chain::FeeEstimator;
 use self::payments::PaymentStore;
 use self::peers::PeerStore;
-use self::types::{ChainMonitor, ChannelManager, NetworkGraph, PeerManager};
+use self::types::{ChainMonitor, ChannelManager, NetworkGraph, PeerManager, TrampolineRelay};
 use self::wallet::OnchainWallet;
+use crate::relay::TrampolinePolicy;
 
 /// What a node needs to start.
 #[derive(Clone, Debug)]
@@ -59,6 +60,9 @@ pub struct NodeConfig {
 	pub reconnect_interval: Duration,
 	/// The lowest level written to `<data_dir>/logs/ldk.log`.
 	pub log_level: Level,
+	/// Relay trampoline payments with this policy; `None` (the default) leaves
+	/// the node exactly as without the plugin.
+	pub trampoline: Option<TrampolinePolicy>,
 }
 
 impl NodeConfig {
@@ -73,6 +77,7 @@ impl NodeConfig {
 			chain_poll_interval: Duration::from_secs(1),
 			reconnect_interval: Duration::from_secs(5),
 			log_level: Level::Debug,
+			trampoline: None,
 		}
 	}
 }
@@ -180,6 +185,8 @@ pub struct Node {
 	fee_estimator: Arc<FeeEstimator>,
 	payments: Arc<PaymentStore>,
 	peers: Arc<PeerStore>,
+	trampoline: Option<Arc<TrampolineRelay>>,
+	trampoline_sender: Arc<crate::sender::SenderState>,
 	events: broadcast::Sender<NodeEvent>,
 	background: Mutex<Option<BackgroundProcessor>>,
 	tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -212,6 +219,20 @@ impl Node {
 	/// The LDK channel manager, for what this API does not cover.
 	pub fn channel_manager(&self) -> &Arc<ChannelManager> {
 		&self.channel_manager
+	}
+
+	/// The trampoline relay, when [`NodeConfig::trampoline`] is set.
+	pub fn trampoline(&self) -> Option<&Arc<TrampolineRelay>> {
+		self.trampoline.as_ref()
+	}
+
+	/// What the trampoline answered for a payment sent with
+	/// [`Node::pay_invoice_via_trampoline`], decrypted through the outer and
+	/// the trampoline layer (in memory: not kept across restarts).
+	pub fn trampoline_failure(
+		&self, payment_hash: &lightning::types::payment::PaymentHash,
+	) -> Option<crate::onion::TrampolineFailure> {
+		self.trampoline_sender.failure(payment_hash)
 	}
 
 	/// The public network graph as learned from gossip.

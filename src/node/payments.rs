@@ -267,6 +267,36 @@ impl Node {
 		Ok(id)
 	}
 
+	/// Pays a BOLT 11 invoice through the trampoline node `trampoline`, which
+	/// must be a peer we can route to and finds the route to the recipient
+	/// itself. `fee_msat` and `cltv_expiry_delta` are what the trampoline is
+	/// offered on top of the invoice. Returns at once; wait with
+	/// [`Node::wait_for_payment`].
+	pub fn pay_invoice_via_trampoline(
+		&self, invoice: &Bolt11Invoice, trampoline: bitcoin::secp256k1::PublicKey, fee_msat: u64,
+		cltv_expiry_delta: u16,
+	) -> Result<PaymentId, NodeError> {
+		let id = PaymentId(invoice.payment_hash().to_byte_array());
+		let hash = PaymentHash(invoice.payment_hash().to_byte_array());
+		let amount = invoice.amount_milli_satoshis().map(|a| a + fee_msat);
+		self.payments.insert_outbound(id, Some(hash), amount, "trampoline");
+		crate::sender::pay_invoice_via_trampoline(
+			&*self.channel_manager,
+			invoice,
+			trampoline,
+			fee_msat,
+			cltv_expiry_delta,
+			Some(&self.trampoline_sender),
+		)
+		.map(|sent| sent.payment_id)
+		.map_err(|e| {
+			let reason = e.to_string();
+			self.payments
+				.update(id, |p| p.status = PaymentStatus::Failed { reason: reason.clone() });
+			NodeError::Payment(reason)
+		})
+	}
+
 	/// Pays a BOLT 12 offer: requests an invoice over onion messages, then pays it.
 	/// Returns at once; wait with [`Node::wait_for_payment`].
 	pub fn pay_offer(

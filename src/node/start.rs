@@ -49,6 +49,7 @@ use super::types::{
 };
 use super::wallet::OnchainWallet;
 use super::{Node, NodeConfig, NodeError};
+use crate::relay::Trampoline;
 
 type ChannelMonitor =
 	lightning::chain::channelmonitor::ChannelMonitor<lightning::sign::InMemorySigner>;
@@ -391,9 +392,17 @@ impl Node {
 			IgnoringMessageHandler {},
 			IgnoringMessageHandler {},
 		));
+		let plugin = Trampoline::new(
+			Arc::clone(&channel_manager),
+			Arc::clone(&keys_manager) as Arc<dyn NodeSigner + Send + Sync>,
+			Arc::clone(&store) as Arc<dyn KVStoreSync + Send + Sync>,
+			config.trampoline,
+			Arc::clone(&logger) as Arc<dyn lightning::util::logger::Logger + Send + Sync>,
+		)
+		.map_err(|e| stored_err("trampoline state")(&e))?;
 		let peer_manager: Arc<PeerManager> = Arc::new(PeerManager::new(
 			MessageHandler {
-				chan_handler: Arc::clone(&channel_manager),
+				chan_handler: plugin.handler,
 				route_handler: Arc::clone(&gossip_sync),
 				onion_message_handler: Arc::clone(&onion_messenger),
 				custom_message_handler: IgnoringMessageHandler {},
@@ -420,10 +429,15 @@ impl Node {
 			sweeper: Arc::clone(&sweeper),
 			peer_manager: Arc::clone(&peer_manager),
 			payments: Arc::clone(&payments),
+			trampoline: plugin.relay.clone(),
 			events: events.clone(),
 			logger: Arc::clone(&logger),
 			runtime: tokio::runtime::Handle::current(),
 		};
+		if let Some(relay) = &plugin.relay {
+			// Settle what a crash interrupted (claims first: funds safety).
+			relay.resume();
+		}
 		let background = BackgroundProcessor::start(
 			Arc::clone(&store),
 			event_handler,
@@ -450,6 +464,8 @@ impl Node {
 			fee_estimator: Arc::clone(&fee_estimator),
 			payments,
 			peers,
+			trampoline: plugin.relay,
+			trampoline_sender: plugin.sender,
 			events,
 			background: Mutex::new(Some(background)),
 			tasks: Mutex::new(Vec::new()),

@@ -88,10 +88,17 @@ pub type OnionMessenger = lightning::onion_message::messenger::OnionMessenger<
 pub type GossipSync =
 	gossip::P2PGossipSync<Arc<NetworkGraph>, Arc<dyn UtxoLookup + Send + Sync>, Arc<Logger>>;
 
+/// The channel message handler `PeerManager` talks to: the trampoline plugin's
+/// wrapper around the channel manager (a pass-through when relaying is off).
+pub type ChannelMessageHandler = crate::handler::TrampolineHandler<Arc<ChannelManager>>;
+
+/// The trampoline relay's event hook.
+pub type TrampolineRelay = crate::relay::TrampolineRelay<Arc<ChannelManager>>;
+
 /// The peer manager, speaking to peers over `lightning-net-tokio`.
 pub type PeerManager = lightning::ln::peer_handler::PeerManager<
 	SocketDescriptor,
-	Arc<ChannelManager>,
+	Arc<ChannelMessageHandler>,
 	Arc<GossipSync>,
 	Arc<OnionMessenger>,
 	Arc<Logger>,

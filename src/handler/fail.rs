@@ -1,0 +1,111 @@
+//! Outbound `update_fail_htlc` for a rewritten HTLC: replace LDK's failure
+//! (created with the rewritten onion's secret, which the origin does not know)
+//! with the failure the origin must see, created with the trampoline shared
+//! secret and wrapped with the outer one.
+
+use bitcoin::secp256k1::ecdh::SharedSecret;
+use lightning::ln::msgs::UpdateFailHTLC;
+use lightning::util::ser::{LengthReadable, Writeable};
+use lightning::{log_error, log_info};
+
+use crate::onion::{self, FailureMessage};
+use crate::relay::store::{htlc_key, BucketState};
+use crate::relay::RelayCore;
+
+/// Offset of `reason`'s u16 length in an encoded `update_fail_htlc`
+/// (after `channel_id` and `htlc_id`).
+const REASON_OFFSET: usize = 32 + 8;
+
+/// Rewrites `fail` in place if it fails an HTLC the plugin rewrote.
+pub(super) fn rewrite_fail(core: &RelayCore, fail: &mut UpdateFailHTLC) {
+	let key = htlc_key(&fail.channel_id, fail.htlc_id);
+	let Some(mut record) = core.store.htlc(&key) else { return };
+	let Some(ldk_reason) = reason_of(fail) else {
+		log_error!(core.logger, "Cannot read LDK's update_fail_htlc for {key}");
+		return;
+	};
+	let from_ldk = SharedSecret::from_bytes(record.rewrite_shared_secret);
+	let ldk_failure = onion::decrypt_error_packet(&ldk_reason, &[from_ldk]).ok().map(|f| f.message);
+
+	let recorded = record.reject.clone().or_else(|| {
+		let bucket = core.store.bucket(record.bucket.as_ref()?)?;
+		match bucket.state {
+			BucketState::Failed { failure } => Some(failure),
+			_ => None,
+		}
+	});
+	let failure = recorded
+		.and_then(|bytes| FailureMessage::decode(&bytes).ok())
+		.unwrap_or_else(|| map_ldk_failure(ldk_failure.as_ref()));
+
+	let outer = SharedSecret::from_bytes(record.outer_shared_secret);
+	let packet = match record.trampoline_shared_secret {
+		Some(tss) => {
+			onion::create_trampoline_error_packet(&SharedSecret::from_bytes(tss), &outer, &failure)
+		},
+		// The trampoline onion could not be peeled: only the outer layer exists.
+		None => onion::create_error_packet(&outer, &failure),
+	};
+	let Some(rewritten) = with_reason(fail, &packet) else {
+		log_error!(core.logger, "Cannot rewrite update_fail_htlc for {key}");
+		return;
+	};
+	log_info!(
+		core.logger,
+		"Failing trampoline HTLC {key} with {failure:?} (LDK said {ldk_failure:?})"
+	);
+	*fail = rewritten;
+	let encoded = failure.encode();
+	if record.failure_sent.as_ref() != Some(&encoded) {
+		record.failure_sent = Some(encoded);
+		if let Err(e) = core.store.put_htlc(&key, record) {
+			log_error!(core.logger, "Cannot record the failure of {key}: {e}");
+		}
+	}
+}
+
+/// What the origin sees when LDK failed a rewritten HTLC by itself.
+fn map_ldk_failure(ldk: Option<&FailureMessage>) -> FailureMessage {
+	match ldk {
+		// The bucket never completed: the payer may retry.
+		Some(FailureMessage::MppTimeout) => FailureMessage::MppTimeout,
+		_ => FailureMessage::TemporaryTrampolineFailure,
+	}
+}
+
+/// `reason` of an `update_fail_htlc`, which LDK keeps crate-private, read from
+/// the wire encoding.
+pub(crate) fn reason_of(fail: &UpdateFailHTLC) -> Option<Vec<u8>> {
+	let bytes = fail.encode();
+	let len = u16::from_be_bytes(bytes.get(REASON_OFFSET..REASON_OFFSET + 2)?.try_into().ok()?);
+	bytes.get(REASON_OFFSET + 2..REASON_OFFSET + 2 + usize::from(len)).map(|r| r.to_vec())
+}
+
+/// `fail` with `reason` replaced and no attribution data, through the wire
+/// encoding.
+fn with_reason(fail: &UpdateFailHTLC, reason: &[u8]) -> Option<UpdateFailHTLC> {
+	let mut bytes = Vec::with_capacity(REASON_OFFSET + 2 + reason.len());
+	bytes.extend_from_slice(&fail.channel_id.0);
+	bytes.extend_from_slice(&fail.htlc_id.to_be_bytes());
+	bytes.extend_from_slice(&u16::try_from(reason.len()).ok()?.to_be_bytes());
+	bytes.extend_from_slice(reason);
+	UpdateFailHTLC::read_from_fixed_length_buffer(&mut bytes.as_slice()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use lightning::ln::types::ChannelId;
+
+	#[test]
+	fn reason_round_trips_through_the_wire_encoding() {
+		let wire = [[7u8; 32].as_slice(), &42u64.to_be_bytes(), &[0, 1, 9]].concat();
+		let original = UpdateFailHTLC::read_from_fixed_length_buffer(&mut wire.as_slice()).unwrap();
+		assert_eq!(reason_of(&original).unwrap(), vec![9]);
+		let fail = with_reason(&original, &[1, 2, 3]).unwrap();
+		assert_eq!(fail.channel_id, ChannelId([7; 32]));
+		assert_eq!(fail.htlc_id, 42);
+		assert_eq!(fail.attribution_data, None);
+		assert_eq!(reason_of(&fail).unwrap(), vec![1, 2, 3]);
+	}
+}

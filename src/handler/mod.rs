@@ -1,0 +1,166 @@
+//! [`TrampolineHandler`]: the `ChannelMessageHandler` a node gives its
+//! `PeerManager` instead of its `ChannelManager`. It delegates every message
+//! unchanged except two:
+//!
+//! * inbound `update_add_htlc` carrying a trampoline *forward* ([`rewrite`]):
+//!   recorded, then handed to LDK as a plain receive to ourselves so that LDK
+//!   aggregates the bucket and emits `PaymentClaimable`;
+//! * outbound `update_fail_htlc` for such an HTLC ([`fail`]): LDK's failure is
+//!   replaced by the error the origin must see, wrapped with the trampoline then
+//!   the outer shared secret.
+
+mod fail;
+mod rewrite;
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use bitcoin::constants::ChainHash;
+use bitcoin::secp256k1::PublicKey;
+use lightning::ln::channelmanager::AChannelManager;
+use lightning::ln::msgs::{self, BaseMessageHandler, ChannelMessageHandler, MessageSendEvent};
+use lightning::ln::types::ChannelId;
+use lightning::types::features::{InitFeatures, NodeFeatures};
+
+use crate::relay::RelayCore;
+use crate::sender::SenderState;
+
+pub(crate) use fail::reason_of;
+
+/// The wrapped message handler. With no relay core (trampoline disabled) it is
+/// a pure pass-through.
+pub struct TrampolineHandler<CM: Deref>
+where
+	CM::Target: AChannelManager,
+{
+	cm: CM,
+	core: Option<Arc<RelayCore>>,
+	sender: Option<Arc<SenderState>>,
+}
+
+impl<CM: Deref> TrampolineHandler<CM>
+where
+	CM::Target: AChannelManager,
+{
+	/// Wraps `cm`. `core: None` passes relay traffic through untouched;
+	/// `sender` lets the wallet read its trampoline payments' failures.
+	pub fn new(cm: CM, core: Option<Arc<RelayCore>>, sender: Option<Arc<SenderState>>) -> Self {
+		Self { cm, core, sender }
+	}
+}
+
+macro_rules! delegate {
+	($($name:ident($($arg:ident: $ty:ty),*);)*) => {
+		$(fn $name(&self, their_node_id: PublicKey, $($arg: $ty),*) {
+			self.cm.get_cm().$name(their_node_id, $($arg),*)
+		})*
+	};
+}
+
+impl<CM: Deref> BaseMessageHandler for TrampolineHandler<CM>
+where
+	CM::Target: AChannelManager,
+{
+	fn get_and_clear_pending_msg_events(&self) -> Vec<MessageSendEvent> {
+		let mut events = self.cm.get_cm().get_and_clear_pending_msg_events();
+		for event in &mut events {
+			if let MessageSendEvent::UpdateHTLCs { node_id, updates, .. } = event {
+				if let Some(core) = &self.core {
+					for fail in &mut updates.update_fail_htlcs {
+						fail::rewrite_fail(core, fail);
+					}
+				}
+				if let Some(sender) = &self.sender {
+					for add in &mut updates.update_add_htlcs {
+						sender.rewrite_add(node_id, add);
+					}
+				}
+			}
+		}
+		events
+	}
+
+	fn peer_disconnected(&self, their_node_id: PublicKey) {
+		self.cm.get_cm().peer_disconnected(their_node_id)
+	}
+
+	fn provided_node_features(&self) -> NodeFeatures {
+		self.cm.get_cm().provided_node_features()
+	}
+
+	fn provided_init_features(&self, their_node_id: PublicKey) -> InitFeatures {
+		self.cm.get_cm().provided_init_features(their_node_id)
+	}
+
+	fn peer_connected(
+		&self, their_node_id: PublicKey, msg: &msgs::Init, inbound: bool,
+	) -> Result<(), ()> {
+		self.cm.get_cm().peer_connected(their_node_id, msg, inbound)
+	}
+}
+
+impl<CM: Deref> ChannelMessageHandler for TrampolineHandler<CM>
+where
+	CM::Target: AChannelManager,
+{
+	fn handle_update_add_htlc(&self, their_node_id: PublicKey, msg: &msgs::UpdateAddHTLC) {
+		let rewritten =
+			self.core.as_ref().and_then(|core| rewrite::rewrite_add(core, &*self.cm, msg));
+		match rewritten {
+			Some(rewritten) => self.cm.get_cm().handle_update_add_htlc(their_node_id, &rewritten),
+			None => self.cm.get_cm().handle_update_add_htlc(their_node_id, msg),
+		}
+	}
+
+	fn handle_update_fail_htlc(&self, their_node_id: PublicKey, msg: &msgs::UpdateFailHTLC) {
+		if let Some(sender) = &self.sender {
+			sender.on_fail(msg);
+		}
+		self.cm.get_cm().handle_update_fail_htlc(their_node_id, msg)
+	}
+
+	delegate! {
+		handle_open_channel(msg: &msgs::OpenChannel);
+		handle_open_channel_v2(msg: &msgs::OpenChannelV2);
+		handle_accept_channel(msg: &msgs::AcceptChannel);
+		handle_accept_channel_v2(msg: &msgs::AcceptChannelV2);
+		handle_funding_created(msg: &msgs::FundingCreated);
+		handle_funding_signed(msg: &msgs::FundingSigned);
+		handle_channel_ready(msg: &msgs::ChannelReady);
+		handle_peer_storage(msg: msgs::PeerStorage);
+		handle_peer_storage_retrieval(msg: msgs::PeerStorageRetrieval);
+		handle_shutdown(msg: &msgs::Shutdown);
+		handle_closing_signed(msg: &msgs::ClosingSigned);
+		handle_stfu(msg: &msgs::Stfu);
+		handle_splice_init(msg: &msgs::SpliceInit);
+		handle_splice_ack(msg: &msgs::SpliceAck);
+		handle_splice_locked(msg: &msgs::SpliceLocked);
+		handle_tx_add_input(msg: &msgs::TxAddInput);
+		handle_tx_add_output(msg: &msgs::TxAddOutput);
+		handle_tx_remove_input(msg: &msgs::TxRemoveInput);
+		handle_tx_remove_output(msg: &msgs::TxRemoveOutput);
+		handle_tx_complete(msg: &msgs::TxComplete);
+		handle_tx_signatures(msg: &msgs::TxSignatures);
+		handle_tx_init_rbf(msg: &msgs::TxInitRbf);
+		handle_tx_ack_rbf(msg: &msgs::TxAckRbf);
+		handle_tx_abort(msg: &msgs::TxAbort);
+		handle_update_fulfill_htlc(msg: msgs::UpdateFulfillHTLC);
+		handle_update_fail_malformed_htlc(msg: &msgs::UpdateFailMalformedHTLC);
+		handle_commitment_signed(msg: &msgs::CommitmentSigned);
+		handle_commitment_signed_batch(channel_id: ChannelId, batch: Vec<msgs::CommitmentSigned>);
+		handle_revoke_and_ack(msg: &msgs::RevokeAndACK);
+		handle_update_fee(msg: &msgs::UpdateFee);
+		handle_announcement_signatures(msg: &msgs::AnnouncementSignatures);
+		handle_channel_reestablish(msg: &msgs::ChannelReestablish);
+		handle_channel_update(msg: &msgs::ChannelUpdate);
+		handle_error(msg: &msgs::ErrorMessage);
+	}
+
+	fn get_chain_hashes(&self) -> Option<Vec<ChainHash>> {
+		self.cm.get_cm().get_chain_hashes()
+	}
+
+	fn message_received(&self) {
+		self.cm.get_cm().message_received()
+	}
+}

@@ -1,0 +1,282 @@
+//! The event hook: relay a bucket once LDK reports it claimable, then claim or
+//! fail it with the outcome of the outgoing payment.
+
+use std::ops::Deref;
+
+use lightning::events::{Event, PaymentFailureReason, PaymentPurpose};
+use lightning::ln::channelmanager::{
+	AChannelManager, FailureCode, PaymentId, RecipientOnionFields, Retry, RetryableSendFailure,
+};
+use lightning::routing::router::{PaymentParameters, RouteParameters};
+use lightning::types::features::Bolt11InvoiceFeatures;
+use lightning::types::payment::{PaymentHash, PaymentPreimage};
+use lightning::{log_error, log_info};
+
+use super::store::{BucketId, BucketRecord, BucketState};
+use super::{TrampolineRelay, BUCKET_TLV_TYPE};
+use crate::onion::{legacy_route_hints_to_ldk, FailureMessage, TrampolineHop, TrampolinePayload};
+
+/// How many times LDK may retry the outgoing payment over other routes.
+const OUTGOING_RETRY: Retry = Retry::Attempts(3);
+
+/// What [`TrampolineRelay::handle_event`] did with an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookOutcome {
+	/// Not a relay event: the node handles it as usual.
+	NotOurs,
+	/// The relay consumed it.
+	Handled,
+	/// The relay could not persist its state: hand the event back to LDK for
+	/// replay (`Err(ReplayEvent())`).
+	Replay,
+}
+
+impl<CM: Deref> TrampolineRelay<CM>
+where
+	CM::Target: AChannelManager,
+{
+	/// Handles the events of relayed buckets and their outgoing payments.
+	pub fn handle_event(&self, event: &Event) -> HookOutcome {
+		match event {
+			Event::PaymentClaimable { payment_hash, onion_fields, amount_msat, .. } => {
+				let Some(id) = onion_fields.as_ref().and_then(|f| {
+					let tlvs = f.custom_tlvs();
+					let (_, value) = tlvs.iter().find(|(t, _)| *t == BUCKET_TLV_TYPE)?;
+					<[u8; 32]>::try_from(value.as_slice()).ok()
+				}) else {
+					return HookOutcome::NotOurs;
+				};
+				self.on_claimable(&id, payment_hash, *amount_msat)
+			},
+			Event::PaymentSent { payment_id: Some(payment_id), payment_preimage, .. } => {
+				let Some((id, bucket)) = self.core.store.bucket_by_payment(&payment_id.0) else {
+					return HookOutcome::NotOurs;
+				};
+				// Funds safety: the outgoing payment is done, claim the incoming one.
+				let stored = self.core.store.update_bucket(&id, |b| {
+					b.state = BucketState::Claimed { preimage: payment_preimage.0 }
+				});
+				if stored.is_err() {
+					return HookOutcome::Replay;
+				}
+				log_info!(
+					self.core.logger,
+					"Trampoline payment {} relayed; claiming the incoming HTLCs",
+					PaymentHash(bucket.payment_hash)
+				);
+				self.cm.get_cm().claim_funds(*payment_preimage);
+				HookOutcome::Handled
+			},
+			Event::PaymentFailed { payment_id, reason, .. } => {
+				let Some((id, bucket)) = self.core.store.bucket_by_payment(&payment_id.0) else {
+					return HookOutcome::NotOurs;
+				};
+				let failure = match reason {
+					Some(PaymentFailureReason::RouteNotFound)
+					| Some(PaymentFailureReason::UnknownRequiredFeatures) => FailureMessage::UnknownNextTrampoline,
+					Some(PaymentFailureReason::RecipientRejected) => {
+						FailureMessage::IncorrectOrUnknownPaymentDetails {
+							htlc_msat: bucket.outer_total_msat,
+							height: self.cm.get_cm().current_best_block().height,
+						}
+					},
+					_ => FailureMessage::TemporaryTrampolineFailure,
+				};
+				log_info!(
+					self.core.logger,
+					"Trampoline payment {} failed ({reason:?}): failing back with {failure:?}",
+					PaymentHash(bucket.payment_hash)
+				);
+				self.fail_bucket(&id, &bucket, failure)
+			},
+			Event::PaymentClaimed { payment_hash, purpose, .. } => {
+				let secret = match purpose {
+					PaymentPurpose::Bolt11InvoicePayment { payment_secret, .. } => {
+						Some(payment_secret)
+					},
+					_ => None,
+				};
+				let ours =
+					secret.is_some_and(|secret| {
+						self.core.store.buckets().iter().any(|(_, b)| {
+							b.payment_hash == payment_hash.0 && b.ldk_secret == secret.0
+						})
+					});
+				if ours {
+					HookOutcome::Handled
+				} else {
+					HookOutcome::NotOurs
+				}
+			},
+			_ => HookOutcome::NotOurs,
+		}
+	}
+
+	fn on_claimable(
+		&self, id: &BucketId, payment_hash: &PaymentHash, amount_msat: u64,
+	) -> HookOutcome {
+		let cm = self.cm.get_cm();
+		let Some(bucket) = self.core.store.bucket(id) else {
+			log_error!(
+				self.core.logger,
+				"Claimable bucket for {payment_hash} is unknown; failing it"
+			);
+			cm.fail_htlc_backwards_with_reason(payment_hash, FailureCode::TemporaryNodeFailure);
+			return HookOutcome::Handled;
+		};
+		match &bucket.state {
+			// `Sending` too: the event is replayed when LDK did not persist
+			// after we handled it, and the send may not have survived; sending
+			// again under the same payment id is a no-op if it did.
+			BucketState::Receiving | BucketState::Sending { .. } => {},
+			BucketState::Claimed { preimage } => {
+				cm.claim_funds(PaymentPreimage(*preimage));
+				return HookOutcome::Handled;
+			},
+			BucketState::Failed { .. } => {
+				cm.fail_htlc_backwards_with_reason(payment_hash, FailureCode::TemporaryNodeFailure);
+				return HookOutcome::Handled;
+			},
+		}
+		let Ok(TrampolinePayload {
+			hop:
+				TrampolineHop::ToLegacyRecipient {
+					amt_to_forward,
+					outgoing_cltv_value,
+					outgoing_node_id,
+					payment_data,
+					payment_metadata,
+					invoice_features,
+					invoice_routing_info,
+				},
+			..
+		}) = TrampolinePayload::decode(&bucket.trampoline_payload)
+		else {
+			return self.fail_bucket(id, &bucket, FailureMessage::TemporaryTrampolineFailure);
+		};
+
+		let policy = self.core.policy;
+		let height = cm.current_best_block().height;
+		let fee = policy.fee_msat(amt_to_forward);
+		let cltv_budget = bucket.min_incoming_cltv.saturating_sub(outgoing_cltv_value);
+		if amount_msat < amt_to_forward.saturating_add(fee)
+			|| cltv_budget < u32::from(policy.cltv_expiry_delta)
+			|| outgoing_cltv_value <= height
+		{
+			log_info!(
+				self.core.logger,
+				"Trampoline {payment_hash}: {amount_msat} msat in for {amt_to_forward} out (fee {fee} needed), cltv budget {cltv_budget}: insufficient"
+			);
+			return self.fail_bucket(
+				id,
+				&bucket,
+				FailureMessage::TrampolineFeeOrExpiryInsufficient {
+					fee_base_msat: policy.fee_base_msat,
+					fee_proportional_millionths: policy.fee_proportional_millionths,
+					cltv_expiry_delta: policy.cltv_expiry_delta,
+				},
+			);
+		}
+		// LDK's send_payment sets total_msat to the amount it sends: a payment the
+		// payer split over several trampolines cannot be relayed yet.
+		if payment_data.total_msat != amt_to_forward {
+			return self.fail_bucket(id, &bucket, FailureMessage::TemporaryTrampolineFailure);
+		}
+
+		let final_cltv_delta = outgoing_cltv_value - height;
+		// LDK's router wants the limit strictly above the final delta: when the
+		// payer offered exactly our delta, the outgoing route may take one block
+		// of it (we keep `cltv_expiry_delta - 1`).
+		let max_total_cltv = bucket
+			.min_incoming_cltv
+			.saturating_sub(u32::from(policy.cltv_expiry_delta))
+			.saturating_sub(height)
+			.max(final_cltv_delta + 1);
+		let mut params = PaymentParameters::from_node_id(outgoing_node_id, final_cltv_delta)
+			.with_max_total_cltv_expiry_delta(max_total_cltv);
+		if let Some(features) = invoice_features {
+			if let Ok(with) =
+				params.clone().with_bolt11_features(Bolt11InvoiceFeatures::from_be_bytes(features))
+			{
+				params = with;
+			}
+		}
+		if !invoice_routing_info.is_empty() {
+			if let Ok(with) =
+				params.clone().with_route_hints(legacy_route_hints_to_ldk(&invoice_routing_info))
+			{
+				params = with;
+			}
+		}
+		let mut route_params =
+			RouteParameters::from_payment_params_and_value(params, amt_to_forward);
+		route_params.max_total_routing_fee_msat = Some(amount_msat - amt_to_forward - fee);
+		let mut onion = RecipientOnionFields::secret_only(payment_data.payment_secret);
+		onion.payment_metadata = payment_metadata;
+		let payment_id = PaymentId(self.core.derive(b"payment", &[id]));
+
+		// Recorded before sending: a restart finds the payment by this id.
+		let stored = self.core.store.update_bucket(id, |b| {
+			b.state = BucketState::Sending { payment_id: payment_id.0 };
+			b.payment_id = Some(payment_id.0);
+		});
+		if stored.is_err() {
+			return HookOutcome::Replay;
+		}
+		log_info!(
+			self.core.logger,
+			"Trampoline {payment_hash}: paying {amt_to_forward} msat to {outgoing_node_id}, fee budget {} msat",
+			amount_msat - amt_to_forward - fee
+		);
+		match cm.send_payment(*payment_hash, onion, payment_id, route_params, OUTGOING_RETRY) {
+			Ok(()) | Err(RetryableSendFailure::DuplicatePayment) => HookOutcome::Handled,
+			Err(e) => {
+				let failure = match e {
+					RetryableSendFailure::RouteNotFound => FailureMessage::UnknownNextTrampoline,
+					_ => FailureMessage::TemporaryTrampolineFailure,
+				};
+				log_info!(self.core.logger, "Trampoline {payment_hash}: cannot pay ({e:?})");
+				self.fail_bucket(id, &bucket, failure)
+			},
+		}
+	}
+
+	/// Re-drives settled buckets after a restart: claims again the buckets
+	/// whose outgoing payment succeeded and fails again the failed ones (both
+	/// are no-ops for LDK if already done). Call once the channel manager is
+	/// loaded. Buckets still sending wait for LDK's replayed or pending events.
+	pub fn resume(&self) {
+		let cm = self.cm.get_cm();
+		for (_, bucket) in self.core.store.buckets() {
+			match bucket.state {
+				BucketState::Claimed { preimage } => cm.claim_funds(PaymentPreimage(preimage)),
+				BucketState::Failed { .. } => cm.fail_htlc_backwards_with_reason(
+					&PaymentHash(bucket.payment_hash),
+					FailureCode::TemporaryNodeFailure,
+				),
+				BucketState::Receiving | BucketState::Sending { .. } => {},
+			}
+		}
+	}
+
+	/// Records `failure` for the bucket, then fails its HTLCs back; the handler
+	/// puts `failure` on the wire.
+	fn fail_bucket(
+		&self, id: &BucketId, bucket: &BucketRecord, failure: FailureMessage,
+	) -> HookOutcome {
+		let encoded = failure.encode();
+		if self
+			.core
+			.store
+			.update_bucket(id, |b| b.state = BucketState::Failed { failure: encoded })
+			.is_err()
+		{
+			return HookOutcome::Replay;
+		}
+		self.cm.get_cm().fail_htlc_backwards_with_reason(
+			&PaymentHash(bucket.payment_hash),
+			FailureCode::TemporaryNodeFailure,
+		);
+		HookOutcome::Handled
+	}
+}

@@ -1,0 +1,187 @@
+//! The trampoline relay: buckets, the trampoline policy, paying the next node
+//! through LDK's router, and settling the bucket with the outcome.
+//!
+//! [`Trampoline::new`] is the plugin's entry point for a node author: it hands
+//! back the [`TrampolineHandler`] to give `PeerManager` instead of the
+//! `ChannelManager`, and the [`TrampolineRelay`] whose
+//! [`handle_event`](TrampolineRelay::handle_event) the node's event handler
+//! calls first.
+
+mod events;
+pub mod policy;
+pub mod store;
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use bitcoin::hashes::{sha256, Hash, HashEngine, Hmac, HmacEngine};
+use bitcoin::secp256k1::{All, PublicKey, Secp256k1};
+use lightning::ln::channelmanager::AChannelManager;
+use lightning::sign::{NodeSigner, Recipient};
+use lightning::types::payment::PaymentHash;
+use lightning::util::logger::Logger;
+use lightning::util::persist::KVStoreSync;
+
+pub use events::HookOutcome;
+pub use policy::TrampolinePolicy;
+pub use store::{RelayStore, StoreError};
+
+use crate::handler::TrampolineHandler;
+use crate::onion::FailureMessage;
+use crate::sender::SenderState;
+
+/// The odd custom TLV (>= 65536) of a rewritten onion that names its bucket
+/// (32-byte bucket id).
+pub const BUCKET_TLV_TYPE: u64 = 0x0074_7261_6d71; // "tramq", odd
+
+/// Errors of the relay.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+	/// The plugin store.
+	#[error(transparent)]
+	Store(#[from] StoreError),
+	/// The node signer refused the ECDH the plugin secret is derived from.
+	#[error("the node signer cannot derive the plugin secret")]
+	Signer,
+}
+
+/// State shared by the message handler and the event hook.
+pub struct RelayCore {
+	pub(crate) store: RelayStore,
+	pub(crate) signer: Arc<dyn NodeSigner + Send + Sync>,
+	pub(crate) secp: Secp256k1<All>,
+	pub(crate) policy: TrampolinePolicy,
+	pub(crate) logger: Arc<dyn Logger + Send + Sync>,
+	plugin_secret: [u8; 32],
+}
+
+impl RelayCore {
+	/// Loads the plugin state from `kv` and derives the plugin secret from the
+	/// node key.
+	pub fn new(
+		signer: Arc<dyn NodeSigner + Send + Sync>, kv: Arc<dyn KVStoreSync + Send + Sync>,
+		policy: TrampolinePolicy, logger: Arc<dyn Logger + Send + Sync>,
+	) -> Result<Self, RelayError> {
+		// ECDH with a point nobody knows the discrete log of: only the node's
+		// key yields this secret, and it is the same after every restart.
+		let point = nums_point();
+		let plugin_secret =
+			signer.ecdh(Recipient::Node, &point, None).map_err(|()| RelayError::Signer)?;
+		Ok(Self {
+			store: RelayStore::load(kv)?,
+			signer,
+			secp: Secp256k1::new(),
+			policy,
+			logger,
+			plugin_secret: plugin_secret.secret_bytes(),
+		})
+	}
+
+	/// HMAC-SHA256 of the plugin secret over a label and parts: deterministic
+	/// keys and ids.
+	pub(crate) fn derive(&self, label: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+		let mut engine = HmacEngine::<sha256::Hash>::new(&self.plugin_secret);
+		engine.input(label);
+		for part in parts {
+			engine.input(part);
+		}
+		Hmac::<sha256::Hash>::from_engine(engine).to_byte_array()
+	}
+
+	/// The relay's policy.
+	pub fn policy(&self) -> &TrampolinePolicy {
+		&self.policy
+	}
+
+	/// The failures this node put on the wire for HTLCs of `payment_hash`, in
+	/// no particular order (operator visibility; tests assert on them).
+	pub fn failures_sent(&self, payment_hash: &PaymentHash) -> Vec<FailureMessage> {
+		self.store
+			.failures_sent()
+			.into_iter()
+			.filter(|(_, h)| h.payment_hash == payment_hash.0)
+			.filter_map(|(_, h)| FailureMessage::decode(h.failure_sent.as_deref()?).ok())
+			.collect()
+	}
+}
+
+/// A point with no known discrete logarithm: the first valid x coordinate
+/// hashed from a fixed label.
+fn nums_point() -> PublicKey {
+	let mut counter = 0u32;
+	loop {
+		let mut engine = sha256::Hash::engine();
+		engine.input(b"ldk-trampoline plugin secret");
+		engine.input(&counter.to_be_bytes());
+		let x = sha256::Hash::from_engine(engine).to_byte_array();
+		let mut bytes = [2u8; 33];
+		bytes[1..].copy_from_slice(&x);
+		if let Ok(point) = PublicKey::from_slice(&bytes) {
+			return point;
+		}
+		counter += 1;
+	}
+}
+
+/// The plugin, assembled for one node.
+pub struct Trampoline<CM: Deref + Clone>
+where
+	CM::Target: AChannelManager,
+{
+	/// The message handler to give `PeerManager` (as `chan_handler`).
+	pub handler: Arc<TrampolineHandler<CM>>,
+	/// The event hook, `None` when relaying is disabled.
+	pub relay: Option<Arc<TrampolineRelay<CM>>>,
+	/// The wallet side: trampoline payments sent and their decrypted failures.
+	pub sender: Arc<SenderState>,
+}
+
+impl<CM: Deref + Clone> Trampoline<CM>
+where
+	CM::Target: AChannelManager,
+{
+	/// Builds the plugin around `channel_manager`. With `policy: None` the
+	/// handler passes everything through and there is no relay.
+	pub fn new(
+		channel_manager: CM, signer: Arc<dyn NodeSigner + Send + Sync>,
+		kv: Arc<dyn KVStoreSync + Send + Sync>, policy: Option<TrampolinePolicy>,
+		logger: Arc<dyn Logger + Send + Sync>,
+	) -> Result<Self, RelayError> {
+		let sender = Arc::new(SenderState::default());
+		let Some(policy) = policy else {
+			let handler = TrampolineHandler::new(channel_manager, None, Some(Arc::clone(&sender)));
+			return Ok(Self { handler: Arc::new(handler), relay: None, sender });
+		};
+		let core = Arc::new(RelayCore::new(signer, kv, policy, logger)?);
+		let handler = TrampolineHandler::new(
+			channel_manager.clone(),
+			Some(Arc::clone(&core)),
+			Some(Arc::clone(&sender)),
+		);
+		Ok(Self {
+			handler: Arc::new(handler),
+			relay: Some(Arc::new(TrampolineRelay { cm: channel_manager, core })),
+			sender,
+		})
+	}
+}
+
+/// The event side of the relay: call [`Self::handle_event`] before the node's
+/// own event handling.
+pub struct TrampolineRelay<CM: Deref>
+where
+	CM::Target: AChannelManager,
+{
+	cm: CM,
+	core: Arc<RelayCore>,
+}
+
+impl<CM: Deref> TrampolineRelay<CM>
+where
+	CM::Target: AChannelManager,
+{
+	/// The shared state (policy, records).
+	pub fn core(&self) -> &Arc<RelayCore> {
+		&self.core
+	}
+}

@@ -1,0 +1,39 @@
+//! The fee and CLTV budget a trampoline node asks for relaying.
+
+use serde::{Deserialize, Serialize};
+
+/// What this node charges to relay a trampoline payment, announced to payers in
+/// `trampoline_fee_or_expiry_insufficient` (NODE|26) when they offer less.
+///
+/// The fee is `fee_base_msat + amount * fee_proportional_millionths / 1e6` of the
+/// amount forwarded to the next node, and covers the routing fees of the
+/// outgoing payment: the node keeps what routing does not spend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrampolinePolicy {
+	/// Base fee, msat.
+	pub fee_base_msat: u32,
+	/// Proportional fee, millionths of the forwarded amount.
+	pub fee_proportional_millionths: u32,
+	/// Blocks the node keeps between the incoming HTLC expiry and the expiry
+	/// the next node receives.
+	pub cltv_expiry_delta: u16,
+}
+
+impl Default for TrampolinePolicy {
+	/// 1 sat + 0.1%, 288 blocks: between eclair's trampoline defaults and
+	/// Electrum's cheapest fee level, with a delta that leaves room for an
+	/// outgoing route of several hops.
+	fn default() -> Self {
+		Self { fee_base_msat: 1_000, fee_proportional_millionths: 1_000, cltv_expiry_delta: 288 }
+	}
+}
+
+impl TrampolinePolicy {
+	/// The fee for forwarding `amount_msat`.
+	pub fn fee_msat(&self, amount_msat: u64) -> u64 {
+		u64::from(self.fee_base_msat).saturating_add(
+			(u128::from(amount_msat) * u128::from(self.fee_proportional_millionths) / 1_000_000)
+				as u64,
+		)
+	}
+}
