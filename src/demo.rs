@@ -83,6 +83,24 @@ pub async fn run() -> Result<(), DemoError> {
 	let record = pay(&alice, alice.pay_invoice(&invoice, None)?, "alice -> carol").await?;
 	timeline.payment("alice", "carol", "bolt11", &record);
 
+	// Trampoline: alice knows only bob; bob (running the relay) finds carol.
+	let policy = bob.config().trampoline.unwrap_or_default();
+	let amount_msat = 60_000_000;
+	let fee_msat = policy.fee_msat(amount_msat);
+	let invoice = carol.create_invoice(Some(amount_msat), "demo: via trampoline", 3600)?;
+	let id = alice.pay_invoice_via_trampoline(
+		&invoice,
+		bob.node_id(),
+		fee_msat,
+		policy.cltv_expiry_delta,
+	)?;
+	let record = pay(&alice, id, "alice -> carol via trampoline bob").await?;
+	timeline.payment("alice", "carol", "tramp.", &record);
+	timeline.say(format!(
+		"        (trampoline bob relayed {amount_msat} msat for a {fee_msat} msat fee: {} + {} ppm)",
+		policy.fee_base_msat, policy.fee_proportional_millionths
+	));
+
 	let offer = alice.create_offer(Some(40_000_000), "demo: refund")?;
 	let record = pay(&bob, bob.pay_offer(&offer, None)?, "bob -> alice").await?;
 	timeline.payment("bob", "alice", "bolt12", &record);

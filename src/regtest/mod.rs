@@ -82,11 +82,9 @@ impl RegtestNetwork {
 		config.chain_poll_interval = Duration::from_millis(100);
 		config.reconnect_interval = Duration::from_millis(500);
 		config.log_level = Level::Trace;
-		// `LDK_TRAMPOLINE_RELAY=1` runs every harness node with the relay on, to
-		// check that it leaves other traffic alone.
-		if std::env::var_os("LDK_TRAMPOLINE_RELAY").is_some_and(|v| v == "1") {
-			config.trampoline = Some(crate::relay::TrampolinePolicy::default());
-		}
+		// Every harness node runs the plugin, so every test also checks that the
+		// wrapper leaves ordinary traffic alone.
+		config.trampoline = Some(crate::relay::TrampolinePolicy::default());
 		config
 	}
 
