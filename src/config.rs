@@ -30,6 +30,7 @@ use serde::Deserialize;
 
 use crate::control::DEFAULT_CONTROL_LISTEN;
 use crate::node::{BitcoindRpcConfig, NodeConfig, RpcAuth};
+use crate::relay::TrampolinePolicy;
 
 const NETWORKS: &str = "bitcoin, testnet, testnet4, signet, regtest";
 const LOG_LEVELS: &str = "gossip, trace, debug, info, warn, error";
@@ -63,7 +64,20 @@ pub struct ReferenceNodeConfig {
 	/// The lowest level written to `<data_dir>/logs/ldk.log`: gossip, trace,
 	/// debug, info, warn or error (default `debug`).
 	pub log_level: Option<String>,
+	/// Relay trampoline payments (default `true`).
+	pub trampoline_relay: Option<bool>,
+	/// Trampoline base fee, msat (default 1000).
+	pub trampoline_fee_base_msat: Option<u32>,
+	/// Trampoline proportional fee, millionths (default 1000).
+	pub trampoline_fee_proportional_millionths: Option<u32>,
+	/// Blocks kept between the incoming and the outgoing expiry of a relayed
+	/// trampoline payment (default 288, at least 18).
+	pub trampoline_cltv_expiry_delta: Option<u16>,
 }
+
+/// The smallest trampoline CLTV delta accepted: below it the outgoing payment's
+/// own route leaves no safety margin before the incoming HTLC expires.
+pub const MIN_TRAMPOLINE_CLTV_EXPIRY_DELTA: u16 = 18;
 
 /// Where a setting came from, for error messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -303,6 +317,42 @@ impl ReferenceNodeConfig {
 		if let Some(level) = pick(flags.log_level, file.log_level, "log_level", "--log-level") {
 			node.log_level = parse_log_level(&level)?;
 		}
+		let pick_value = |flag_value: Option<u64>, file_value: Option<u64>, key, flag| {
+			pick(flag_value.map(|v| v.to_string()), file_value.map(|v| v.to_string()), key, flag)
+		};
+		let relay = flags.trampoline_relay.or(file.trampoline_relay).unwrap_or(true);
+		let mut policy = TrampolinePolicy::default();
+		if let Some(fee) = pick_value(
+			flags.trampoline_fee_base_msat.map(u64::from),
+			file.trampoline_fee_base_msat.map(u64::from),
+			"trampoline_fee_base_msat",
+			"--trampoline-fee-base-msat",
+		) {
+			policy.fee_base_msat = parse_number(&fee)?;
+		}
+		if let Some(fee) = pick_value(
+			flags.trampoline_fee_proportional_millionths.map(u64::from),
+			file.trampoline_fee_proportional_millionths.map(u64::from),
+			"trampoline_fee_proportional_millionths",
+			"--trampoline-fee-proportional-millionths",
+		) {
+			policy.fee_proportional_millionths = parse_number(&fee)?;
+		}
+		if let Some(delta) = pick_value(
+			flags.trampoline_cltv_expiry_delta.map(u64::from),
+			file.trampoline_cltv_expiry_delta.map(u64::from),
+			"trampoline_cltv_expiry_delta",
+			"--trampoline-cltv-expiry-delta",
+		) {
+			policy.cltv_expiry_delta = parse_number(&delta)?;
+			if policy.cltv_expiry_delta < MIN_TRAMPOLINE_CLTV_EXPIRY_DELTA {
+				return Err(delta.invalid(
+					&delta.value,
+					format!("at least {MIN_TRAMPOLINE_CLTV_EXPIRY_DELTA} blocks"),
+				));
+			}
+		}
+		node.trampoline = relay.then_some(policy);
 		let control_listen = match pick(
 			flags.control_listen,
 			file.control_listen,
@@ -314,6 +364,10 @@ impl ReferenceNodeConfig {
 		};
 		Ok(ReferenceNodeSettings { node, control_listen })
 	}
+}
+
+fn parse_number<T: std::str::FromStr>(value: &Sourced<String>) -> Result<T, ConfigError> {
+	value.value.parse().map_err(|_| value.invalid(&value.value, "a number in range"))
 }
 
 fn parse_network(network: &Sourced<String>) -> Result<Network, ConfigError> {
@@ -385,6 +439,46 @@ mod tests {
 			bitcoind_rpc_password: Some("p".into()),
 			..Default::default()
 		}
+	}
+
+	#[test]
+	fn trampoline_relay_is_on_by_default_and_configurable() {
+		let settings = ReferenceNodeConfig::resolve(base_flags(), None).unwrap();
+		assert_eq!(settings.node.trampoline, Some(TrampolinePolicy::default()));
+
+		let file = ReferenceNodeConfig {
+			trampoline_fee_base_msat: Some(2_000),
+			trampoline_cltv_expiry_delta: Some(144),
+			..Default::default()
+		};
+		let flags = ReferenceNodeConfig {
+			trampoline_fee_proportional_millionths: Some(50),
+			..base_flags()
+		};
+		let settings =
+			ReferenceNodeConfig::resolve(flags, Some((Path::new("/etc/n.toml"), file))).unwrap();
+		assert_eq!(
+			settings.node.trampoline,
+			Some(TrampolinePolicy {
+				fee_base_msat: 2_000,
+				fee_proportional_millionths: 50,
+				cltv_expiry_delta: 144
+			})
+		);
+
+		let off = ReferenceNodeConfig { trampoline_relay: Some(false), ..base_flags() };
+		assert_eq!(ReferenceNodeConfig::resolve(off, None).unwrap().node.trampoline, None);
+
+		let file =
+			ReferenceNodeConfig { trampoline_cltv_expiry_delta: Some(5), ..Default::default() };
+		let err =
+			ReferenceNodeConfig::resolve(base_flags(), Some((Path::new("/etc/n.toml"), file)))
+				.unwrap_err()
+				.to_string();
+		assert!(
+			err.contains("`trampoline_cltv_expiry_delta` in /etc/n.toml") && err.contains("18"),
+			"{err}"
+		);
 	}
 
 	#[test]

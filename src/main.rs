@@ -33,7 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
 	/// Run the reference node against an existing bitcoind.
-	Node(NodeArgs),
+	Node(Box<NodeArgs>),
 	/// Send a command to a running reference node's control interface.
 	Ctl(CtlArgs),
 	/// Run a regtest network on a real bitcoind and show payments of every kind.
@@ -46,7 +46,8 @@ enum Command {
 struct NodeArgs {
 	/// A TOML config file (keys: network, data_dir, listen, bitcoind_rpc,
 	/// bitcoind_rpc_user, bitcoind_rpc_password, bitcoind_rpc_cookie,
-	/// control_listen, alias, log_level).
+	/// control_listen, alias, log_level, trampoline_relay, trampoline_fee_base_msat,
+	/// trampoline_fee_proportional_millionths, trampoline_cltv_expiry_delta).
 	#[arg(long, value_name = "FILE")]
 	config: Option<PathBuf>,
 	/// bitcoin, testnet, testnet4, signet or regtest.
@@ -82,6 +83,19 @@ struct NodeArgs {
 	/// info, warn or error [default: debug].
 	#[arg(long, value_name = "LEVEL")]
 	log_level: Option<String>,
+	/// Relay trampoline payments [default: true].
+	#[arg(long, value_name = "BOOL")]
+	trampoline_relay: Option<bool>,
+	/// Trampoline base fee in msat [default: 1000].
+	#[arg(long, value_name = "MSAT")]
+	trampoline_fee_base_msat: Option<u32>,
+	/// Trampoline proportional fee in millionths [default: 1000].
+	#[arg(long, value_name = "PPM")]
+	trampoline_fee_proportional_millionths: Option<u32>,
+	/// Blocks kept between incoming and outgoing expiry of a relayed trampoline
+	/// payment [default: 288; at least 18].
+	#[arg(long, value_name = "BLOCKS")]
+	trampoline_cltv_expiry_delta: Option<u16>,
 }
 
 #[derive(Args)]
@@ -191,7 +205,7 @@ enum AppError {
 fn main() -> ExitCode {
 	let cli = Cli::parse();
 	let result = match cli.command {
-		Command::Node(args) => run_node(args),
+		Command::Node(args) => run_node(*args),
 		Command::Ctl(args) => run_ctl(args),
 		Command::Demo => run_demo(),
 	};
@@ -220,6 +234,10 @@ fn run_node(args: NodeArgs) -> Result<(), AppError> {
 		control_listen: args.control_listen,
 		alias: args.alias,
 		log_level: args.log_level,
+		trampoline_relay: args.trampoline_relay,
+		trampoline_fee_base_msat: args.trampoline_fee_base_msat,
+		trampoline_fee_proportional_millionths: args.trampoline_fee_proportional_millionths,
+		trampoline_cltv_expiry_delta: args.trampoline_cltv_expiry_delta,
 	};
 	let settings = ReferenceNodeConfig::from_file_and_flags(args.config.as_deref(), flags)?;
 	let runtime = runtime()?;

@@ -92,6 +92,8 @@ pub struct GetInfoResponse {
 	pub num_usable_channels: usize,
 	/// Connected peers.
 	pub num_peers: usize,
+	/// The trampoline relay policy, when the node relays trampoline payments.
+	pub trampoline: Option<crate::relay::TrampolinePolicy>,
 }
 
 /// Connects to a peer.

@@ -182,6 +182,7 @@ async fn getinfo(State(ctx): Ctx, body: Bytes) -> ApiResult<GetInfoResponse> {
 		num_channels: channels.len(),
 		num_usable_channels: channels.iter().filter(|c| c.usable).count(),
 		num_peers: node.connected_peers().len(),
+		trampoline: node.config().trampoline,
 	}))
 }
 
