@@ -213,6 +213,46 @@ async fn demo_runs_to_completion() {
 	ldk_trampoline::demo::run().await.expect("every demo step succeeds");
 }
 
+/// `ldk-trampoline bench` as a user runs it: every payment succeeds (it exits
+/// non-zero otherwise) and it prints its table and the ratio line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bench_command_compares_trampoline_and_plain_payments() {
+	let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_ldk-trampoline"))
+		.args(["bench", "--payments", "3"])
+		.kill_on_drop(true)
+		.output();
+	// The command waits on its own deadlines; this one only stops a hang.
+	let output = tokio::time::timeout(Duration::from_secs(600), output)
+		.await
+		.expect("the bench finishes")
+		.expect("the bench runs");
+	let stdout = String::from_utf8_lossy(&output.stdout);
+	let stderr = String::from_utf8_lossy(&output.stderr);
+	assert!(output.status.success(), "bench failed:\n{stdout}\n{stderr}");
+	for kind in ["plain", "trampoline"] {
+		let row = stdout.lines().find(|l| l.starts_with(&format!("{kind} ")));
+		let row = row.unwrap_or_else(|| panic!("no {kind} row in:\n{stdout}"));
+		assert_eq!(row.split_whitespace().nth(1), Some("3"), "{row}");
+	}
+	let summary = stdout
+		.lines()
+		.find(|l| l.starts_with("trampoline/plain latency ratio: "))
+		.unwrap_or_else(|| panic!("no ratio line in:\n{stdout}"));
+	assert!(summary.contains("; payments/s: plain "), "{summary}");
+	assert!(summary.contains(", trampoline "), "{summary}");
+}
+
+#[test]
+fn bench_command_refuses_zero_payments() {
+	let output = std::process::Command::new(env!("CARGO_BIN_EXE_ldk-trampoline"))
+		.args(["bench", "--payments", "0"])
+		.output()
+		.expect("the bench runs");
+	assert!(!output.status.success());
+	let stderr = String::from_utf8_lossy(&output.stderr);
+	assert!(stderr.contains("--payments must be between 1 and 200"), "{stderr}");
+}
+
 /// Waits until `node`'s confirmed on-chain balance is at least `sat`, mining a
 /// block now and then so sweeps confirm.
 async fn wait_onchain_at_least(net: &RegtestNetwork, node: &ldk_trampoline::node::Node, sat: u64) {

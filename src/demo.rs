@@ -133,7 +133,8 @@ async fn pay(
 	Ok(record)
 }
 
-async fn wait_for_channels_in_graph(node: &Node, count: usize) -> Result<(), NodeError> {
+/// Waits until `node`'s network graph holds `count` channels.
+pub(crate) async fn wait_for_channels_in_graph(node: &Node, count: usize) -> Result<(), NodeError> {
 	let deadline = tokio::time::Instant::now() + DEADLINE;
 	while node.network_graph().read_only().channels().len() < count {
 		if tokio::time::Instant::now() > deadline {

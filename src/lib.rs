@@ -4,7 +4,7 @@
 //! The crate also ships what it is tested and demonstrated with: a [`node`]
 //! composed from LDK's real parts, a [`regtest`] harness that runs several such
 //! nodes against a real bitcoind, the reference node's [`control`] interface,
-//! and the [`demo`].
+//! the [`demo`] and the [`bench`].
 //!
 //! The plugin itself: [`handler`] (the `ChannelMessageHandler` wrapper),
 //! [`relay`] (buckets, policy, forwarding, claims) and [`sender`] (paying
@@ -12,6 +12,7 @@
 
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod config;
 pub mod control;
 pub mod demo;

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use ldk_trampoline::bench::BenchError;
 use ldk_trampoline::config::{ConfigError, ReferenceNodeConfig, ReferenceNodeSettings};
 use ldk_trampoline::control::client::{with_causes, ClientError, ControlClient};
 use ldk_trampoline::control::{
@@ -38,6 +39,16 @@ enum Command {
 	Ctl(CtlArgs),
 	/// Run a regtest network on a real bitcoind and show payments of every kind.
 	Demo,
+	/// Compare trampoline payments with plain source-routed payments on regtest.
+	Bench(BenchArgs),
+}
+
+/// The `bench` command's flags.
+#[derive(Args)]
+struct BenchArgs {
+	/// Payments of each kind, sequential and then concurrent.
+	#[arg(long, default_value_t = 20)]
+	payments: usize,
 }
 
 /// The reference node's flags; each overrides the config file's key of the same
@@ -194,6 +205,8 @@ enum AppError {
 	Client(#[from] ClientError),
 	#[error(transparent)]
 	Demo(#[from] DemoError),
+	#[error(transparent)]
+	Bench(#[from] BenchError),
 	#[error("cannot listen for the control interface on {addr}: {reason}")]
 	ControlListen { addr: std::net::SocketAddr, reason: String },
 	#[error("cannot start the async runtime: {0}")]
@@ -208,6 +221,7 @@ fn main() -> ExitCode {
 		Command::Node(args) => run_node(*args),
 		Command::Ctl(args) => run_ctl(args),
 		Command::Demo => run_demo(),
+		Command::Bench(args) => run_bench(args),
 	};
 	match result {
 		Ok(()) => ExitCode::SUCCESS,
@@ -330,6 +344,13 @@ fn run_demo() -> Result<(), AppError> {
 	let result = runtime.block_on(ldk_trampoline::demo::run());
 	runtime.shutdown_timeout(DRAIN_TIMEOUT);
 	Ok(result?)
+}
+
+fn run_bench(args: BenchArgs) -> Result<(), AppError> {
+	let runtime = runtime()?;
+	let result = runtime.block_on(ldk_trampoline::bench::run(args.payments));
+	runtime.shutdown_timeout(DRAIN_TIMEOUT);
+	result.map(|_| ()).map_err(AppError::from)
 }
 
 fn run_ctl(args: CtlArgs) -> Result<(), AppError> {

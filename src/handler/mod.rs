@@ -26,6 +26,17 @@ use crate::relay::RelayCore;
 use crate::sender::SenderState;
 
 pub(crate) use fail::reason_of;
+pub use rewrite::InboundNode;
+
+/// The inbound rewrite `TrampolineHandler::handle_update_add_htlc` runs,
+/// callable without a live channel manager (for benchmarks): the message to
+/// hand LDK instead of `msg`, or `None` to pass `msg` through.
+#[doc(hidden)]
+pub fn rewrite_update_add<N: InboundNode + ?Sized>(
+	core: &RelayCore, node: &N, msg: &msgs::UpdateAddHTLC,
+) -> Option<msgs::UpdateAddHTLC> {
+	rewrite::rewrite_add(core, node, msg)
+}
 
 /// The wrapped message handler. With no relay core (trampoline disabled) it is
 /// a pure pass-through.

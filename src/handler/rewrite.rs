@@ -19,6 +19,36 @@ use crate::relay::{RelayCore, BUCKET_TLV_TYPE};
 /// How long the payment secret LDK issues for a bucket stays valid.
 const BUCKET_SECRET_EXPIRY_SECS: u32 = 24 * 3600;
 
+/// The two things the inbound rewrite asks of the node: its id and a payment
+/// secret for a new bucket. Every `AChannelManager` provides them; a benchmark
+/// can provide them without a live channel manager.
+pub trait InboundNode {
+	/// The node's id (`ChannelManager::get_our_node_id`).
+	fn our_node_id(&self) -> PublicKey;
+	/// A payment secret LDK will accept for `payment_hash`
+	/// (`ChannelManager::create_inbound_payment_for_hash`).
+	fn create_inbound_payment_for_hash(
+		&self, payment_hash: PaymentHash, invoice_expiry_delta_secs: u32,
+	) -> Result<PaymentSecret, ()>;
+}
+
+impl<C: AChannelManager + ?Sized> InboundNode for C {
+	fn our_node_id(&self) -> PublicKey {
+		self.get_cm().get_our_node_id()
+	}
+
+	fn create_inbound_payment_for_hash(
+		&self, payment_hash: PaymentHash, invoice_expiry_delta_secs: u32,
+	) -> Result<PaymentSecret, ()> {
+		self.get_cm().create_inbound_payment_for_hash(
+			payment_hash,
+			None,
+			invoice_expiry_delta_secs,
+			None,
+		)
+	}
+}
+
 /// What to do with an inbound HTLC.
 enum Decision {
 	/// Not a trampoline forward: LDK handles it as is.
@@ -32,10 +62,9 @@ enum Decision {
 /// Returns the message to hand LDK instead of `msg`, or `None` to pass it
 /// through. Never panics on peer data; on a store failure it passes the HTLC
 /// through, and LDK rejects it as it would without the plugin.
-pub(super) fn rewrite_add<C: AChannelManager + ?Sized>(
-	core: &RelayCore, cm: &C, msg: &UpdateAddHTLC,
+pub(super) fn rewrite_add<N: InboundNode + ?Sized>(
+	core: &RelayCore, node: &N, msg: &UpdateAddHTLC,
 ) -> Option<UpdateAddHTLC> {
-	let cm = cm.get_cm();
 	if msg.blinding_point.is_some() || msg.onion_routing_packet.version != 0 {
 		return None;
 	}
@@ -76,7 +105,7 @@ pub(super) fn rewrite_add<C: AChannelManager + ?Sized>(
 				Err(e) => Decision::Reject { failure: e.to_failure() },
 				Ok(TrampolinePayload { hop, .. }) => decide(
 					core,
-					cm,
+					node,
 					msg,
 					&key,
 					hop,
@@ -128,7 +157,7 @@ pub(super) fn rewrite_add<C: AChannelManager + ?Sized>(
 		},
 		unknown_tlvs: UnknownTlvs::from_records(custom).ok()?,
 	};
-	let hop = SphinxHop { node_id: cm.get_our_node_id(), payload: receive.encode().ok()? };
+	let hop = SphinxHop { node_id: node.our_node_id(), payload: receive.encode().ok()? };
 	let built = match onion::build(
 		&core.secp,
 		&session_key,
@@ -170,8 +199,8 @@ pub(super) fn rewrite_add<C: AChannelManager + ?Sized>(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn decide<C: AChannelManager + ?Sized>(
-	core: &RelayCore, cm: &C, msg: &UpdateAddHTLC, key: &str, hop: TrampolineHop,
+fn decide<N: InboundNode + ?Sized>(
+	core: &RelayCore, node: &N, msg: &UpdateAddHTLC, key: &str, hop: TrampolineHop,
 	trampoline_payload: &[u8], amt_to_forward: u64, outgoing_cltv_value: u32,
 	payment_data: Option<PaymentData>,
 ) -> Decision {
@@ -231,12 +260,9 @@ fn decide<C: AChannelManager + ?Sized>(
 			}
 		},
 		None => {
-			let Ok(ldk_secret) = cm.get_cm().create_inbound_payment_for_hash(
-				payment_hash,
-				None,
-				BUCKET_SECRET_EXPIRY_SECS,
-				None,
-			) else {
+			let Ok(ldk_secret) =
+				node.create_inbound_payment_for_hash(payment_hash, BUCKET_SECRET_EXPIRY_SECS)
+			else {
 				return Decision::Reject { failure: FailureMessage::TemporaryTrampolineFailure };
 			};
 			let record = BucketRecord {

@@ -1,0 +1,326 @@
+//! Per-HTLC cost of the trampoline wrapper, against LDK's own onion peeling.
+//!
+//! * `trampoline`: the inbound rewrite of a legacy trampoline HTLC as a wallet
+//!   sends it (outer one-hop onion with the trampoline onion in TLV 66100):
+//!   peel both onions, record the HTLC and its bucket, build the one-hop onion
+//!   handed to LDK. Against `peel_payment_onion` of the same original HTLC.
+//! * `plain`: what the wrapper costs on an ordinary final HTLC (peel the outer
+//!   onion, see no trampoline, pass it through), against `peel_payment_onion`.
+//!
+//! The rewrite is measured with an in-memory store (the CPU cost) and with
+//! LDK's `FilesystemStore` (what the reference node uses: each record is
+//! written and synced before the HTLC goes on). `cargo bench` prints the
+//! ratios after criterion's report.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bitcoin::hashes::{sha256, Hash};
+use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
+use criterion::{BatchSize, Criterion};
+use ldk_trampoline::handler::{rewrite_update_add, InboundNode};
+use ldk_trampoline::onion::{
+	self, OuterHop, OuterPayload, PaymentData, SphinxHop, TlvLayout, PAYMENT_ONION_HOP_PAYLOADS_LEN,
+};
+use ldk_trampoline::relay::{RelayCore, TrampolinePolicy};
+use ldk_trampoline::sender::legacy_trampoline_onion;
+use lightning::ln::inbound_payment::{self, ExpandedKey};
+use lightning::ln::msgs::{self, UpdateAddHTLC};
+use lightning::ln::onion_payment::peel_payment_onion;
+use lightning::ln::types::ChannelId;
+use lightning::sign::{KeysManager, NodeSigner, Recipient};
+use lightning::types::payment::{PaymentHash, PaymentSecret};
+use lightning::util::logger::{Logger, Record};
+use lightning::util::persist::KVStoreSync;
+use lightning_invoice::{Currency, InvoiceBuilder};
+use lightning_persister::fs_store::FilesystemStore;
+
+/// The trampoline's height when the HTLCs arrive.
+const HEIGHT: u32 = 1_000;
+const AMOUNT_MSAT: u64 = 50_000_000;
+
+struct NoLogger;
+impl Logger for NoLogger {
+	fn log(&self, _: Record) {}
+}
+
+/// A KV store in memory.
+#[derive(Default)]
+struct MemoryStore(Mutex<HashMap<(String, String, String), Vec<u8>>>);
+
+impl KVStoreSync for MemoryStore {
+	fn read(&self, p: &str, s: &str, k: &str) -> Result<Vec<u8>, io::Error> {
+		let map = self.0.lock().unwrap();
+		let value = map.get(&(p.to_string(), s.to_string(), k.to_string()));
+		value.cloned().ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+	}
+
+	fn write(&self, p: &str, s: &str, k: &str, buf: Vec<u8>) -> Result<(), io::Error> {
+		self.0.lock().unwrap().insert((p.to_string(), s.to_string(), k.to_string()), buf);
+		Ok(())
+	}
+
+	fn remove(&self, p: &str, s: &str, k: &str, _lazy: bool) -> Result<(), io::Error> {
+		self.0.lock().unwrap().remove(&(p.to_string(), s.to_string(), k.to_string()));
+		Ok(())
+	}
+
+	fn list(&self, p: &str, s: &str) -> Result<Vec<String>, io::Error> {
+		let map = self.0.lock().unwrap();
+		Ok(map.keys().filter(|(kp, ks, _)| kp == p && ks == s).map(|(_, _, k)| k.clone()).collect())
+	}
+}
+
+/// The trampoline node without a channel manager: what
+/// `ChannelManager::create_inbound_payment_for_hash` does, with the same key.
+struct Trampoline {
+	node_id: PublicKey,
+	inbound_key: ExpandedKey,
+	now: u64,
+}
+
+impl InboundNode for Trampoline {
+	fn our_node_id(&self) -> PublicKey {
+		self.node_id
+	}
+
+	fn create_inbound_payment_for_hash(
+		&self, payment_hash: PaymentHash, invoice_expiry_delta_secs: u32,
+	) -> Result<PaymentSecret, ()> {
+		inbound_payment::create_from_hash(
+			&self.inbound_key,
+			None,
+			payment_hash,
+			invoice_expiry_delta_secs,
+			self.now,
+			None,
+		)
+	}
+}
+
+struct Setup {
+	keys: Arc<KeysManager>,
+	trampoline: Trampoline,
+	recipient_key: SecretKey,
+	secp: Secp256k1<bitcoin::secp256k1::All>,
+	htlc_id: Mutex<u64>,
+}
+
+impl Setup {
+	fn new() -> Self {
+		let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs();
+		let keys = Arc::new(KeysManager::new(&[42; 32], now, 0, true));
+		let trampoline = Trampoline {
+			node_id: keys.get_node_id(Recipient::Node).expect("node id"),
+			inbound_key: keys.get_expanded_key(),
+			now,
+		};
+		let recipient_key = SecretKey::from_slice(&[7; 32]).expect("key");
+		Self { keys, trampoline, recipient_key, secp: Secp256k1::new(), htlc_id: Mutex::new(0) }
+	}
+
+	fn core(&self, kv: Arc<dyn KVStoreSync + Send + Sync>) -> RelayCore {
+		RelayCore::new(
+			Arc::clone(&self.keys) as Arc<dyn NodeSigner + Send + Sync>,
+			kv,
+			TrampolinePolicy::default(),
+			Arc::new(NoLogger),
+		)
+		.expect("relay core")
+	}
+
+	/// An HTLC from the wallet's channel with a fresh payment and HTLC id,
+	/// carrying `hop` as the trampoline's (final) outer payload.
+	fn htlc(&self, payment_hash: PaymentHash, hop: OuterHop) -> UpdateAddHTLC {
+		let payload = OuterPayload::new(hop).encode().expect("payload");
+		let session_key = SecretKey::from_slice(&rand::random::<[u8; 32]>()).expect("key");
+		let built = onion::build(
+			&self.secp,
+			&session_key,
+			&[SphinxHop { node_id: self.trampoline.node_id, payload }],
+			&payment_hash.0,
+			PAYMENT_ONION_HOP_PAYLOADS_LEN,
+		)
+		.expect("onion");
+		let mut hop_data = [0u8; 20 * 65];
+		hop_data.copy_from_slice(built.packet.hop_payloads());
+		let htlc_id = {
+			let mut id = self.htlc_id.lock().unwrap();
+			*id += 1;
+			*id
+		};
+		UpdateAddHTLC {
+			channel_id: ChannelId([1; 32]),
+			htlc_id,
+			amount_msat: AMOUNT_MSAT + 10_000,
+			payment_hash,
+			cltv_expiry: HEIGHT + 400,
+			skimmed_fee_msat: None,
+			onion_routing_packet: msgs::OnionPacket {
+				version: 0,
+				public_key: Ok(*built.packet.public_key()),
+				hop_data,
+				hmac: *built.packet.hmac(),
+			},
+			blinding_point: None,
+			hold_htlc: None,
+		}
+	}
+
+	/// A legacy trampoline payment for a fresh BOLT 11 invoice, as
+	/// `sender::pay_invoice_via_trampoline` and the wallet's handler send it.
+	fn trampoline_htlc(&self) -> UpdateAddHTLC {
+		let preimage: [u8; 32] = rand::random();
+		let hash = sha256::Hash::hash(&preimage);
+		let invoice = InvoiceBuilder::new(Currency::Regtest)
+			.description("bench".into())
+			.payment_hash(hash)
+			.payment_secret(PaymentSecret(rand::random()))
+			.current_timestamp()
+			.min_final_cltv_expiry_delta(144)
+			.amount_milli_satoshis(AMOUNT_MSAT)
+			.build_signed(|h| self.secp.sign_ecdsa_recoverable(h, &self.recipient_key))
+			.expect("invoice");
+		let trampoline_onion =
+			legacy_trampoline_onion(&invoice, self.trampoline.node_id, HEIGHT).expect("onion");
+		let amount = AMOUNT_MSAT + 10_000;
+		self.htlc(
+			PaymentHash(hash.to_byte_array()),
+			OuterHop::TrampolineEntry {
+				amt_to_forward: amount,
+				outgoing_cltv_value: HEIGHT + 400,
+				payment_data: Some(PaymentData {
+					payment_secret: PaymentSecret(rand::random()),
+					total_msat: amount,
+				}),
+				current_path_key: None,
+				trampoline_onion: trampoline_onion.packet,
+				layout: TlvLayout::Legacy,
+			},
+		)
+	}
+
+	/// An ordinary final HTLC paying the trampoline node itself.
+	fn plain_htlc(&self) -> UpdateAddHTLC {
+		let amount = AMOUNT_MSAT + 10_000;
+		self.htlc(
+			PaymentHash(rand::random()),
+			OuterHop::Receive {
+				amt_to_forward: amount,
+				outgoing_cltv_value: HEIGHT + 400,
+				payment_data: Some(PaymentData {
+					payment_secret: PaymentSecret(rand::random()),
+					total_msat: amount,
+				}),
+				payment_metadata: None,
+				keysend_preimage: None,
+			},
+		)
+	}
+
+	fn ldk_peel(&self, msg: &UpdateAddHTLC) {
+		let info = peel_payment_onion(msg, &*self.keys, &NoLogger, &self.secp, HEIGHT, false);
+		assert!(info.is_ok(), "LDK refused the HTLC: {:?}", info.err().map(|e| e.msg));
+	}
+}
+
+/// Mean time per call of `run`, each call on a fresh input from `make`, with
+/// `make` outside the timing (for the summary; criterion reports the detail).
+fn mean<I, O>(samples: u32, make: impl Fn() -> I, run: impl Fn(I) -> O) -> Duration {
+	let inputs: Vec<I> = (0..samples).map(|_| make()).collect();
+	let start = Instant::now();
+	for input in inputs {
+		std::hint::black_box(run(input));
+	}
+	start.elapsed() / samples
+}
+
+fn main() {
+	let setup = Setup::new();
+	let memory = setup.core(Arc::new(MemoryStore::default()));
+	let dir = tempfile::tempdir().expect("tempdir");
+	let fs = setup.core(Arc::new(FilesystemStore::new(dir.path().to_path_buf())));
+
+	// The HTLCs are what the bench claims they are.
+	let sample = setup.trampoline_htlc();
+	assert!(rewrite_update_add(&memory, &setup.trampoline, &sample).is_some());
+	setup.ldk_peel(&sample);
+	let sample = setup.plain_htlc();
+	assert!(rewrite_update_add(&memory, &setup.trampoline, &sample).is_none());
+	setup.ldk_peel(&sample);
+
+	let mut c = Criterion::default().configure_from_args();
+	{
+		let mut group = c.benchmark_group("trampoline_htlc");
+		group.bench_function("ldk_peel_payment_onion", |b| {
+			b.iter_batched(
+				|| setup.trampoline_htlc(),
+				|m| setup.ldk_peel(&m),
+				BatchSize::SmallInput,
+			)
+		});
+		group.bench_function("rewrite_memory_store", |b| {
+			b.iter_batched(
+				|| setup.trampoline_htlc(),
+				|m| rewrite_update_add(&memory, &setup.trampoline, &m),
+				BatchSize::SmallInput,
+			)
+		});
+		group.sample_size(10).measurement_time(Duration::from_secs(10));
+		group.bench_function("rewrite_filesystem_store", |b| {
+			b.iter_batched(
+				|| setup.trampoline_htlc(),
+				|m| rewrite_update_add(&fs, &setup.trampoline, &m),
+				BatchSize::SmallInput,
+			)
+		});
+		group.finish();
+	}
+	{
+		let mut group = c.benchmark_group("plain_htlc");
+		group.bench_function("ldk_peel_payment_onion", |b| {
+			b.iter_batched(|| setup.plain_htlc(), |m| setup.ldk_peel(&m), BatchSize::SmallInput)
+		});
+		group.bench_function("wrapper_pass_through", |b| {
+			b.iter_batched(
+				|| setup.plain_htlc(),
+				|m| rewrite_update_add(&memory, &setup.trampoline, &m),
+				BatchSize::SmallInput,
+			)
+		});
+		group.finish();
+	}
+	c.final_summary();
+
+	// The ratios, from a run of our own (criterion's estimates are in
+	// target/criterion/), only under `cargo bench` (`--bench`, and not
+	// `--test` or `--list`).
+	let args: Vec<String> = std::env::args().collect();
+	let has = |flag: &str| args.iter().any(|a| a == flag);
+	if !has("--bench") || has("--test") || has("--list") {
+		return;
+	}
+	let n = 500;
+	let peel_t = mean(n, || setup.trampoline_htlc(), |m| setup.ldk_peel(&m));
+	let rewrite_mem =
+		mean(n, || setup.trampoline_htlc(), |m| rewrite_update_add(&memory, &setup.trampoline, &m));
+	let rewrite_fs =
+		mean(50, || setup.trampoline_htlc(), |m| rewrite_update_add(&fs, &setup.trampoline, &m));
+	let peel_p = mean(n, || setup.plain_htlc(), |m| setup.ldk_peel(&m));
+	let pass =
+		mean(n, || setup.plain_htlc(), |m| rewrite_update_add(&memory, &setup.trampoline, &m));
+	let us = |d: Duration| d.as_secs_f64() * 1e6;
+	let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+	println!();
+	println!("per-HTLC cost (mean of {n} fresh HTLCs; LDK = peel_payment_onion of the same HTLC)");
+	println!("{:<44} {:>10} {:>10} {:>7}", "", "ours (us)", "LDK (us)", "ratio");
+	for (what, ours, ldk) in [
+		("trampoline HTLC: rewrite, memory store", rewrite_mem, peel_t),
+		("trampoline HTLC: rewrite, FilesystemStore", rewrite_fs, peel_t),
+		("plain HTLC: wrapper pass-through", pass, peel_p),
+	] {
+		println!("{what:<44} {:>10.1} {:>10.1} {:>7.2}", us(ours), us(ldk), ratio(ours, ldk));
+	}
+}
