@@ -176,7 +176,18 @@ enum CtlCommand {
 		/// How long to wait for the outcome [default: 60].
 		#[arg(long, value_name = "SECS")]
 		timeout_secs: Option<u64>,
+		/// Pay a BOLT 11 invoice through this trampoline peer (node id).
+		#[arg(long, value_name = "NODE_ID")]
+		trampoline: Option<String>,
+		/// The fee offered to the trampoline [default: 1000 msat + 1000 ppm].
+		#[arg(long, value_name = "MSAT", requires = "trampoline")]
+		trampoline_fee_msat: Option<u64>,
+		/// The CLTV delta offered to the trampoline [default: 288].
+		#[arg(long, value_name = "BLOCKS", requires = "trampoline")]
+		trampoline_cltv_expiry_delta: Option<u16>,
 	},
+	/// What this node has relayed as a trampoline.
+	TrampolineStats,
 	/// List every payment, oldest first.
 	ListPayments,
 	/// Stop the node (it persists its state and exits).
@@ -370,8 +381,22 @@ async fn ctl_main(client: ControlClient, command: CtlCommand) -> Result<(), AppE
 		CtlCommand::Offer { amount_msat, description } => {
 			print_json(&client.offer(&OfferRequest { amount_msat, description }).await?)
 		},
-		CtlCommand::Pay { invoice_or_offer, amount_msat, timeout_secs } => {
-			let request = PayRequest { request: invoice_or_offer, amount_msat, timeout_secs };
+		CtlCommand::Pay {
+			invoice_or_offer,
+			amount_msat,
+			timeout_secs,
+			trampoline,
+			trampoline_fee_msat,
+			trampoline_cltv_expiry_delta,
+		} => {
+			let request = PayRequest {
+				request: invoice_or_offer,
+				amount_msat,
+				timeout_secs,
+				trampoline,
+				trampoline_fee_msat,
+				trampoline_cltv_expiry_delta,
+			};
 			let record = client.pay(&request).await?;
 			print_json(&record)?;
 			match record.status {
@@ -386,6 +411,7 @@ async fn ctl_main(client: ControlClient, command: CtlCommand) -> Result<(), AppE
 			}
 		},
 		CtlCommand::ListPayments => print_json(&client.list_payments().await?),
+		CtlCommand::TrampolineStats => print_json(&client.trampoline_stats().await?),
 		CtlCommand::Stop => print_json(&client.stop().await?),
 	}
 }

@@ -220,6 +220,11 @@ impl ControlClient {
 		self.call_empty(paths::LIST_PAYMENTS).await
 	}
 
+	/// `trampoline-stats`: what the node has relayed.
+	pub async fn trampoline_stats(&self) -> Result<crate::relay::RelayStats, ClientError> {
+		self.call_empty(paths::TRAMPOLINE_STATS).await
+	}
+
 	/// `stop`: stops the node, which then exits.
 	pub async fn stop(&self) -> Result<StopResponse, ClientError> {
 		self.call_empty(paths::STOP).await

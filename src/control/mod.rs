@@ -59,6 +59,8 @@ pub mod paths {
 	pub const LIST_PAYMENTS: &str = "/v1/list-payments";
 	/// [`StopResponse`](super::StopResponse) for an empty request.
 	pub const STOP: &str = "/v1/stop";
+	/// `trampoline-stats`.
+	pub const TRAMPOLINE_STATS: &str = "/v1/trampoline-stats";
 }
 
 /// The body of every failed request.
@@ -233,6 +235,17 @@ pub struct PayRequest {
 	/// pending.
 	#[serde(default, skip_serializing_if = "Option::is_none")]
 	pub timeout_secs: Option<u64>,
+	/// Pay a BOLT 11 invoice through this trampoline node (hex node id), a
+	/// peer of ours that finds the route to the recipient.
+	#[serde(default, skip_serializing_if = "Option::is_none")]
+	pub trampoline: Option<String>,
+	/// The fee offered to the trampoline (default: what the default
+	/// [`TrampolinePolicy`](crate::relay::TrampolinePolicy) asks).
+	#[serde(default, skip_serializing_if = "Option::is_none")]
+	pub trampoline_fee_msat: Option<u64>,
+	/// The CLTV delta offered to the trampoline (default: the default policy's).
+	#[serde(default, skip_serializing_if = "Option::is_none")]
+	pub trampoline_cltv_expiry_delta: Option<u16>,
 }
 
 /// What `list-payments` answers.

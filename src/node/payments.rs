@@ -149,6 +149,12 @@ impl PaymentStore {
 		self.lock().insert(record.id.clone(), record);
 	}
 
+	/// Records that LDK refused to start payment `id`, and returns the error.
+	fn fail_to_start(&self, id: PaymentId, reason: String) -> NodeError {
+		self.update(id, |p| p.status = PaymentStatus::Failed { reason: reason.clone() });
+		NodeError::Payment(reason)
+	}
+
 	pub(super) fn update(&self, id: PaymentId, change: impl FnOnce(&mut PaymentRecord)) {
 		let mut records = self.lock();
 		if let Some(record) = records.get_mut(&hex_id(&id)) {
@@ -258,12 +264,7 @@ impl Node {
 				RouteParametersConfig::default(),
 				PAYMENT_RETRY,
 			)
-			.map_err(|e| {
-				let reason = format!("{e:?}");
-				self.payments
-					.update(id, |p| p.status = PaymentStatus::Failed { reason: reason.clone() });
-				NodeError::Payment(reason)
-			})?;
+			.map_err(|e| self.payments.fail_to_start(id, format!("{e:?}")))?;
 		Ok(id)
 	}
 
@@ -289,12 +290,7 @@ impl Node {
 			Some(&self.trampoline_sender),
 		)
 		.map(|sent| sent.payment_id)
-		.map_err(|e| {
-			let reason = e.to_string();
-			self.payments
-				.update(id, |p| p.status = PaymentStatus::Failed { reason: reason.clone() });
-			NodeError::Payment(reason)
-		})
+		.map_err(|e| self.payments.fail_to_start(id, e.to_string()))
 	}
 
 	/// Pays a BOLT 12 offer: requests an invoice over onion messages, then pays it.
@@ -310,12 +306,9 @@ impl Node {
 		self.payments.insert_outbound(id, None, amount, "bolt12");
 		let params =
 			OptionalOfferPaymentParams { retry_strategy: PAYMENT_RETRY, ..Default::default() };
-		self.channel_manager.pay_for_offer(offer, amount_msat, id, params).map_err(|e| {
-			let reason = format!("{e:?}");
-			self.payments
-				.update(id, |p| p.status = PaymentStatus::Failed { reason: reason.clone() });
-			NodeError::Payment(reason)
-		})?;
+		self.channel_manager
+			.pay_for_offer(offer, amount_msat, id, params)
+			.map_err(|e| self.payments.fail_to_start(id, format!("{e:?}")))?;
 		Ok(id)
 	}
 

@@ -24,7 +24,7 @@ use lightning::util::persist::KVStoreSync;
 
 pub use events::HookOutcome;
 pub use policy::TrampolinePolicy;
-pub use store::{RelayStore, StoreError};
+pub use store::{BucketState, RelayStore, StoreError};
 
 use crate::handler::TrampolineHandler;
 use crate::onion::FailureMessage;
@@ -93,6 +93,23 @@ impl RelayCore {
 		&self.policy
 	}
 
+	/// Counts of the buckets this node has seen, by state (operator visibility).
+	pub fn stats(&self) -> RelayStats {
+		let mut stats = RelayStats::default();
+		for (_, bucket) in self.store.buckets() {
+			match bucket.state {
+				BucketState::Receiving => stats.receiving += 1,
+				BucketState::Sending { .. } => stats.sending += 1,
+				BucketState::Claimed { .. } => {
+					stats.relayed += 1;
+					stats.relayed_in_msat += bucket.outer_total_msat;
+				},
+				BucketState::Failed { .. } => stats.failed += 1,
+			}
+		}
+		stats
+	}
+
 	/// The failures this node put on the wire for HTLCs of `payment_hash`, in
 	/// no particular order (operator visibility; tests assert on them).
 	pub fn failures_sent(&self, payment_hash: &PaymentHash) -> Vec<FailureMessage> {
@@ -103,6 +120,21 @@ impl RelayCore {
 			.filter_map(|(_, h)| FailureMessage::decode(h.failure_sent.as_deref()?).ok())
 			.collect()
 	}
+}
+
+/// What a trampoline node has relayed, for operators.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RelayStats {
+	/// Buckets waiting for all their parts.
+	pub receiving: usize,
+	/// Buckets whose outgoing payment is in flight.
+	pub sending: usize,
+	/// Buckets relayed (outgoing payment fulfilled, incoming claimed).
+	pub relayed: usize,
+	/// Buckets failed back to the payer.
+	pub failed: usize,
+	/// What relayed buckets brought in, fees included.
+	pub relayed_in_msat: u64,
 }
 
 /// A point with no known discrete logarithm: the first valid x coordinate
