@@ -571,11 +571,9 @@ async fn reference_node_pays_through_a_trampoline_and_reports_relay_stats() {
 	let fee_msat = bob_policy.fee_msat(amount_msat);
 	let invoice = carol.create_invoice(Some(amount_msat), "via trampoline", 3600).unwrap();
 	let received = carol.subscribe();
-	let paid = ctl(
-		&control,
-		&["pay", &invoice.to_string(), "--trampoline", &bob.node_id().to_string()],
-	)
-	.await;
+	let paid =
+		ctl(&control, &["pay", &invoice.to_string(), "--trampoline", &bob.node_id().to_string()])
+			.await;
 	assert_eq!(paid["status"]["state"], "succeeded", "{paid}");
 	assert_eq!(paid["kind"], "trampoline");
 	assert_eq!(paid["amount_msat"], amount_msat + fee_msat);
@@ -588,7 +586,10 @@ async fn reference_node_pays_through_a_trampoline_and_reports_relay_stats() {
 		.expect("carol is paid");
 	assert_eq!(got, amount_msat);
 	let stats = bob.trampoline().expect("bob relays").core().stats();
-	assert_eq!((stats.relayed, stats.failed, stats.relayed_in_msat), (1, 0, amount_msat + fee_msat));
+	assert_eq!(
+		(stats.relayed, stats.failed, stats.relayed_in_msat),
+		(1, 0, amount_msat + fee_msat)
+	);
 	eventually!(
 		node,
 		"the reference node's balance",

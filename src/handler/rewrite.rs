@@ -10,8 +10,9 @@ use lightning::types::payment::{PaymentHash, PaymentSecret};
 use lightning::{log_debug, log_error, log_info};
 
 use crate::onion::{
-	self, FailureMessage, OnionPacket, OuterHop, OuterPayload, PaymentData, SphinxHop,
-	TrampolineHop, TrampolinePayload, UnknownTlvs, PAYMENT_ONION_HOP_PAYLOADS_LEN,
+	self, FailureMessage, NextPacket, OnionPacket, OuterHop, OuterPayload, PaymentData,
+	PeeledOnion, SphinxHop, TrampolineHop, TrampolinePayload, UnknownTlvs,
+	PAYMENT_ONION_HOP_PAYLOADS_LEN,
 };
 use crate::relay::store::{bucket_id, htlc_key, BucketRecord, BucketState, HtlcRecord};
 use crate::relay::{RelayCore, BUCKET_TLV_TYPE};
@@ -80,7 +81,7 @@ pub(super) fn rewrite_add<C: AChannelManager + ?Sized>(
 					msg,
 					&key,
 					hop,
-					&inner.payload,
+					&inner,
 					amt_to_forward,
 					outgoing_cltv_value,
 					payment_data,
@@ -172,18 +173,31 @@ pub(super) fn rewrite_add<C: AChannelManager + ?Sized>(
 #[allow(clippy::too_many_arguments)]
 fn decide<C: AChannelManager + ?Sized>(
 	core: &RelayCore, cm: &C, msg: &UpdateAddHTLC, key: &str, hop: TrampolineHop,
-	trampoline_payload: &[u8], amt_to_forward: u64, outgoing_cltv_value: u32,
+	inner: &PeeledOnion, amt_to_forward: u64, outgoing_cltv_value: u32,
 	payment_data: Option<PaymentData>,
 ) -> Decision {
-	let (inner_amt, inner_cltv) = match hop {
-		TrampolineHop::Receive { .. } | TrampolineHop::BlindedReceive { .. } => {
+	let (inner_amt, inner_cltv, next_packet) = match (hop, &inner.next) {
+		(TrampolineHop::Receive { .. } | TrampolineHop::BlindedReceive { .. }, _) => {
 			return Decision::PassThrough
 		},
-		TrampolineHop::ToLegacyRecipient { amt_to_forward, outgoing_cltv_value, .. } => {
-			(amt_to_forward, outgoing_cltv_value)
+		(TrampolineHop::ToLegacyRecipient { amt_to_forward, outgoing_cltv_value, .. }, _) => {
+			(amt_to_forward, outgoing_cltv_value, None)
 		},
-		// Not relayed by this version: to a next trampoline, to blinded paths, or
-		// inside a blinded path.
+		(
+			TrampolineHop::ToTrampoline { amt_to_forward, outgoing_cltv_value, .. },
+			NextPacket::Forward(next),
+		) => (amt_to_forward, outgoing_cltv_value, Some(next.to_bytes())),
+		// A next trampoline but nothing left for it in the onion.
+		(TrampolineHop::ToTrampoline { .. }, NextPacket::Final) => {
+			return Decision::Reject {
+				failure: FailureMessage::InvalidOnionPayload {
+					tlv_type: onion::types::OUTGOING_NODE_ID,
+					offset: 0,
+				},
+			}
+		},
+		// Not relayed by this version: to blinded paths, or inside a blinded
+		// path.
 		_ => return Decision::Reject { failure: FailureMessage::TemporaryTrampolineFailure },
 	};
 	let Some(payment_data) = payment_data else {
@@ -215,7 +229,7 @@ fn decide<C: AChannelManager + ?Sized>(
 				// The bucket is already relayed (or failed): a late part or a
 				// retry of the payer cannot join it, and gets the bucket's answer.
 				let failure = match &bucket.state {
-					BucketState::Failed { failure } => FailureMessage::decode(failure).ok(),
+					BucketState::Failed { failure, .. } => FailureMessage::decode(failure).ok(),
 					_ => None,
 				};
 				return Decision::Reject {
@@ -245,8 +259,8 @@ fn decide<C: AChannelManager + ?Sized>(
 				outer_total_msat: payment_data.total_msat,
 				ldk_secret: ldk_secret.0,
 				min_incoming_cltv: msg.cltv_expiry,
-				trampoline_payload: trampoline_payload.to_vec(),
-				next_packet: None,
+				trampoline_payload: inner.payload.clone(),
+				next_packet,
 				payment_id: None,
 				state: BucketState::Receiving,
 			};

@@ -226,6 +226,13 @@ impl Node {
 		self.trampoline.as_ref()
 	}
 
+	/// The wallet side of the plugin: trampoline payments sent, what their
+	/// trampolines answered, and [`crate::sender::send_to_trampoline`]'s state
+	/// argument for payments built by hand.
+	pub fn trampoline_sender(&self) -> &Arc<crate::sender::SenderState> {
+		&self.trampoline_sender
+	}
+
 	/// What the trampoline answered for a payment sent with
 	/// [`Node::pay_invoice_via_trampoline`], decrypted through the outer and
 	/// the trampoline layer (in memory: not kept across restarts).

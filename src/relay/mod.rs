@@ -110,6 +110,26 @@ impl RelayCore {
 		stats
 	}
 
+	/// Every bucket (incoming trampoline payment, possibly multi-part), for
+	/// operators: its parts so far and where it stands.
+	pub fn buckets(&self) -> Vec<BucketSummary> {
+		self.store
+			.buckets()
+			.into_iter()
+			.map(|(id, bucket)| BucketSummary {
+				payment_hash: PaymentHash(bucket.payment_hash),
+				parts: self.store.htlcs_of(&id).len(),
+				outer_total_msat: bucket.outer_total_msat,
+				state: match bucket.state {
+					BucketState::Receiving => BucketStage::Receiving,
+					BucketState::Sending { .. } => BucketStage::Sending,
+					BucketState::Claimed { .. } => BucketStage::Relayed,
+					BucketState::Failed { .. } => BucketStage::Failed,
+				},
+			})
+			.collect()
+	}
+
 	/// The failures this node put on the wire for HTLCs of `payment_hash`, in
 	/// no particular order (operator visibility; tests assert on them).
 	pub fn failures_sent(&self, payment_hash: &PaymentHash) -> Vec<FailureMessage> {
@@ -120,6 +140,33 @@ impl RelayCore {
 			.filter_map(|(_, h)| FailureMessage::decode(h.failure_sent.as_deref()?).ok())
 			.collect()
 	}
+}
+
+/// Where a bucket stands, for operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BucketStage {
+	/// Waiting for all its parts.
+	Receiving,
+	/// The outgoing payment is in flight.
+	Sending,
+	/// Relayed: the outgoing payment succeeded and the incoming parts are claimed.
+	Relayed,
+	/// Failed back to the payer.
+	Failed,
+}
+
+/// An incoming trampoline payment as operators see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BucketSummary {
+	/// The payment hash.
+	pub payment_hash: PaymentHash,
+	/// How many incoming HTLCs (MPP parts) it has had.
+	pub parts: usize,
+	/// The outer total the payer announced, msat.
+	pub outer_total_msat: u64,
+	/// Where it stands.
+	pub state: BucketStage,
 }
 
 /// What a trampoline node has relayed, for operators.
@@ -192,7 +239,11 @@ where
 		);
 		Ok(Self {
 			handler: Arc::new(handler),
-			relay: Some(Arc::new(TrampolineRelay { cm: channel_manager, core })),
+			relay: Some(Arc::new(TrampolineRelay {
+				cm: channel_manager,
+				core,
+				sender: Arc::clone(&sender),
+			})),
 			sender,
 		})
 	}
@@ -206,6 +257,7 @@ where
 {
 	cm: CM,
 	core: Arc<RelayCore>,
+	sender: Arc<SenderState>,
 }
 
 impl<CM: Deref> TrampolineRelay<CM>
