@@ -26,10 +26,9 @@ mod ldk_node_store {
 	use bitcoin::hashes::sha256::Hash as Sha256;
 	use bitcoin::hashes::Hash;
 	use lightning::blinded_path::message::BlindedMessagePath;
-	use lightning::impl_writeable_tlv_based;
 	use lightning::offers::static_invoice::StaticInvoice;
 	use lightning::util::persist::KVStoreSync;
-	use lightning::util::ser::{Readable, Writeable};
+	use lightning::util::ser::{BigSize, Readable, Writeable};
 
 	const STATIC_INVOICE_STORE_PRIMARY_NAMESPACE: &str = "static_invoices";
 
@@ -38,10 +37,53 @@ mod ldk_node_store {
 		pub request_path: BlindedMessagePath,
 	}
 
-	impl_writeable_tlv_based!(PersistedStaticInvoice, {
-		(0, invoice, required),
-		(2, request_path, required)
-	});
+	// ldk-node uses `impl_writeable_tlv_based!` ((0, invoice), (2,
+	// request_path)), whose expansion needs the `lightning-macros` crate; this
+	// writes and reads the same bytes: a BigSize length, then the two TLVs.
+	impl PersistedStaticInvoice {
+		pub fn write(&self, out: &mut Vec<u8>) -> Result<(), lightning::io::Error> {
+			let (invoice, path) = (self.invoice.encode(), self.request_path.encode());
+			let mut fields = Vec::with_capacity(invoice.len() + path.len() + 8);
+			for (t, v) in [(0u64, &invoice), (2, &path)] {
+				BigSize(t).write(&mut fields)?;
+				BigSize(v.len() as u64).write(&mut fields)?;
+				fields.extend_from_slice(v);
+			}
+			BigSize(fields.len() as u64).write(out)?;
+			out.extend_from_slice(&fields);
+			Ok(())
+		}
+
+		pub fn read(r: &mut &[u8]) -> Result<Self, lightning::ln::msgs::DecodeError> {
+			use lightning::ln::msgs::DecodeError;
+			let _len: BigSize = Readable::read(r)?;
+			let (mut invoice, mut request_path) = (None, None);
+			while !r.is_empty() {
+				let t: BigSize = Readable::read(r)?;
+				let l: BigSize = Readable::read(r)?;
+				let l = l.0 as usize;
+				if r.len() < l {
+					return Err(DecodeError::ShortRead);
+				}
+				let (value, rest) = r.split_at(l);
+				*r = rest;
+				match t.0 {
+					0 => {
+						invoice = Some(
+							StaticInvoice::try_from(value.to_vec())
+								.map_err(|_| DecodeError::InvalidValue)?,
+						)
+					},
+					2 => request_path = Some(BlindedMessagePath::read(&mut &value[..])?),
+					_ => {},
+				}
+			}
+			Ok(Self {
+				invoice: invoice.ok_or(DecodeError::InvalidValue)?,
+				request_path: request_path.ok_or(DecodeError::InvalidValue)?,
+			})
+		}
+	}
 
 	pub struct StaticInvoiceStore {
 		pub kv_store: Arc<dyn KVStoreSync + Send + Sync>,

@@ -15,6 +15,7 @@ use ldk_node::bitcoin::Network;
 use ldk_node::config::AsyncPaymentsRole;
 use ldk_node::lightning::ln::msgs::SocketAddress;
 use ldk_trampoline::node::{Node, RpcAuth};
+use lightning::routing::gossip::NodeId;
 use ldk_trampoline::regtest::{RegtestNetwork, DEADLINE};
 use ldk_trampoline::static_invoices::{StaticInvoicePolicy, StaticInvoiceStats};
 
@@ -55,14 +56,14 @@ fn stats(server: &Node) -> StaticInvoiceStats {
 	server.static_invoice_server().expect("server role on").core().stats()
 }
 
-struct Network {
+struct TestNet {
 	_net: RegtestNetwork,
 	server: Arc<Node>,
 	payer: Arc<ldk_node::Node>,
 	recipient: Arc<ldk_node::Node>,
 }
 
-async fn network() -> Network {
+async fn network() -> TestNet {
 	let mut net = RegtestNetwork::start().expect("regtest");
 	let mut config = net.node_config("server");
 	config.static_invoice_server = Some(StaticInvoicePolicy::default());
@@ -70,14 +71,18 @@ async fn network() -> Network {
 	let payer = start_ldk_node_with_role(&net, "payer", None);
 	let recipient = start_ldk_node_with_role(&net, "recipient", Some(AsyncPaymentsRole::Client));
 	net.fund(&[&server], 2).await.expect("fund");
-	for (peer, push_msat) in [(&payer, CHANNEL_SAT * 500), (&recipient, 0)] {
+	// S-P is announced: LDK builds S's blinded message paths with S as the
+	// introduction node only once S is a public node in its own graph.
+	for (peer, push_msat, announce) in
+		[(&payer, CHANNEL_SAT * 500, true), (&recipient, 0, false)]
+	{
 		net.open_channel_to(
 			&server,
 			peer.node_id(),
 			common::ldk_node_addr(peer),
 			CHANNEL_SAT,
 			push_msat,
-			false,
+			announce,
 		)
 		.await
 		.expect("channel");
@@ -88,14 +93,19 @@ async fn network() -> Network {
 		.await;
 	}
 	wait_until("usable channels", || server.list_channels().iter().all(|c| c.usable)).await;
-	Network { _net: net, server, payer, recipient }
+	let s_id = NodeId::from_pubkey(&server.node_id());
+	wait_until("S in its own graph", || {
+		server.network_graph().read_only().nodes().contains_key(&s_id)
+	})
+	.await;
+	TestNet { _net: net, server, payer, recipient }
 }
 
 /// R registers with S and goes offline; P fetches R's invoice from S and pays;
 /// the payment completes once R is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn offline_recipient_is_paid_through_our_static_invoice() {
-	let Network { _net, server, payer, recipient } = network().await;
+	let TestNet { _net, server, payer, recipient } = network().await;
 	let hex_id: String = RECIPIENT_ID.iter().map(|b| format!("{b:02x}")).collect();
 
 	// Registration: S hands R paths; R asks for offer paths and sends its invoices.
@@ -130,7 +140,23 @@ async fn offline_recipient_is_paid_through_our_static_invoice() {
 		.bolt12_payment()
 		.send_using_amount(&offer, AMOUNT_MSAT, None, None, None)
 		.expect("pay");
-	wait_until("S to serve R's static invoice", || stats(&server).served == 1).await;
+	let deadline = tokio::time::Instant::now() + DEADLINE;
+	while stats(&server).served == 0 {
+		let log = std::fs::read_to_string(server.config().data_dir.join("logs").join("ldk.log"))
+			.unwrap_or_default();
+		let lines: Vec<_> = log
+			.lines()
+			.filter(|l| l.contains("tatic invoice") || l.contains("nvoice request") || l.contains("nion message"))
+			.collect();
+		assert!(
+			tokio::time::Instant::now() < deadline,
+			"S did not serve R's invoice: {:?}\n{}",
+			stats(&server),
+			lines[lines.len().saturating_sub(40)..].join("\n")
+		);
+		tokio::time::sleep(Duration::from_millis(50)).await;
+	}
+	assert_eq!(stats(&server).served, 1);
 	// P got it and told R (through S, which holds the message for offline R)
 	// that an HTLC awaits its release.
 	let mailbox = server.static_invoice_server().expect("server role on").mailbox();
