@@ -47,7 +47,8 @@ struct NodeArgs {
 	/// A TOML config file (keys: network, data_dir, listen, bitcoind_rpc,
 	/// bitcoind_rpc_user, bitcoind_rpc_password, bitcoind_rpc_cookie,
 	/// control_listen, alias, log_level, trampoline_relay, trampoline_fee_base_msat,
-	/// trampoline_fee_proportional_millionths, trampoline_cltv_expiry_delta).
+	/// trampoline_fee_proportional_millionths, trampoline_cltv_expiry_delta,
+	/// static_invoice_server).
 	#[arg(long, value_name = "FILE")]
 	config: Option<PathBuf>,
 	/// bitcoin, testnet, testnet4, signet or regtest.
@@ -96,6 +97,9 @@ struct NodeArgs {
 	/// payment [default: 288; at least 18].
 	#[arg(long, value_name = "BLOCKS")]
 	trampoline_cltv_expiry_delta: Option<u16>,
+	/// Serve static invoices for often-offline recipients [default: true].
+	#[arg(long, value_name = "BOOL")]
+	static_invoice_server: Option<bool>,
 }
 
 #[derive(Args)]
@@ -190,6 +194,9 @@ enum CtlCommand {
 	TrampolineStats,
 	/// List every payment, oldest first.
 	ListPayments,
+	/// List the static invoices served for async recipients (recipient,
+	/// slot, size, expiry) and the server's counters.
+	ListStaticInvoices,
 	/// Stop the node (it persists its state and exits).
 	Stop,
 }
@@ -249,6 +256,7 @@ fn run_node(args: NodeArgs) -> Result<(), AppError> {
 		trampoline_fee_base_msat: args.trampoline_fee_base_msat,
 		trampoline_fee_proportional_millionths: args.trampoline_fee_proportional_millionths,
 		trampoline_cltv_expiry_delta: args.trampoline_cltv_expiry_delta,
+		static_invoice_server: args.static_invoice_server,
 	};
 	let settings = ReferenceNodeConfig::from_file_and_flags(args.config.as_deref(), flags)?;
 	let runtime = runtime()?;
@@ -412,6 +420,7 @@ async fn ctl_main(client: ControlClient, command: CtlCommand) -> Result<(), AppE
 		},
 		CtlCommand::ListPayments => print_json(&client.list_payments().await?),
 		CtlCommand::TrampolineStats => print_json(&client.trampoline_stats().await?),
+		CtlCommand::ListStaticInvoices => print_json(&client.list_static_invoices().await?),
 		CtlCommand::Stop => print_json(&client.stop().await?),
 	}
 }

@@ -57,6 +57,9 @@ pub mod paths {
 	pub const PAY: &str = "/v1/pay";
 	/// [`ListPaymentsResponse`](super::ListPaymentsResponse) for an empty request.
 	pub const LIST_PAYMENTS: &str = "/v1/list-payments";
+	/// [`ListStaticInvoicesResponse`](super::ListStaticInvoicesResponse) for an
+	/// empty request.
+	pub const LIST_STATIC_INVOICES: &str = "/v1/list-static-invoices";
 	/// [`StopResponse`](super::StopResponse) for an empty request.
 	pub const STOP: &str = "/v1/stop";
 	/// `trampoline-stats`.
@@ -253,6 +256,15 @@ pub struct PayRequest {
 pub struct ListPaymentsResponse {
 	/// Every payment, oldest first.
 	pub payments: Vec<PaymentRecord>,
+}
+
+/// What `list-static-invoices` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListStaticInvoicesResponse {
+	/// Every stored invoice, by recipient then slot.
+	pub invoices: Vec<crate::static_invoices::StoredStaticInvoice>,
+	/// What the server did since the node started.
+	pub stats: crate::static_invoices::StaticInvoiceStats,
 }
 
 /// What `stop` answers, once the node has stopped and persisted its state.

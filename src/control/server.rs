@@ -101,6 +101,7 @@ pub fn router(node: Arc<Node>, shutdown: watch::Sender<bool>) -> Router {
 		.route(paths::OFFER, post(offer))
 		.route(paths::PAY, post(pay))
 		.route(paths::LIST_PAYMENTS, post(list_payments))
+		.route(paths::LIST_STATIC_INVOICES, post(list_static_invoices))
 		.route(paths::STOP, post(stop))
 		.route(paths::TRAMPOLINE_STATS, post(trampoline_stats))
 		.fallback(|uri: Uri| async move {
@@ -342,6 +343,21 @@ async fn trampoline_stats(State(ctx): Ctx, body: Bytes) -> ApiResult<crate::rela
 		)
 	})?;
 	Ok(Json(relay.core().stats()))
+}
+
+async fn list_static_invoices(
+	State(ctx): Ctx, body: Bytes,
+) -> ApiResult<super::ListStaticInvoicesResponse> {
+	parse::<EmptyRequest>(&body)?;
+	let server = ctx.node.static_invoice_server().ok_or_else(|| {
+		ApiError::bad_request(
+			"this node does not serve static invoices (static_invoice_server = false)",
+		)
+	})?;
+	Ok(Json(super::ListStaticInvoicesResponse {
+		invoices: server.list(),
+		stats: server.core().stats(),
+	}))
 }
 
 async fn stop(State(ctx): Ctx, body: Bytes) -> ApiResult<StopResponse> {
