@@ -12,8 +12,8 @@
 //! written and synced before the HTLC goes on). `cargo bench` prints the
 //! ratios after criterion's report.
 
+use lightning::io;
 use std::collections::HashMap;
-use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -25,7 +25,7 @@ use ldk_trampoline::onion::{
 	self, OuterHop, OuterPayload, PaymentData, SphinxHop, TlvLayout, PAYMENT_ONION_HOP_PAYLOADS_LEN,
 };
 use ldk_trampoline::relay::{RelayCore, TrampolinePolicy};
-use ldk_trampoline::sender::legacy_trampoline_onion;
+use ldk_trampoline::sender::{trampoline_onion, TrampolineRouteHop};
 use lightning::ln::inbound_payment::{self, ExpandedKey};
 use lightning::ln::msgs::{self, UpdateAddHTLC};
 use lightning::ln::onion_payment::peel_payment_onion;
@@ -88,7 +88,7 @@ impl InboundNode for Trampoline {
 
 	fn create_inbound_payment_for_hash(
 		&self, payment_hash: PaymentHash, invoice_expiry_delta_secs: u32,
-	) -> Result<PaymentSecret, ()> {
+	) -> Option<PaymentSecret> {
 		inbound_payment::create_from_hash(
 			&self.inbound_key,
 			None,
@@ -97,6 +97,7 @@ impl InboundNode for Trampoline {
 			self.now,
 			None,
 		)
+		.ok()
 	}
 }
 
@@ -183,8 +184,12 @@ impl Setup {
 			.amount_milli_satoshis(AMOUNT_MSAT)
 			.build_signed(|h| self.secp.sign_ecdsa_recoverable(h, &self.recipient_key))
 			.expect("invoice");
-		let trampoline_onion =
-			legacy_trampoline_onion(&invoice, self.trampoline.node_id, HEIGHT).expect("onion");
+		let hop = TrampolineRouteHop {
+			node_id: self.trampoline.node_id,
+			fee_msat: 10_000,
+			cltv_expiry_delta: 288,
+		};
+		let onion = trampoline_onion(&invoice, &[hop], HEIGHT).expect("onion");
 		let amount = AMOUNT_MSAT + 10_000;
 		self.htlc(
 			PaymentHash(hash.to_byte_array()),
@@ -196,7 +201,7 @@ impl Setup {
 					total_msat: amount,
 				}),
 				current_path_key: None,
-				trampoline_onion: trampoline_onion.packet,
+				trampoline_onion: onion.packet,
 				layout: TlvLayout::Legacy,
 			},
 		)

@@ -501,3 +501,111 @@ async fn bad_input_fails_with_a_clear_error() {
 	)
 	.await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reference_node_pays_through_a_trampoline_and_reports_relay_stats() {
+	let mut net = RegtestNetwork::start().expect("regtest");
+	// Harness nodes relay trampoline payments with the default policy.
+	let bob = net.add_node("bob").await.expect("bob");
+	let carol = net.add_node("carol").await.expect("carol");
+	let work = tempfile::Builder::new().prefix("ldk-trampoline-refnode-").tempdir().unwrap();
+	let rpc = net.bitcoind().rpc_config();
+	let RpcAuth::UserPass { user, password } = &rpc.auth else { panic!("harness uses user/pass") };
+	let data_dir = work.path().join("data");
+	let data_arg = data_dir.display().to_string();
+	let control = format!("127.0.0.1:{}", free_port());
+	let endpoint = rpc.endpoint();
+	let args = [
+		"node",
+		"--network",
+		"regtest",
+		"--data-dir",
+		&data_arg,
+		"--bitcoind-rpc",
+		&endpoint,
+		"--bitcoind-rpc-user",
+		user,
+		"--bitcoind-rpc-password",
+		password,
+		"--listen",
+		"127.0.0.1:0",
+		"--control-listen",
+		&control,
+		"--trampoline-fee-base-msat",
+		"2000",
+	];
+	let mut node = NodeProcess::spawn(&args, work.path(), &data_dir);
+	let client = ControlClient::new(&control).expect("client");
+	let info = node.wait_ready(&client).await;
+	let policy = info.trampoline.expect("the reference node relays by default");
+	assert_eq!(policy.fee_base_msat, 2000);
+
+	let address = ctl(&control, &["new-address"]).await;
+	let address = Address::<NetworkUnchecked>::from_str(address["address"].as_str().unwrap())
+		.unwrap()
+		.require_network(Network::Regtest)
+		.unwrap();
+	net.fund_addresses(&[address], 1).expect("fund");
+	net.fund(&[&bob], 1).await.expect("fund bob");
+	eventually!(
+		node,
+		"the funds to confirm",
+		client.balances().await.expect("balances"),
+		|b: &Balances| b.onchain.confirmed_sat == 50 * 100_000_000
+	);
+	let peer = format!("{}@{}", bob.node_id(), bob.listen_addr());
+	ctl(&control, &["open-channel", &peer, &CHANNEL_SAT.to_string()]).await;
+	net.bitcoind().wait_for_mempool(1, DEADLINE).expect("funding broadcast");
+	net.mine(6).await.expect("confirm");
+	net.open_channel(&bob, &carol, CHANNEL_SAT, 0).await.expect("bob-carol");
+	eventually!(
+		node,
+		"the channel to bob to be usable",
+		client.list_channels().await.expect("channels").channels,
+		|c: &Vec<ChannelInfo>| c.iter().any(|c| c.usable)
+	);
+
+	// The reference node knows only bob; bob (the trampoline) finds carol.
+	let amount_msat = 20_000_000;
+	let bob_policy = bob.config().trampoline.expect("bob relays");
+	let fee_msat = bob_policy.fee_msat(amount_msat);
+	let invoice = carol.create_invoice(Some(amount_msat), "via trampoline", 3600).unwrap();
+	let received = carol.subscribe();
+	let paid =
+		ctl(&control, &["pay", &invoice.to_string(), "--trampoline", &bob.node_id().to_string()])
+			.await;
+	assert_eq!(paid["status"]["state"], "succeeded", "{paid}");
+	assert_eq!(paid["kind"], "trampoline");
+	assert_eq!(paid["amount_msat"], amount_msat + fee_msat);
+	let got = carol
+		.wait_for_event(received, DEADLINE, "the trampoline payment", |e| match e {
+			NodeEvent::PaymentReceived { amount_msat, .. } => Some(*amount_msat),
+			_ => None,
+		})
+		.await
+		.expect("carol is paid");
+	assert_eq!(got, amount_msat);
+	let stats = bob.trampoline().expect("bob relays").core().stats();
+	assert_eq!(
+		(stats.relayed, stats.failed, stats.relayed_in_msat),
+		(1, 0, amount_msat + fee_msat)
+	);
+	eventually!(
+		node,
+		"the reference node's balance",
+		client.balances().await.expect("balances").lightning_sat,
+		|s: &u64| *s == CHANNEL_SAT - (amount_msat + fee_msat) / 1000
+	);
+
+	// The reference node's own relay has seen nothing.
+	let stats = ctl(&control, &["trampoline-stats"]).await;
+	assert_eq!((stats["relayed"].as_u64(), stats["failed"].as_u64()), (Some(0), Some(0)));
+	let err = ctl_err(
+		&control,
+		&["pay", &invoice.to_string(), "--trampoline", "02zz", "--trampoline-fee-msat", "1"],
+	)
+	.await;
+	assert!(err.contains("400") && err.contains("invalid trampoline node id"), "{err}");
+	ctl(&control, &["stop"]).await;
+	assert!(node.wait_exit().await.success());
+}

@@ -9,10 +9,13 @@ use std::time::Duration;
 
 use bitcoin::hashes::Hash;
 use ldk_trampoline::node::{Node, NodeEvent, PaymentStatus};
+use ldk_trampoline::onion::TlvLayout;
 use ldk_trampoline::onion::{FailingHop, FailureMessage, TrampolineFailure};
 use ldk_trampoline::regtest::{RegtestNetwork, DEADLINE};
-use ldk_trampoline::relay::TrampolinePolicy;
-use lightning::types::payment::PaymentHash;
+use ldk_trampoline::relay::{BucketStage, TrampolinePolicy};
+use ldk_trampoline::sender::{send_to_trampoline, trampoline_onion, OuterSend, TrampolineRouteHop};
+use lightning::ln::channelmanager::{PaymentId, Retry};
+use lightning::types::payment::{PaymentHash, PaymentSecret};
 
 const CHANNEL_SAT: u64 = 1_000_000;
 const AMOUNT_MSAT: u64 = 10_000_000;
@@ -37,29 +40,36 @@ async fn network() -> Network {
 	net.fund(&[&wallet, &trampoline], 1).await.expect("fund");
 
 	net.open_channel(&wallet, &trampoline, CHANNEL_SAT, 0).await.expect("W-T");
-	net.open_channel_to(
-		&trampoline,
-		recipient.node_id(),
-		common::ldk_node_addr(&recipient),
-		CHANNEL_SAT,
-		0,
-		false,
-	)
-	.await
-	.expect("T-R");
+	open_private_to(&net, &trampoline, &recipient, CHANNEL_SAT).await;
 	common::sync_ldk_node(&recipient);
 	common::wait_ldk_event(&recipient, DEADLINE, "channel ready", |e| {
 		matches!(e, ldk_node::Event::ChannelReady { .. }).then_some(())
 	})
 	.await;
-	for node in [&wallet, &trampoline] {
+	wait_channels_usable(&[&wallet, &trampoline], 1).await;
+	Network { net, wallet, trampoline, recipient, policy }
+}
+
+/// Opens a private channel from `from` to the ldk-node `to`.
+async fn open_private_to(net: &RegtestNetwork, from: &Arc<Node>, to: &ldk_node::Node, sat: u64) {
+	net.open_channel_to(from, to.node_id(), common::ldk_node_addr(to), sat, 0, false)
+		.await
+		.expect("channel to ldk-node");
+}
+
+/// Waits until each of `nodes` has at least `count` channels, all usable.
+async fn wait_channels_usable(nodes: &[&Arc<Node>], count: usize) {
+	for node in nodes {
 		let deadline = tokio::time::Instant::now() + DEADLINE;
-		while !node.list_channels().iter().all(|c| c.usable) {
+		loop {
+			let channels = node.list_channels();
+			if channels.len() >= count && channels.iter().all(|c| c.usable) {
+				break;
+			}
 			assert!(tokio::time::Instant::now() < deadline, "channels not usable");
 			tokio::time::sleep(Duration::from_millis(50)).await;
 		}
 	}
-	Network { net, wallet, trampoline, recipient, policy }
 }
 
 fn recipient_invoice(
@@ -278,16 +288,20 @@ async fn send_raw_and_fail(
 	cltv_delta: u32,
 ) {
 	let events = wallet.subscribe();
-	let id = ldk_trampoline::sender::send_to_trampoline(
-		&**wallet.channel_manager(),
-		hash,
-		packet,
-		trampoline.node_id(),
+	let send = OuterSend {
+		payment_hash: hash,
+		trampoline: trampoline.node_id(),
+		trampoline_packet: packet,
 		amount_msat,
-		cltv_delta,
-		None,
-	)
-	.expect("send");
+		total_msat: amount_msat,
+		cltv_expiry_delta: cltv_delta,
+		outer_secret: PaymentSecret(rand::random()),
+		payment_id: PaymentId(hash.0),
+		retry: Retry::Attempts(0),
+		max_routing_fee_msat: None,
+		max_total_cltv_expiry_delta: None,
+	};
+	let id = send_to_trampoline(&**wallet.channel_manager(), &send, None).expect("send");
 	wallet
 		.wait_for_event(events, DEADLINE, "the payment to fail", |e| match e {
 			NodeEvent::PaymentFailed { payment_id, reason } if *payment_id == id => {
@@ -317,9 +331,12 @@ async fn trampoline_rejects_bad_trampoline_onions_with_the_right_code() {
 	// error packet under the outer secret only.
 	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
 	let height = wallet.best_block_height();
-	let onion =
-		ldk_trampoline::sender::legacy_trampoline_onion(&invoice, trampoline.node_id(), height)
-			.unwrap();
+	let hop = TrampolineRouteHop {
+		node_id: trampoline.node_id(),
+		fee_msat: fee,
+		cltv_expiry_delta: policy.cltv_expiry_delta,
+	};
+	let onion = trampoline_onion(&invoice, &[hop], height).unwrap();
 	let mut packet = onion.packet.to_bytes();
 	packet[40] ^= 1;
 	let sha = sha256::Hash::hash(&packet).to_byte_array();
@@ -339,9 +356,7 @@ async fn trampoline_rejects_bad_trampoline_onions_with_the_right_code() {
 
 	// The outer total is below the trampoline amount: final_incorrect_htlc_amount.
 	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
-	let onion =
-		ldk_trampoline::sender::legacy_trampoline_onion(&invoice, trampoline.node_id(), height)
-			.unwrap();
+	let onion = trampoline_onion(&invoice, &[hop], height).unwrap();
 	send_raw_and_fail(
 		&wallet,
 		hash_of(&invoice),
@@ -358,9 +373,7 @@ async fn trampoline_rejects_bad_trampoline_onions_with_the_right_code() {
 
 	// The outer CLTV is below the trampoline CLTV: final_incorrect_cltv_expiry.
 	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
-	let onion =
-		ldk_trampoline::sender::legacy_trampoline_onion(&invoice, trampoline.node_id(), height)
-			.unwrap();
+	let onion = trampoline_onion(&invoice, &[hop], height).unwrap();
 	send_raw_and_fail(
 		&wallet,
 		hash_of(&invoice),
@@ -384,15 +397,245 @@ async fn trampoline_rejects_bad_trampoline_onions_with_the_right_code() {
 	assert_eq!(wallet.balances().lightning_sat, balances.0);
 	assert_eq!(trampoline.balances().lightning_sat, balances.1);
 	for node in [&wallet, &trampoline] {
-		let deadline = tokio::time::Instant::now() + DEADLINE;
-		while node
-			.channel_manager()
-			.list_channels()
-			.iter()
-			.any(|c| c.pending_inbound_htlcs.len() + c.pending_outbound_htlcs.len() > 0)
+		wait_no_htlcs(node).await;
+	}
+}
+
+/// Waits until no channel of `node` has an HTLC in flight.
+async fn wait_no_htlcs(node: &Node) {
+	let deadline = tokio::time::Instant::now() + DEADLINE;
+	while node
+		.channel_manager()
+		.list_channels()
+		.iter()
+		.any(|c| c.pending_inbound_htlcs.len() + c.pending_outbound_htlcs.len() > 0)
+	{
+		assert!(tokio::time::Instant::now() < deadline, "an HTLC is stuck");
+		tokio::time::sleep(Duration::from_millis(50)).await;
+	}
+}
+
+/// W -> T1 -> T2 -> R: W knows only T1; T1 relays to the next trampoline T2
+/// (type 20 over their direct channel), which pays R's invoice. A failure at
+/// T2 comes back through T1 to W, attributed to T2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wallet_pays_through_two_trampolines() {
+	let mut net = RegtestNetwork::start().expect("regtest");
+	let wallet = net.add_node("wallet").await.expect("wallet");
+	let t1 = net.add_node("t1").await.expect("t1");
+	let t2_policy = TrampolinePolicy { fee_base_msat: 3_000, ..TrampolinePolicy::default() };
+	let mut config = net.node_config("t2");
+	config.trampoline = Some(t2_policy);
+	let t2 = net.add_node_with(config).await.expect("t2");
+	let recipient = common::start_ldk_node(&net, "recipient");
+	net.fund(&[&wallet, &t1, &t2], 1).await.expect("fund");
+	net.open_channel(&wallet, &t1, CHANNEL_SAT, 0).await.expect("W-T1");
+	net.open_channel(&t1, &t2, CHANNEL_SAT, 0).await.expect("T1-T2");
+	open_private_to(&net, &t2, &recipient, CHANNEL_SAT).await;
+	common::sync_ldk_node(&recipient);
+	wait_channels_usable(&[&wallet, &t1, &t2], 1).await;
+	let t1_policy = t1.config().trampoline.expect("harness nodes relay");
+	let balances = |n: &Node| n.balances().lightning_sat;
+	let before = (balances(&wallet), balances(&t1), balances(&t2));
+
+	let (f1, f2) = (
+		t1_policy.fee_msat(AMOUNT_MSAT + t2_policy.fee_msat(AMOUNT_MSAT)),
+		t2_policy.fee_msat(AMOUNT_MSAT),
+	);
+	let route = |f1: u64, f2: u64| {
+		[
+			TrampolineRouteHop {
+				node_id: t1.node_id(),
+				fee_msat: f1,
+				cltv_expiry_delta: t1_policy.cltv_expiry_delta,
+			},
+			TrampolineRouteHop {
+				node_id: t2.node_id(),
+				fee_msat: f2,
+				cltv_expiry_delta: t2_policy.cltv_expiry_delta,
+			},
+		]
+	};
+	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
+	let id = wallet.pay_invoice_via_trampolines(&invoice, &route(f1, f2)).expect("pay");
+	let paid = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
+	assert_eq!(paid.status, PaymentStatus::Succeeded, "{paid:?}");
+	let received = common::wait_ldk_event(&recipient, DEADLINE, "payment received", |e| match e {
+		ldk_node::Event::PaymentReceived { amount_msat, .. } => Some(*amount_msat),
+		_ => None,
+	})
+	.await;
+	assert_eq!(received, AMOUNT_MSAT);
+	// Direct channels all along: each trampoline keeps exactly its fee.
+	wait_lightning_balance(&wallet, before.0 - (AMOUNT_MSAT + f1 + f2) / 1000).await;
+	wait_lightning_balance(&t1, before.1 + f1 / 1000).await;
+	wait_lightning_balance(&t2, before.2 + f2 / 1000).await;
+	let relayed = |n: &Node, hash| {
+		n.trampoline()
+			.unwrap()
+			.core()
+			.buckets()
+			.into_iter()
+			.filter(|b| b.payment_hash == hash)
+			.map(|b| b.state)
+			.collect::<Vec<_>>()
+	};
+	assert_eq!(relayed(&t1, hash_of(&invoice)), vec![BucketStage::Relayed]);
+	assert_eq!(relayed(&t2, hash_of(&invoice)), vec![BucketStage::Relayed]);
+
+	// T2 is offered one msat less than its fee: it answers 26 with its policy,
+	// T1 passes the failure back unread, and W attributes it to T2.
+	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
+	let id = wallet.pay_invoice_via_trampolines(&invoice, &route(f1, f2 - 1)).expect("pay");
+	let failed = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
+	assert!(matches!(failed.status, PaymentStatus::Failed { .. }), "{failed:?}");
+	assert_eq!(
+		wallet.trampoline_failure(&hash_of(&invoice)),
+		Some(TrampolineFailure {
+			hop: FailingHop::Trampoline(1),
+			message: FailureMessage::TrampolineFeeOrExpiryInsufficient {
+				fee_base_msat: t2_policy.fee_base_msat,
+				fee_proportional_millionths: t2_policy.fee_proportional_millionths,
+				cltv_expiry_delta: t2_policy.cltv_expiry_delta,
+			},
+		})
+	);
+	assert_eq!(relayed(&t1, hash_of(&invoice)), vec![BucketStage::Failed]);
+	assert!(failures(&t1, &hash_of(&invoice)).is_empty(), "T1 passed T2's failure on as is");
+	for node in [&wallet, &t1, &t2] {
+		wait_no_htlcs(node).await;
+	}
+	wait_lightning_balance(&wallet, before.0 - (AMOUNT_MSAT + f1 + f2) / 1000).await;
+	wait_lightning_balance(&t1, before.1 + f1 / 1000).await;
+	wait_lightning_balance(&t2, before.2 + f2 / 1000).await;
+}
+
+/// W pays over three channels to T, which pays R over two: three incoming
+/// parts, one bucket, two outgoing parts. Then a bucket that never completes
+/// times out with mpp_timeout and nothing moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mpp_buckets_are_aggregated_resplit_and_time_out_when_incomplete() {
+	// W's 45k channels carry about 40k each, so 100k takes all three; R
+	// (ldk-node) lets 10% of a channel in flight, 70k of each 700k channel,
+	// so T must split in two.
+	const SMALL_CHANNEL_SAT: u64 = 45_000;
+	const OUT_CHANNEL_SAT: u64 = 700_000;
+	const MPP_AMOUNT_MSAT: u64 = 100_000_000;
+	let mut net = RegtestNetwork::start().expect("regtest");
+	let wallet = net.add_node("wallet").await.expect("wallet");
+	let trampoline = net.add_node("trampoline").await.expect("trampoline");
+	let recipient = common::start_ldk_node(&net, "recipient");
+	net.fund(&[&wallet, &trampoline], 1).await.expect("fund");
+	for _ in 0..3 {
+		net.open_channel(&wallet, &trampoline, SMALL_CHANNEL_SAT, 0).await.expect("W-T");
+	}
+	for _ in 0..2 {
+		open_private_to(&net, &trampoline, &recipient, OUT_CHANNEL_SAT).await;
+	}
+	common::sync_ldk_node(&recipient);
+	wait_channels_usable(&[&wallet, &trampoline], 3).await;
+	let policy = trampoline.config().trampoline.expect("harness nodes relay");
+	let fee = policy.fee_msat(MPP_AMOUNT_MSAT);
+	let before = (wallet.balances().lightning_sat, trampoline.balances().lightning_sat);
+
+	let invoice = recipient_invoice(&recipient, MPP_AMOUNT_MSAT);
+	let id = wallet
+		.pay_invoice_via_trampoline(&invoice, trampoline.node_id(), fee, policy.cltv_expiry_delta)
+		.expect("pay");
+	let paid = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
+	assert_eq!(
+		paid.status,
+		PaymentStatus::Succeeded,
+		"{paid:?}: T answered {:?}, buckets {:?}",
+		wallet.trampoline_failure(&hash_of(&invoice)),
+		trampoline.trampoline().unwrap().core().buckets()
+	);
+	let received = common::wait_ldk_event(&recipient, DEADLINE, "payment received", |e| match e {
+		ldk_node::Event::PaymentReceived { amount_msat, .. } => Some(*amount_msat),
+		_ => None,
+	})
+	.await;
+	assert_eq!(received, MPP_AMOUNT_MSAT);
+	let buckets = trampoline.trampoline().unwrap().core().buckets();
+	let [bucket] = buckets.as_slice() else { panic!("one bucket expected: {buckets:?}") };
+	assert_eq!(bucket.payment_hash, hash_of(&invoice));
+	assert_eq!(bucket.state, BucketStage::Relayed);
+	assert_eq!(bucket.outer_total_msat, MPP_AMOUNT_MSAT + fee);
+	assert_eq!(bucket.parts, 3, "one part per 45k channel");
+	// Neither of R's channels could take it alone: both carried a part.
+	let r_channels = recipient.list_channels();
+	assert_eq!(r_channels.len(), 2);
+	// T's side of each fell by more than 10k sat (reserve aside).
+	assert!(
+		r_channels.iter().all(|c| {
+			c.inbound_capacity_msat
+				+ c.counterparty_unspendable_punishment_reserve * 1000
+				+ 10_000_000 < c.channel_value_sats * 1000
+		}),
+		"{r_channels:?}"
+	);
+	wait_lightning_balance(&wallet, before.0 - (MPP_AMOUNT_MSAT + fee) / 1000).await;
+	wait_lightning_balance(&trampoline, before.1 + fee / 1000).await;
+
+	// One part of a payment announced twice as large: T waits for the rest,
+	// then LDK's MPP timer (three ticks) fails it with mpp_timeout.
+	let before = (wallet.balances().lightning_sat, trampoline.balances().lightning_sat);
+	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
+	let height = wallet.best_block_height();
+	let fee = policy.fee_msat(AMOUNT_MSAT);
+	let hop = TrampolineRouteHop {
+		node_id: trampoline.node_id(),
+		fee_msat: fee,
+		cltv_expiry_delta: policy.cltv_expiry_delta,
+	};
+	let onion = trampoline_onion(&invoice, &[hop], height).unwrap();
+	let mut events = wallet.subscribe();
+	let send = OuterSend {
+		payment_hash: hash_of(&invoice),
+		trampoline: trampoline.node_id(),
+		trampoline_packet: onion.packet.to_bytes(),
+		amount_msat: onion.first_amount_msat / 2,
+		total_msat: onion.first_amount_msat,
+		cltv_expiry_delta: onion.first_cltv_delta,
+		outer_secret: PaymentSecret(rand::random()),
+		payment_id: PaymentId(hash_of(&invoice).0),
+		retry: Retry::Attempts(0),
+		max_routing_fee_msat: None,
+		max_total_cltv_expiry_delta: None,
+	};
+	let state = (&**wallet.trampoline_sender(), TlvLayout::Legacy, onion.shared_secrets.clone());
+	let id = send_to_trampoline(&**wallet.channel_manager(), &send, Some(state)).expect("send");
+	// LDK's MPP timer: three ticks after the part is claimable-in-progress
+	// (the background processor ticks once a minute; ticking here is
+	// harmless and quicker).
+	let deadline = tokio::time::Instant::now() + DEADLINE;
+	'timeout: loop {
+		assert!(tokio::time::Instant::now() < deadline, "the incomplete bucket never timed out");
+		trampoline.channel_manager().timer_tick_occurred();
+		while let Ok(Ok(event)) =
+			tokio::time::timeout(Duration::from_millis(200), events.recv()).await
 		{
-			assert!(tokio::time::Instant::now() < deadline, "an HTLC is stuck");
-			tokio::time::sleep(Duration::from_millis(50)).await;
+			match event {
+				NodeEvent::PaymentFailed { payment_id, .. } if payment_id == id => break 'timeout,
+				NodeEvent::PaymentSent { payment_id, .. } if payment_id == id => {
+					panic!("an incomplete bucket was relayed")
+				},
+				_ => {},
+			}
 		}
 	}
+	assert_eq!(
+		wallet.trampoline_failure(&hash_of(&invoice)),
+		Some(TrampolineFailure {
+			hop: FailingHop::Trampoline(0),
+			message: FailureMessage::MppTimeout
+		})
+	);
+	assert_eq!(failures(&trampoline, &hash_of(&invoice)), vec![FailureMessage::MppTimeout]);
+	for node in [&wallet, &trampoline] {
+		wait_no_htlcs(node).await;
+	}
+	assert_eq!(wallet.balances().lightning_sat, before.0);
+	assert_eq!(trampoline.balances().lightning_sat, before.1);
+	assert!(recipient.next_event().is_none(), "R saw nothing of the incomplete payment");
 }

@@ -73,6 +73,9 @@ pub struct ReferenceNodeConfig {
 	/// Blocks kept between the incoming and the outgoing expiry of a relayed
 	/// trampoline payment (default 288, at least 18).
 	pub trampoline_cltv_expiry_delta: Option<u16>,
+	/// Serve static invoices for often-offline (async) recipients, with the
+	/// default quotas (default `true`).
+	pub static_invoice_server: Option<bool>,
 }
 
 /// The smallest trampoline CLTV delta accepted: below it the outgoing payment's
@@ -353,6 +356,9 @@ impl ReferenceNodeConfig {
 			}
 		}
 		node.trampoline = relay.then_some(policy);
+		let serve = flags.static_invoice_server.or(file.static_invoice_server).unwrap_or(true);
+		node.static_invoice_server =
+			serve.then(crate::static_invoices::StaticInvoicePolicy::default);
 		let control_listen = match pick(
 			flags.control_listen,
 			file.control_listen,

@@ -8,7 +8,8 @@
 //!
 //! The plugin itself: [`handler`] (the `ChannelMessageHandler` wrapper),
 //! [`relay`] (buckets, policy, forwarding, claims) and [`sender`] (paying
-//! through a trampoline), on top of [`onion`].
+//! through a trampoline), on top of [`onion`]; [`static_invoices`] (the static
+//! invoice server for often-offline recipients).
 
 #![deny(missing_docs)]
 
@@ -22,3 +23,4 @@ pub mod onion;
 pub mod regtest;
 pub mod relay;
 pub mod sender;
+pub mod static_invoices;

@@ -58,7 +58,8 @@ struct NodeArgs {
 	/// A TOML config file (keys: network, data_dir, listen, bitcoind_rpc,
 	/// bitcoind_rpc_user, bitcoind_rpc_password, bitcoind_rpc_cookie,
 	/// control_listen, alias, log_level, trampoline_relay, trampoline_fee_base_msat,
-	/// trampoline_fee_proportional_millionths, trampoline_cltv_expiry_delta).
+	/// trampoline_fee_proportional_millionths, trampoline_cltv_expiry_delta,
+	/// static_invoice_server).
 	#[arg(long, value_name = "FILE")]
 	config: Option<PathBuf>,
 	/// bitcoin, testnet, testnet4, signet or regtest.
@@ -107,6 +108,9 @@ struct NodeArgs {
 	/// payment [default: 288; at least 18].
 	#[arg(long, value_name = "BLOCKS")]
 	trampoline_cltv_expiry_delta: Option<u16>,
+	/// Serve static invoices for often-offline recipients [default: true].
+	#[arg(long, value_name = "BOOL")]
+	static_invoice_server: Option<bool>,
 }
 
 #[derive(Args)]
@@ -187,9 +191,23 @@ enum CtlCommand {
 		/// How long to wait for the outcome [default: 60].
 		#[arg(long, value_name = "SECS")]
 		timeout_secs: Option<u64>,
+		/// Pay a BOLT 11 invoice through this trampoline peer (node id).
+		#[arg(long, value_name = "NODE_ID")]
+		trampoline: Option<String>,
+		/// The fee offered to the trampoline [default: 1000 msat + 1000 ppm].
+		#[arg(long, value_name = "MSAT", requires = "trampoline")]
+		trampoline_fee_msat: Option<u64>,
+		/// The CLTV delta offered to the trampoline [default: 288].
+		#[arg(long, value_name = "BLOCKS", requires = "trampoline")]
+		trampoline_cltv_expiry_delta: Option<u16>,
 	},
+	/// What this node has relayed as a trampoline.
+	TrampolineStats,
 	/// List every payment, oldest first.
 	ListPayments,
+	/// List the static invoices served for async recipients (recipient,
+	/// slot, size, expiry) and the server's counters.
+	ListStaticInvoices,
 	/// Stop the node (it persists its state and exits).
 	Stop,
 }
@@ -252,6 +270,7 @@ fn run_node(args: NodeArgs) -> Result<(), AppError> {
 		trampoline_fee_base_msat: args.trampoline_fee_base_msat,
 		trampoline_fee_proportional_millionths: args.trampoline_fee_proportional_millionths,
 		trampoline_cltv_expiry_delta: args.trampoline_cltv_expiry_delta,
+		static_invoice_server: args.static_invoice_server,
 	};
 	let settings = ReferenceNodeConfig::from_file_and_flags(args.config.as_deref(), flags)?;
 	let runtime = runtime()?;
@@ -391,8 +410,22 @@ async fn ctl_main(client: ControlClient, command: CtlCommand) -> Result<(), AppE
 		CtlCommand::Offer { amount_msat, description } => {
 			print_json(&client.offer(&OfferRequest { amount_msat, description }).await?)
 		},
-		CtlCommand::Pay { invoice_or_offer, amount_msat, timeout_secs } => {
-			let request = PayRequest { request: invoice_or_offer, amount_msat, timeout_secs };
+		CtlCommand::Pay {
+			invoice_or_offer,
+			amount_msat,
+			timeout_secs,
+			trampoline,
+			trampoline_fee_msat,
+			trampoline_cltv_expiry_delta,
+		} => {
+			let request = PayRequest {
+				request: invoice_or_offer,
+				amount_msat,
+				timeout_secs,
+				trampoline,
+				trampoline_fee_msat,
+				trampoline_cltv_expiry_delta,
+			};
 			let record = client.pay(&request).await?;
 			print_json(&record)?;
 			match record.status {
@@ -407,6 +440,8 @@ async fn ctl_main(client: ControlClient, command: CtlCommand) -> Result<(), AppE
 			}
 		},
 		CtlCommand::ListPayments => print_json(&client.list_payments().await?),
+		CtlCommand::TrampolineStats => print_json(&client.trampoline_stats().await?),
+		CtlCommand::ListStaticInvoices => print_json(&client.list_static_invoices().await?),
 		CtlCommand::Stop => print_json(&client.stop().await?),
 	}
 }

@@ -220,6 +220,18 @@ impl ControlClient {
 		self.call_empty(paths::LIST_PAYMENTS).await
 	}
 
+	/// `trampoline-stats`: what the node has relayed.
+	pub async fn trampoline_stats(&self) -> Result<crate::relay::RelayStats, ClientError> {
+		self.call_empty(paths::TRAMPOLINE_STATS).await
+	}
+
+	/// `list-static-invoices`: the static invoices this node serves.
+	pub async fn list_static_invoices(
+		&self,
+	) -> Result<super::ListStaticInvoicesResponse, ClientError> {
+		self.call_empty(paths::LIST_STATIC_INVOICES).await
+	}
+
 	/// `stop`: stops the node, which then exits.
 	pub async fn stop(&self) -> Result<StopResponse, ClientError> {
 		self.call_empty(paths::STOP).await

@@ -57,8 +57,13 @@ pub mod paths {
 	pub const PAY: &str = "/v1/pay";
 	/// [`ListPaymentsResponse`](super::ListPaymentsResponse) for an empty request.
 	pub const LIST_PAYMENTS: &str = "/v1/list-payments";
+	/// [`ListStaticInvoicesResponse`](super::ListStaticInvoicesResponse) for an
+	/// empty request.
+	pub const LIST_STATIC_INVOICES: &str = "/v1/list-static-invoices";
 	/// [`StopResponse`](super::StopResponse) for an empty request.
 	pub const STOP: &str = "/v1/stop";
+	/// `trampoline-stats`.
+	pub const TRAMPOLINE_STATS: &str = "/v1/trampoline-stats";
 }
 
 /// The body of every failed request.
@@ -233,6 +238,17 @@ pub struct PayRequest {
 	/// pending.
 	#[serde(default, skip_serializing_if = "Option::is_none")]
 	pub timeout_secs: Option<u64>,
+	/// Pay a BOLT 11 invoice through this trampoline node (hex node id), a
+	/// peer of ours that finds the route to the recipient.
+	#[serde(default, skip_serializing_if = "Option::is_none")]
+	pub trampoline: Option<String>,
+	/// The fee offered to the trampoline (default: what the default
+	/// [`TrampolinePolicy`](crate::relay::TrampolinePolicy) asks).
+	#[serde(default, skip_serializing_if = "Option::is_none")]
+	pub trampoline_fee_msat: Option<u64>,
+	/// The CLTV delta offered to the trampoline (default: the default policy's).
+	#[serde(default, skip_serializing_if = "Option::is_none")]
+	pub trampoline_cltv_expiry_delta: Option<u16>,
 }
 
 /// What `list-payments` answers.
@@ -240,6 +256,15 @@ pub struct PayRequest {
 pub struct ListPaymentsResponse {
 	/// Every payment, oldest first.
 	pub payments: Vec<PaymentRecord>,
+}
+
+/// What `list-static-invoices` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListStaticInvoicesResponse {
+	/// Every stored invoice, by recipient then slot.
+	pub invoices: Vec<crate::static_invoices::StoredStaticInvoice>,
+	/// What the server did since the node started.
+	pub stats: crate::static_invoices::StaticInvoiceStats,
 }
 
 /// What `stop` answers, once the node has stopped and persisted its state.

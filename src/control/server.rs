@@ -101,7 +101,9 @@ pub fn router(node: Arc<Node>, shutdown: watch::Sender<bool>) -> Router {
 		.route(paths::OFFER, post(offer))
 		.route(paths::PAY, post(pay))
 		.route(paths::LIST_PAYMENTS, post(list_payments))
+		.route(paths::LIST_STATIC_INVOICES, post(list_static_invoices))
 		.route(paths::STOP, post(stop))
+		.route(paths::TRAMPOLINE_STATS, post(trampoline_stats))
 		.fallback(|uri: Uri| async move {
 			ApiError::not_found(format!("no endpoint {uri}; the endpoints are POST /v1/..."))
 		})
@@ -290,7 +292,31 @@ async fn pay(State(ctx): Ctx, body: Bytes) -> ApiResult<PaymentRecord> {
 	}
 	let node = &ctx.node;
 	let id = match parse_payment_request(&request.request)? {
-		PaymentRequest::Invoice(invoice) => node.pay_invoice(&invoice, request.amount_msat)?,
+		PaymentRequest::Invoice(invoice) => match &request.trampoline {
+			None => node.pay_invoice(&invoice, request.amount_msat)?,
+			Some(trampoline) => {
+				let trampoline = PublicKey::from_str(trampoline).map_err(|e| {
+					ApiError::bad_request(format!("invalid trampoline node id {trampoline:?}: {e}"))
+				})?;
+				if request.amount_msat.is_some() {
+					return Err(ApiError::bad_request(
+						"amount_msat cannot be combined with a trampoline: the invoice must carry its amount",
+					));
+				}
+				let default = crate::relay::TrampolinePolicy::default();
+				let amount = invoice.amount_milli_satoshis().ok_or_else(|| {
+					ApiError::bad_request(
+						"paying through a trampoline needs an invoice with an amount",
+					)
+				})?;
+				node.pay_invoice_via_trampoline(
+					&invoice,
+					trampoline,
+					request.trampoline_fee_msat.unwrap_or_else(|| default.fee_msat(amount)),
+					request.trampoline_cltv_expiry_delta.unwrap_or(default.cltv_expiry_delta),
+				)?
+			},
+		},
 		PaymentRequest::Offer(offer) => node.pay_offer(&offer, request.amount_msat)?,
 	};
 	match node.wait_for_payment(id, Duration::from_secs(timeout_secs)).await {
@@ -307,6 +333,31 @@ async fn pay(State(ctx): Ctx, body: Bytes) -> ApiResult<PaymentRecord> {
 async fn list_payments(State(ctx): Ctx, body: Bytes) -> ApiResult<ListPaymentsResponse> {
 	parse::<EmptyRequest>(&body)?;
 	Ok(Json(ListPaymentsResponse { payments: ctx.node.list_payments() }))
+}
+
+async fn trampoline_stats(State(ctx): Ctx, body: Bytes) -> ApiResult<crate::relay::RelayStats> {
+	parse::<EmptyRequest>(&body)?;
+	let relay = ctx.node.trampoline().ok_or_else(|| {
+		ApiError::bad_request(
+			"this node does not relay trampoline payments (trampoline_relay = false)",
+		)
+	})?;
+	Ok(Json(relay.core().stats()))
+}
+
+async fn list_static_invoices(
+	State(ctx): Ctx, body: Bytes,
+) -> ApiResult<super::ListStaticInvoicesResponse> {
+	parse::<EmptyRequest>(&body)?;
+	let server = ctx.node.static_invoice_server().ok_or_else(|| {
+		ApiError::bad_request(
+			"this node does not serve static invoices (static_invoice_server = false)",
+		)
+	})?;
+	Ok(Json(super::ListStaticInvoicesResponse {
+		invoices: server.list(),
+		stats: server.core().stats(),
+	}))
 }
 
 async fn stop(State(ctx): Ctx, body: Bytes) -> ApiResult<StopResponse> {

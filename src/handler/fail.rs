@@ -27,34 +27,49 @@ pub(super) fn rewrite_fail(core: &RelayCore, fail: &mut UpdateFailHTLC) {
 	let from_ldk = SharedSecret::from_bytes(record.rewrite_shared_secret);
 	let ldk_failure = onion::decrypt_error_packet(&ldk_reason, &[from_ldk]).ok().map(|f| f.message);
 
-	let recorded = record.reject.clone().or_else(|| {
-		let bucket = core.store.bucket(record.bucket.as_ref()?)?;
-		match bucket.state {
-			BucketState::Failed { failure } => Some(failure),
-			_ => None,
-		}
-	});
+	let bucket_state = record.bucket.as_ref().and_then(|id| core.store.bucket(id)).map(|b| b.state);
+	let (recorded, forwarded) = match (&record.reject, bucket_state) {
+		(Some(reject), _) => (Some(reject.clone()), None),
+		(None, Some(BucketState::Failed { failure, forwarded })) => (Some(failure), forwarded),
+		(None, _) => (None, None),
+	};
 	let failure = recorded
 		.and_then(|bytes| FailureMessage::decode(&bytes).ok())
 		.unwrap_or_else(|| map_ldk_failure(ldk_failure.as_ref()));
 
 	let outer = SharedSecret::from_bytes(record.outer_shared_secret);
-	let packet = match record.trampoline_shared_secret {
-		Some(tss) => {
+	let passing_on = forwarded.is_some() && record.trampoline_shared_secret.is_some();
+	let packet = match (record.trampoline_shared_secret, forwarded) {
+		// A failure from further down the trampoline route: pass it on with
+		// our trampoline layer, then our outer layer.
+		(Some(tss), Some(mut packet)) => {
+			onion::wrap_trampoline_error_packet(
+				&SharedSecret::from_bytes(tss),
+				&outer,
+				&mut packet,
+			);
+			packet
+		},
+		(Some(tss), None) => {
 			onion::create_trampoline_error_packet(&SharedSecret::from_bytes(tss), &outer, &failure)
 		},
 		// The trampoline onion could not be peeled: only the outer layer exists.
-		None => onion::create_error_packet(&outer, &failure),
+		(None, _) => onion::create_error_packet(&outer, &failure),
 	};
 	let Some(rewritten) = with_reason(fail, &packet) else {
 		log_error!(core.logger, "Cannot rewrite update_fail_htlc for {key}");
 		return;
 	};
+	*fail = rewritten;
+	if passing_on {
+		// What the next trampoline said is for the origin's eyes only.
+		log_info!(core.logger, "Failing trampoline HTLC {key} with the next trampoline's failure");
+		return;
+	}
 	log_info!(
 		core.logger,
 		"Failing trampoline HTLC {key} with {failure:?} (LDK said {ldk_failure:?})"
 	);
-	*fail = rewritten;
 	let encoded = failure.encode();
 	if record.failure_sent.as_ref() != Some(&encoded) {
 		record.failure_sent = Some(encoded);

@@ -10,8 +10,9 @@ use lightning::types::payment::{PaymentHash, PaymentSecret};
 use lightning::{log_debug, log_error, log_info};
 
 use crate::onion::{
-	self, FailureMessage, OnionPacket, OuterHop, OuterPayload, PaymentData, SphinxHop,
-	TrampolineHop, TrampolinePayload, UnknownTlvs, PAYMENT_ONION_HOP_PAYLOADS_LEN,
+	self, FailureMessage, NextPacket, OnionPacket, OuterHop, OuterPayload, PaymentData,
+	PeeledOnion, SphinxHop, TrampolineHop, TrampolinePayload, UnknownTlvs,
+	PAYMENT_ONION_HOP_PAYLOADS_LEN,
 };
 use crate::relay::store::{bucket_id, htlc_key, BucketRecord, BucketState, HtlcRecord};
 use crate::relay::{RelayCore, BUCKET_TLV_TYPE};
@@ -26,10 +27,11 @@ pub trait InboundNode {
 	/// The node's id (`ChannelManager::get_our_node_id`).
 	fn our_node_id(&self) -> PublicKey;
 	/// A payment secret LDK will accept for `payment_hash`
-	/// (`ChannelManager::create_inbound_payment_for_hash`).
+	/// (`ChannelManager::create_inbound_payment_for_hash`), `None` if the
+	/// expiry is out of range.
 	fn create_inbound_payment_for_hash(
 		&self, payment_hash: PaymentHash, invoice_expiry_delta_secs: u32,
-	) -> Result<PaymentSecret, ()>;
+	) -> Option<PaymentSecret>;
 }
 
 impl<C: AChannelManager + ?Sized> InboundNode for C {
@@ -39,13 +41,10 @@ impl<C: AChannelManager + ?Sized> InboundNode for C {
 
 	fn create_inbound_payment_for_hash(
 		&self, payment_hash: PaymentHash, invoice_expiry_delta_secs: u32,
-	) -> Result<PaymentSecret, ()> {
-		self.get_cm().create_inbound_payment_for_hash(
-			payment_hash,
-			None,
-			invoice_expiry_delta_secs,
-			None,
-		)
+	) -> Option<PaymentSecret> {
+		self.get_cm()
+			.create_inbound_payment_for_hash(payment_hash, None, invoice_expiry_delta_secs, None)
+			.ok()
 	}
 }
 
@@ -109,7 +108,7 @@ pub(super) fn rewrite_add<N: InboundNode + ?Sized>(
 					msg,
 					&key,
 					hop,
-					&inner.payload,
+					&inner,
 					amt_to_forward,
 					outgoing_cltv_value,
 					payment_data,
@@ -201,18 +200,31 @@ pub(super) fn rewrite_add<N: InboundNode + ?Sized>(
 #[allow(clippy::too_many_arguments)]
 fn decide<N: InboundNode + ?Sized>(
 	core: &RelayCore, node: &N, msg: &UpdateAddHTLC, key: &str, hop: TrampolineHop,
-	trampoline_payload: &[u8], amt_to_forward: u64, outgoing_cltv_value: u32,
+	inner: &PeeledOnion, amt_to_forward: u64, outgoing_cltv_value: u32,
 	payment_data: Option<PaymentData>,
 ) -> Decision {
-	let (inner_amt, inner_cltv) = match hop {
-		TrampolineHop::Receive { .. } | TrampolineHop::BlindedReceive { .. } => {
+	let (inner_amt, inner_cltv, next_packet) = match (hop, &inner.next) {
+		(TrampolineHop::Receive { .. } | TrampolineHop::BlindedReceive { .. }, _) => {
 			return Decision::PassThrough
 		},
-		TrampolineHop::ToLegacyRecipient { amt_to_forward, outgoing_cltv_value, .. } => {
-			(amt_to_forward, outgoing_cltv_value)
+		(TrampolineHop::ToLegacyRecipient { amt_to_forward, outgoing_cltv_value, .. }, _) => {
+			(amt_to_forward, outgoing_cltv_value, None)
 		},
-		// Not relayed by this version: to a next trampoline, to blinded paths, or
-		// inside a blinded path.
+		(
+			TrampolineHop::ToTrampoline { amt_to_forward, outgoing_cltv_value, .. },
+			NextPacket::Forward(next),
+		) => (amt_to_forward, outgoing_cltv_value, Some(next.to_bytes())),
+		// A next trampoline but nothing left for it in the onion.
+		(TrampolineHop::ToTrampoline { .. }, NextPacket::Final) => {
+			return Decision::Reject {
+				failure: FailureMessage::InvalidOnionPayload {
+					tlv_type: onion::types::OUTGOING_NODE_ID,
+					offset: 0,
+				},
+			}
+		},
+		// Not relayed by this version: to blinded paths, or inside a blinded
+		// path.
 		_ => return Decision::Reject { failure: FailureMessage::TemporaryTrampolineFailure },
 	};
 	let Some(payment_data) = payment_data else {
@@ -244,7 +256,7 @@ fn decide<N: InboundNode + ?Sized>(
 				// The bucket is already relayed (or failed): a late part or a
 				// retry of the payer cannot join it, and gets the bucket's answer.
 				let failure = match &bucket.state {
-					BucketState::Failed { failure } => FailureMessage::decode(failure).ok(),
+					BucketState::Failed { failure, .. } => FailureMessage::decode(failure).ok(),
 					_ => None,
 				};
 				return Decision::Reject {
@@ -260,7 +272,7 @@ fn decide<N: InboundNode + ?Sized>(
 			}
 		},
 		None => {
-			let Ok(ldk_secret) =
+			let Some(ldk_secret) =
 				node.create_inbound_payment_for_hash(payment_hash, BUCKET_SECRET_EXPIRY_SECS)
 			else {
 				return Decision::Reject { failure: FailureMessage::TemporaryTrampolineFailure };
@@ -271,8 +283,8 @@ fn decide<N: InboundNode + ?Sized>(
 				outer_total_msat: payment_data.total_msat,
 				ldk_secret: ldk_secret.0,
 				min_incoming_cltv: msg.cltv_expiry,
-				trampoline_payload: trampoline_payload.to_vec(),
-				next_packet: None,
+				trampoline_payload: inner.payload.clone(),
+				next_packet,
 				payment_id: None,
 				state: BucketState::Receiving,
 			};

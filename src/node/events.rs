@@ -16,9 +16,12 @@ use tokio::sync::broadcast;
 use super::chain::FeeEstimator;
 use super::logger::NodeLogger;
 use super::payments::{PaymentStatus, PaymentStore};
-use super::types::{ChannelManager, PeerManager, Sweeper, TrampolineRelay};
+use super::types::{
+	ChannelManager, OnionMessenger, PeerManager, StaticInvoiceServer, Sweeper, TrampolineRelay,
+};
 use super::wallet::OnchainWallet;
 use crate::relay::HookOutcome;
+use crate::static_invoices::HookOutcome as StaticInvoiceOutcome;
 
 /// What happened on a node, for callers that wait on it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,6 +94,8 @@ pub(super) struct EventHandler {
 	pub(super) peer_manager: Arc<PeerManager>,
 	pub(super) payments: Arc<PaymentStore>,
 	pub(super) trampoline: Option<Arc<TrampolineRelay>>,
+	pub(super) static_invoices: Option<Arc<StaticInvoiceServer>>,
+	pub(super) onion_messenger: Arc<OnionMessenger>,
 	pub(super) events: broadcast::Sender<NodeEvent>,
 	pub(super) logger: Arc<NodeLogger>,
 	pub(super) runtime: tokio::runtime::Handle,
@@ -108,6 +113,13 @@ impl EventHandler {
 				HookOutcome::NotOurs => {},
 				HookOutcome::Handled => return Ok(()),
 				HookOutcome::Replay => return Err(ReplayEvent()),
+			}
+		}
+		if let Some(server) = &self.static_invoices {
+			match server.handle_event(&event) {
+				StaticInvoiceOutcome::NotOurs => {},
+				StaticInvoiceOutcome::Handled => return Ok(()),
+				StaticInvoiceOutcome::Replay => return Err(ReplayEvent()),
 			}
 		}
 		match event {
@@ -236,6 +248,26 @@ impl EventHandler {
 						}
 					}
 				});
+			},
+			Event::OnionMessageIntercepted { peer_node_id, message } => {
+				// Only generated with the static invoice server on (offline-peer
+				// interception): hold it until the peer connects.
+				if let Some(server) = &self.static_invoices {
+					server.mailbox().hold(peer_node_id, message);
+				}
+			},
+			Event::OnionMessagePeerConnected { peer_node_id } => {
+				let held = self.static_invoices.as_ref().map(|s| s.mailbox().take(&peer_node_id));
+				for message in held.unwrap_or_default() {
+					if let Err(e) =
+						self.onion_messenger.forward_onion_message(message, &peer_node_id)
+					{
+						log_info!(
+							self.logger,
+							"Cannot forward a held onion message to {peer_node_id}: {e:?}"
+						);
+					}
+				}
 			},
 			Event::PaymentPathSuccessful { .. }
 			| Event::PaymentPathFailed { .. }

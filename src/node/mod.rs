@@ -37,9 +37,12 @@ pub use wallet::{OnchainBalance, WalletError};
 use self::chain::FeeEstimator;
 use self::payments::PaymentStore;
 use self::peers::PeerStore;
-use self::types::{ChainMonitor, ChannelManager, NetworkGraph, PeerManager, TrampolineRelay};
+use self::types::{
+	ChainMonitor, ChannelManager, NetworkGraph, PeerManager, StaticInvoiceServer, TrampolineRelay,
+};
 use self::wallet::OnchainWallet;
 use crate::relay::TrampolinePolicy;
+use crate::static_invoices::{StaticInvoicePolicy, StoredStaticInvoice};
 
 /// What a node needs to start.
 #[derive(Clone, Debug)]
@@ -63,6 +66,10 @@ pub struct NodeConfig {
 	/// Relay trampoline payments with this policy; `None` (the default) leaves
 	/// the node exactly as without the plugin.
 	pub trampoline: Option<TrampolinePolicy>,
+	/// Serve static invoices for often-offline recipients with this policy
+	/// (and hold onion messages for offline peers); `None` (the default) leaves
+	/// the role off.
+	pub static_invoice_server: Option<StaticInvoicePolicy>,
 }
 
 impl NodeConfig {
@@ -78,6 +85,7 @@ impl NodeConfig {
 			reconnect_interval: Duration::from_secs(5),
 			log_level: Level::Debug,
 			trampoline: None,
+			static_invoice_server: None,
 		}
 	}
 }
@@ -187,6 +195,7 @@ pub struct Node {
 	peers: Arc<PeerStore>,
 	trampoline: Option<Arc<TrampolineRelay>>,
 	trampoline_sender: Arc<crate::sender::SenderState>,
+	static_invoices: Option<Arc<StaticInvoiceServer>>,
 	events: broadcast::Sender<NodeEvent>,
 	background: Mutex<Option<BackgroundProcessor>>,
 	tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -224,6 +233,25 @@ impl Node {
 	/// The trampoline relay, when [`NodeConfig::trampoline`] is set.
 	pub fn trampoline(&self) -> Option<&Arc<TrampolineRelay>> {
 		self.trampoline.as_ref()
+	}
+
+	/// The wallet side of the plugin: trampoline payments sent, what their
+	/// trampolines answered, and [`crate::sender::send_to_trampoline`]'s state
+	/// argument for payments built by hand.
+	pub fn trampoline_sender(&self) -> &Arc<crate::sender::SenderState> {
+		&self.trampoline_sender
+	}
+
+	/// The static invoice server, when [`NodeConfig::static_invoice_server`]
+	/// is set.
+	pub fn static_invoice_server(&self) -> Option<&Arc<StaticInvoiceServer>> {
+		self.static_invoices.as_ref()
+	}
+
+	/// Every static invoice this node stores for async recipients (recipient
+	/// id in hex, slot, size, expiry); empty when the server role is off.
+	pub fn list_static_invoices(&self) -> Vec<StoredStaticInvoice> {
+		self.static_invoices.as_ref().map(|s| s.list()).unwrap_or_default()
 	}
 
 	/// What the trampoline answered for a payment sent with

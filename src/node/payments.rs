@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::events::NodeEvent;
 use super::types::Store;
 use super::{Node, NodeError};
+use crate::sender::TrampolineRouteHop;
 
 const PAYMENTS_NAMESPACE: &str = "payments";
 
@@ -149,6 +150,12 @@ impl PaymentStore {
 		self.lock().insert(record.id.clone(), record);
 	}
 
+	/// Records that LDK refused to start payment `id`, and returns the error.
+	fn fail_to_start(&self, id: PaymentId, reason: String) -> NodeError {
+		self.update(id, |p| p.status = PaymentStatus::Failed { reason: reason.clone() });
+		NodeError::Payment(reason)
+	}
+
 	pub(super) fn update(&self, id: PaymentId, change: impl FnOnce(&mut PaymentRecord)) {
 		let mut records = self.lock();
 		if let Some(record) = records.get_mut(&hex_id(&id)) {
@@ -258,12 +265,7 @@ impl Node {
 				RouteParametersConfig::default(),
 				PAYMENT_RETRY,
 			)
-			.map_err(|e| {
-				let reason = format!("{e:?}");
-				self.payments
-					.update(id, |p| p.status = PaymentStatus::Failed { reason: reason.clone() });
-				NodeError::Payment(reason)
-			})?;
+			.map_err(|e| self.payments.fail_to_start(id, format!("{e:?}")))?;
 		Ok(id)
 	}
 
@@ -276,25 +278,31 @@ impl Node {
 		&self, invoice: &Bolt11Invoice, trampoline: bitcoin::secp256k1::PublicKey, fee_msat: u64,
 		cltv_expiry_delta: u16,
 	) -> Result<PaymentId, NodeError> {
+		let hop = TrampolineRouteHop { node_id: trampoline, fee_msat, cltv_expiry_delta };
+		self.pay_invoice_via_trampolines(invoice, &[hop])
+	}
+
+	/// Pays a BOLT 11 invoice through the trampoline nodes of `route`, in
+	/// order: we pay the first (a node we can route to), each finds the route
+	/// to the next, and the last to the recipient. Each is offered its fee and
+	/// CLTV delta. Returns at once; wait with [`Node::wait_for_payment`], and
+	/// read a trampoline's answer with [`Node::trampoline_failure`].
+	pub fn pay_invoice_via_trampolines(
+		&self, invoice: &Bolt11Invoice, route: &[TrampolineRouteHop],
+	) -> Result<PaymentId, NodeError> {
 		let id = PaymentId(invoice.payment_hash().to_byte_array());
 		let hash = PaymentHash(invoice.payment_hash().to_byte_array());
-		let amount = invoice.amount_milli_satoshis().map(|a| a + fee_msat);
+		let fees: u64 = route.iter().map(|hop| hop.fee_msat).sum();
+		let amount = invoice.amount_milli_satoshis().map(|a| a + fees);
 		self.payments.insert_outbound(id, Some(hash), amount, "trampoline");
-		crate::sender::pay_invoice_via_trampoline(
+		crate::sender::pay_invoice_via_trampolines(
 			&*self.channel_manager,
 			invoice,
-			trampoline,
-			fee_msat,
-			cltv_expiry_delta,
+			route,
 			Some(&self.trampoline_sender),
 		)
 		.map(|sent| sent.payment_id)
-		.map_err(|e| {
-			let reason = e.to_string();
-			self.payments
-				.update(id, |p| p.status = PaymentStatus::Failed { reason: reason.clone() });
-			NodeError::Payment(reason)
-		})
+		.map_err(|e| self.payments.fail_to_start(id, e.to_string()))
 	}
 
 	/// Pays a BOLT 12 offer: requests an invoice over onion messages, then pays it.
@@ -310,12 +318,9 @@ impl Node {
 		self.payments.insert_outbound(id, None, amount, "bolt12");
 		let params =
 			OptionalOfferPaymentParams { retry_strategy: PAYMENT_RETRY, ..Default::default() };
-		self.channel_manager.pay_for_offer(offer, amount_msat, id, params).map_err(|e| {
-			let reason = format!("{e:?}");
-			self.payments
-				.update(id, |p| p.status = PaymentStatus::Failed { reason: reason.clone() });
-			NodeError::Payment(reason)
-		})?;
+		self.channel_manager
+			.pay_for_offer(offer, amount_msat, id, params)
+			.map_err(|e| self.payments.fail_to_start(id, format!("{e:?}")))?;
 		Ok(id)
 	}
 

@@ -45,7 +45,7 @@ use super::payments::PaymentStore;
 use super::peers::PeerStore;
 use super::types::{
 	ChainMonitor, ChannelManager, GossipSync, NetworkGraph, OnionMessenger, PeerManager, Router,
-	Scorer, Sweeper,
+	Scorer, StaticInvoiceServer, Sweeper,
 };
 use super::wallet::OnchainWallet;
 use super::{Node, NodeConfig, NodeError};
@@ -381,7 +381,14 @@ impl Node {
 			None::<Arc<dyn UtxoLookup + Send + Sync>>,
 			Arc::clone(&logger),
 		));
-		let onion_messenger: Arc<OnionMessenger> = Arc::new(OnionMessenger::new(
+		// A static invoice server holds onion messages for offline peers (its
+		// async recipients) instead of dropping them.
+		let new_messenger = if config.static_invoice_server.is_some() {
+			OnionMessenger::new_with_offline_peer_interception
+		} else {
+			OnionMessenger::new
+		};
+		let onion_messenger: Arc<OnionMessenger> = Arc::new(new_messenger(
 			Arc::clone(&keys_manager),
 			Arc::clone(&keys_manager),
 			Arc::clone(&logger),
@@ -392,6 +399,18 @@ impl Node {
 			IgnoringMessageHandler {},
 			IgnoringMessageHandler {},
 		));
+		let static_invoices = match config.static_invoice_server {
+			Some(policy) => Some(Arc::new(
+				StaticInvoiceServer::new(
+					Arc::clone(&channel_manager),
+					Arc::clone(&store) as Arc<dyn KVStoreSync + Send + Sync>,
+					policy,
+					Arc::clone(&logger) as Arc<dyn lightning::util::logger::Logger + Send + Sync>,
+				)
+				.map_err(|e| stored_err("static invoices")(&e))?,
+			)),
+			None => None,
+		};
 		let plugin = Trampoline::new(
 			Arc::clone(&channel_manager),
 			Arc::clone(&keys_manager) as Arc<dyn NodeSigner + Send + Sync>,
@@ -430,6 +449,8 @@ impl Node {
 			peer_manager: Arc::clone(&peer_manager),
 			payments: Arc::clone(&payments),
 			trampoline: plugin.relay.clone(),
+			static_invoices: static_invoices.clone(),
+			onion_messenger: Arc::clone(&onion_messenger),
 			events: events.clone(),
 			logger: Arc::clone(&logger),
 			runtime: tokio::runtime::Handle::current(),
@@ -466,6 +487,7 @@ impl Node {
 			peers,
 			trampoline: plugin.relay,
 			trampoline_sender: plugin.sender,
+			static_invoices: static_invoices.clone(),
 			events,
 			background: Mutex::new(Some(background)),
 			tasks: Mutex::new(Vec::new()),
@@ -488,6 +510,9 @@ impl Node {
 			)),
 		];
 		tasks.push(tokio::spawn(Arc::clone(&node).reconnect_peers(stop_rx.clone())));
+		if let Some(server) = static_invoices {
+			tasks.push(tokio::spawn(evict_expired_invoices(server, stop_rx.clone())));
+		}
 		tasks.push(tokio::spawn(Arc::clone(&node).announce_node(stop_rx)));
 		*node.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
 		Ok(node)
@@ -526,6 +551,23 @@ async fn follow_chain(
 			let (bitcoind, fee_estimator) = (Arc::clone(&bitcoind), Arc::clone(&fee_estimator));
 			let _ = tokio::task::spawn_blocking(move || fee_estimator.refresh(&bitcoind)).await;
 			last_fee_refresh = std::time::Instant::now();
+		}
+	}
+}
+
+/// How often the static invoice server drops expired invoices.
+const EVICTION_INTERVAL: Duration = Duration::from_secs(600);
+
+async fn evict_expired_invoices(server: Arc<StaticInvoiceServer>, mut stop: watch::Receiver<bool>) {
+	loop {
+		let _ = tokio::task::spawn_blocking({
+			let server = Arc::clone(&server);
+			move || server.core().evict_expired()
+		})
+		.await;
+		tokio::select! {
+			_ = stop.changed() => return,
+			_ = tokio::time::sleep(EVICTION_INTERVAL) => {},
 		}
 	}
 }

@@ -95,6 +95,9 @@ pub type ChannelMessageHandler = crate::handler::TrampolineHandler<Arc<ChannelMa
 /// The trampoline relay's event hook.
 pub type TrampolineRelay = crate::relay::TrampolineRelay<Arc<ChannelManager>>;
 
+/// The static invoice server's event hook and store.
+pub type StaticInvoiceServer = crate::static_invoices::StaticInvoiceServer<Arc<ChannelManager>>;
+
 /// The peer manager, speaking to peers over `lightning-net-tokio`.
 pub type PeerManager = lightning::ln::peer_handler::PeerManager<
 	SocketDescriptor,

@@ -9,12 +9,13 @@ use lightning::ln::channelmanager::{
 };
 use lightning::routing::router::{PaymentParameters, RouteParameters};
 use lightning::types::features::Bolt11InvoiceFeatures;
-use lightning::types::payment::{PaymentHash, PaymentPreimage};
+use lightning::types::payment::{PaymentHash, PaymentPreimage, PaymentSecret};
 use lightning::{log_error, log_info};
 
 use super::store::{BucketId, BucketRecord, BucketState};
 use super::{TrampolineRelay, BUCKET_TLV_TYPE};
 use crate::onion::{legacy_route_hints_to_ldk, FailureMessage, TrampolineHop, TrampolinePayload};
+use crate::sender::{send_to_trampoline, OuterSend, RelayedFailure, SenderError};
 
 /// How many times LDK may retry the outgoing payment over other routes.
 const OUTGOING_RETRY: Retry = Retry::Attempts(3);
@@ -71,6 +72,20 @@ where
 				let Some((id, bucket)) = self.core.store.bucket_by_payment(&payment_id.0) else {
 					return HookOutcome::NotOurs;
 				};
+				let relayed = self.sender.relayed_failure(&PaymentHash(bucket.payment_hash));
+				if let Some(RelayedFailure::Opaque(packet)) = relayed {
+					log_info!(
+						self.core.logger,
+						"Trampoline payment {} failed further down the route: passing the failure back",
+						PaymentHash(bucket.payment_hash)
+					);
+					return self.fail_bucket_with(
+						&id,
+						&bucket,
+						FailureMessage::TemporaryTrampolineFailure,
+						Some(packet),
+					);
+				}
 				let failure = match reason {
 					Some(PaymentFailureReason::RouteNotFound)
 					| Some(PaymentFailureReason::UnknownRequiredFeatures) => FailureMessage::UnknownNextTrampoline,
@@ -138,21 +153,17 @@ where
 				return HookOutcome::Handled;
 			},
 		}
-		let Ok(TrampolinePayload {
-			hop:
-				TrampolineHop::ToLegacyRecipient {
-					amt_to_forward,
-					outgoing_cltv_value,
-					outgoing_node_id,
-					payment_data,
-					payment_metadata,
-					invoice_features,
-					invoice_routing_info,
-				},
-			..
-		}) = TrampolinePayload::decode(&bucket.trampoline_payload)
+		let Ok(TrampolinePayload { hop, .. }) =
+			TrampolinePayload::decode(&bucket.trampoline_payload)
 		else {
 			return self.fail_bucket(id, &bucket, FailureMessage::TemporaryTrampolineFailure);
+		};
+		let (amt_to_forward, outgoing_cltv_value) = match &hop {
+			TrampolineHop::ToLegacyRecipient { amt_to_forward, outgoing_cltv_value, .. }
+			| TrampolineHop::ToTrampoline { amt_to_forward, outgoing_cltv_value, .. } => {
+				(*amt_to_forward, *outgoing_cltv_value)
+			},
+			_ => return self.fail_bucket(id, &bucket, FailureMessage::TemporaryTrampolineFailure),
 		};
 
 		let policy = self.core.policy;
@@ -177,11 +188,6 @@ where
 				},
 			);
 		}
-		// LDK's send_payment sets total_msat to the amount it sends: a payment the
-		// payer split over several trampolines cannot be relayed yet.
-		if payment_data.total_msat != amt_to_forward {
-			return self.fail_bucket(id, &bucket, FailureMessage::TemporaryTrampolineFailure);
-		}
 
 		let final_cltv_delta = outgoing_cltv_value - height;
 		// LDK's router wants the limit strictly above the final delta: when the
@@ -192,27 +198,7 @@ where
 			.saturating_sub(u32::from(policy.cltv_expiry_delta))
 			.saturating_sub(height)
 			.max(final_cltv_delta + 1);
-		let mut params = PaymentParameters::from_node_id(outgoing_node_id, final_cltv_delta)
-			.with_max_total_cltv_expiry_delta(max_total_cltv);
-		if let Some(features) = invoice_features {
-			if let Ok(with) =
-				params.clone().with_bolt11_features(Bolt11InvoiceFeatures::from_be_bytes(features))
-			{
-				params = with;
-			}
-		}
-		if !invoice_routing_info.is_empty() {
-			if let Ok(with) =
-				params.clone().with_route_hints(legacy_route_hints_to_ldk(&invoice_routing_info))
-			{
-				params = with;
-			}
-		}
-		let mut route_params =
-			RouteParameters::from_payment_params_and_value(params, amt_to_forward);
-		route_params.max_total_routing_fee_msat = Some(amount_msat - amt_to_forward - fee);
-		let mut onion = RecipientOnionFields::secret_only(payment_data.payment_secret);
-		onion.payment_metadata = payment_metadata;
+		let max_routing_fee = amount_msat - amt_to_forward - fee;
 		let payment_id = PaymentId(self.core.derive(b"payment", &[id]));
 
 		// Recorded before sending: a restart finds the payment by this id.
@@ -225,15 +211,94 @@ where
 		}
 		log_info!(
 			self.core.logger,
-			"Trampoline {payment_hash}: paying {amt_to_forward} msat to {outgoing_node_id}, fee budget {} msat",
-			amount_msat - amt_to_forward - fee
+			"Trampoline {payment_hash}: paying {amt_to_forward} msat onwards, fee budget {max_routing_fee} msat"
 		);
-		match cm.send_payment(*payment_hash, onion, payment_id, route_params, OUTGOING_RETRY) {
-			Ok(()) | Err(RetryableSendFailure::DuplicatePayment) => HookOutcome::Handled,
+		let sent = match hop {
+			TrampolineHop::ToLegacyRecipient {
+				outgoing_node_id,
+				payment_data,
+				payment_metadata,
+				invoice_features,
+				invoice_routing_info,
+				..
+			} => {
+				// LDK's send_payment sets total_msat to the amount it sends: a
+				// payment the payer split over several trampolines cannot be
+				// relayed yet.
+				if payment_data.total_msat != amt_to_forward {
+					return self.fail_bucket(
+						id,
+						&bucket,
+						FailureMessage::TemporaryTrampolineFailure,
+					);
+				}
+				let mut params =
+					PaymentParameters::from_node_id(outgoing_node_id, final_cltv_delta)
+						.with_max_total_cltv_expiry_delta(max_total_cltv);
+				if let Some(features) = invoice_features {
+					if let Ok(with) = params
+						.clone()
+						.with_bolt11_features(Bolt11InvoiceFeatures::from_be_bytes(features))
+					{
+						params = with;
+					}
+				}
+				if !invoice_routing_info.is_empty() {
+					if let Ok(with) = params
+						.clone()
+						.with_route_hints(legacy_route_hints_to_ldk(&invoice_routing_info))
+					{
+						params = with;
+					}
+				}
+				let mut route_params =
+					RouteParameters::from_payment_params_and_value(params, amt_to_forward);
+				route_params.max_total_routing_fee_msat = Some(max_routing_fee);
+				let mut onion = RecipientOnionFields::secret_only(payment_data.payment_secret);
+				onion.payment_metadata = payment_metadata;
+				cm.send_payment(*payment_hash, onion, payment_id, route_params, OUTGOING_RETRY)
+					.map_err(Some)
+			},
+			TrampolineHop::ToTrampoline { outgoing_node_id, layout, .. } => {
+				let Some(packet) = bucket.next_packet.clone() else {
+					return self.fail_bucket(
+						id,
+						&bucket,
+						FailureMessage::TemporaryTrampolineFailure,
+					);
+				};
+				let send = OuterSend {
+					payment_hash: *payment_hash,
+					trampoline: outgoing_node_id,
+					trampoline_packet: packet,
+					amount_msat: amt_to_forward,
+					total_msat: amt_to_forward,
+					cltv_expiry_delta: final_cltv_delta,
+					// Fresh for the next trampoline (and the same after a restart).
+					outer_secret: PaymentSecret(self.core.derive(b"outer secret", &[id])),
+					payment_id,
+					retry: OUTGOING_RETRY,
+					max_routing_fee_msat: Some(max_routing_fee),
+					max_total_cltv_expiry_delta: Some(max_total_cltv),
+				};
+				// Type 20 to the next trampoline if the payer spoke spec, else
+				// 66100; its failures are kept to pass back.
+				match send_to_trampoline(&*self.cm, &send, Some((&self.sender, layout, Vec::new())))
+				{
+					Ok(_) => Ok(()),
+					Err(SenderError::Send(e)) => Err(Some(e)),
+					Err(_) => Err(None),
+				}
+			},
+			_ => Err(None),
+		};
+		match sent {
+			Ok(()) | Err(Some(RetryableSendFailure::DuplicatePayment)) => HookOutcome::Handled,
 			Err(e) => {
-				let failure = match e {
-					RetryableSendFailure::RouteNotFound => FailureMessage::UnknownNextTrampoline,
-					_ => FailureMessage::TemporaryTrampolineFailure,
+				let failure = if e == Some(RetryableSendFailure::RouteNotFound) {
+					FailureMessage::UnknownNextTrampoline
+				} else {
+					FailureMessage::TemporaryTrampolineFailure
 				};
 				log_info!(self.core.logger, "Trampoline {payment_hash}: cannot pay ({e:?})");
 				self.fail_bucket(id, &bucket, failure)
@@ -264,11 +329,20 @@ where
 	fn fail_bucket(
 		&self, id: &BucketId, bucket: &BucketRecord, failure: FailureMessage,
 	) -> HookOutcome {
+		self.fail_bucket_with(id, bucket, failure, None)
+	}
+
+	/// [`Self::fail_bucket`], passing back `forwarded` (a failure packet from
+	/// further down the trampoline route) instead of `failure` when set.
+	fn fail_bucket_with(
+		&self, id: &BucketId, bucket: &BucketRecord, failure: FailureMessage,
+		forwarded: Option<Vec<u8>>,
+	) -> HookOutcome {
 		let encoded = failure.encode();
 		if self
 			.core
 			.store
-			.update_bucket(id, |b| b.state = BucketState::Failed { failure: encoded })
+			.update_bucket(id, |b| b.state = BucketState::Failed { failure: encoded, forwarded })
 			.is_err()
 		{
 			return HookOutcome::Replay;

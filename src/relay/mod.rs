@@ -24,7 +24,7 @@ use lightning::util::persist::KVStoreSync;
 
 pub use events::HookOutcome;
 pub use policy::TrampolinePolicy;
-pub use store::{RelayStore, StoreError};
+pub use store::{BucketState, RelayStore, StoreError};
 
 use crate::handler::TrampolineHandler;
 use crate::onion::FailureMessage;
@@ -93,6 +93,43 @@ impl RelayCore {
 		&self.policy
 	}
 
+	/// Counts of the buckets this node has seen, by state (operator visibility).
+	pub fn stats(&self) -> RelayStats {
+		let mut stats = RelayStats::default();
+		for (_, bucket) in self.store.buckets() {
+			match bucket.state {
+				BucketState::Receiving => stats.receiving += 1,
+				BucketState::Sending { .. } => stats.sending += 1,
+				BucketState::Claimed { .. } => {
+					stats.relayed += 1;
+					stats.relayed_in_msat += bucket.outer_total_msat;
+				},
+				BucketState::Failed { .. } => stats.failed += 1,
+			}
+		}
+		stats
+	}
+
+	/// Every bucket (incoming trampoline payment, possibly multi-part), for
+	/// operators: its parts so far and where it stands.
+	pub fn buckets(&self) -> Vec<BucketSummary> {
+		self.store
+			.buckets()
+			.into_iter()
+			.map(|(id, bucket)| BucketSummary {
+				payment_hash: PaymentHash(bucket.payment_hash),
+				parts: self.store.htlcs_of(&id).len(),
+				outer_total_msat: bucket.outer_total_msat,
+				state: match bucket.state {
+					BucketState::Receiving => BucketStage::Receiving,
+					BucketState::Sending { .. } => BucketStage::Sending,
+					BucketState::Claimed { .. } => BucketStage::Relayed,
+					BucketState::Failed { .. } => BucketStage::Failed,
+				},
+			})
+			.collect()
+	}
+
 	/// The failures this node put on the wire for HTLCs of `payment_hash`, in
 	/// no particular order (operator visibility; tests assert on them).
 	pub fn failures_sent(&self, payment_hash: &PaymentHash) -> Vec<FailureMessage> {
@@ -103,6 +140,48 @@ impl RelayCore {
 			.filter_map(|(_, h)| FailureMessage::decode(h.failure_sent.as_deref()?).ok())
 			.collect()
 	}
+}
+
+/// Where a bucket stands, for operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BucketStage {
+	/// Waiting for all its parts.
+	Receiving,
+	/// The outgoing payment is in flight.
+	Sending,
+	/// Relayed: the outgoing payment succeeded and the incoming parts are claimed.
+	Relayed,
+	/// Failed back to the payer.
+	Failed,
+}
+
+/// An incoming trampoline payment as operators see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BucketSummary {
+	/// The payment hash.
+	pub payment_hash: PaymentHash,
+	/// How many incoming HTLCs (MPP parts) it has had.
+	pub parts: usize,
+	/// The outer total the payer announced, msat.
+	pub outer_total_msat: u64,
+	/// Where it stands.
+	pub state: BucketStage,
+}
+
+/// What a trampoline node has relayed, for operators.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RelayStats {
+	/// Buckets waiting for all their parts.
+	pub receiving: usize,
+	/// Buckets whose outgoing payment is in flight.
+	pub sending: usize,
+	/// Buckets relayed (outgoing payment fulfilled, incoming claimed).
+	pub relayed: usize,
+	/// Buckets failed back to the payer.
+	pub failed: usize,
+	/// What relayed buckets brought in, fees included.
+	pub relayed_in_msat: u64,
 }
 
 /// A point with no known discrete logarithm: the first valid x coordinate
@@ -160,7 +239,11 @@ where
 		);
 		Ok(Self {
 			handler: Arc::new(handler),
-			relay: Some(Arc::new(TrampolineRelay { cm: channel_manager, core })),
+			relay: Some(Arc::new(TrampolineRelay {
+				cm: channel_manager,
+				core,
+				sender: Arc::clone(&sender),
+			})),
 			sender,
 		})
 	}
@@ -174,6 +257,7 @@ where
 {
 	cm: CM,
 	core: Arc<RelayCore>,
+	sender: Arc<SenderState>,
 }
 
 impl<CM: Deref> TrampolineRelay<CM>

@@ -90,6 +90,11 @@ pub enum BucketState {
 	Failed {
 		/// The failure every HTLC of the bucket returns to the origin.
 		failure: Vec<u8>,
+		/// A failure from further down the trampoline route, still encrypted
+		/// for the origin: returned (wrapped with our layers) instead of
+		/// `failure`.
+		#[serde(default, skip_serializing_if = "Option::is_none")]
+		forwarded: Option<Vec<u8>>,
 	},
 }
 

@@ -1,45 +1,65 @@
-//! Paying a BOLT 11 invoice through one trampoline node (legacy TLVs): the
-//! wallet builds the trampoline onion for the trampoline with a
-//! "trampoline to legacy recipient" payload, and pays the trampoline natively
-//! with LDK, the onion riding in custom TLV 66100 (LDK sends custom TLVs >=
-//! 65536 as they are, so no onion substitution is needed).
+//! Paying a BOLT 11 invoice through one or more trampoline nodes: the wallet
+//! builds the trampoline onion (every trampoline but the last is told the next
+//! one, spec layout; the last gets a "trampoline to legacy recipient" payload
+//! with the invoice's data, legacy layout), and pays the first trampoline
+//! natively with LDK, the onion riding in custom TLV 66100 (LDK sends custom
+//! TLVs >= 65536 as they are). Over a direct channel to the first trampoline
+//! the message handler substitutes its own outer onion ([`SenderState`]) so
+//! that the trampolines' failures can be decrypted.
 
 use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::ecdh::SharedSecret;
 use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
-use lightning::ln::channelmanager::{AChannelManager, PaymentId, RecipientOnionFields, Retry};
+use lightning::ln::channelmanager::{
+	AChannelManager, PaymentId, RecipientOnionFields, Retry, RetryableSendFailure,
+};
 use lightning::routing::router::{PaymentParameters, RouteParameters};
+use lightning::types::features::Bolt11InvoiceFeatures;
 use lightning::types::payment::{PaymentHash, PaymentSecret};
 use lightning_invoice::Bolt11Invoice;
 
 mod intercept;
-pub use intercept::SenderState;
+pub use intercept::{RelayedFailure, SenderState, SentOnion};
 
 use crate::onion::{
 	self, exact_hop_payloads_len, types, LegacyRouteHintHop, OnionPacket, PaymentData, SphinxHop,
-	TrampolineHop, TrampolinePayload,
+	TlvLayout, TrampolineHop, TrampolinePayload,
 };
 
 /// `hop_payloads` size of the trampoline onion: eclair's and Electrum's legacy
-/// size, grown only if the payload (route hints) needs more.
+/// size, grown only if the payloads (route hints) need more.
 pub const TRAMPOLINE_HOP_PAYLOADS_LEN: usize = 400;
 
 /// Blocks added to the invoice's `min_final_cltv_expiry_delta`, for blocks
 /// found while the payment is in flight.
 pub const FINAL_CLTV_MARGIN: u32 = 6;
 
-/// Errors of [`pay_invoice_via_trampoline`].
+/// Errors of the trampoline sender.
 #[derive(Debug, thiserror::Error)]
 pub enum SenderError {
 	/// The invoice has no amount.
 	#[error("the invoice has no amount")]
 	NoAmount,
+	/// No trampoline was given.
+	#[error("a trampoline route needs at least one trampoline node")]
+	NoTrampoline,
 	/// The trampoline onion cannot be built.
 	#[error("cannot build the trampoline onion: {0}")]
 	Onion(String),
 	/// LDK refused to start the payment.
-	#[error("LDK refused the payment: {0}")]
-	Send(String),
+	#[error("LDK refused the payment: {0:?}")]
+	Send(RetryableSendFailure),
+}
+
+/// One trampoline node of a trampoline route, with what it is offered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrampolineRouteHop {
+	/// The trampoline node.
+	pub node_id: PublicKey,
+	/// The fee it may keep, msat.
+	pub fee_msat: u64,
+	/// The CLTV delta it may keep, blocks.
+	pub cltv_expiry_delta: u16,
 }
 
 /// A trampoline payment in flight.
@@ -47,34 +67,42 @@ pub enum SenderError {
 pub struct TrampolineSend {
 	/// LDK's payment id (the invoice's payment hash).
 	pub payment_id: PaymentId,
-	/// What is paid to the trampoline: invoice amount plus trampoline fee.
+	/// What is paid to the first trampoline: invoice amount plus every
+	/// trampoline's fee.
 	pub amount_msat: u64,
-	/// The trampoline onion's shared secret with the trampoline node, to read a
-	/// trampoline failure once the outer layer is removed.
-	pub trampoline_shared_secret: SharedSecret,
+	/// The trampoline onion's shared secrets, one per trampoline, in route
+	/// order.
+	pub trampoline_shared_secrets: Vec<SharedSecret>,
 }
 
-/// A trampoline onion for one trampoline hop to a legacy BOLT 11 recipient.
+/// A trampoline onion to a legacy BOLT 11 recipient.
 #[derive(Clone, Debug)]
-pub struct LegacyTrampolineOnion {
-	/// The trampoline packet (what goes in TLV 66100).
+pub struct TrampolineOnion {
+	/// The trampoline packet (what goes in TLV 66100 or 20).
 	pub packet: OnionPacket,
-	/// The trampoline onion's shared secret with the trampoline node.
-	pub shared_secret: SharedSecret,
+	/// The shared secret with each trampoline, in route order.
+	pub shared_secrets: Vec<SharedSecret>,
 	/// The invoice amount (what the recipient gets).
 	pub amount_msat: u64,
 	/// The recipient's final CLTV delta from the current height.
 	pub final_cltv_delta: u32,
+	/// What the first trampoline must receive: the amount plus every fee.
+	pub first_amount_msat: u64,
+	/// The first trampoline's CLTV delta from the current height: the final
+	/// delta plus every trampoline's delta.
+	pub first_cltv_delta: u32,
 }
 
-/// Builds the trampoline onion for `trampoline` carrying the data of
-/// `invoice` (66098 recipient, 66097 features, 66099 route hints, the invoice
-/// secret and total), for the recipient to receive at `height + min_final_cltv
-/// + FINAL_CLTV_MARGIN`.
-pub fn legacy_trampoline_onion(
-	invoice: &Bolt11Invoice, trampoline: PublicKey, height: u32,
-) -> Result<LegacyTrampolineOnion, SenderError> {
+/// Builds the trampoline onion through `route` to the recipient of `invoice`:
+/// each trampoline but the last is told the next one (spec layout, type 14);
+/// the last gets the invoice's data (66098 recipient, 66097 features, 66099
+/// route hints, the invoice secret and total), for the recipient to receive
+/// at `height + min_final_cltv + FINAL_CLTV_MARGIN`.
+pub fn trampoline_onion(
+	invoice: &Bolt11Invoice, route: &[TrampolineRouteHop], height: u32,
+) -> Result<TrampolineOnion, SenderError> {
 	let amount_msat = invoice.amount_milli_satoshis().ok_or(SenderError::NoAmount)?;
+	let last = route.last().ok_or(SenderError::NoTrampoline)?;
 	let final_cltv_delta = u32::try_from(invoice.min_final_cltv_expiry_delta())
 		.unwrap_or(u32::MAX / 2)
 		+ FINAL_CLTV_MARGIN;
@@ -96,101 +124,178 @@ pub fn legacy_trampoline_onion(
 		})
 		.collect();
 	let features = invoice.features().map(|f| f.le_flags().iter().rev().copied().collect());
-	let payload = TrampolinePayload::new(TrampolineHop::ToLegacyRecipient {
-		amt_to_forward: amount_msat,
-		outgoing_cltv_value: height + final_cltv_delta,
+	let encode =
+		|hop| TrampolinePayload::new(hop).encode().map_err(|e| SenderError::Onion(e.to_string()));
+	let mut amount = amount_msat;
+	let mut cltv = height + final_cltv_delta;
+	let mut payloads = vec![encode(TrampolineHop::ToLegacyRecipient {
+		amt_to_forward: amount,
+		outgoing_cltv_value: cltv,
 		outgoing_node_id: invoice.recover_payee_pub_key(),
-		payment_data: PaymentData {
-			payment_secret: *invoice.payment_secret(),
-			total_msat: amount_msat,
-		},
+		payment_data: PaymentData { payment_secret: *invoice.payment_secret(), total_msat: amount },
 		payment_metadata: invoice.payment_metadata().cloned(),
 		invoice_features: features,
 		invoice_routing_info: hints,
-	})
-	.encode()
-	.map_err(|e| SenderError::Onion(e.to_string()))?;
-	let hops = [SphinxHop { node_id: trampoline, payload }];
+	})?];
+	// Backwards from the last trampoline: each one is told what the next one
+	// must receive.
+	let mut next = last;
+	for hop in route.iter().rev().skip(1) {
+		amount += next.fee_msat;
+		cltv += u32::from(next.cltv_expiry_delta);
+		payloads.push(encode(TrampolineHop::ToTrampoline {
+			amt_to_forward: amount,
+			outgoing_cltv_value: cltv,
+			outgoing_node_id: next.node_id,
+			async_payment: false,
+			layout: TlvLayout::Spec,
+		})?);
+		next = hop;
+	}
+	let first_amount_msat = amount + next.fee_msat;
+	let first_cltv_delta = cltv + u32::from(next.cltv_expiry_delta) - height;
+	let hops: Vec<SphinxHop> = route
+		.iter()
+		.zip(payloads.into_iter().rev())
+		.map(|(hop, payload)| SphinxHop { node_id: hop.node_id, payload })
+		.collect();
 	let len = exact_hop_payloads_len(&hops).max(TRAMPOLINE_HOP_PAYLOADS_LEN);
 	let session_key = SecretKey::from_slice(&rand::random::<[u8; 32]>())
 		.map_err(|e| SenderError::Onion(e.to_string()))?;
 	let built = onion::build(&Secp256k1::new(), &session_key, &hops, &payment_hash.0, len)
 		.map_err(|e| SenderError::Onion(e.to_string()))?;
-	Ok(LegacyTrampolineOnion {
+	Ok(TrampolineOnion {
 		packet: built.packet,
-		shared_secret: built.shared_secrets[0],
+		shared_secrets: built.shared_secrets,
 		amount_msat,
 		final_cltv_delta,
+		first_amount_msat,
+		first_cltv_delta,
 	})
 }
 
-/// Pays `amount_msat` to `trampoline` with `trampoline_packet` (serialized) in
-/// TLV 66100 and a fresh random outer payment secret, so that the trampoline
-/// receives it with `to_trampoline_cltv_delta` blocks from now. Returns the
-/// payment id (the payment hash).
-///
-/// With `state` (the wallet's [`SenderState`], shared with its message
-/// handler) and the trampoline's shared secret, the trampoline's failures are
-/// decrypted and available from [`SenderState::failure`].
-#[allow(clippy::too_many_arguments)]
+/// The outer payment to a trampoline node carrying a trampoline packet.
+#[derive(Clone, Debug)]
+pub struct OuterSend {
+	/// The payment hash.
+	pub payment_hash: PaymentHash,
+	/// The trampoline node paid.
+	pub trampoline: PublicKey,
+	/// The serialized trampoline packet for it.
+	pub trampoline_packet: Vec<u8>,
+	/// What is sent, msat (LDK may split it over several paths).
+	pub amount_msat: u64,
+	/// The outer `total_msat` announced to the trampoline. It is
+	/// `amount_msat` except to send one part of a larger payment (the rest
+	/// being sent separately): only honoured over a direct channel, where the
+	/// outer onion is ours.
+	pub total_msat: u64,
+	/// The trampoline receives the HTLCs with this many blocks from now.
+	pub cltv_expiry_delta: u32,
+	/// The outer payment secret (fresh and random: never the invoice's).
+	pub outer_secret: PaymentSecret,
+	/// LDK's payment id.
+	pub payment_id: PaymentId,
+	/// How often LDK may retry over other paths.
+	pub retry: Retry,
+	/// The routing fee budget to reach the trampoline (`None`: LDK's default).
+	pub max_routing_fee_msat: Option<u64>,
+	/// The CLTV budget of the outer route (`None`: to a direct peer, exactly
+	/// `cltv_expiry_delta`; else LDK's default).
+	pub max_total_cltv_expiry_delta: Option<u32>,
+}
+
+/// Features of a trampoline node as a payee: it takes multi-part payments
+/// (LDK aggregates them for the relay).
+fn trampoline_payee_features() -> Bolt11InvoiceFeatures {
+	let mut features = Bolt11InvoiceFeatures::empty();
+	features.set_variable_length_onion_required();
+	features.set_payment_secret_required();
+	features.set_basic_mpp_optional();
+	features
+}
+
+/// Pays `send.trampoline` with the trampoline packet in TLV 66100. With
+/// `state` (the node's [`SenderState`], shared with its message handler) the
+/// outer onion of HTLCs sent over a direct channel to the trampoline is ours
+/// (`layout` says whether it carries the packet as type 20 or 66100), and the
+/// failures that come back are decrypted with `trampoline_shared_secrets`
+/// (the wallet's own trampoline route) or kept opaque for relaying (a
+/// trampoline forwarding a packet it peeled: no secrets).
 pub fn send_to_trampoline<C: AChannelManager + ?Sized>(
-	cm: &C, payment_hash: PaymentHash, trampoline_packet: Vec<u8>, trampoline: PublicKey,
-	amount_msat: u64, to_trampoline_cltv_delta: u32, state: Option<(&SenderState, SharedSecret)>,
+	cm: &C, send: &OuterSend, state: Option<(&SenderState, TlvLayout, Vec<SharedSecret>)>,
 ) -> Result<PaymentId, SenderError> {
 	let cm = cm.get_cm();
-	// The outer payment_secret is fresh and random (not the invoice's).
-	let outer_secret = PaymentSecret(rand::random());
-	if let Some((state, trampoline_shared_secret)) = state {
-		if let Ok(packet) = OnionPacket::from_bytes(&trampoline_packet) {
+	if let Some((state, layout, trampoline_shared_secrets)) = state {
+		if let Ok(packet) = OnionPacket::from_bytes(&send.trampoline_packet) {
 			state.register(
-				payment_hash,
-				trampoline,
-				packet,
-				trampoline_shared_secret,
-				outer_secret,
+				send.payment_hash,
+				SentOnion {
+					trampoline: send.trampoline,
+					packet,
+					layout,
+					trampoline_shared_secrets,
+					outer_secret: send.outer_secret,
+					total_msat: send.total_msat,
+				},
 			);
 		}
 	}
-	let outer = RecipientOnionFields::secret_only(outer_secret)
-		.with_custom_tlvs(vec![(types::LEGACY_TRAMPOLINE_ONION, trampoline_packet)])
+	let outer = RecipientOnionFields::secret_only(send.outer_secret)
+		.with_custom_tlvs(vec![(types::LEGACY_TRAMPOLINE_ONION, send.trampoline_packet.clone())])
 		.map_err(|()| SenderError::Onion("custom TLV rejected by LDK".into()))?;
-	let mut params = PaymentParameters::from_node_id(trampoline, to_trampoline_cltv_delta);
-	if cm.list_usable_channels().iter().any(|c| c.counterparty.node_id == trampoline) {
+	let mut params = PaymentParameters::from_node_id(send.trampoline, send.cltv_expiry_delta)
+		.with_bolt11_features(trampoline_payee_features())
+		.map_err(|()| SenderError::Onion("LDK refused the trampoline's payee features".into()))?;
+	if let Some(max) = send.max_total_cltv_expiry_delta {
+		params = params.with_max_total_cltv_expiry_delta(max);
+	} else if cm.list_usable_channels().iter().any(|c| c.counterparty.node_id == send.trampoline) {
 		// Paying our own trampoline peer (the wallet case): offer the delta
 		// asked, without LDK's shadow CLTV offset on top (LDK's router needs
 		// one block of room above the final delta).
-		params = params.with_max_total_cltv_expiry_delta(to_trampoline_cltv_delta + 1);
+		params = params.with_max_total_cltv_expiry_delta(send.cltv_expiry_delta + 1);
 	}
-	let route_params = RouteParameters::from_payment_params_and_value(params, amount_msat);
-	let payment_id = PaymentId(payment_hash.0);
-	// No retries: LDK would resend the same trampoline onion at the same fee,
-	// which the trampoline answers as before (escalation is the sender's job).
-	cm.send_payment(payment_hash, outer, payment_id, route_params, Retry::Attempts(0))
-		.map_err(|e| SenderError::Send(format!("{e:?}")))?;
-	Ok(payment_id)
+	let mut route_params = RouteParameters::from_payment_params_and_value(params, send.amount_msat);
+	route_params.max_total_routing_fee_msat = send.max_routing_fee_msat;
+	cm.send_payment(send.payment_hash, outer, send.payment_id, route_params, send.retry)
+		.map_err(SenderError::Send)?;
+	Ok(send.payment_id)
 }
 
-/// Pays `invoice` through `trampoline`, offering it `fee_msat` and
-/// `cltv_expiry_delta` blocks. Returns once LDK has started the payment; its
-/// outcome arrives as LDK's `PaymentSent` / `PaymentFailed`.
-pub fn pay_invoice_via_trampoline<C: AChannelManager + ?Sized>(
-	cm: &C, invoice: &Bolt11Invoice, trampoline: PublicKey, fee_msat: u64, cltv_expiry_delta: u16,
-	state: Option<&SenderState>,
+/// Pays `invoice` through the trampolines of `route`, each offered its fee
+/// and CLTV delta. Returns once LDK has started the payment; its outcome
+/// arrives as LDK's `PaymentSent` / `PaymentFailed`, and what a trampoline
+/// answered from [`SenderState::failure`].
+pub fn pay_invoice_via_trampolines<C: AChannelManager + ?Sized>(
+	cm: &C, invoice: &Bolt11Invoice, route: &[TrampolineRouteHop], state: Option<&SenderState>,
 ) -> Result<TrampolineSend, SenderError> {
 	let height = cm.get_cm().current_best_block().height;
-	let onion = legacy_trampoline_onion(invoice, trampoline, height)?;
+	let onion = trampoline_onion(invoice, route, height)?;
+	let payment_hash = PaymentHash(invoice.payment_hash().to_byte_array());
+	let send = OuterSend {
+		payment_hash,
+		trampoline: route[0].node_id,
+		trampoline_packet: onion.packet.to_bytes(),
+		amount_msat: onion.first_amount_msat,
+		total_msat: onion.first_amount_msat,
+		cltv_expiry_delta: onion.first_cltv_delta,
+		outer_secret: PaymentSecret(rand::random()),
+		payment_id: PaymentId(payment_hash.0),
+		// No retries: LDK would resend the same trampoline onion at the same
+		// fee, which the trampoline answers as before (escalation is the
+		// sender's job).
+		retry: Retry::Attempts(0),
+		max_routing_fee_msat: None,
+		max_total_cltv_expiry_delta: None,
+	};
 	let payment_id = send_to_trampoline(
 		cm,
-		PaymentHash(invoice.payment_hash().to_byte_array()),
-		onion.packet.to_bytes(),
-		trampoline,
-		onion.amount_msat + fee_msat,
-		onion.final_cltv_delta + u32::from(cltv_expiry_delta),
-		state.map(|s| (s, onion.shared_secret)),
+		&send,
+		state.map(|s| (s, TlvLayout::Legacy, onion.shared_secrets.clone())),
 	)?;
 	Ok(TrampolineSend {
 		payment_id,
-		amount_msat: onion.amount_msat + fee_msat,
-		trampoline_shared_secret: onion.shared_secret,
+		amount_msat: onion.first_amount_msat,
+		trampoline_shared_secrets: onion.shared_secrets,
 	})
 }

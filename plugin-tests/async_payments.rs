@@ -1,0 +1,180 @@
+//! Static invoice server end to end on a real regtest bitcoind: our node S
+//! serves the static invoices of an often-offline ldk-node 0.7.1 recipient R
+//! (AsyncPaymentsRole::Client), and an ldk-node payer P gets R's invoice from
+//! S while R is offline.
+//!
+//! P --private--> S --private--> R, both channels opened by S.
+
+mod common;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ldk_node::bitcoin::Network;
+use ldk_node::config::AsyncPaymentsRole;
+use ldk_node::lightning::ln::msgs::SocketAddress;
+use ldk_trampoline::node::{Node, RpcAuth};
+use ldk_trampoline::regtest::{RegtestNetwork, DEADLINE};
+use ldk_trampoline::static_invoices::{StaticInvoicePolicy, StaticInvoiceStats};
+use lightning::routing::gossip::NodeId;
+
+const CHANNEL_SAT: u64 = 1_000_000;
+const AMOUNT_MSAT: u64 = 5_000_000;
+const RECIPIENT_ID: &[u8] = b"recipient-r";
+
+/// An ldk-node 0.7.1 node with an async payments role.
+fn start_ldk_node_with_role(
+	net: &RegtestNetwork, name: &str, role: Option<AsyncPaymentsRole>,
+) -> Arc<ldk_node::Node> {
+	let rpc = net.bitcoind().rpc_config();
+	let RpcAuth::UserPass { user, password } = rpc.auth else { panic!("harness uses user/pass") };
+	let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+	let mut builder = ldk_node::Builder::new();
+	builder.set_network(Network::Regtest);
+	builder.set_storage_dir_path(net.dir().join(name).display().to_string());
+	builder.set_chain_source_bitcoind_rpc(rpc.host, rpc.port, user, password);
+	builder
+		.set_listening_addresses(vec![SocketAddress::TcpIpV4 { addr: [127, 0, 0, 1], port }])
+		.unwrap();
+	builder.set_node_alias(name.to_string()).unwrap();
+	builder.set_async_payments_role(role).unwrap();
+	let node = Arc::new(builder.build().expect("ldk-node builds"));
+	node.start().expect("ldk-node starts");
+	node
+}
+
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+	let deadline = tokio::time::Instant::now() + DEADLINE;
+	while !done() {
+		assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+		tokio::time::sleep(Duration::from_millis(50)).await;
+	}
+}
+
+fn stats(server: &Node) -> StaticInvoiceStats {
+	server.static_invoice_server().expect("server role on").core().stats()
+}
+
+struct TestNet {
+	_net: RegtestNetwork,
+	server: Arc<Node>,
+	payer: Arc<ldk_node::Node>,
+	recipient: Arc<ldk_node::Node>,
+}
+
+async fn network() -> TestNet {
+	let mut net = RegtestNetwork::start().expect("regtest");
+	let mut config = net.node_config("server");
+	config.static_invoice_server = Some(StaticInvoicePolicy::default());
+	let server = net.add_node_with(config).await.expect("server");
+	let payer = start_ldk_node_with_role(&net, "payer", None);
+	let recipient = start_ldk_node_with_role(&net, "recipient", Some(AsyncPaymentsRole::Client));
+	net.fund(&[&server], 2).await.expect("fund");
+	// S-P is announced: LDK builds S's blinded message paths with S as the
+	// introduction node only once S is a public node in its own graph.
+	for (peer, push_msat, announce) in [(&payer, CHANNEL_SAT * 500, true), (&recipient, 0, false)] {
+		net.open_channel_to(
+			&server,
+			peer.node_id(),
+			common::ldk_node_addr(peer),
+			CHANNEL_SAT,
+			push_msat,
+			announce,
+		)
+		.await
+		.expect("channel");
+		common::sync_ldk_node(peer);
+		common::wait_ldk_event(peer, DEADLINE, "channel ready", |e| {
+			matches!(e, ldk_node::Event::ChannelReady { .. }).then_some(())
+		})
+		.await;
+	}
+	wait_until("usable channels", || server.list_channels().iter().all(|c| c.usable)).await;
+	let s_id = NodeId::from_pubkey(&server.node_id());
+	wait_until("S in its own graph", || {
+		server.network_graph().read_only().nodes().contains_key(&s_id)
+	})
+	.await;
+	TestNet { _net: net, server, payer, recipient }
+}
+
+/// R registers with S and goes offline; P fetches R's invoice from S, and the
+/// `held_htlc_available` P then sends R is held by S and delivered when R is
+/// back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn offline_recipient_is_paid_through_our_static_invoice() {
+	let TestNet { _net, server, payer, recipient } = network().await;
+	let hex_id: String = RECIPIENT_ID.iter().map(|b| format!("{b:02x}")).collect();
+
+	// Registration: S hands R paths; R asks for offer paths and sends its invoices.
+	let paths = server
+		.static_invoice_server()
+		.expect("server role on")
+		.paths_for_recipient(RECIPIENT_ID.to_vec(), None)
+		.expect("paths");
+	recipient.bolt12_payment().set_paths_to_static_invoice_server(paths).expect("paths set");
+	let mut offer = None;
+	wait_until("R's async offer", || {
+		offer = recipient.bolt12_payment().receive_async().ok();
+		offer.is_some()
+	})
+	.await;
+	let offer = offer.expect("offer");
+	let listed = server.list_static_invoices();
+	assert!(!listed.is_empty(), "R's offer is only usable once S confirmed an invoice");
+	for invoice in &listed {
+		assert_eq!(invoice.recipient_id, hex_id);
+		assert!(invoice.slot < StaticInvoicePolicy::default().max_slots_per_recipient);
+		assert!(invoice.size_bytes > 0);
+		assert!(invoice.expires_at > invoice.stored_at);
+	}
+	assert_eq!(stats(&server).stored, listed.len() as u64);
+	assert_eq!(stats(&server).served, 0);
+
+	// R goes offline; P asks R's offer for an invoice and S answers with R's.
+	recipient.stop().expect("R stops");
+	wait_until("S to see R disconnect", || server.list_channels().iter().any(|c| !c.usable)).await;
+	let payment_id = payer
+		.bolt12_payment()
+		.send_using_amount(&offer, AMOUNT_MSAT, None, None, None)
+		.expect("pay");
+	let deadline = tokio::time::Instant::now() + DEADLINE;
+	while stats(&server).served == 0 {
+		let log = std::fs::read_to_string(server.config().data_dir.join("logs").join("ldk.log"))
+			.unwrap_or_default();
+		let lines: Vec<_> = log
+			.lines()
+			.filter(|l| {
+				l.contains("tatic invoice")
+					|| l.contains("nvoice request")
+					|| l.contains("nion message")
+			})
+			.collect();
+		assert!(
+			tokio::time::Instant::now() < deadline,
+			"S did not serve R's invoice: {:?}\n{}",
+			stats(&server),
+			lines[lines.len().saturating_sub(40)..].join("\n")
+		);
+		tokio::time::sleep(Duration::from_millis(50)).await;
+	}
+	// P may retry its invoice request over another path: each is answered.
+	assert!(stats(&server).served >= 1);
+	// P got it and told R (through S, which holds the message for offline R)
+	// that an HTLC awaits its release.
+	let mailbox = server.static_invoice_server().expect("server role on").mailbox();
+	wait_until("held_htlc_available held for R", || mailbox.held_for(&recipient.node_id()) > 0)
+		.await;
+
+	// R comes back: S delivers what it held for R on reconnection.
+	// Completing the payment (R answering `release_held_htlc`, P sending the
+	// HTLC) did not happen within the deadline in this setup and is not
+	// asserted: see ARCHITECTURE.md, static invoice server.
+	recipient.start().expect("R restarts");
+	wait_until("S to deliver the held messages to R", || {
+		mailbox.held_for(&recipient.node_id()) == 0
+	})
+	.await;
+	let _ = payment_id;
+}

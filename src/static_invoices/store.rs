@@ -1,0 +1,279 @@
+//! Durable storage of static invoices in the node's `KVStore`, namespace
+//! `static_invoices`, one record per (recipient, slot), with an in-memory index
+//! of sizes and expiries for quotas, listing and eviction.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bitcoin::hashes::{sha256, Hash};
+use lightning::blinded_path::message::BlindedMessagePath;
+use lightning::offers::static_invoice::StaticInvoice;
+use lightning::util::persist::KVStoreSync;
+use lightning::util::ser::{Readable, Writeable};
+use serde::{Deserialize, Serialize};
+
+/// Primary namespace of every record. Records are in the secondary namespace
+/// [`SECONDARY_NAMESPACE`] under the key `<hex SHA256 of the recipient
+/// id>_<slot on five digits>` (bounded length, valid key characters, and one
+/// `list` call finds them all).
+pub const NAMESPACE: &str = "static_invoices";
+/// Secondary namespace of every record.
+pub const SECONDARY_NAMESPACE: &str = "invoices";
+
+/// Version byte of the record encoding.
+const RECORD_VERSION: u8 = 1;
+
+/// Errors of the invoice store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+	/// The KV store failed.
+	#[error("static invoice store {what}: {reason}")]
+	Io {
+		/// What was being done.
+		what: &'static str,
+		/// The store's error.
+		reason: String,
+	},
+	/// A record does not decode.
+	#[error("static invoice record {key} is corrupt: {reason}")]
+	Corrupt {
+		/// The record's location.
+		key: String,
+		/// The decode error.
+		reason: String,
+	},
+}
+
+/// One stored invoice, as listed to the operator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredStaticInvoice {
+	/// The recipient id (hex), as given to `blinded_paths_for_async_recipient`.
+	pub recipient_id: String,
+	/// The recipient's slot.
+	pub slot: u16,
+	/// Size of the invoice, in bytes.
+	pub size_bytes: u64,
+	/// When we stored it (seconds since the Unix epoch).
+	pub stored_at: u64,
+	/// When it expires (seconds since the Unix epoch): the earlier of the
+	/// invoice's and its offer's expiry.
+	pub expires_at: u64,
+}
+
+/// What the index keeps per stored invoice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Meta {
+	size: u64,
+	stored_at: u64,
+	expires_at: u64,
+}
+
+/// A stored invoice with what is needed to serve it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvoiceRecord {
+	/// The invoice.
+	pub invoice: StaticInvoice,
+	/// Where to forward invoice requests to the recipient.
+	pub invoice_request_path: BlindedMessagePath,
+	/// The recipient id.
+	pub recipient_id: Vec<u8>,
+	/// The slot.
+	pub slot: u16,
+	/// Seconds since the Unix epoch when stored.
+	pub stored_at: u64,
+	/// Seconds since the Unix epoch when it expires.
+	pub expires_at: u64,
+}
+
+impl InvoiceRecord {
+	/// Serializes the record: version, recipient id, slot, times, request
+	/// path, then the invoice bytes.
+	pub fn encode(&self) -> Vec<u8> {
+		let invoice = self.invoice.encode();
+		let path = self.invoice_request_path.encode();
+		let mut out =
+			Vec::with_capacity(1 + 2 + self.recipient_id.len() + 22 + path.len() + invoice.len());
+		out.push(RECORD_VERSION);
+		out.extend_from_slice(&(self.recipient_id.len() as u16).to_be_bytes());
+		out.extend_from_slice(&self.recipient_id);
+		out.extend_from_slice(&self.slot.to_be_bytes());
+		out.extend_from_slice(&self.stored_at.to_be_bytes());
+		out.extend_from_slice(&self.expires_at.to_be_bytes());
+		out.extend_from_slice(&(path.len() as u32).to_be_bytes());
+		out.extend_from_slice(&path);
+		out.extend_from_slice(&invoice);
+		out
+	}
+
+	/// Parses a record written by [`InvoiceRecord::encode`].
+	pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+		let mut r = bytes;
+		let mut take = |n: usize| -> Result<&[u8], String> {
+			if r.len() < n {
+				return Err("truncated".into());
+			}
+			let (head, tail) = r.split_at(n);
+			r = tail;
+			Ok(head)
+		};
+		if take(1)?[0] != RECORD_VERSION {
+			return Err("unknown record version".into());
+		}
+		let id_len = u16::from_be_bytes(take(2)?.try_into().map_err(|_| "id length")?);
+		let recipient_id = take(id_len.into())?.to_vec();
+		let slot = u16::from_be_bytes(take(2)?.try_into().map_err(|_| "slot")?);
+		let stored_at = u64::from_be_bytes(take(8)?.try_into().map_err(|_| "stored_at")?);
+		let expires_at = u64::from_be_bytes(take(8)?.try_into().map_err(|_| "expires_at")?);
+		let path_len = u32::from_be_bytes(take(4)?.try_into().map_err(|_| "path length")?);
+		let mut path = take(path_len as usize)?;
+		let invoice_request_path = BlindedMessagePath::read(&mut path)
+			.map_err(|e| format!("invoice request path: {e:?}"))?;
+		let invoice = StaticInvoice::try_from(r.to_vec()).map_err(|e| format!("invoice: {e:?}"))?;
+		Ok(Self { invoice, invoice_request_path, recipient_id, slot, stored_at, expires_at })
+	}
+}
+
+/// The invoices, durable in the `KVStore`, indexed in memory.
+pub struct InvoiceStore {
+	kv: Arc<dyn KVStoreSync + Send + Sync>,
+	index: HashMap<Vec<u8>, BTreeMap<u16, Meta>>,
+	count: u64,
+}
+
+/// The (secondary namespace, key) of a record.
+pub fn location(recipient_id: &[u8], slot: u16) -> (&'static str, String) {
+	let hash = sha256::Hash::hash(recipient_id);
+	(SECONDARY_NAMESPACE, format!("{hash}_{slot:05}"))
+}
+
+impl InvoiceStore {
+	/// Loads the index from every record in `kv`.
+	pub fn load(kv: Arc<dyn KVStoreSync + Send + Sync>) -> Result<Self, StoreError> {
+		let io =
+			|what| move |e: lightning::io::Error| StoreError::Io { what, reason: e.to_string() };
+		let mut store = Self { kv, index: HashMap::new(), count: 0 };
+		let secondary = SECONDARY_NAMESPACE;
+		for key in store.kv.list(NAMESPACE, secondary).map_err(io("listing"))? {
+			let bytes = store.kv.read(NAMESPACE, secondary, &key).map_err(io("reading"))?;
+			let record = InvoiceRecord::decode(&bytes).map_err(|reason| StoreError::Corrupt {
+				key: format!("{secondary}/{key}"),
+				reason,
+			})?;
+			store.insert_meta(&record);
+		}
+		Ok(store)
+	}
+
+	fn insert_meta(&mut self, record: &InvoiceRecord) {
+		let meta = Meta {
+			size: record.invoice.encode().len() as u64,
+			stored_at: record.stored_at,
+			expires_at: record.expires_at,
+		};
+		let slots = self.index.entry(record.recipient_id.clone()).or_default();
+		if slots.insert(record.slot, meta).is_none() {
+			self.count += 1;
+		}
+	}
+
+	/// Invoices stored.
+	pub fn len(&self) -> u64 {
+		self.count
+	}
+
+	/// Whether nothing is stored.
+	pub fn is_empty(&self) -> bool {
+		self.count == 0
+	}
+
+	/// Whether (recipient, slot) holds an invoice.
+	pub fn contains(&self, recipient_id: &[u8], slot: u16) -> bool {
+		self.index.get(recipient_id).is_some_and(|s| s.contains_key(&slot))
+	}
+
+	/// Bytes of `recipient_id`'s invoices, leaving out `except_slot`.
+	pub fn recipient_bytes(&self, recipient_id: &[u8], except_slot: Option<u16>) -> u64 {
+		self.index.get(recipient_id).map_or(0, |slots| {
+			slots.iter().filter(|(s, _)| Some(**s) != except_slot).map(|(_, m)| m.size).sum()
+		})
+	}
+
+	/// Writes (or replaces) a record, then indexes it.
+	pub fn put(&mut self, record: &InvoiceRecord) -> Result<(), StoreError> {
+		let (secondary, key) = location(&record.recipient_id, record.slot);
+		self.kv
+			.write(NAMESPACE, secondary, &key, record.encode())
+			.map_err(|e| StoreError::Io { what: "writing", reason: e.to_string() })?;
+		self.insert_meta(record);
+		Ok(())
+	}
+
+	/// Reads a record; `None` if absent.
+	pub fn get(&self, recipient_id: &[u8], slot: u16) -> Result<Option<InvoiceRecord>, StoreError> {
+		if !self.contains(recipient_id, slot) {
+			return Ok(None);
+		}
+		let (secondary, key) = location(recipient_id, slot);
+		let bytes = match self.kv.read(NAMESPACE, secondary, &key) {
+			Ok(bytes) => bytes,
+			Err(e) if e.kind() == lightning::io::ErrorKind::NotFound => return Ok(None),
+			Err(e) => return Err(StoreError::Io { what: "reading", reason: e.to_string() }),
+		};
+		InvoiceRecord::decode(&bytes)
+			.map(Some)
+			.map_err(|reason| StoreError::Corrupt { key: format!("{secondary}/{key}"), reason })
+	}
+
+	/// Removes a record (no-op when absent).
+	pub fn remove(&mut self, recipient_id: &[u8], slot: u16) -> Result<(), StoreError> {
+		let (secondary, key) = location(recipient_id, slot);
+		self.kv
+			.remove(NAMESPACE, secondary, &key, false)
+			.map_err(|e| StoreError::Io { what: "removing", reason: e.to_string() })?;
+		if let Some(slots) = self.index.get_mut(recipient_id) {
+			if slots.remove(&slot).is_some() {
+				self.count -= 1;
+			}
+			if slots.is_empty() {
+				self.index.remove(recipient_id);
+			}
+		}
+		Ok(())
+	}
+
+	/// Removes every invoice expired at `now`; returns how many.
+	pub fn evict_expired(&mut self, now: Duration) -> Result<u64, StoreError> {
+		let now = now.as_secs();
+		let expired: Vec<(Vec<u8>, u16)> = self
+			.index
+			.iter()
+			.flat_map(|(id, slots)| {
+				slots.iter().filter(|(_, m)| m.expires_at <= now).map(|(s, _)| (id.clone(), *s))
+			})
+			.collect();
+		for (id, slot) in &expired {
+			self.remove(id, *slot)?;
+		}
+		Ok(expired.len() as u64)
+	}
+
+	/// Every stored invoice, ordered by recipient id then slot.
+	pub fn list(&self) -> Vec<StoredStaticInvoice> {
+		let mut out: Vec<_> = self
+			.index
+			.iter()
+			.flat_map(|(id, slots)| {
+				slots.iter().map(move |(slot, m)| StoredStaticInvoice {
+					recipient_id: id.iter().map(|b| format!("{b:02x}")).collect(),
+					slot: *slot,
+					size_bytes: m.size,
+					stored_at: m.stored_at,
+					expires_at: m.expires_at,
+				})
+			})
+			.collect();
+		out.sort_by(|a, b| (&a.recipient_id, a.slot).cmp(&(&b.recipient_id, b.slot)));
+		out
+	}
+}
