@@ -189,7 +189,7 @@ impl Setup {
 			fee_msat: 10_000,
 			cltv_expiry_delta: 288,
 		};
-		let onion = trampoline_onion(&invoice, &[hop], HEIGHT).expect("onion");
+		let onion = trampoline_onion(&invoice.clone().into(), &[hop], HEIGHT).expect("onion");
 		let amount = AMOUNT_MSAT + 10_000;
 		self.htlc(
 			PaymentHash(hash.to_byte_array()),

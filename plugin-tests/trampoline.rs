@@ -13,7 +13,9 @@ use ldk_trampoline::onion::TlvLayout;
 use ldk_trampoline::onion::{FailingHop, FailureMessage, TrampolineFailure};
 use ldk_trampoline::regtest::{RegtestNetwork, DEADLINE};
 use ldk_trampoline::relay::{BucketStage, TrampolinePolicy};
-use ldk_trampoline::sender::{send_to_trampoline, trampoline_onion, OuterSend, TrampolineRouteHop};
+use ldk_trampoline::sender::{
+	send_to_trampoline, trampoline_onion, OuterSend, TrampolineBudget, TrampolineRouteHop,
+};
 use lightning::ln::channelmanager::{PaymentId, Retry};
 use lightning::types::payment::{PaymentHash, PaymentSecret};
 
@@ -100,6 +102,12 @@ async fn wait_lightning_balance(node: &Node, sat: u64) {
 	}
 }
 
+/// The stages of `node`'s relay buckets for `hash`.
+fn relayed(node: &Node, hash: PaymentHash) -> Vec<BucketStage> {
+	let core = node.trampoline().expect("relay on").core();
+	core.buckets().into_iter().filter(|b| b.payment_hash == hash).map(|b| b.state).collect()
+}
+
 fn failures(trampoline: &Node, hash: &PaymentHash) -> Vec<FailureMessage> {
 	trampoline.trampoline().expect("relay on").core().failures_sent(hash)
 }
@@ -163,6 +171,49 @@ async fn wallet_pays_ldk_node_invoice_through_trampoline() {
 	wait_lightning_balance(&trampoline, t_before + 2 * fee_msat / 1000).await;
 }
 
+/// W pays an ldk-node offer through T: W fetches the invoice over onion
+/// messages, T pays its blinded paths (T is their introduction node: R is
+/// its private peer). R receives the amount, T keeps its fee.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wallet_pays_ldk_node_offer_through_trampoline() {
+	let Network { net: _net, wallet, trampoline, recipient, policy } = network().await;
+	let (w_before, t_before) =
+		(wallet.balances().lightning_sat, trampoline.balances().lightning_sat);
+	let offer = recipient.bolt12_payment().receive(AMOUNT_MSAT, "via trampoline", None, None);
+	let offer: lightning::offers::offer::Offer =
+		offer.expect("offer").to_string().parse().expect("parse");
+	let fee_msat = policy.fee_msat(AMOUNT_MSAT);
+	let hop = TrampolineRouteHop {
+		node_id: trampoline.node_id(),
+		fee_msat,
+		cltv_expiry_delta: policy.cltv_expiry_delta,
+	};
+	let id = wallet
+		.pay_offer_via_trampolines(&offer, None, &[hop], TrampolineBudget::of_route(&[hop]))
+		.expect("pay");
+	let paid = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
+	assert_eq!(paid.status, PaymentStatus::Succeeded, "{paid:?}");
+	let received = common::wait_ldk_event(&recipient, DEADLINE, "R paid", |e| match e {
+		ldk_node::Event::PaymentReceived { amount_msat, payment_hash, .. } => {
+			Some((*amount_msat, *payment_hash))
+		},
+		_ => None,
+	})
+	.await;
+	assert!(received.0 >= AMOUNT_MSAT, "R received {} msat", received.0);
+	let hash = PaymentHash(received.1 .0);
+	assert_eq!(relayed(&trampoline, hash), vec![BucketStage::Relayed]);
+	// What W paid went to T and R, and T kept at least its fee: the blinded
+	// path's fee (T's own channel) is T's to keep or pass on to R.
+	let w_paid = w_before - wallet.balances().lightning_sat;
+	let t_got = trampoline.balances().lightning_sat - t_before;
+	println!("BOLT 12 via T: W paid {w_paid} sat, T kept {t_got} sat, R got {} msat", received.0);
+	assert!(w_paid * 1000 >= AMOUNT_MSAT + fee_msat, "W paid {w_paid} sat");
+	assert_eq!(w_paid, t_got + received.0 / 1000, "W paid {w_paid} sat, T got {t_got} sat");
+	assert!(t_got * 1000 >= fee_msat, "T got {t_got} sat");
+	wait_no_htlcs(&wallet).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn trampoline_fails_low_fee_with_26_and_unreachable_recipient_with_27() {
 	let Network { mut net, wallet, trampoline, recipient, policy } = network().await;
@@ -190,7 +241,7 @@ async fn trampoline_fails_low_fee_with_26_and_unreachable_recipient_with_27() {
 	// W decrypts it through both layers: T's trampoline layer sent it.
 	assert_eq!(
 		wallet.trampoline_failure(&hash_of(&invoice)),
-		Some(TrampolineFailure { hop: FailingHop::Trampoline(0), message: policy_failure })
+		Some(TrampolineFailure { hop: FailingHop::Trampoline(0), message: policy_failure.clone() })
 	);
 
 	// (b') Enough fee, but less CLTV delta than T asks for.
@@ -243,6 +294,38 @@ async fn trampoline_fails_low_fee_with_26_and_unreachable_recipient_with_27() {
 	assert_eq!(trampoline.balances().lightning_sat, balances.1);
 	assert_eq!(recipient.list_balances().total_lightning_balance_sats, 0);
 	assert!(recipient.next_event().is_none(), "R saw nothing");
+
+	// (e) The same short fee with room in the budget: W learns T's policy
+	// from the NODE|26 answer, pays again with what it asks, and succeeds.
+	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
+	let short = TrampolineRouteHop {
+		node_id: trampoline.node_id(),
+		fee_msat: policy.fee_msat(AMOUNT_MSAT) - 1,
+		cltv_expiry_delta: policy.cltv_expiry_delta - 10,
+	};
+	let budget = TrampolineBudget {
+		max_fee_msat: 2 * policy.fee_msat(AMOUNT_MSAT),
+		max_cltv_expiry_delta: 2 * u32::from(policy.cltv_expiry_delta),
+	};
+	let id = wallet.pay_invoice_via_trampolines_within(&invoice, &[short], budget).expect("pay");
+	let paid = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
+	assert_eq!(paid.status, PaymentStatus::Succeeded, "{paid:?}");
+	assert_eq!(failures(&trampoline, &hash_of(&invoice)), vec![policy_failure.clone()]);
+	wait_lightning_balance(
+		&wallet,
+		balances.0 - (AMOUNT_MSAT + policy.fee_msat(AMOUNT_MSAT)) / 1000,
+	)
+	.await;
+	wait_lightning_balance(&trampoline, balances.1 + policy.fee_msat(AMOUNT_MSAT) / 1000).await;
+
+	// (f) A budget below T's policy: one NODE|26, no second attempt.
+	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
+	let tight = TrampolineBudget { max_fee_msat: short.fee_msat, ..budget };
+	let id = wallet.pay_invoice_via_trampolines_within(&invoice, &[short], tight).expect("pay");
+	let failed = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
+	let PaymentStatus::Failed { reason } = &failed.status else { panic!("{failed:?}") };
+	assert!(reason.contains("over the budget"), "{reason}");
+	assert_eq!(failures(&trampoline, &hash_of(&invoice)), vec![policy_failure]);
 }
 
 /// (d) With the relay on at both ends, plain payments (BOLT 11 both ways, a
@@ -336,7 +419,7 @@ async fn trampoline_rejects_bad_trampoline_onions_with_the_right_code() {
 		fee_msat: fee,
 		cltv_expiry_delta: policy.cltv_expiry_delta,
 	};
-	let onion = trampoline_onion(&invoice, &[hop], height).unwrap();
+	let onion = trampoline_onion(&invoice.clone().into(), &[hop], height).unwrap();
 	let mut packet = onion.packet.to_bytes();
 	packet[40] ^= 1;
 	let sha = sha256::Hash::hash(&packet).to_byte_array();
@@ -356,7 +439,7 @@ async fn trampoline_rejects_bad_trampoline_onions_with_the_right_code() {
 
 	// The outer total is below the trampoline amount: final_incorrect_htlc_amount.
 	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
-	let onion = trampoline_onion(&invoice, &[hop], height).unwrap();
+	let onion = trampoline_onion(&invoice.clone().into(), &[hop], height).unwrap();
 	send_raw_and_fail(
 		&wallet,
 		hash_of(&invoice),
@@ -373,7 +456,7 @@ async fn trampoline_rejects_bad_trampoline_onions_with_the_right_code() {
 
 	// The outer CLTV is below the trampoline CLTV: final_incorrect_cltv_expiry.
 	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
-	let onion = trampoline_onion(&invoice, &[hop], height).unwrap();
+	let onion = trampoline_onion(&invoice.clone().into(), &[hop], height).unwrap();
 	send_raw_and_fail(
 		&wallet,
 		hash_of(&invoice),
@@ -470,16 +553,6 @@ async fn wallet_pays_through_two_trampolines() {
 	wait_lightning_balance(&wallet, before.0 - (AMOUNT_MSAT + f1 + f2) / 1000).await;
 	wait_lightning_balance(&t1, before.1 + f1 / 1000).await;
 	wait_lightning_balance(&t2, before.2 + f2 / 1000).await;
-	let relayed = |n: &Node, hash| {
-		n.trampoline()
-			.unwrap()
-			.core()
-			.buckets()
-			.into_iter()
-			.filter(|b| b.payment_hash == hash)
-			.map(|b| b.state)
-			.collect::<Vec<_>>()
-	};
 	assert_eq!(relayed(&t1, hash_of(&invoice)), vec![BucketStage::Relayed]);
 	assert_eq!(relayed(&t2, hash_of(&invoice)), vec![BucketStage::Relayed]);
 
@@ -588,7 +661,7 @@ async fn mpp_buckets_are_aggregated_resplit_and_time_out_when_incomplete() {
 		fee_msat: fee,
 		cltv_expiry_delta: policy.cltv_expiry_delta,
 	};
-	let onion = trampoline_onion(&invoice, &[hop], height).unwrap();
+	let onion = trampoline_onion(&invoice.clone().into(), &[hop], height).unwrap();
 	let mut events = wallet.subscribe();
 	let send = OuterSend {
 		payment_hash: hash_of(&invoice),

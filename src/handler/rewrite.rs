@@ -207,9 +207,11 @@ fn decide<N: InboundNode + ?Sized>(
 		(TrampolineHop::Receive { .. } | TrampolineHop::BlindedReceive { .. }, _) => {
 			return Decision::PassThrough
 		},
-		(TrampolineHop::ToLegacyRecipient { amt_to_forward, outgoing_cltv_value, .. }, _) => {
-			(amt_to_forward, outgoing_cltv_value, None)
-		},
+		(
+			TrampolineHop::ToLegacyRecipient { amt_to_forward, outgoing_cltv_value, .. }
+			| TrampolineHop::ToBlindedPaths { amt_to_forward, outgoing_cltv_value, .. },
+			_,
+		) => (amt_to_forward, outgoing_cltv_value, None),
 		(
 			TrampolineHop::ToTrampoline { amt_to_forward, outgoing_cltv_value, .. },
 			NextPacket::Forward(next),
@@ -223,8 +225,7 @@ fn decide<N: InboundNode + ?Sized>(
 				},
 			}
 		},
-		// Not relayed by this version: to blinded paths, or inside a blinded
-		// path.
+		// Not relayed by this version: inside a blinded path.
 		_ => return Decision::Reject { failure: FailureMessage::TemporaryTrampolineFailure },
 	};
 	let Some(payment_data) = payment_data else {

@@ -21,6 +21,7 @@ use super::types::{
 };
 use super::wallet::OnchainWallet;
 use crate::relay::HookOutcome;
+use crate::sender::{AfterFailure, SenderState, TrampolineRetries};
 use crate::static_invoices::HookOutcome as StaticInvoiceOutcome;
 
 /// What happened on a node, for callers that wait on it.
@@ -94,6 +95,8 @@ pub(super) struct EventHandler {
 	pub(super) peer_manager: Arc<PeerManager>,
 	pub(super) payments: Arc<PaymentStore>,
 	pub(super) trampoline: Option<Arc<TrampolineRelay>>,
+	pub(super) trampoline_sender: Arc<SenderState>,
+	pub(super) trampoline_retries: Arc<TrampolineRetries>,
 	pub(super) static_invoices: Option<Arc<StaticInvoiceServer>>,
 	pub(super) onion_messenger: Arc<OnionMessenger>,
 	pub(super) events: broadcast::Sender<NodeEvent>,
@@ -178,7 +181,8 @@ impl EventHandler {
 				amount_msat,
 				..
 			} => {
-				let id = payment_id.unwrap_or(PaymentId(payment_hash.0));
+				let attempt = payment_id.unwrap_or(PaymentId(payment_hash.0));
+				let id = self.trampoline_retries.on_sent(&attempt);
 				let fee_msat = fee_paid_msat.unwrap_or(0);
 				self.payments.update(id, |p| {
 					p.payment_hash = Some(payment_hash.to_string());
@@ -191,8 +195,57 @@ impl EventHandler {
 				});
 				self.publish(NodeEvent::PaymentSent { payment_id: id, payment_hash, fee_msat });
 			},
-			Event::PaymentFailed { payment_id, reason, .. } => {
-				let reason = reason.map(|r| format!("{r:?}")).unwrap_or_else(|| "unknown".into());
+			Event::InvoiceReceived { payment_id, invoice, context, .. } => {
+				if self.trampoline_retries.awaits_invoice(&payment_id) {
+					// Abandoned first: its PaymentFailed (UserAbandoned) is then
+					// known as superseded.
+					self.channel_manager.abandon_payment(payment_id);
+					if let Err(e) = self.trampoline_retries.pay_received_invoice(
+						&*self.channel_manager,
+						&self.trampoline_sender,
+						payment_id,
+						&invoice,
+					) {
+						log_error!(
+							self.logger,
+							"Cannot pay offer {payment_id} via trampolines: {e}"
+						);
+						let reason = format!("cannot pay the invoice via trampolines: {e}");
+						self.payments.update(payment_id, |p| {
+							p.status = PaymentStatus::Failed { reason: reason.clone() }
+						});
+						self.publish(NodeEvent::PaymentFailed { payment_id, reason });
+					}
+				} else if let Err(e) =
+					self.channel_manager.send_payment_for_bolt12_invoice(&invoice, context.as_ref())
+				{
+					// LDK reports the failure as PaymentFailed.
+					log_error!(self.logger, "Cannot pay BOLT 12 invoice for {payment_id}: {e:?}");
+				}
+			},
+			Event::PaymentFailed { payment_id, reason, payment_hash } => {
+				let mut reason =
+					reason.map(|r| format!("{r:?}")).unwrap_or_else(|| "unknown".into());
+				let payment_id = match self.trampoline_retries.on_failed(
+					&*self.channel_manager,
+					&self.trampoline_sender,
+					&payment_id,
+				) {
+					AfterFailure::NotOurs => payment_id,
+					AfterFailure::Superseded => return Ok(()),
+					AfterFailure::Retried { payment_id, route } => {
+						log_info!(self.logger, "Retrying {payment_id} through {route:?}");
+						return Ok(());
+					},
+					AfterFailure::Failed { payment_id, why } => {
+						if let Some(failure) =
+							payment_hash.and_then(|h| self.trampoline_sender.failure(&h))
+						{
+							reason = format!("{reason}: {failure:?}, not retried: {why}");
+						}
+						payment_id
+					},
+				};
 				self.payments.update(payment_id, |p| {
 					p.status = PaymentStatus::Failed { reason: reason.clone() }
 				});

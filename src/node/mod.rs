@@ -195,6 +195,7 @@ pub struct Node {
 	peers: Arc<PeerStore>,
 	trampoline: Option<Arc<TrampolineRelay>>,
 	trampoline_sender: Arc<crate::sender::SenderState>,
+	trampoline_retries: Arc<crate::sender::TrampolineRetries>,
 	static_invoices: Option<Arc<StaticInvoiceServer>>,
 	events: broadcast::Sender<NodeEvent>,
 	background: Mutex<Option<BackgroundProcessor>>,

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::events::NodeEvent;
 use super::types::Store;
 use super::{Node, NodeError};
-use crate::sender::TrampolineRouteHop;
+use crate::sender::{TrampolineBudget, TrampolineInvoice, TrampolineRouteHop};
 
 const PAYMENTS_NAMESPACE: &str = "payments";
 
@@ -285,24 +285,42 @@ impl Node {
 	/// Pays a BOLT 11 invoice through the trampoline nodes of `route`, in
 	/// order: we pay the first (a node we can route to), each finds the route
 	/// to the next, and the last to the recipient. Each is offered its fee and
-	/// CLTV delta. Returns at once; wait with [`Node::wait_for_payment`], and
-	/// read a trampoline's answer with [`Node::trampoline_failure`].
+	/// CLTV delta, and no more. Returns at once; wait with
+	/// [`Node::wait_for_payment`], and read a trampoline's answer with
+	/// [`Node::trampoline_failure`].
 	pub fn pay_invoice_via_trampolines(
 		&self, invoice: &Bolt11Invoice, route: &[TrampolineRouteHop],
+	) -> Result<PaymentId, NodeError> {
+		self.pay_invoice_via_trampolines_within(invoice, route, TrampolineBudget::of_route(route))
+	}
+
+	/// As [`Node::pay_invoice_via_trampolines`], and when a trampoline answers
+	/// that its fee or CLTV delta is insufficient, pays again offering what
+	/// its policy asks as long as every trampoline's fees and deltas together
+	/// stay within `budget` (at most [`crate::sender::MAX_ATTEMPTS`] times).
+	/// The attempts are reported under the returned id.
+	pub fn pay_invoice_via_trampolines_within(
+		&self, invoice: &Bolt11Invoice, route: &[TrampolineRouteHop], budget: TrampolineBudget,
 	) -> Result<PaymentId, NodeError> {
 		let id = PaymentId(invoice.payment_hash().to_byte_array());
 		let hash = PaymentHash(invoice.payment_hash().to_byte_array());
 		let fees: u64 = route.iter().map(|hop| hop.fee_msat).sum();
 		let amount = invoice.amount_milli_satoshis().map(|a| a + fees);
 		self.payments.insert_outbound(id, Some(hash), amount, "trampoline");
-		crate::sender::pay_invoice_via_trampolines(
+		let invoice = TrampolineInvoice::Bolt11(invoice.clone());
+		self.trampoline_retries.track(id, invoice.clone(), route, budget);
+		crate::sender::pay_via_trampolines(
 			&*self.channel_manager,
-			invoice,
+			&invoice,
 			route,
 			Some(&self.trampoline_sender),
+			id,
 		)
 		.map(|sent| sent.payment_id)
-		.map_err(|e| self.payments.fail_to_start(id, e.to_string()))
+		.map_err(|e| {
+			self.trampoline_retries.forget(&id);
+			self.payments.fail_to_start(id, e.to_string())
+		})
 	}
 
 	/// Pays a BOLT 12 offer: requests an invoice over onion messages, then pays it.
@@ -321,6 +339,35 @@ impl Node {
 		self.channel_manager
 			.pay_for_offer(offer, amount_msat, id, params)
 			.map_err(|e| self.payments.fail_to_start(id, format!("{e:?}")))?;
+		Ok(id)
+	}
+
+	/// Pays a BOLT 12 offer through the trampoline nodes of `route`: LDK
+	/// fetches the invoice over onion messages, then the last trampoline pays
+	/// its blinded paths (their fee is added to what it is offered). Fee
+	/// escalation as in [`Node::pay_invoice_via_trampolines_within`]. Returns
+	/// at once; wait with [`Node::wait_for_payment`].
+	pub fn pay_offer_via_trampolines(
+		&self, offer: &Offer, amount_msat: Option<u64>, route: &[TrampolineRouteHop],
+		budget: TrampolineBudget,
+	) -> Result<PaymentId, NodeError> {
+		if route.is_empty() {
+			return Err(NodeError::Payment(crate::sender::SenderError::NoTrampoline.to_string()));
+		}
+		let id = PaymentId(rand::random());
+		let amount = amount_msat.or(match offer.amount() {
+			Some(lightning::offers::offer::Amount::Bitcoin { amount_msats }) => Some(amount_msats),
+			_ => None,
+		});
+		self.payments.insert_outbound(id, None, amount, "trampoline");
+		self.trampoline_retries.await_invoice(id, route, budget);
+		// No retry of the invoice request's own payment: it is never paid.
+		let params =
+			OptionalOfferPaymentParams { retry_strategy: Retry::Attempts(0), ..Default::default() };
+		self.channel_manager.pay_for_offer(offer, amount_msat, id, params).map_err(|e| {
+			self.trampoline_retries.forget(&id);
+			self.payments.fail_to_start(id, format!("{e:?}"))
+		})?;
 		Ok(id)
 	}
 

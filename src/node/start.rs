@@ -151,6 +151,9 @@ fn user_config() -> UserConfig {
 	config.channel_handshake_limits.force_announced_channel_preference = false;
 	// A routing node forwards to its private (mobile) peers too.
 	config.accept_forwards_to_priv_channels = true;
+	// BOLT 12 invoices are paid by the event handler: directly, or through
+	// trampolines for `Node::pay_offer_via_trampolines`.
+	config.manually_handle_bolt12_invoices = true;
 	config
 }
 
@@ -441,6 +444,7 @@ impl Node {
 		let payments = Arc::new(PaymentStore::load(Arc::clone(&store))?);
 		let peers = Arc::new(PeerStore::load(Arc::clone(&store))?);
 		let (events, _) = broadcast::channel(1024);
+		let trampoline_retries = Arc::new(crate::sender::TrampolineRetries::default());
 		let event_handler = EventHandler {
 			channel_manager: Arc::clone(&channel_manager),
 			wallet: Arc::clone(&wallet),
@@ -449,6 +453,8 @@ impl Node {
 			peer_manager: Arc::clone(&peer_manager),
 			payments: Arc::clone(&payments),
 			trampoline: plugin.relay.clone(),
+			trampoline_sender: Arc::clone(&plugin.sender),
+			trampoline_retries: Arc::clone(&trampoline_retries),
 			static_invoices: static_invoices.clone(),
 			onion_messenger: Arc::clone(&onion_messenger),
 			events: events.clone(),
@@ -487,6 +493,7 @@ impl Node {
 			peers,
 			trampoline: plugin.relay,
 			trampoline_sender: plugin.sender,
+			trampoline_retries,
 			static_invoices: static_invoices.clone(),
 			events,
 			background: Mutex::new(Some(background)),

@@ -3,18 +3,22 @@
 
 use std::ops::Deref;
 
+use lightning::blinded_path::payment::BlindedPaymentPath;
+use lightning::blinded_path::IntroductionNode;
 use lightning::events::{Event, PaymentFailureReason, PaymentPurpose};
 use lightning::ln::channelmanager::{
 	AChannelManager, FailureCode, PaymentId, RecipientOnionFields, Retry, RetryableSendFailure,
 };
 use lightning::routing::router::{PaymentParameters, RouteParameters};
-use lightning::types::features::Bolt11InvoiceFeatures;
+use lightning::types::features::{Bolt11InvoiceFeatures, Bolt12InvoiceFeatures};
 use lightning::types::payment::{PaymentHash, PaymentPreimage, PaymentSecret};
 use lightning::{log_error, log_info};
 
 use super::store::{BucketId, BucketRecord, BucketState};
 use super::{TrampolineRelay, BUCKET_TLV_TYPE};
-use crate::onion::{legacy_route_hints_to_ldk, FailureMessage, TrampolineHop, TrampolinePayload};
+use crate::onion::{
+	legacy_route_hints_to_ldk, FailureMessage, PaymentBlindedPath, TrampolineHop, TrampolinePayload,
+};
 use crate::sender::{send_to_trampoline, OuterSend, RelayedFailure, SenderError};
 
 /// How many times LDK may retry the outgoing payment over other routes.
@@ -160,7 +164,8 @@ where
 		};
 		let (amt_to_forward, outgoing_cltv_value) = match &hop {
 			TrampolineHop::ToLegacyRecipient { amt_to_forward, outgoing_cltv_value, .. }
-			| TrampolineHop::ToTrampoline { amt_to_forward, outgoing_cltv_value, .. } => {
+			| TrampolineHop::ToTrampoline { amt_to_forward, outgoing_cltv_value, .. }
+			| TrampolineHop::ToBlindedPaths { amt_to_forward, outgoing_cltv_value, .. } => {
 				(*amt_to_forward, *outgoing_cltv_value)
 			},
 			_ => return self.fail_bucket(id, &bucket, FailureMessage::TemporaryTrampolineFailure),
@@ -290,6 +295,30 @@ where
 					Err(_) => Err(None),
 				}
 			},
+			TrampolineHop::ToBlindedPaths { paths, recipient_features, .. } => {
+				let paths = self.usable_blinded_paths(&paths);
+				if paths.is_empty() {
+					return self.fail_bucket(id, &bucket, FailureMessage::UnknownNextTrampoline);
+				}
+				let mut params = PaymentParameters::blinded(paths)
+					.with_max_total_cltv_expiry_delta(max_total_cltv);
+				if let Some(features) = recipient_features {
+					if let Ok(with) = params
+						.clone()
+						.with_bolt12_features(Bolt12InvoiceFeatures::from_be_bytes(features))
+					{
+						params = with;
+					}
+				}
+				let mut route_params =
+					RouteParameters::from_payment_params_and_value(params, amt_to_forward);
+				// The blinded paths' fees come out of the same budget.
+				route_params.max_total_routing_fee_msat = Some(max_routing_fee);
+				// The recipient's secret is inside its paths' encrypted data.
+				let onion = RecipientOnionFields::spontaneous_empty();
+				cm.send_payment(*payment_hash, onion, payment_id, route_params, OUTGOING_RETRY)
+					.map_err(Some)
+			},
 			_ => Err(None),
 		};
 		match sent {
@@ -322,6 +351,37 @@ where
 				BucketState::Receiving | BucketState::Sending { .. } => {},
 			}
 		}
+	}
+
+	/// The recipient's paths as LDK's router takes them: a `sciddir`
+	/// introduction node is resolved through our own channels, and a path
+	/// that starts at us is advanced past our hop (LDK's router skips paths
+	/// whose introduction node is the payer, as LDK's BOLT 12 sender does).
+	fn usable_blinded_paths(&self, paths: &[PaymentBlindedPath]) -> Vec<BlindedPaymentPath> {
+		let cm = self.cm.get_cm();
+		let ours = cm.get_our_node_id();
+		paths
+			.iter()
+			.filter_map(|path| {
+				let intro = match path.introduction_node() {
+					IntroductionNode::NodeId(node_id) => *node_id,
+					IntroductionNode::DirectedShortChannelId(direction, scid) => {
+						let peer = lightning::blinded_path::NodeIdLookUp::next_node_id(cm, *scid)?;
+						*direction.select_pubkey(&ours, &peer)
+					},
+				};
+				let mut ldk = BlindedPaymentPath::from_blinded_path_and_payinfo(
+					intro,
+					*path.first_path_key(),
+					path.hops().to_vec(),
+					path.payinfo().clone(),
+				);
+				if intro == ours {
+					ldk.advance_path_by_one(&self.core.signer, &cm, &self.core.secp).ok()?;
+				}
+				Some(ldk)
+			})
+			.collect()
 	}
 
 	/// Records `failure` for the bucket, then fails its HTLCs back; the handler

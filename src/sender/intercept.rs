@@ -76,8 +76,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl SenderState {
 	/// Remembers a payment about to be sent through `onion.trampoline`.
+	/// What an earlier attempt of the same payment answered is forgotten.
 	pub(crate) fn register(&self, payment_hash: PaymentHash, onion: SentOnion) {
 		lock(&self.relayed).remove(&payment_hash.0);
+		lock(&self.failures).remove(&payment_hash.0);
 		lock(&self.pending).insert(payment_hash.0, onion);
 	}
 

@@ -1,11 +1,13 @@
-//! Paying a BOLT 11 invoice through one or more trampoline nodes: the wallet
-//! builds the trampoline onion (every trampoline but the last is told the next
-//! one, spec layout; the last gets a "trampoline to legacy recipient" payload
-//! with the invoice's data, legacy layout), and pays the first trampoline
+//! Paying a BOLT 11 or BOLT 12 invoice through one or more trampoline nodes:
+//! the wallet builds the trampoline onion (every trampoline but the last is
+//! told the next one, spec layout; the last gets a "trampoline to legacy
+//! recipient" payload with a BOLT 11 invoice's data, legacy layout, or a BOLT
+//! 12 invoice's blinded paths, spec layout), and pays the first trampoline
 //! natively with LDK, the onion riding in custom TLV 66100 (LDK sends custom
 //! TLVs >= 65536 as they are). Over a direct channel to the first trampoline
 //! the message handler substitutes its own outer onion ([`SenderState`]) so
-//! that the trampolines' failures can be decrypted.
+//! that the trampolines' failures can be decrypted, and [`TrampolineRetries`]
+//! pays again with the fee a trampoline asks for, within a budget.
 
 use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::ecdh::SharedSecret;
@@ -13,22 +15,31 @@ use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
 use lightning::ln::channelmanager::{
 	AChannelManager, PaymentId, RecipientOnionFields, Retry, RetryableSendFailure,
 };
+use lightning::offers::invoice::Bolt12Invoice;
 use lightning::routing::router::{PaymentParameters, RouteParameters};
 use lightning::types::features::Bolt11InvoiceFeatures;
 use lightning::types::payment::{PaymentHash, PaymentSecret};
 use lightning_invoice::Bolt11Invoice;
 
 mod intercept;
+mod retry;
 pub use intercept::{RelayedFailure, SenderState, SentOnion};
+pub use retry::{
+	next_route, AfterFailure, NoRetry, TrampolineBudget, TrampolineRetries, MAX_ATTEMPTS,
+};
 
 use crate::onion::{
-	self, exact_hop_payloads_len, types, LegacyRouteHintHop, OnionPacket, PaymentData, SphinxHop,
-	TlvLayout, TrampolineHop, TrampolinePayload,
+	self, exact_hop_payloads_len, types, LegacyRouteHintHop, OnionPacket, PaymentBlindedPath,
+	PaymentData, SphinxHop, TlvLayout, TrampolineHop, TrampolinePayload,
 };
 
 /// `hop_payloads` size of the trampoline onion: eclair's and Electrum's legacy
 /// size, grown only if the payloads (route hints) need more.
 pub const TRAMPOLINE_HOP_PAYLOADS_LEN: usize = 400;
+
+/// The largest trampoline onion `hop_payloads` the sender builds: what still
+/// leaves room for the outer payload in a 1300-byte payment onion.
+pub const MAX_TRAMPOLINE_HOP_PAYLOADS_LEN: usize = 1000;
 
 /// Blocks added to the invoice's `min_final_cltv_expiry_delta`, for blocks
 /// found while the payment is in flight.
@@ -46,6 +57,9 @@ pub enum SenderError {
 	/// The trampoline onion cannot be built.
 	#[error("cannot build the trampoline onion: {0}")]
 	Onion(String),
+	/// The trampoline onion would not fit in the payment onion.
+	#[error("the trampoline onion is larger than {MAX_TRAMPOLINE_HOP_PAYLOADS_LEN} bytes")]
+	TooLarge,
 	/// LDK refused to start the payment.
 	#[error("LDK refused the payment: {0:?}")]
 	Send(RetryableSendFailure),
@@ -93,20 +107,61 @@ pub struct TrampolineOnion {
 	pub first_cltv_delta: u32,
 }
 
-/// Builds the trampoline onion through `route` to the recipient of `invoice`:
-/// each trampoline but the last is told the next one (spec layout, type 14);
-/// the last gets the invoice's data (66098 recipient, 66097 features, 66099
-/// route hints, the invoice secret and total), for the recipient to receive
-/// at `height + min_final_cltv + FINAL_CLTV_MARGIN`.
-pub fn trampoline_onion(
-	invoice: &Bolt11Invoice, route: &[TrampolineRouteHop], height: u32,
-) -> Result<TrampolineOnion, SenderError> {
+/// What a trampoline route pays.
+#[derive(Clone, Debug)]
+pub enum TrampolineInvoice {
+	/// A BOLT 11 invoice: the last trampoline pays it as a legacy recipient
+	/// (its node id, features, route hints, secret and total).
+	Bolt11(Bolt11Invoice),
+	/// A BOLT 12 invoice: the last trampoline pays its blinded paths.
+	Bolt12(Bolt12Invoice),
+}
+
+impl TrampolineInvoice {
+	/// The invoice's payment hash.
+	pub fn payment_hash(&self) -> PaymentHash {
+		match self {
+			Self::Bolt11(invoice) => PaymentHash(invoice.payment_hash().to_byte_array()),
+			Self::Bolt12(invoice) => invoice.payment_hash(),
+		}
+	}
+
+	/// The amount the recipient must receive, if the invoice sets one.
+	pub fn amount_msat(&self) -> Option<u64> {
+		match self {
+			Self::Bolt11(invoice) => invoice.amount_milli_satoshis(),
+			Self::Bolt12(invoice) => Some(invoice.amount_msats()),
+		}
+	}
+}
+
+impl From<Bolt11Invoice> for TrampolineInvoice {
+	fn from(invoice: Bolt11Invoice) -> Self {
+		Self::Bolt11(invoice)
+	}
+}
+
+impl From<Bolt12Invoice> for TrampolineInvoice {
+	fn from(invoice: Bolt12Invoice) -> Self {
+		Self::Bolt12(invoice)
+	}
+}
+
+/// The last trampoline's payload and what it spends beyond its own fee.
+struct FinalLeg {
+	payload: TrampolineHop,
+	/// Fees the last trampoline pays on the recipient's side (the blinded
+	/// paths' fees), msat.
+	fee_msat: u64,
+	/// The CLTV the last trampoline must forward the payment with.
+	outgoing_cltv_value: u32,
+}
+
+fn bolt11_leg(invoice: &Bolt11Invoice, height: u32) -> Result<FinalLeg, SenderError> {
 	let amount_msat = invoice.amount_milli_satoshis().ok_or(SenderError::NoAmount)?;
-	let last = route.last().ok_or(SenderError::NoTrampoline)?;
 	let final_cltv_delta = u32::try_from(invoice.min_final_cltv_expiry_delta())
 		.unwrap_or(u32::MAX / 2)
 		+ FINAL_CLTV_MARGIN;
-	let payment_hash = PaymentHash(invoice.payment_hash().to_byte_array());
 	let hints = invoice
 		.route_hints()
 		.iter()
@@ -123,20 +178,123 @@ pub fn trampoline_onion(
 				.collect()
 		})
 		.collect();
-	let features = invoice.features().map(|f| f.le_flags().iter().rev().copied().collect());
+	let outgoing_cltv_value = height + final_cltv_delta;
+	Ok(FinalLeg {
+		payload: TrampolineHop::ToLegacyRecipient {
+			amt_to_forward: amount_msat,
+			outgoing_cltv_value,
+			outgoing_node_id: invoice.recover_payee_pub_key(),
+			payment_data: PaymentData {
+				payment_secret: *invoice.payment_secret(),
+				total_msat: amount_msat,
+			},
+			payment_metadata: invoice.payment_metadata().cloned(),
+			invoice_features: invoice
+				.features()
+				.map(|f| f.le_flags().iter().rev().copied().collect()),
+			invoice_routing_info: hints,
+		},
+		fee_msat: 0,
+		outgoing_cltv_value,
+	})
+}
+
+/// The blinded paths of `invoice`, the first `count` of them: the last
+/// trampoline is offered the dearest path's fee and CLTV delta, and forwards
+/// with the CLTV that path needs (its delta includes the recipient's final
+/// delta).
+fn bolt12_leg(invoice: &Bolt12Invoice, height: u32, count: usize) -> FinalLeg {
+	let amount_msat = invoice.amount_msats();
+	let paths: Vec<PaymentBlindedPath> = invoice
+		.payment_paths()
+		.iter()
+		.take(count)
+		.filter_map(PaymentBlindedPath::from_ldk)
+		.collect();
+	let fee_msat = paths
+		.iter()
+		.map(|path| {
+			let info = path.payinfo();
+			u64::from(info.fee_base_msat)
+				+ amount_msat * u64::from(info.fee_proportional_millionths) / 1_000_000
+		})
+		.max()
+		.unwrap_or(0);
+	let path_cltv =
+		paths.iter().map(|path| u32::from(path.payinfo().cltv_expiry_delta)).max().unwrap_or(0);
+	let outgoing_cltv_value = height + path_cltv + FINAL_CLTV_MARGIN;
+	FinalLeg {
+		payload: TrampolineHop::ToBlindedPaths {
+			amt_to_forward: amount_msat,
+			outgoing_cltv_value,
+			paths,
+			recipient_features: Some(
+				invoice.invoice_features().le_flags().iter().rev().copied().collect(),
+			),
+			layout: TlvLayout::Spec,
+		},
+		fee_msat,
+		outgoing_cltv_value,
+	}
+}
+
+/// Builds the trampoline onion through `route` to the recipient of `invoice`:
+/// each trampoline but the last is told the next one (spec layout, type 14);
+/// the last gets what it needs to pay the recipient: for BOLT 11 the
+/// invoice's data (66098 recipient, 66097 features, 66099 route hints, the
+/// invoice secret and total) for the recipient to receive at `height +
+/// min_final_cltv + FINAL_CLTV_MARGIN`; for BOLT 12 the invoice's blinded
+/// paths and features (22, 21), as many paths as fit in
+/// [`MAX_TRAMPOLINE_HOP_PAYLOADS_LEN`], its fee raised by the dearest path's.
+pub fn trampoline_onion(
+	invoice: &TrampolineInvoice, route: &[TrampolineRouteHop], height: u32,
+) -> Result<TrampolineOnion, SenderError> {
+	let amount_msat = invoice.amount_msat().ok_or(SenderError::NoAmount)?;
+	match invoice {
+		TrampolineInvoice::Bolt11(invoice) => build_trampoline_onion(
+			invoice.payment_hash().to_byte_array(),
+			bolt11_leg(invoice, height)?,
+			amount_msat,
+			route,
+			height,
+		),
+		TrampolineInvoice::Bolt12(bolt12) => {
+			// Drop paths from the end until the onion fits.
+			let mut count = bolt12.payment_paths().len();
+			loop {
+				if count == 0 {
+					return Err(SenderError::Onion(
+						"no blinded path of the invoice fits in a trampoline onion".into(),
+					));
+				}
+				let leg = bolt12_leg(bolt12, height, count);
+				match build_trampoline_onion(
+					invoice.payment_hash().0,
+					leg,
+					amount_msat,
+					route,
+					height,
+				) {
+					Err(SenderError::TooLarge) => count -= 1,
+					built => return built,
+				}
+			}
+		},
+	}
+}
+
+fn build_trampoline_onion(
+	payment_hash: [u8; 32], leg: FinalLeg, amount_msat: u64, route: &[TrampolineRouteHop],
+	height: u32,
+) -> Result<TrampolineOnion, SenderError> {
+	let last = route.last().ok_or(SenderError::NoTrampoline)?;
 	let encode =
 		|hop| TrampolinePayload::new(hop).encode().map_err(|e| SenderError::Onion(e.to_string()));
-	let mut amount = amount_msat;
-	let mut cltv = height + final_cltv_delta;
-	let mut payloads = vec![encode(TrampolineHop::ToLegacyRecipient {
-		amt_to_forward: amount,
-		outgoing_cltv_value: cltv,
-		outgoing_node_id: invoice.recover_payee_pub_key(),
-		payment_data: PaymentData { payment_secret: *invoice.payment_secret(), total_msat: amount },
-		payment_metadata: invoice.payment_metadata().cloned(),
-		invoice_features: features,
-		invoice_routing_info: hints,
-	})?];
+	let final_cltv_delta = leg.outgoing_cltv_value - height;
+	// What the last trampoline forwards, with what it pays on the recipient's side.
+	let mut amount = amount_msat + leg.fee_msat;
+	let mut cltv = leg.outgoing_cltv_value;
+	let mut payloads = vec![encode(leg.payload)?];
 	// Backwards from the last trampoline: each one is told what the next one
 	// must receive.
 	let mut next = last;
@@ -160,9 +318,12 @@ pub fn trampoline_onion(
 		.map(|(hop, payload)| SphinxHop { node_id: hop.node_id, payload })
 		.collect();
 	let len = exact_hop_payloads_len(&hops).max(TRAMPOLINE_HOP_PAYLOADS_LEN);
+	if len > MAX_TRAMPOLINE_HOP_PAYLOADS_LEN {
+		return Err(SenderError::TooLarge);
+	}
 	let session_key = SecretKey::from_slice(&rand::random::<[u8; 32]>())
 		.map_err(|e| SenderError::Onion(e.to_string()))?;
-	let built = onion::build(&Secp256k1::new(), &session_key, &hops, &payment_hash.0, len)
+	let built = onion::build(&Secp256k1::new(), &session_key, &hops, &payment_hash, len)
 		.map_err(|e| SenderError::Onion(e.to_string()))?;
 	Ok(TrampolineOnion {
 		packet: built.packet,
@@ -263,24 +424,25 @@ pub fn send_to_trampoline<C: AChannelManager + ?Sized>(
 }
 
 /// Pays `invoice` through the trampolines of `route`, each offered its fee
-/// and CLTV delta. Returns once LDK has started the payment; its outcome
-/// arrives as LDK's `PaymentSent` / `PaymentFailed`, and what a trampoline
-/// answered from [`SenderState::failure`].
-pub fn pay_invoice_via_trampolines<C: AChannelManager + ?Sized>(
-	cm: &C, invoice: &Bolt11Invoice, route: &[TrampolineRouteHop], state: Option<&SenderState>,
+/// and CLTV delta, as LDK payment `payment_id`. Returns once LDK has started
+/// the payment; its outcome arrives as LDK's `PaymentSent` /
+/// `PaymentFailed`, and what a trampoline answered from
+/// [`SenderState::failure`] ([`TrampolineRetries`] acts on it).
+pub fn pay_via_trampolines<C: AChannelManager + ?Sized>(
+	cm: &C, invoice: &TrampolineInvoice, route: &[TrampolineRouteHop], state: Option<&SenderState>,
+	payment_id: PaymentId,
 ) -> Result<TrampolineSend, SenderError> {
 	let height = cm.get_cm().current_best_block().height;
 	let onion = trampoline_onion(invoice, route, height)?;
-	let payment_hash = PaymentHash(invoice.payment_hash().to_byte_array());
 	let send = OuterSend {
-		payment_hash,
+		payment_hash: invoice.payment_hash(),
 		trampoline: route[0].node_id,
 		trampoline_packet: onion.packet.to_bytes(),
 		amount_msat: onion.first_amount_msat,
 		total_msat: onion.first_amount_msat,
 		cltv_expiry_delta: onion.first_cltv_delta,
 		outer_secret: PaymentSecret(rand::random()),
-		payment_id: PaymentId(payment_hash.0),
+		payment_id,
 		// No retries: LDK would resend the same trampoline onion at the same
 		// fee, which the trampoline answers as before (escalation is the
 		// sender's job).

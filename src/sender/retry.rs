@@ -1,0 +1,386 @@
+//! Fee and expiry escalation: when a trampoline answers
+//! `trampoline_fee_or_expiry_insufficient` (NODE|26) with its policy, the
+//! wallet pays it again offering what that policy asks, as long as the total
+//! stays inside the user's budget; a `temporary_trampoline_failure` (NODE|25)
+//! is retried unchanged. Each attempt is a separate LDK payment (LDK keeps a
+//! failed payment id for a while to stay idempotent), all reported under the
+//! first attempt's id.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use bitcoin::hashes::{sha256, Hash, HashEngine};
+use lightning::ln::channelmanager::{AChannelManager, PaymentId};
+use lightning::offers::invoice::Bolt12Invoice;
+
+use super::{pay_via_trampolines, SenderState, TrampolineInvoice, TrampolineRouteHop};
+use crate::onion::{FailingHop, FailureMessage, TrampolineFailure};
+
+/// How many times one payment is sent at most (the first attempt included).
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// The most the wallet pays its trampolines for one payment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrampolineBudget {
+	/// The sum of every trampoline's fee, msat.
+	pub max_fee_msat: u64,
+	/// The sum of every trampoline's CLTV delta, blocks.
+	pub max_cltv_expiry_delta: u32,
+}
+
+impl TrampolineBudget {
+	/// Exactly what `route` offers: no escalation.
+	pub fn of_route(route: &[TrampolineRouteHop]) -> Self {
+		Self {
+			max_fee_msat: route.iter().map(|hop| hop.fee_msat).sum(),
+			max_cltv_expiry_delta: route.iter().map(|hop| u32::from(hop.cltv_expiry_delta)).sum(),
+		}
+	}
+
+	fn admits(&self, route: &[TrampolineRouteHop]) -> bool {
+		let within = Self::of_route(route);
+		within.max_fee_msat <= self.max_fee_msat
+			&& within.max_cltv_expiry_delta <= self.max_cltv_expiry_delta
+	}
+}
+
+/// Why a failed attempt is not retried.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NoRetry {
+	/// The failure is not one a new attempt can cure.
+	#[error("the failure is final")]
+	Final,
+	/// The trampoline asks for no more than it was offered.
+	#[error("trampoline {0} asks for no more than it was offered")]
+	NothingToRaise(usize),
+	/// What the trampoline asks does not fit the budget.
+	#[error(
+		"trampoline {hop} asks for {fee_msat} msat and {cltv_expiry_delta} blocks in all, \
+		 over the budget of {budget_fee_msat} msat and {budget_cltv_expiry_delta} blocks"
+	)]
+	OverBudget {
+		/// The trampoline that asked.
+		hop: usize,
+		/// The route's total fee with what it asks.
+		fee_msat: u64,
+		/// The route's total CLTV delta with what it asks.
+		cltv_expiry_delta: u32,
+		/// The budget's fee.
+		budget_fee_msat: u64,
+		/// The budget's CLTV delta.
+		budget_cltv_expiry_delta: u32,
+	},
+	/// The payment was already sent [`MAX_ATTEMPTS`] times.
+	#[error("sent {MAX_ATTEMPTS} times")]
+	Exhausted,
+}
+
+/// The route of the next attempt after `failure`, for a payment of
+/// `amount_msat` to the recipient: the trampoline that answered NODE|26 is
+/// offered its policy on what it forwards (the amount plus the fees of the
+/// trampolines after it), the others what they had; NODE|25 keeps the route.
+pub fn next_route(
+	route: &[TrampolineRouteHop], amount_msat: u64, failure: &TrampolineFailure,
+	budget: &TrampolineBudget,
+) -> Result<Vec<TrampolineRouteHop>, NoRetry> {
+	let FailingHop::Trampoline(index) = failure.hop else { return Err(NoRetry::Final) };
+	let (fee_base_msat, fee_proportional_millionths, cltv_expiry_delta) = match failure.message {
+		FailureMessage::TemporaryTrampolineFailure => return Ok(route.to_vec()),
+		FailureMessage::TrampolineFeeOrExpiryInsufficient {
+			fee_base_msat,
+			fee_proportional_millionths,
+			cltv_expiry_delta,
+		} => (fee_base_msat, fee_proportional_millionths, cltv_expiry_delta),
+		_ => return Err(NoRetry::Final),
+	};
+	let Some(hop) = route.get(index) else { return Err(NoRetry::Final) };
+	let forwarded: u64 = amount_msat + route[index + 1..].iter().map(|h| h.fee_msat).sum::<u64>();
+	let asked_fee = u64::from(fee_base_msat).saturating_add(
+		forwarded.saturating_mul(u64::from(fee_proportional_millionths)) / 1_000_000,
+	);
+	if asked_fee <= hop.fee_msat && cltv_expiry_delta <= hop.cltv_expiry_delta {
+		return Err(NoRetry::NothingToRaise(index));
+	}
+	let mut next = route.to_vec();
+	next[index].fee_msat = hop.fee_msat.max(asked_fee);
+	next[index].cltv_expiry_delta = hop.cltv_expiry_delta.max(cltv_expiry_delta);
+	if !budget.admits(&next) {
+		let total = TrampolineBudget::of_route(&next);
+		return Err(NoRetry::OverBudget {
+			hop: index,
+			fee_msat: total.max_fee_msat,
+			cltv_expiry_delta: total.max_cltv_expiry_delta,
+			budget_fee_msat: budget.max_fee_msat,
+			budget_cltv_expiry_delta: budget.max_cltv_expiry_delta,
+		});
+	}
+	Ok(next)
+}
+
+/// One attempt of a trampoline payment.
+#[derive(Clone, Debug)]
+struct Attempt {
+	payment_id: PaymentId,
+	number: u32,
+	invoice: TrampolineInvoice,
+	route: Vec<TrampolineRouteHop>,
+	budget: TrampolineBudget,
+}
+
+/// What became of a failed attempt.
+#[derive(Debug)]
+pub enum AfterFailure {
+	/// Not an attempt of an escalating trampoline payment.
+	NotOurs,
+	/// The invoice request of an offer paid through trampolines, abandoned
+	/// on purpose once its invoice arrived: nothing failed.
+	Superseded,
+	/// Sent again: the payment goes on under a new attempt id.
+	Retried {
+		/// The payment's id (its first attempt's).
+		payment_id: PaymentId,
+		/// The new attempt.
+		route: Vec<TrampolineRouteHop>,
+	},
+	/// The payment failed for good.
+	Failed {
+		/// The payment's id (its first attempt's).
+		payment_id: PaymentId,
+		/// Why it is not retried.
+		why: NoRetry,
+	},
+}
+
+/// Trampoline payments in flight that may be sent again (in memory: after a
+/// restart an attempt in flight completes or fails under its own id).
+#[derive(Default)]
+pub struct TrampolineRetries {
+	attempts: Mutex<HashMap<PaymentId, Attempt>>,
+	/// Offers whose invoice is awaited, by invoice request id.
+	offers: Mutex<HashMap<PaymentId, (Vec<TrampolineRouteHop>, TrampolineBudget)>>,
+	/// Invoice requests abandoned once their invoice arrived.
+	superseded: Mutex<HashSet<PaymentId>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+	m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn attempt_id(payment_id: &PaymentId, number: u32) -> PaymentId {
+	if number == 0 {
+		return *payment_id;
+	}
+	let mut engine = sha256::Hash::engine();
+	engine.input(&payment_id.0);
+	engine.input(&number.to_be_bytes());
+	PaymentId(sha256::Hash::from_engine(engine).to_byte_array())
+}
+
+impl TrampolineRetries {
+	fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PaymentId, Attempt>> {
+		lock(&self.attempts)
+	}
+
+	/// Remembers the first attempt `payment_id` of paying `invoice` through
+	/// `route` within `budget`.
+	pub fn track(
+		&self, payment_id: PaymentId, invoice: TrampolineInvoice, route: &[TrampolineRouteHop],
+		budget: TrampolineBudget,
+	) {
+		let attempt = Attempt { payment_id, number: 0, invoice, route: route.to_vec(), budget };
+		self.lock().insert(payment_id, attempt);
+	}
+
+	/// Remembers that the invoice LDK fetches for `request` (an offer's
+	/// invoice request) is to be paid through `route` within `budget`.
+	pub fn await_invoice(
+		&self, request: PaymentId, route: &[TrampolineRouteHop], budget: TrampolineBudget,
+	) {
+		lock(&self.offers).insert(request, (route.to_vec(), budget));
+	}
+
+	/// Whether the invoice received for `request` is ours to pay through
+	/// trampolines.
+	pub fn awaits_invoice(&self, request: &PaymentId) -> bool {
+		lock(&self.offers).contains_key(request)
+	}
+
+	/// Pays the invoice received for `request` through its trampolines, as
+	/// attempt 1 of `request` (the request itself must be abandoned: its
+	/// `PaymentFailed` is then [`AfterFailure::Superseded`]).
+	pub fn pay_received_invoice<C: AChannelManager + ?Sized>(
+		&self, cm: &C, state: &SenderState, request: PaymentId, invoice: &Bolt12Invoice,
+	) -> Result<(), super::SenderError> {
+		let Some((route, budget)) = lock(&self.offers).remove(&request) else {
+			return Err(super::SenderError::NoTrampoline);
+		};
+		lock(&self.superseded).insert(request);
+		let attempt = Attempt {
+			payment_id: request,
+			number: 1,
+			invoice: TrampolineInvoice::Bolt12(invoice.clone()),
+			route: route.clone(),
+			budget,
+		};
+		let id = attempt_id(&request, 1);
+		self.lock().insert(id, attempt);
+		pay_via_trampolines(
+			cm,
+			&TrampolineInvoice::Bolt12(invoice.clone()),
+			&route,
+			Some(state),
+			id,
+		)
+		.map(|_| ())
+		.inspect_err(|_| {
+			self.lock().remove(&id);
+		})
+	}
+
+	/// Forgets a payment that could not be started.
+	pub fn forget(&self, payment_id: &PaymentId) {
+		self.lock().remove(payment_id);
+		lock(&self.offers).remove(payment_id);
+	}
+
+	/// The payment an attempt that succeeded belongs to (`attempt` itself if
+	/// it is not one of ours).
+	pub fn on_sent(&self, attempt: &PaymentId) -> PaymentId {
+		self.lock().remove(attempt).map(|a| a.payment_id).unwrap_or(*attempt)
+	}
+
+	/// Decides on a failed attempt: sends the next one if the trampoline's
+	/// answer (read from `state`) allows it within the budget.
+	pub fn on_failed<C: AChannelManager + ?Sized>(
+		&self, cm: &C, state: &SenderState, attempt: &PaymentId,
+	) -> AfterFailure {
+		if lock(&self.superseded).remove(attempt) {
+			return AfterFailure::Superseded;
+		}
+		if lock(&self.offers).remove(attempt).is_some() {
+			// No invoice came for the offer.
+			return AfterFailure::NotOurs;
+		}
+		let Some(failed) = self.lock().remove(attempt) else { return AfterFailure::NotOurs };
+		let payment_id = failed.payment_id;
+		let hash = failed.invoice.payment_hash();
+		let route = if failed.number + 1 >= MAX_ATTEMPTS {
+			Err(NoRetry::Exhausted)
+		} else if let (Some(failure), Some(amount)) =
+			(state.failure(&hash), failed.invoice.amount_msat())
+		{
+			next_route(&failed.route, amount, &failure, &failed.budget)
+		} else {
+			Err(NoRetry::Final)
+		};
+		let route = match route {
+			Ok(route) => route,
+			Err(why) => return AfterFailure::Failed { payment_id, why },
+		};
+		let number = failed.number + 1;
+		let next_id = attempt_id(&payment_id, number);
+		let next = Attempt { number, route: route.clone(), ..failed };
+		self.lock().insert(next_id, next.clone());
+		match pay_via_trampolines(cm, &next.invoice, &route, Some(state), next_id) {
+			Ok(_) => AfterFailure::Retried { payment_id, route },
+			Err(_) => {
+				self.lock().remove(&next_id);
+				AfterFailure::Failed { payment_id, why: NoRetry::Final }
+			},
+		}
+	}
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
+
+	fn hop(fee_msat: u64, cltv_expiry_delta: u16) -> TrampolineRouteHop {
+		let key = SecretKey::from_slice(&[7; 32]).unwrap();
+		let node_id = PublicKey::from_secret_key(&Secp256k1::new(), &key);
+		TrampolineRouteHop { node_id, fee_msat, cltv_expiry_delta }
+	}
+
+	fn insufficient(hop: usize, base: u32, ppm: u32, cltv: u16) -> TrampolineFailure {
+		TrampolineFailure {
+			hop: FailingHop::Trampoline(hop),
+			message: FailureMessage::TrampolineFeeOrExpiryInsufficient {
+				fee_base_msat: base,
+				fee_proportional_millionths: ppm,
+				cltv_expiry_delta: cltv,
+			},
+		}
+	}
+
+	const BUDGET: TrampolineBudget =
+		TrampolineBudget { max_fee_msat: 50_000, max_cltv_expiry_delta: 1000 };
+
+	#[test]
+	fn the_failing_trampoline_is_offered_its_policy_on_what_it_forwards() {
+		let route = [hop(1_000, 100), hop(2_000, 100)];
+		// Trampoline 0 forwards 10,000,000 + 2,000 msat: 1000 + 1 per mille.
+		let next = next_route(&route, 10_000_000, &insufficient(0, 1_000, 1_000, 144), &BUDGET);
+		assert_eq!(next, Ok(vec![hop(11_002, 144), hop(2_000, 100)]));
+		// The last one forwards the amount only; its CLTV ask is lower than
+		// offered and stays as it was.
+		let next = next_route(&route, 10_000_000, &insufficient(1, 3_000, 0, 40), &BUDGET);
+		assert_eq!(next, Ok(vec![hop(1_000, 100), hop(3_000, 100)]));
+	}
+
+	#[test]
+	fn escalation_stops_at_the_budget_and_when_nothing_is_raised() {
+		let route = [hop(1_000, 100)];
+		assert_eq!(
+			next_route(&route, 10_000_000, &insufficient(0, 60_000, 0, 100), &BUDGET),
+			Err(NoRetry::OverBudget {
+				hop: 0,
+				fee_msat: 60_000,
+				cltv_expiry_delta: 100,
+				budget_fee_msat: 50_000,
+				budget_cltv_expiry_delta: 1000
+			})
+		);
+		assert_eq!(
+			next_route(&route, 10_000_000, &insufficient(0, 1_000, 0, 100), &BUDGET),
+			Err(NoRetry::NothingToRaise(0))
+		);
+		assert_eq!(
+			next_route(&route, 1, &insufficient(0, 0, 0, 1_001), &BUDGET),
+			Err(NoRetry::OverBudget {
+				hop: 0,
+				fee_msat: 1_000,
+				cltv_expiry_delta: 1_001,
+				budget_fee_msat: 50_000,
+				budget_cltv_expiry_delta: 1000
+			})
+		);
+	}
+
+	#[test]
+	fn only_trampoline_fee_and_temporary_failures_are_retried() {
+		let route = [hop(1_000, 100)];
+		let temporary = TrampolineFailure {
+			hop: FailingHop::Trampoline(0),
+			message: FailureMessage::TemporaryTrampolineFailure,
+		};
+		assert_eq!(next_route(&route, 1, &temporary, &BUDGET), Ok(route.to_vec()));
+		let unknown = TrampolineFailure {
+			hop: FailingHop::Trampoline(0),
+			message: FailureMessage::UnknownNextTrampoline,
+		};
+		assert_eq!(next_route(&route, 1, &unknown, &BUDGET), Err(NoRetry::Final));
+		let outer = TrampolineFailure { hop: FailingHop::Outer(0), ..insufficient(0, 9, 9, 9) };
+		assert_eq!(next_route(&route, 1, &outer, &BUDGET), Err(NoRetry::Final));
+		// A hop index beyond the route (a confused answer) is final.
+		assert_eq!(next_route(&route, 1, &insufficient(3, 9, 9, 9), &BUDGET), Err(NoRetry::Final));
+	}
+
+	#[test]
+	fn attempts_after_the_first_get_distinct_ids() {
+		let id = PaymentId([1; 32]);
+		assert_eq!(attempt_id(&id, 0), id);
+		assert_ne!(attempt_id(&id, 1), id);
+		assert_ne!(attempt_id(&id, 1), attempt_id(&id, 2));
+	}
+}
