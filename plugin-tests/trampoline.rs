@@ -177,6 +177,20 @@ async fn wallet_pays_ldk_node_invoice_through_trampoline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn wallet_pays_ldk_node_offer_through_trampoline() {
 	let Network { net: _net, wallet, trampoline, recipient, policy } = network().await;
+	// R answers W's invoice request over W's reply path, whose introduction
+	// node is W itself (W is announced). LDK's message router then connects
+	// to W directly, which needs W's node announcement in R's graph: gossip
+	// reaches a freshly connected ldk-node at no time a test can wait on, so
+	// R is made W's peer (no channel: the payment still goes through T).
+	let w_addr = wallet.listen_addr();
+	let w_addr = ldk_node::lightning::ln::msgs::SocketAddress::TcpIpV4 {
+		addr: match w_addr.ip() {
+			std::net::IpAddr::V4(ip) => ip.octets(),
+			std::net::IpAddr::V6(_) => panic!("IPv4 loopback expected"),
+		},
+		port: w_addr.port(),
+	};
+	recipient.connect(wallet.node_id(), w_addr, false).expect("R connects to W");
 	let (w_before, t_before) =
 		(wallet.balances().lightning_sat, trampoline.balances().lightning_sat);
 	let offer = recipient.bolt12_payment().receive(AMOUNT_MSAT, "via trampoline", None, None);

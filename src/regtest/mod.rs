@@ -44,6 +44,10 @@ pub enum RegtestError {
 	Io(String),
 }
 
+/// Set this environment variable to keep the nodes' data directories (and
+/// their logs) after a run.
+pub const KEEP_NODES_ENV: &str = "LDK_TRAMPOLINE_KEEP_NODES";
+
 /// bitcoind plus the nodes started against it; everything stops on drop.
 pub struct RegtestNetwork {
 	bitcoind: Bitcoind,
@@ -56,10 +60,14 @@ impl RegtestNetwork {
 	pub fn start() -> Result<Self, RegtestError> {
 		let bitcoind = Bitcoind::start()?;
 		bitcoind.mine(1, None)?;
-		let dir = tempfile::Builder::new()
+		let mut dir = tempfile::Builder::new()
 			.prefix("ldk-trampoline-nodes-")
 			.tempdir()
 			.map_err(|e| RegtestError::Io(e.to_string()))?;
+		if std::env::var_os(KEEP_NODES_ENV).is_some() {
+			dir.disable_cleanup(true);
+			eprintln!("regtest node directories (kept): {}", dir.path().display());
+		}
 		Ok(Self { bitcoind, dir, nodes: Vec::new() })
 	}
 
