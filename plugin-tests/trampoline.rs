@@ -726,3 +726,167 @@ async fn mpp_buckets_are_aggregated_resplit_and_time_out_when_incomplete() {
 	assert_eq!(trampoline.balances().lightning_sat, before.1);
 	assert!(recipient.next_event().is_none(), "R saw nothing of the incomplete payment");
 }
+
+/// Waits until `node`'s relay has a bucket for `hash` at `stage`.
+async fn wait_bucket(node: &Node, hash: PaymentHash, stage: BucketStage) {
+	let deadline = tokio::time::Instant::now() + DEADLINE;
+	while relayed(node, hash) != vec![stage] {
+		assert!(tokio::time::Instant::now() < deadline, "bucket {:?}", relayed(node, hash));
+		tokio::time::sleep(Duration::from_millis(50)).await;
+	}
+}
+
+/// A hold invoice of R's: R reports the payment claimable and waits for the
+/// test to claim or fail it.
+fn hold_invoice(
+	recipient: &ldk_node::Node, preimage: [u8; 32],
+) -> (lightning_invoice::Bolt11Invoice, ldk_node::lightning_types::payment::PaymentHash) {
+	use bitcoin::hashes::sha256;
+	let hash = ldk_node::lightning_types::payment::PaymentHash(
+		sha256::Hash::hash(&preimage).to_byte_array(),
+	);
+	let description = ldk_node::lightning_invoice::Bolt11InvoiceDescription::Direct(
+		ldk_node::lightning_invoice::Description::new("held".into()).unwrap(),
+	);
+	let invoice = recipient
+		.bolt11_payment()
+		.receive_for_hash(AMOUNT_MSAT, &description, 3600, hash)
+		.expect("hold invoice");
+	(invoice.to_string().parse().unwrap(), hash)
+}
+
+/// T stops and starts again at each step of a relay, and each ends as it
+/// must: a bucket with parts received still times out with mpp_timeout; an
+/// outgoing payment in flight whose preimage arrives while T is down is
+/// claimed on both sides; one that fails while T is down is failed back to
+/// W with the recipient's error. Nothing is lost, nothing stays stuck.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn relay_survives_restarts_at_each_step() {
+	let Network { mut net, wallet, trampoline, recipient, policy } = network().await;
+	let fee = policy.fee_msat(AMOUNT_MSAT);
+	let hop = TrampolineRouteHop {
+		node_id: trampoline.node_id(),
+		fee_msat: fee,
+		cltv_expiry_delta: policy.cltv_expiry_delta,
+	};
+	let before = (wallet.balances().lightning_sat, trampoline.balances().lightning_sat);
+
+	// 1. Parts received: half of a payment waits in its bucket across a
+	// restart, then times out; the failure is wrapped with the secrets T
+	// wrote before it acted.
+	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
+	let hash = hash_of(&invoice);
+	let onion = trampoline_onion(&invoice.clone().into(), &[hop], wallet.best_block_height())
+		.expect("onion");
+	let mut events = wallet.subscribe();
+	let send = OuterSend {
+		payment_hash: hash,
+		trampoline: trampoline.node_id(),
+		trampoline_packet: onion.packet.to_bytes(),
+		amount_msat: onion.first_amount_msat / 2,
+		total_msat: onion.first_amount_msat,
+		cltv_expiry_delta: onion.first_cltv_delta,
+		outer_secret: PaymentSecret(rand::random()),
+		payment_id: PaymentId(hash.0),
+		retry: Retry::Attempts(0),
+		max_routing_fee_msat: None,
+		max_total_cltv_expiry_delta: None,
+	};
+	let state = (&**wallet.trampoline_sender(), TlvLayout::Legacy, onion.shared_secrets.clone());
+	let id = send_to_trampoline(&**wallet.channel_manager(), &send, Some(state)).expect("send");
+	wait_bucket(&trampoline, hash, BucketStage::Receiving).await;
+	let trampoline = net.restart(&trampoline).await.expect("restart");
+	wait_channels_usable(&[&wallet, &trampoline], 1).await;
+	assert_eq!(relayed(&trampoline, hash), vec![BucketStage::Receiving]);
+	let deadline = tokio::time::Instant::now() + DEADLINE;
+	'timeout: loop {
+		assert!(tokio::time::Instant::now() < deadline, "the bucket never timed out");
+		trampoline.channel_manager().timer_tick_occurred();
+		while let Ok(Ok(event)) =
+			tokio::time::timeout(Duration::from_millis(200), events.recv()).await
+		{
+			match event {
+				NodeEvent::PaymentFailed { payment_id, .. } if payment_id == id => break 'timeout,
+				NodeEvent::PaymentSent { payment_id, .. } if payment_id == id => {
+					panic!("an incomplete bucket was relayed")
+				},
+				_ => {},
+			}
+		}
+	}
+	assert_eq!(
+		wallet.trampoline_failure(&hash),
+		Some(TrampolineFailure {
+			hop: FailingHop::Trampoline(0),
+			message: FailureMessage::MppTimeout
+		})
+	);
+	wait_bucket(&trampoline, hash, BucketStage::Failed).await;
+
+	// 2. Outbound in flight: R holds T's HTLC; T stops; R claims while T is
+	// down; T comes back, learns the preimage and claims W's HTLC.
+	let preimage: [u8; 32] = rand::random();
+	let (invoice, r_hash) = hold_invoice(&recipient, preimage);
+	let hash = hash_of(&invoice);
+	let id = wallet
+		.pay_invoice_via_trampoline(&invoice, trampoline.node_id(), fee, policy.cltv_expiry_delta)
+		.expect("pay");
+	let claimable = common::wait_ldk_event(&recipient, DEADLINE, "R holds the HTLC", |e| match e {
+		ldk_node::Event::PaymentClaimable { claimable_amount_msat, .. } => {
+			Some(*claimable_amount_msat)
+		},
+		_ => None,
+	})
+	.await;
+	assert_eq!(claimable, AMOUNT_MSAT);
+	assert_eq!(relayed(&trampoline, hash), vec![BucketStage::Sending]);
+	let stopped = net.stop(&trampoline).await.expect("stop");
+	recipient
+		.bolt11_payment()
+		.claim_for_hash(
+			r_hash,
+			AMOUNT_MSAT,
+			ldk_node::lightning_types::payment::PaymentPreimage(preimage),
+		)
+		.expect("claim");
+	let trampoline = net.start_again(stopped).await.expect("start");
+	let paid = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
+	assert_eq!(paid.status, PaymentStatus::Succeeded, "{paid:?}");
+	wait_bucket(&trampoline, hash, BucketStage::Relayed).await;
+	wait_lightning_balance(&wallet, before.0 - (AMOUNT_MSAT + fee) / 1000).await;
+	wait_lightning_balance(&trampoline, before.1 + fee / 1000).await;
+
+	// 3. Failure pending: R holds, T stops, R fails the payment while T is
+	// down; T comes back and fails W's HTLC with R's answer.
+	let (invoice, r_hash) = hold_invoice(&recipient, rand::random());
+	let hash = hash_of(&invoice);
+	let id = wallet
+		.pay_invoice_via_trampoline(&invoice, trampoline.node_id(), fee, policy.cltv_expiry_delta)
+		.expect("pay");
+	common::wait_ldk_event(&recipient, DEADLINE, "R holds the HTLC", |e| {
+		matches!(e, ldk_node::Event::PaymentClaimable { .. }).then_some(())
+	})
+	.await;
+	let stopped = net.stop(&trampoline).await.expect("stop");
+	recipient.bolt11_payment().fail_for_hash(r_hash).expect("fail");
+	let trampoline = net.start_again(stopped).await.expect("start");
+	let failed = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
+	assert!(matches!(failed.status, PaymentStatus::Failed { .. }), "{failed:?}");
+	assert!(
+		matches!(
+			wallet.trampoline_failure(&hash),
+			Some(TrampolineFailure {
+				hop: FailingHop::Trampoline(0),
+				message: FailureMessage::IncorrectOrUnknownPaymentDetails { .. }
+			})
+		),
+		"{:?}",
+		wallet.trampoline_failure(&hash)
+	);
+	wait_bucket(&trampoline, hash, BucketStage::Failed).await;
+	for node in [&wallet, &trampoline] {
+		wait_no_htlcs(node).await;
+	}
+	wait_lightning_balance(&wallet, before.0 - (AMOUNT_MSAT + fee) / 1000).await;
+	wait_lightning_balance(&trampoline, before.1 + fee / 1000).await;
+}

@@ -48,6 +48,12 @@ pub enum RegtestError {
 /// their logs) after a run.
 pub const KEEP_NODES_ENV: &str = "LDK_TRAMPOLINE_KEEP_NODES";
 
+/// A node stopped by [`RegtestNetwork::stop`]: its data directory and port.
+#[derive(Debug)]
+pub struct StoppedNode {
+	config: NodeConfig,
+}
+
 /// bitcoind plus the nodes started against it; everything stops on drop.
 pub struct RegtestNetwork {
 	bitcoind: Bitcoind,
@@ -115,15 +121,26 @@ impl RegtestNetwork {
 
 	/// Stops `node` and starts it again from its data directory on the same port.
 	pub async fn restart(&mut self, node: &Arc<Node>) -> Result<Arc<Node>, RegtestError> {
+		let stopped = self.stop(node).await?;
+		self.start_again(stopped).await
+	}
+
+	/// Stops `node`; [`RegtestNetwork::start_again`] brings it back.
+	pub async fn stop(&mut self, node: &Arc<Node>) -> Result<StoppedNode, RegtestError> {
 		let mut config = node.config().clone();
 		config.listen_addr = node.listen_addr();
 		node.stop().await?;
 		self.nodes.retain(|n| !Arc::ptr_eq(n, node));
+		Ok(StoppedNode { config })
+	}
+
+	/// Starts a stopped node again from its data directory on the same port.
+	pub async fn start_again(&mut self, stopped: StoppedNode) -> Result<Arc<Node>, RegtestError> {
 		// The node's tasks hold it until they notice the stop; the data directory
 		// lock is released when the last reference goes.
 		let deadline = tokio::time::Instant::now() + DEADLINE;
 		loop {
-			match Node::start(config.clone()).await {
+			match Node::start(stopped.config.clone()).await {
 				Ok(restarted) => {
 					self.nodes.push(Arc::clone(&restarted));
 					return Ok(restarted);
