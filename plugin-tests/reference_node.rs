@@ -597,6 +597,29 @@ async fn reference_node_pays_through_a_trampoline_and_reports_relay_stats() {
 		|s: &u64| *s == CHANNEL_SAT - (amount_msat + fee_msat) / 1000
 	);
 
+	// Offered 1 msat, bob answers NODE|26 with his policy; within the budget
+	// the node pays again with the fee bob asks.
+	let invoice = carol.create_invoice(Some(amount_msat), "fee retry", 3600).unwrap();
+	let budget = (2 * fee_msat).to_string();
+	let bob_id = bob.node_id().to_string();
+	let args = ["--trampoline", &bob_id, "--trampoline-fee-msat", "1"];
+	let paid = ctl(
+		&control,
+		&[&["pay", &invoice.to_string()][..], &args, &["--trampoline-max-fee-msat", &budget]]
+			.concat(),
+	)
+	.await;
+	assert_eq!(paid["status"]["state"], "succeeded", "{paid}");
+	assert_eq!(paid["amount_msat"], amount_msat + fee_msat);
+	let stats = bob.trampoline().expect("bob relays").core().stats();
+	assert_eq!((stats.relayed, stats.failed), (2, 1));
+	// Without a budget, no second attempt.
+	let invoice = carol.create_invoice(Some(amount_msat), "no budget", 3600).unwrap();
+	let err = ctl_err(&control, &[&["pay", &invoice.to_string()][..], &args].concat()).await;
+	assert!(err.contains("TrampolineFeeOrExpiryInsufficient") && err.contains("over the budget"));
+	let stats = bob.trampoline().expect("bob relays").core().stats();
+	assert_eq!((stats.relayed, stats.failed), (2, 2));
+
 	// The reference node's own relay has seen nothing.
 	let stats = ctl(&control, &["trampoline-stats"]).await;
 	assert_eq!((stats["relayed"].as_u64(), stats["failed"].as_u64()), (Some(0), Some(0)));

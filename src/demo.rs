@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::node::{Node, NodeError, PaymentRecord, PaymentStatus};
 use crate::regtest::{RegtestError, RegtestNetwork, DEADLINE};
+use crate::sender::{TrampolineBudget, TrampolineRouteHop};
 
 /// Why the demo failed.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +100,27 @@ pub async fn run() -> Result<(), DemoError> {
 	timeline.say(format!(
 		"        (trampoline bob relayed {amount_msat} msat for a {fee_msat} msat fee: {} + {} ppm)",
 		policy.fee_base_msat, policy.fee_proportional_millionths
+	));
+
+	// Fee retry: alice offers bob half his fee; he answers NODE|26 with his
+	// policy and alice pays again with what it asks, within her budget.
+	let invoice = carol.create_invoice(Some(amount_msat), "demo: trampoline fee retry", 3600)?;
+	let short = TrampolineRouteHop {
+		node_id: bob.node_id(),
+		fee_msat: fee_msat / 2,
+		cltv_expiry_delta: policy.cltv_expiry_delta,
+	};
+	let budget = TrampolineBudget {
+		max_fee_msat: 2 * fee_msat,
+		max_cltv_expiry_delta: u32::from(policy.cltv_expiry_delta),
+	};
+	let id = alice.pay_invoice_via_trampolines_within(&invoice, &[short], budget)?;
+	let record = pay(&alice, id, "alice -> carol via bob after a fee retry").await?;
+	timeline.payment("alice", "carol", "tramp.", &record);
+	timeline.say(format!(
+		"        (alice offered {} msat, bob answered NODE|26 asking {fee_msat} msat; alice paid again within her {} msat budget)",
+		fee_msat / 2,
+		2 * fee_msat
 	));
 
 	let offer = alice.create_offer(Some(40_000_000), "demo: refund")?;

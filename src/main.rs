@@ -191,7 +191,8 @@ enum CtlCommand {
 		/// How long to wait for the outcome [default: 60].
 		#[arg(long, value_name = "SECS")]
 		timeout_secs: Option<u64>,
-		/// Pay a BOLT 11 invoice through this trampoline peer (node id).
+		/// Pay through this trampoline peer (node id): a BOLT 11 invoice, or a
+		/// BOLT 12 offer whose invoice's blinded paths the trampoline pays.
 		#[arg(long, value_name = "NODE_ID")]
 		trampoline: Option<String>,
 		/// The fee offered to the trampoline [default: 1000 msat + 1000 ppm].
@@ -200,6 +201,10 @@ enum CtlCommand {
 		/// The CLTV delta offered to the trampoline [default: 288].
 		#[arg(long, value_name = "BLOCKS", requires = "trampoline")]
 		trampoline_cltv_expiry_delta: Option<u16>,
+		/// Pay the trampoline up to this fee if it answers that the fee
+		/// offered is too low [default: no escalation].
+		#[arg(long, value_name = "MSAT", requires = "trampoline")]
+		trampoline_max_fee_msat: Option<u64>,
 	},
 	/// What this node has relayed as a trampoline.
 	TrampolineStats,
@@ -417,6 +422,7 @@ async fn ctl_main(client: ControlClient, command: CtlCommand) -> Result<(), AppE
 			trampoline,
 			trampoline_fee_msat,
 			trampoline_cltv_expiry_delta,
+			trampoline_max_fee_msat,
 		} => {
 			let request = PayRequest {
 				request: invoice_or_offer,
@@ -425,6 +431,7 @@ async fn ctl_main(client: ControlClient, command: CtlCommand) -> Result<(), AppE
 				trampoline,
 				trampoline_fee_msat,
 				trampoline_cltv_expiry_delta,
+				trampoline_max_fee_msat,
 			};
 			let record = client.pay(&request).await?;
 			print_json(&record)?;

@@ -238,8 +238,9 @@ pub struct PayRequest {
 	/// pending.
 	#[serde(default, skip_serializing_if = "Option::is_none")]
 	pub timeout_secs: Option<u64>,
-	/// Pay a BOLT 11 invoice through this trampoline node (hex node id), a
-	/// peer of ours that finds the route to the recipient.
+	/// Pay through this trampoline node (hex node id), a peer of ours that
+	/// finds the route to the recipient (a BOLT 11 invoice's node, or a BOLT
+	/// 12 invoice's blinded paths).
 	#[serde(default, skip_serializing_if = "Option::is_none")]
 	pub trampoline: Option<String>,
 	/// The fee offered to the trampoline (default: what the default
@@ -249,6 +250,11 @@ pub struct PayRequest {
 	/// The CLTV delta offered to the trampoline (default: the default policy's).
 	#[serde(default, skip_serializing_if = "Option::is_none")]
 	pub trampoline_cltv_expiry_delta: Option<u16>,
+	/// The most the trampoline may get if it answers that the fee offered is
+	/// too low (default: the fee offered, no escalation). The CLTV delta is
+	/// not raised beyond the one offered.
+	#[serde(default, skip_serializing_if = "Option::is_none")]
+	pub trampoline_max_fee_msat: Option<u64>,
 }
 
 /// What `list-payments` answers.

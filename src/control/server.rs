@@ -23,6 +23,7 @@ use tokio::sync::watch;
 
 use super::*;
 use crate::node::{Node, NodeError};
+use crate::sender::{TrampolineBudget, TrampolineRouteHop};
 
 /// The longest `pay` may be asked to wait.
 const MAX_PAY_TIMEOUT_SECS: u64 = 24 * 3600;
@@ -292,32 +293,44 @@ async fn pay(State(ctx): Ctx, body: Bytes) -> ApiResult<PaymentRecord> {
 	}
 	let node = &ctx.node;
 	let id = match parse_payment_request(&request.request)? {
-		PaymentRequest::Invoice(invoice) => match &request.trampoline {
+		PaymentRequest::Invoice(invoice) => match trampoline_route(&request)? {
 			None => node.pay_invoice(&invoice, request.amount_msat)?,
-			Some(trampoline) => {
-				let trampoline = PublicKey::from_str(trampoline).map_err(|e| {
-					ApiError::bad_request(format!("invalid trampoline node id {trampoline:?}: {e}"))
-				})?;
+			Some(hop) => {
 				if request.amount_msat.is_some() {
 					return Err(ApiError::bad_request(
 						"amount_msat cannot be combined with a trampoline: the invoice must carry its amount",
 					));
 				}
-				let default = crate::relay::TrampolinePolicy::default();
 				let amount = invoice.amount_milli_satoshis().ok_or_else(|| {
 					ApiError::bad_request(
 						"paying through a trampoline needs an invoice with an amount",
 					)
 				})?;
-				node.pay_invoice_via_trampoline(
-					&invoice,
-					trampoline,
-					request.trampoline_fee_msat.unwrap_or_else(|| default.fee_msat(amount)),
-					request.trampoline_cltv_expiry_delta.unwrap_or(default.cltv_expiry_delta),
+				let hop = hop(amount);
+				node.pay_invoice_via_trampolines_within(&invoice, &[hop], budget(&request, &hop))?
+			},
+		},
+		PaymentRequest::Offer(offer) => match trampoline_route(&request)? {
+			None => node.pay_offer(&offer, request.amount_msat)?,
+			Some(hop) => {
+				let amount = request.amount_msat.or(match offer.amount() {
+					Some(lightning::offers::offer::Amount::Bitcoin { amount_msats }) => {
+						Some(amount_msats)
+					},
+					_ => None,
+				});
+				let amount = amount.ok_or_else(|| {
+					ApiError::bad_request("this offer has no amount: give amount_msat")
+				})?;
+				let hop = hop(amount);
+				node.pay_offer_via_trampolines(
+					&offer,
+					request.amount_msat,
+					&[hop],
+					budget(&request, &hop),
 				)?
 			},
 		},
-		PaymentRequest::Offer(offer) => node.pay_offer(&offer, request.amount_msat)?,
 	};
 	match node.wait_for_payment(id, Duration::from_secs(timeout_secs)).await {
 		Ok(record) => Ok(Json(record)),
@@ -327,6 +340,32 @@ async fn pay(State(ctx): Ctx, body: Bytes) -> ApiResult<PaymentRecord> {
 			.map(Json)
 			.ok_or_else(|| ApiError::internal("the payment's record is missing")),
 		Err(e) => Err(e.into()),
+	}
+}
+
+/// The trampoline hop a pay request asks for, given the amount it pays:
+/// `None` without a trampoline.
+fn trampoline_route(
+	request: &PayRequest,
+) -> Result<Option<impl Fn(u64) -> TrampolineRouteHop>, ApiError> {
+	let Some(trampoline) = &request.trampoline else { return Ok(None) };
+	let node_id = PublicKey::from_str(trampoline).map_err(|e| {
+		ApiError::bad_request(format!("invalid trampoline node id {trampoline:?}: {e}"))
+	})?;
+	let default = crate::relay::TrampolinePolicy::default();
+	let (fee, delta) = (request.trampoline_fee_msat, request.trampoline_cltv_expiry_delta);
+	Ok(Some(move |amount| TrampolineRouteHop {
+		node_id,
+		fee_msat: fee.unwrap_or_else(|| default.fee_msat(amount)),
+		cltv_expiry_delta: delta.unwrap_or(default.cltv_expiry_delta),
+	}))
+}
+
+/// The fee budget of a pay request through `hop`.
+fn budget(request: &PayRequest, hop: &TrampolineRouteHop) -> TrampolineBudget {
+	TrampolineBudget {
+		max_fee_msat: request.trampoline_max_fee_msat.unwrap_or(hop.fee_msat).max(hop.fee_msat),
+		max_cltv_expiry_delta: u32::from(hop.cltv_expiry_delta),
 	}
 }
 

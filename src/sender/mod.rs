@@ -114,7 +114,7 @@ pub enum TrampolineInvoice {
 	/// (its node id, features, route hints, secret and total).
 	Bolt11(Bolt11Invoice),
 	/// A BOLT 12 invoice: the last trampoline pays its blinded paths.
-	Bolt12(Bolt12Invoice),
+	Bolt12(Box<Bolt12Invoice>),
 }
 
 impl TrampolineInvoice {
@@ -143,7 +143,7 @@ impl From<Bolt11Invoice> for TrampolineInvoice {
 
 impl From<Bolt12Invoice> for TrampolineInvoice {
 	fn from(invoice: Bolt12Invoice) -> Self {
-		Self::Bolt12(invoice)
+		Self::Bolt12(Box::new(invoice))
 	}
 }
 

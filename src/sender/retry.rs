@@ -218,7 +218,7 @@ impl TrampolineRetries {
 		let attempt = Attempt {
 			payment_id: request,
 			number: 1,
-			invoice: TrampolineInvoice::Bolt12(invoice.clone()),
+			invoice: TrampolineInvoice::from(invoice.clone()),
 			route: route.clone(),
 			budget,
 		};
@@ -226,7 +226,7 @@ impl TrampolineRetries {
 		self.lock().insert(id, attempt);
 		pay_via_trampolines(
 			cm,
-			&TrampolineInvoice::Bolt12(invoice.clone()),
+			&TrampolineInvoice::from(invoice.clone()),
 			&route,
 			Some(state),
 			id,
