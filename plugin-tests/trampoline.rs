@@ -32,6 +32,11 @@ struct Network {
 
 /// W --public--> T --private--> R (ldk-node); T relays with the default policy.
 async fn network() -> Network {
+	network_with(false).await
+}
+
+/// W --public--> T --(public if `public_recipient`)--> R (ldk-node).
+async fn network_with(public_recipient: bool) -> Network {
 	let mut net = RegtestNetwork::start().expect("regtest");
 	let policy = TrampolinePolicy::default();
 	let wallet = net.add_node("wallet").await.expect("wallet");
@@ -42,7 +47,10 @@ async fn network() -> Network {
 	net.fund(&[&wallet, &trampoline], 1).await.expect("fund");
 
 	net.open_channel(&wallet, &trampoline, CHANNEL_SAT, 0).await.expect("W-T");
-	open_private_to(&net, &trampoline, &recipient, CHANNEL_SAT).await;
+	let r_addr = common::ldk_node_addr(&recipient);
+	net.open_channel_to(&trampoline, recipient.node_id(), r_addr, CHANNEL_SAT, 0, public_recipient)
+		.await
+		.expect("T-R");
 	common::sync_ldk_node(&recipient);
 	common::wait_ldk_event(&recipient, DEADLINE, "channel ready", |e| {
 		matches!(e, ldk_node::Event::ChannelReady { .. }).then_some(())
@@ -50,6 +58,23 @@ async fn network() -> Network {
 	.await;
 	wait_channels_usable(&[&wallet, &trampoline], 1).await;
 	Network { net, wallet, trampoline, recipient, policy }
+}
+
+/// Makes R (ldk-node) W's peer. R answers W's invoice requests over W's
+/// reply path, whose introduction node is W itself (W is announced); LDK's
+/// message router then connects to W directly, which needs W's node
+/// announcement in R's graph. Gossip reaches a freshly connected ldk-node at
+/// no time a test can wait on, hence the direct connection (no channel: the
+/// payments still go through T).
+fn connect_recipient_to_wallet(recipient: &ldk_node::Node, wallet: &Node) {
+	let addr = match wallet.listen_addr() {
+		std::net::SocketAddr::V4(a) => ldk_node::lightning::ln::msgs::SocketAddress::TcpIpV4 {
+			addr: a.ip().octets(),
+			port: a.port(),
+		},
+		other => panic!("IPv4 loopback expected, got {other}"),
+	};
+	recipient.connect(wallet.node_id(), addr, false).expect("R connects to W");
 }
 
 /// Opens a private channel from `from` to the ldk-node `to`.
@@ -177,20 +202,7 @@ async fn wallet_pays_ldk_node_invoice_through_trampoline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn wallet_pays_ldk_node_offer_through_trampoline() {
 	let Network { net: _net, wallet, trampoline, recipient, policy } = network().await;
-	// R answers W's invoice request over W's reply path, whose introduction
-	// node is W itself (W is announced). LDK's message router then connects
-	// to W directly, which needs W's node announcement in R's graph: gossip
-	// reaches a freshly connected ldk-node at no time a test can wait on, so
-	// R is made W's peer (no channel: the payment still goes through T).
-	let w_addr = wallet.listen_addr();
-	let w_addr = ldk_node::lightning::ln::msgs::SocketAddress::TcpIpV4 {
-		addr: match w_addr.ip() {
-			std::net::IpAddr::V4(ip) => ip.octets(),
-			std::net::IpAddr::V6(_) => panic!("IPv4 loopback expected"),
-		},
-		port: w_addr.port(),
-	};
-	recipient.connect(wallet.node_id(), w_addr, false).expect("R connects to W");
+	connect_recipient_to_wallet(&recipient, &wallet);
 	let (w_before, t_before) =
 		(wallet.balances().lightning_sat, trampoline.balances().lightning_sat);
 	let offer = recipient.bolt12_payment().receive(AMOUNT_MSAT, "via trampoline", None, None);
@@ -889,4 +901,125 @@ async fn relay_survives_restarts_at_each_step() {
 	}
 	wait_lightning_balance(&wallet, before.0 - (AMOUNT_MSAT + fee) / 1000).await;
 	wait_lightning_balance(&trampoline, before.1 + fee / 1000).await;
+}
+
+/// Interop with a trampoline sender we did not write: W's own LDK
+/// `ChannelManager` builds the onion (`send_payment_with_route`, a route
+/// whose `BlindedTail` lists the trampolines T and R). LDK 0.2.7 only builds
+/// trampoline onions ending in a blinded path whose introduction node is the
+/// last trampoline, here R's one-hop path from its BOLT 12 invoice (R has a
+/// public channel, so its paths start at itself). T relays to R as a next
+/// trampoline; R's LDK receives the trampoline payment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stock_ldk_sender_pays_through_trampoline() {
+	use lightning::blinded_path::IntroductionNode;
+	use lightning::ln::channelmanager::RecipientOnionFields;
+	use lightning::routing::router::{BlindedTail, Path, Route, RouteHop, TrampolineHop};
+	use lightning::types::features::{ChannelFeatures, NodeFeatures};
+
+	let Network { net: _net, wallet, trampoline, recipient, policy } = network_with(true).await;
+	connect_recipient_to_wallet(&recipient, &wallet);
+
+	// R's one-hop path: announced, its only peer has fewer than three
+	// channels. Wait until R sees its own channel announced.
+	let deadline = tokio::time::Instant::now() + DEADLINE;
+	let invoice = loop {
+		let offer = recipient.bolt12_payment().receive(AMOUNT_MSAT, "stock", None, None);
+		let offer: lightning::offers::offer::Offer =
+			offer.expect("offer").to_string().parse().expect("parse");
+		let invoice = wallet.fetch_offer_invoice(&offer, None, DEADLINE).await.expect("invoice");
+		let one_hop = invoice
+			.payment_paths()
+			.iter()
+			.any(|p| p.introduction_node() == &IntroductionNode::NodeId(recipient.node_id()));
+		if one_hop {
+			break invoice;
+		}
+		assert!(tokio::time::Instant::now() < deadline, "R's invoice never had a one-hop path");
+		tokio::time::sleep(Duration::from_millis(500)).await;
+	};
+	let path = invoice
+		.payment_paths()
+		.iter()
+		.find(|p| p.introduction_node() == &IntroductionNode::NodeId(recipient.node_id()))
+		.expect("one-hop path");
+	let r_fee = u64::from(path.payinfo.fee_base_msat)
+		+ AMOUNT_MSAT * u64::from(path.payinfo.fee_proportional_millionths) / 1_000_000;
+	let t_fee = policy.fee_msat(AMOUNT_MSAT + r_fee);
+	let w_t = wallet
+		.channel_manager()
+		.list_usable_channels()
+		.into_iter()
+		.find(|c| c.counterparty.node_id == trampoline.node_id())
+		.and_then(|c| c.short_channel_id)
+		.expect("W-T channel");
+	let route = Route {
+		paths: vec![Path {
+			hops: vec![RouteHop {
+				pubkey: trampoline.node_id(),
+				node_features: NodeFeatures::empty(),
+				short_channel_id: w_t,
+				channel_features: ChannelFeatures::empty(),
+				// Every trampoline's fee: the HTLC then carries the outer total.
+				fee_msat: t_fee + r_fee,
+				cltv_expiry_delta: 0,
+				maybe_announced_channel: true,
+			}],
+			blinded_tail: Some(BlindedTail {
+				trampoline_hops: vec![
+					TrampolineHop {
+						pubkey: trampoline.node_id(),
+						node_features: NodeFeatures::empty(),
+						fee_msat: t_fee,
+						cltv_expiry_delta: u32::from(policy.cltv_expiry_delta),
+					},
+					TrampolineHop {
+						pubkey: recipient.node_id(),
+						node_features: NodeFeatures::empty(),
+						fee_msat: r_fee,
+						cltv_expiry_delta: u32::from(path.payinfo.cltv_expiry_delta),
+					},
+				],
+				hops: path.blinded_hops().to_vec(),
+				blinding_point: path.blinding_point(),
+				excess_final_cltv_expiry_delta: 0,
+				final_value_msat: AMOUNT_MSAT,
+			}),
+		}],
+		route_params: None,
+	};
+	let w_before = wallet.balances().lightning_sat;
+	let t_before = trampoline.balances().lightning_sat;
+	let hash = invoice.payment_hash();
+	let events = wallet.subscribe();
+	wallet
+		.channel_manager()
+		.send_payment_with_route(
+			route,
+			hash,
+			RecipientOnionFields::secret_only(PaymentSecret(rand::random())),
+			PaymentId(hash.0),
+		)
+		.expect("LDK sends");
+	wallet
+		.wait_for_event(events, DEADLINE, "W's LDK payment", |e| match e {
+			NodeEvent::PaymentSent { payment_hash, .. } if *payment_hash == hash => Some(()),
+			NodeEvent::PaymentFailed { payment_id, reason } if payment_id.0 == hash.0 => {
+				panic!("the stock LDK trampoline payment failed: {reason}")
+			},
+			_ => None,
+		})
+		.await
+		.expect("sent");
+	let received = common::wait_ldk_event(&recipient, DEADLINE, "R paid", |e| match e {
+		ldk_node::Event::PaymentReceived { amount_msat, payment_hash, .. } => {
+			Some((*amount_msat, payment_hash.0))
+		},
+		_ => None,
+	})
+	.await;
+	assert_eq!(received, (AMOUNT_MSAT + r_fee, hash.0));
+	assert_eq!(relayed(&trampoline, hash), vec![BucketStage::Relayed]);
+	wait_lightning_balance(&wallet, w_before - (AMOUNT_MSAT + r_fee + t_fee) / 1000).await;
+	wait_lightning_balance(&trampoline, t_before + t_fee / 1000).await;
 }

@@ -21,7 +21,7 @@ use super::types::{
 };
 use super::wallet::OnchainWallet;
 use crate::relay::HookOutcome;
-use crate::sender::{AfterFailure, SenderState, TrampolineRetries};
+use crate::sender::{AfterFailure, ReceivedInvoice, SenderState, TrampolineRetries};
 use crate::static_invoices::HookOutcome as StaticInvoiceOutcome;
 
 /// What happened on a node, for callers that wait on it.
@@ -69,6 +69,13 @@ pub enum NodeEvent {
 		payment_hash: PaymentHash,
 		/// Routing fees paid.
 		fee_msat: u64,
+	},
+	/// The invoice of an offer fetched with [`super::Node::fetch_offer_invoice`].
+	InvoiceReceived {
+		/// The invoice request.
+		request: PaymentId,
+		/// The invoice, checked by LDK against the offer and our request.
+		invoice: Box<lightning::offers::invoice::Bolt12Invoice>,
 	},
 	/// A payment we sent failed for good.
 	PaymentFailed {
@@ -196,16 +203,33 @@ impl EventHandler {
 				self.publish(NodeEvent::PaymentSent { payment_id: id, payment_hash, fee_msat });
 			},
 			Event::InvoiceReceived { payment_id, invoice, context, .. } => {
-				if self.trampoline_retries.awaits_invoice(&payment_id) {
-					// Abandoned first: its PaymentFailed (UserAbandoned) is then
-					// known as superseded.
-					self.channel_manager.abandon_payment(payment_id);
-					if let Err(e) = self.trampoline_retries.pay_received_invoice(
-						&*self.channel_manager,
-						&self.trampoline_sender,
-						payment_id,
-						&invoice,
-					) {
+				match self.trampoline_retries.on_invoice(
+					&*self.channel_manager,
+					&self.trampoline_sender,
+					payment_id,
+					&invoice,
+				) {
+					ReceivedInvoice::NotOurs => {
+						if let Err(e) = self
+							.channel_manager
+							.send_payment_for_bolt12_invoice(&invoice, context.as_ref())
+						{
+							// LDK reports the failure as PaymentFailed.
+							log_error!(
+								self.logger,
+								"Cannot pay BOLT 12 invoice for {payment_id}: {e:?}"
+							);
+						}
+						return Ok(());
+					},
+					ReceivedInvoice::Paying => {},
+					ReceivedInvoice::HandBack => {
+						self.publish(NodeEvent::InvoiceReceived {
+							request: payment_id,
+							invoice: Box::new(invoice),
+						});
+					},
+					ReceivedInvoice::Failed(e) => {
 						log_error!(
 							self.logger,
 							"Cannot pay offer {payment_id} via trampolines: {e}"
@@ -215,13 +239,11 @@ impl EventHandler {
 							p.status = PaymentStatus::Failed { reason: reason.clone() }
 						});
 						self.publish(NodeEvent::PaymentFailed { payment_id, reason });
-					}
-				} else if let Err(e) =
-					self.channel_manager.send_payment_for_bolt12_invoice(&invoice, context.as_ref())
-				{
-					// LDK reports the failure as PaymentFailed.
-					log_error!(self.logger, "Cannot pay BOLT 12 invoice for {payment_id}: {e:?}");
+					},
 				}
+				// Not paid by LDK: its PaymentFailed (UserAbandoned) is
+				// known as superseded.
+				self.channel_manager.abandon_payment(payment_id);
 			},
 			Event::PaymentFailed { payment_id, reason, payment_hash } => {
 				let mut reason =

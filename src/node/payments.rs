@@ -371,6 +371,38 @@ impl Node {
 		Ok(id)
 	}
 
+	/// Fetches the invoice of `offer` over onion messages without paying it
+	/// (to show it, or to pay it by other means), waiting at most `timeout`.
+	pub async fn fetch_offer_invoice(
+		&self, offer: &Offer, amount_msat: Option<u64>, timeout: Duration,
+	) -> Result<lightning::offers::invoice::Bolt12Invoice, NodeError> {
+		let request = PaymentId(rand::random());
+		let events = self.subscribe();
+		self.trampoline_retries.await_invoice_only(request);
+		let params =
+			OptionalOfferPaymentParams { retry_strategy: Retry::Attempts(0), ..Default::default() };
+		if let Err(e) = self.channel_manager.pay_for_offer(offer, amount_msat, request, params) {
+			self.trampoline_retries.forget(&request);
+			return Err(NodeError::Payment(format!("cannot request the offer's invoice: {e:?}")));
+		}
+		let fetched = self
+			.wait_for_event(events, timeout, "the offer's invoice", |e| match e {
+				NodeEvent::InvoiceReceived { request: r, invoice } if *r == request => {
+					Some(Ok((**invoice).clone()))
+				},
+				NodeEvent::PaymentFailed { payment_id, reason } if *payment_id == request => {
+					Some(Err(NodeError::Payment(format!("no invoice for the offer: {reason}"))))
+				},
+				_ => None,
+			})
+			.await;
+		if fetched.is_err() {
+			self.trampoline_retries.forget(&request);
+			self.channel_manager.abandon_payment(request);
+		}
+		fetched?
+	}
+
 	/// The record of a payment.
 	pub fn payment(&self, id: &PaymentId) -> Option<PaymentRecord> {
 		self.payments.get(id)

@@ -25,7 +25,8 @@ mod intercept;
 mod retry;
 pub use intercept::{RelayedFailure, SenderState, SentOnion};
 pub use retry::{
-	next_route, AfterFailure, NoRetry, TrampolineBudget, TrampolineRetries, MAX_ATTEMPTS,
+	next_route, AfterFailure, NoRetry, ReceivedInvoice, TrampolineBudget, TrampolineRetries,
+	MAX_ATTEMPTS,
 };
 
 use crate::onion::{

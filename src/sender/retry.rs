@@ -151,13 +151,35 @@ pub enum AfterFailure {
 	},
 }
 
+/// What to do with the invoice of an offer whose invoice LDK does not pay.
+#[derive(Clone, Debug)]
+enum InvoiceUse {
+	/// Pay it through these trampolines within this budget.
+	PayThrough(Vec<TrampolineRouteHop>, TrampolineBudget),
+	/// Hand it back to the caller.
+	HandBack,
+}
+
+/// What became of a BOLT 12 invoice LDK received.
+#[derive(Debug)]
+pub enum ReceivedInvoice {
+	/// Not one of ours: LDK's usual payment applies.
+	NotOurs,
+	/// Being paid through trampolines.
+	Paying,
+	/// Requested only to be handed back to the caller.
+	HandBack,
+	/// It could not be paid through trampolines.
+	Failed(super::SenderError),
+}
+
 /// Trampoline payments in flight that may be sent again (in memory: after a
 /// restart an attempt in flight completes or fails under its own id).
 #[derive(Default)]
 pub struct TrampolineRetries {
 	attempts: Mutex<HashMap<PaymentId, Attempt>>,
 	/// Offers whose invoice is awaited, by invoice request id.
-	offers: Mutex<HashMap<PaymentId, (Vec<TrampolineRouteHop>, TrampolineBudget)>>,
+	offers: Mutex<HashMap<PaymentId, InvoiceUse>>,
 	/// Invoice requests abandoned once their invoice arrived.
 	superseded: Mutex<HashSet<PaymentId>>,
 }
@@ -196,45 +218,47 @@ impl TrampolineRetries {
 	pub fn await_invoice(
 		&self, request: PaymentId, route: &[TrampolineRouteHop], budget: TrampolineBudget,
 	) {
-		lock(&self.offers).insert(request, (route.to_vec(), budget));
+		lock(&self.offers).insert(request, InvoiceUse::PayThrough(route.to_vec(), budget));
 	}
 
-	/// Whether the invoice received for `request` is ours to pay through
-	/// trampolines.
-	pub fn awaits_invoice(&self, request: &PaymentId) -> bool {
-		lock(&self.offers).contains_key(request)
+	/// Remembers that the invoice LDK fetches for `request` is only to be
+	/// handed to the caller, not paid.
+	pub fn await_invoice_only(&self, request: PaymentId) {
+		lock(&self.offers).insert(request, InvoiceUse::HandBack);
 	}
 
-	/// Pays the invoice received for `request` through its trampolines, as
-	/// attempt 1 of `request` (the request itself must be abandoned: its
-	/// `PaymentFailed` is then [`AfterFailure::Superseded`]).
-	pub fn pay_received_invoice<C: AChannelManager + ?Sized>(
+	/// Acts on the invoice received for `request`: pays it through its
+	/// trampolines (as attempt 1 of `request`) or hands it back. Either way
+	/// the request itself must be abandoned: its `PaymentFailed` is then
+	/// [`AfterFailure::Superseded`].
+	pub fn on_invoice<C: AChannelManager + ?Sized>(
 		&self, cm: &C, state: &SenderState, request: PaymentId, invoice: &Bolt12Invoice,
-	) -> Result<(), super::SenderError> {
-		let Some((route, budget)) = lock(&self.offers).remove(&request) else {
-			return Err(super::SenderError::NoTrampoline);
+	) -> ReceivedInvoice {
+		let Some(usage) = lock(&self.offers).remove(&request) else {
+			return ReceivedInvoice::NotOurs;
 		};
 		lock(&self.superseded).insert(request);
+		let (route, budget) = match usage {
+			InvoiceUse::HandBack => return ReceivedInvoice::HandBack,
+			InvoiceUse::PayThrough(route, budget) => (route, budget),
+		};
+		let invoice = TrampolineInvoice::from(invoice.clone());
+		let id = attempt_id(&request, 1);
 		let attempt = Attempt {
 			payment_id: request,
 			number: 1,
-			invoice: TrampolineInvoice::from(invoice.clone()),
+			invoice: invoice.clone(),
 			route: route.clone(),
 			budget,
 		};
-		let id = attempt_id(&request, 1);
 		self.lock().insert(id, attempt);
-		pay_via_trampolines(
-			cm,
-			&TrampolineInvoice::from(invoice.clone()),
-			&route,
-			Some(state),
-			id,
-		)
-		.map(|_| ())
-		.inspect_err(|_| {
-			self.lock().remove(&id);
-		})
+		match pay_via_trampolines(cm, &invoice, &route, Some(state), id) {
+			Ok(_) => ReceivedInvoice::Paying,
+			Err(e) => {
+				self.lock().remove(&id);
+				ReceivedInvoice::Failed(e)
+			},
+		}
 	}
 
 	/// Forgets a payment that could not be started.
