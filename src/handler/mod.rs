@@ -95,12 +95,22 @@ where
 		self.cm.get_cm().peer_disconnected(their_node_id)
 	}
 
+	/// LDK's, plus `trampoline_routing` (optional, bit 57) when the relay is on.
 	fn provided_node_features(&self) -> NodeFeatures {
-		self.cm.get_cm().provided_node_features()
+		let mut features = self.cm.get_cm().provided_node_features();
+		if self.core.is_some() {
+			features.set_trampoline_routing_optional();
+		}
+		features
 	}
 
+	/// LDK's, plus `trampoline_routing` (optional, bit 57) when the relay is on.
 	fn provided_init_features(&self, their_node_id: PublicKey) -> InitFeatures {
-		self.cm.get_cm().provided_init_features(their_node_id)
+		let mut features = self.cm.get_cm().provided_init_features(their_node_id);
+		if self.core.is_some() {
+			features.set_trampoline_routing_optional();
+		}
+		features
 	}
 
 	fn peer_connected(

@@ -228,14 +228,14 @@ fn decide<N: InboundNode + ?Sized>(
 		// Not relayed by this version: inside a blinded path.
 		_ => return Decision::Reject { failure: FailureMessage::TemporaryTrampolineFailure },
 	};
-	let Some(payment_data) = payment_data else {
-		return Decision::Reject {
-			failure: FailureMessage::InvalidOnionPayload {
-				tlv_type: onion::types::PAYMENT_DATA,
-				offset: 0,
-			},
-		};
-	};
+	// Without outer payment_data (LDK's trampoline sender without a secret),
+	// the HTLC is a payment of its own: its amount is the total.
+	let payment_data = payment_data.unwrap_or_else(|| PaymentData {
+		payment_secret: PaymentSecret(
+			core.derive(b"no outer secret", &[&msg.payment_hash.0, key.as_bytes()]),
+		),
+		total_msat: amt_to_forward,
+	});
 	// The final-node rules of the trampoline onion (PROTOCOL.md).
 	if inner_amt > payment_data.total_msat {
 		return Decision::Reject {

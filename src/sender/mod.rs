@@ -17,7 +17,7 @@ use lightning::ln::channelmanager::{
 };
 use lightning::offers::invoice::Bolt12Invoice;
 use lightning::routing::router::{PaymentParameters, RouteParameters};
-use lightning::types::features::Bolt11InvoiceFeatures;
+use lightning::types::features::{Bolt11InvoiceFeatures, InitFeatures};
 use lightning::types::payment::{PaymentHash, PaymentSecret};
 use lightning_invoice::Bolt11Invoice;
 
@@ -367,6 +367,14 @@ pub struct OuterSend {
 	pub max_total_cltv_expiry_delta: Option<u32>,
 }
 
+/// Whether a peer advertises trampoline routing: bits 56/57 (spec), 148/149
+/// (eclair) or 150/151 (Electrum).
+pub fn speaks_trampoline(features: &InitFeatures) -> bool {
+	let flags = features.le_flags();
+	let bit = |n: usize| flags.get(n / 8).is_some_and(|byte| byte & (1 << (n % 8)) != 0);
+	[56, 57, 148, 149, 150, 151].into_iter().any(bit)
+}
+
 /// Features of a trampoline node as a payee: it takes multi-part payments
 /// (LDK aggregates them for the relay).
 fn trampoline_payee_features() -> Bolt11InvoiceFeatures {
@@ -409,6 +417,13 @@ pub fn send_to_trampoline<C: AChannelManager + ?Sized>(
 	let mut params = PaymentParameters::from_node_id(send.trampoline, send.cltv_expiry_delta)
 		.with_bolt11_features(trampoline_payee_features())
 		.map_err(|()| SenderError::Onion("LDK refused the trampoline's payee features".into()))?;
+	// A next node that does not speak trampoline (an LDK recipient taking a
+	// trampoline payment as final node) checks every HTLC against the whole
+	// trampoline amount: one part only.
+	let peer = cm.list_channels().into_iter().find(|c| c.counterparty.node_id == send.trampoline);
+	if peer.is_some_and(|c| !speaks_trampoline(&c.counterparty.features)) {
+		params.max_path_count = 1;
+	}
 	if let Some(max) = send.max_total_cltv_expiry_delta {
 		params = params.with_max_total_cltv_expiry_delta(max);
 	} else if cm.list_usable_channels().iter().any(|c| c.counterparty.node_id == send.trampoline) {
