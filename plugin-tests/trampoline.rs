@@ -1025,3 +1025,85 @@ async fn stock_ldk_sender_pays_through_trampoline() {
 	wait_lightning_balance(&wallet, w_before - (AMOUNT_MSAT + r_fee + t_fee) / 1000).await;
 	wait_lightning_balance(&trampoline, t_before + t_fee / 1000).await;
 }
+
+/// Waits until no channel of `node` with `peer` is usable (it went offline).
+async fn wait_peer_offline(node: &Node, peer: bitcoin::secp256k1::PublicKey) {
+	let deadline = tokio::time::Instant::now() + DEADLINE;
+	while node
+		.channel_manager()
+		.list_usable_channels()
+		.iter()
+		.any(|c| c.counterparty.node_id == peer)
+	{
+		assert!(tokio::time::Instant::now() < deadline, "the peer never went offline");
+		tokio::time::sleep(Duration::from_millis(50)).await;
+	}
+}
+
+/// Stops R, has W pay R's invoice through T, and waits until T holds it.
+async fn pay_offline_recipient(
+	wallet: &Node, trampoline: &Node, recipient: &ldk_node::Node, policy: &TrampolinePolicy,
+) -> (lightning_invoice::Bolt11Invoice, PaymentId, PaymentHash) {
+	let invoice = recipient_invoice(recipient, AMOUNT_MSAT);
+	let hash = hash_of(&invoice);
+	recipient.stop().expect("R stops");
+	wait_peer_offline(trampoline, recipient.node_id()).await;
+	let fee = policy.fee_msat(AMOUNT_MSAT);
+	let id = wallet
+		.pay_invoice_via_trampoline(&invoice, trampoline.node_id(), fee, policy.cltv_expiry_delta)
+		.expect("pay");
+	wait_bucket(trampoline, hash, BucketStage::Held).await;
+	(invoice, id, hash)
+}
+
+/// R is offline: T holds the complete bucket (nothing forwarded), keeps it
+/// held across its own restart, and forwards it when R is back. A second
+/// payment while R stays offline is failed back at the hold deadline with
+/// temporary_trampoline_failure, and nothing moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn trampoline_holds_for_an_offline_recipient() {
+	let Network { mut net, wallet, trampoline, recipient, policy } = network().await;
+	let fee = policy.fee_msat(AMOUNT_MSAT);
+	let before = (wallet.balances().lightning_sat, trampoline.balances().lightning_sat);
+	let (_, id, hash) = pay_offline_recipient(&wallet, &trampoline, &recipient, &policy).await;
+	assert_eq!(trampoline.trampoline().unwrap().core().stats().held, 1);
+	let trampoline = net.restart(&trampoline).await.expect("restart");
+	assert_eq!(relayed(&trampoline, hash), vec![BucketStage::Held]);
+	assert_eq!(wallet.payment(&id).expect("record").status, PaymentStatus::Pending);
+
+	recipient.start().expect("R is back");
+	let paid = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
+	assert_eq!(paid.status, PaymentStatus::Succeeded, "{paid:?}");
+	let received = common::wait_ldk_event(&recipient, DEADLINE, "R paid", |e| match e {
+		ldk_node::Event::PaymentReceived { amount_msat, .. } => Some(*amount_msat),
+		_ => None,
+	})
+	.await;
+	assert_eq!(received, AMOUNT_MSAT);
+	wait_bucket(&trampoline, hash, BucketStage::Relayed).await;
+	wait_lightning_balance(&wallet, before.0 - (AMOUNT_MSAT + fee) / 1000).await;
+	wait_lightning_balance(&trampoline, before.1 + fee / 1000).await;
+
+	// R goes away for good (once the first payment settled on T-R): at the
+	// deadline T fails the held bucket back.
+	wait_no_htlcs(&trampoline).await;
+	let (invoice, id, hash) =
+		pay_offline_recipient(&wallet, &trampoline, &recipient, &policy).await;
+	let min_final = u32::try_from(invoice.min_final_cltv_expiry_delta()).expect("delta");
+	net.mine(min_final + ldk_trampoline::sender::FINAL_CLTV_MARGIN).await.expect("mine");
+	let failed = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
+	assert!(matches!(failed.status, PaymentStatus::Failed { .. }), "{failed:?}");
+	assert_eq!(
+		wallet.trampoline_failure(&hash),
+		Some(TrampolineFailure {
+			hop: FailingHop::Trampoline(0),
+			message: FailureMessage::TemporaryTrampolineFailure
+		})
+	);
+	wait_bucket(&trampoline, hash, BucketStage::Failed).await;
+	for node in [&wallet, &trampoline] {
+		wait_no_htlcs(node).await;
+	}
+	wait_lightning_balance(&wallet, before.0 - (AMOUNT_MSAT + fee) / 1000).await;
+	wait_lightning_balance(&trampoline, before.1 + fee / 1000).await;
+}

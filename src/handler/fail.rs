@@ -28,7 +28,7 @@ pub(super) fn rewrite_fail(core: &RelayCore, fail: &mut UpdateFailHTLC) {
 	let ldk_failure = onion::decrypt_error_packet(&ldk_reason, &[from_ldk]).ok().map(|f| f.message);
 
 	let bucket_state = record.bucket.as_ref().and_then(|id| core.store.bucket(id)).map(|b| b.state);
-	let receiving = matches!(bucket_state, Some(BucketState::Receiving));
+	let receiving = matches!(bucket_state, Some(BucketState::Receiving | BucketState::Held { .. }));
 	let (recorded, forwarded) = match (&record.reject, bucket_state) {
 		(Some(reject), _) => (Some(reject.clone()), None),
 		(None, Some(BucketState::Failed { failure, forwarded })) => (Some(failure), forwarded),
@@ -73,8 +73,8 @@ pub(super) fn rewrite_fail(core: &RelayCore, fail: &mut UpdateFailHTLC) {
 	);
 	let encoded = failure.encode();
 	if let (None, true, Some(id)) = (&record.reject, receiving, &record.bucket) {
-		// LDK gave up on an incomplete bucket by itself (MPP timeout, or its
-		// expiry drawing near): it is over, and operators see it so.
+		// LDK gave up on a bucket by itself (MPP timeout, or its expiry
+		// drawing near while held): it is over, and operators see it so.
 		let failed = core.store.update_bucket(id, |b| {
 			b.state = BucketState::Failed { failure: encoded.clone(), forwarded: None }
 		});

@@ -520,11 +520,17 @@ impl Node {
 		if let Some(server) = static_invoices {
 			tasks.push(tokio::spawn(evict_expired_invoices(server, stop_rx.clone())));
 		}
+		if let Some(relay) = node.trampoline.clone() {
+			tasks.push(tokio::spawn(release_held_buckets(relay, stop_rx.clone())));
+		}
 		tasks.push(tokio::spawn(Arc::clone(&node).announce_node(stop_rx)));
 		*node.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
 		Ok(node)
 	}
 }
+
+/// How often held trampoline buckets are looked at.
+const HOLD_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 async fn accept_peers(listener: tokio::net::TcpListener, peer_manager: Arc<PeerManager>) {
 	loop {
@@ -564,6 +570,24 @@ async fn follow_chain(
 
 /// How often the static invoice server drops expired invoices.
 const EVICTION_INTERVAL: Duration = Duration::from_secs(600);
+
+/// Forwards held trampoline buckets whose next node is back, and fails back
+/// those past their deadline, every [`HOLD_POLL_INTERVAL`].
+async fn release_held_buckets(
+	relay: Arc<super::types::TrampolineRelay>, mut stop: watch::Receiver<bool>,
+) {
+	loop {
+		let _ = tokio::task::spawn_blocking({
+			let relay = Arc::clone(&relay);
+			move || relay.poll_held()
+		})
+		.await;
+		tokio::select! {
+			_ = stop.changed() => return,
+			_ = tokio::time::sleep(HOLD_POLL_INTERVAL) => {},
+		}
+	}
+}
 
 async fn evict_expired_invoices(server: Arc<StaticInvoiceServer>, mut stop: watch::Receiver<bool>) {
 	loop {

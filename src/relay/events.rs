@@ -3,6 +3,8 @@
 
 use std::ops::Deref;
 
+use bitcoin::secp256k1::PublicKey;
+
 use lightning::blinded_path::payment::BlindedPaymentPath;
 use lightning::blinded_path::IntroductionNode;
 use lightning::events::{Event, PaymentFailureReason, PaymentPurpose};
@@ -20,6 +22,16 @@ use crate::onion::{
 	legacy_route_hints_to_ldk, FailureMessage, PaymentBlindedPath, TrampolineHop, TrampolinePayload,
 };
 use crate::sender::{send_to_trampoline, OuterSend, RelayedFailure, SenderError};
+
+/// Blocks kept between a held bucket's deadline and the CLTV its next node
+/// must receive: the recipient's final delta (BOLT 11's default 18) plus a
+/// margin for blocks found while the payment is forwarded.
+pub const HOLD_SAFETY_BLOCKS: u32 = 18 + 6;
+
+/// The height at which a bucket held for an offline peer is failed back.
+fn hold_deadline(outgoing_cltv_value: u32) -> u32 {
+	outgoing_cltv_value.saturating_sub(HOLD_SAFETY_BLOCKS)
+}
 
 /// How many times LDK may retry the outgoing payment over other routes.
 const OUTGOING_RETRY: Retry = Retry::Attempts(3);
@@ -147,7 +159,7 @@ where
 			// `Sending` too: the event is replayed when LDK did not persist
 			// after we handled it, and the send may not have survived; sending
 			// again under the same payment id is a no-op if it did.
-			BucketState::Receiving | BucketState::Sending { .. } => {},
+			BucketState::Receiving | BucketState::Held { .. } | BucketState::Sending { .. } => {},
 			BucketState::Claimed { preimage } => {
 				cm.claim_funds(PaymentPreimage(*preimage));
 				return HookOutcome::Handled;
@@ -173,6 +185,15 @@ where
 
 		let policy = self.core.policy;
 		let height = cm.current_best_block().height;
+		if let BucketState::Held { deadline_height, .. } = bucket.state {
+			if height >= deadline_height {
+				log_info!(
+					self.core.logger,
+					"Trampoline {payment_hash}: held past its deadline {deadline_height}; failing back"
+				);
+				return self.fail_bucket(id, &bucket, FailureMessage::TemporaryTrampolineFailure);
+			}
+		}
 		let fee = policy.fee_msat(amt_to_forward);
 		let cltv_budget = bucket.min_incoming_cltv.saturating_sub(outgoing_cltv_value);
 		if amount_msat < amt_to_forward.saturating_add(fee)
@@ -192,6 +213,34 @@ where
 					cltv_expiry_delta: policy.cltv_expiry_delta,
 				},
 			);
+		}
+
+		let holdable = matches!(bucket.state, BucketState::Receiving | BucketState::Held { .. });
+		if let Some(next) = self.offline_peer(&hop).filter(|_| holdable) {
+			let deadline_height = hold_deadline(outgoing_cltv_value);
+			if height >= deadline_height {
+				log_info!(
+					self.core.logger,
+					"Trampoline {payment_hash}: {next} is offline and no time is left to hold; failing back"
+				);
+				return self.fail_bucket(id, &bucket, FailureMessage::TemporaryTrampolineFailure);
+			}
+			if matches!(bucket.state, BucketState::Receiving) {
+				let since_secs = std::time::SystemTime::now()
+					.duration_since(std::time::UNIX_EPOCH)
+					.map_or(0, |d| d.as_secs());
+				let held = self.core.store.update_bucket(id, |b| {
+					b.state = BucketState::Held { amount_msat, since_secs, deadline_height };
+				});
+				if held.is_err() {
+					return HookOutcome::Replay;
+				}
+				log_info!(
+					self.core.logger,
+					"Trampoline {payment_hash}: holding until {next} is back (deadline height {deadline_height})"
+				);
+			}
+			return HookOutcome::Handled;
 		}
 
 		let final_cltv_delta = outgoing_cltv_value - height;
@@ -348,9 +397,39 @@ where
 					&PaymentHash(bucket.payment_hash),
 					FailureCode::TemporaryNodeFailure,
 				),
-				BucketState::Receiving | BucketState::Sending { .. } => {},
+				BucketState::Receiving | BucketState::Held { .. } | BucketState::Sending { .. } => {
+				},
 			}
 		}
+	}
+
+	/// Forwards the held buckets whose next node is back, and fails back
+	/// those past their deadline. Call it periodically (the reference node:
+	/// every second).
+	pub fn poll_held(&self) {
+		for (id, bucket) in self.core.store.buckets() {
+			if let BucketState::Held { amount_msat, .. } = bucket.state {
+				self.on_claimable(&id, &PaymentHash(bucket.payment_hash), amount_msat);
+			}
+		}
+	}
+
+	/// The next node of `hop` if it is our channel peer and offline (no
+	/// channel with it is usable).
+	fn offline_peer(&self, hop: &TrampolineHop) -> Option<PublicKey> {
+		let next = match hop {
+			TrampolineHop::ToLegacyRecipient { outgoing_node_id, .. }
+			| TrampolineHop::ToTrampoline { outgoing_node_id, .. } => *outgoing_node_id,
+			_ => return None,
+		};
+		let channels: Vec<_> = self
+			.cm
+			.get_cm()
+			.list_channels_with_counterparty(&next)
+			.into_iter()
+			.filter(|c| c.is_channel_ready)
+			.collect();
+		(!channels.is_empty() && channels.iter().all(|c| !c.is_usable)).then_some(next)
 	}
 
 	/// The recipient's paths as LDK's router takes them: a `sciddir`

@@ -99,6 +99,7 @@ impl RelayCore {
 		for (_, bucket) in self.store.buckets() {
 			match bucket.state {
 				BucketState::Receiving => stats.receiving += 1,
+				BucketState::Held { .. } => stats.held += 1,
 				BucketState::Sending { .. } => stats.sending += 1,
 				BucketState::Claimed { .. } => {
 					stats.relayed += 1;
@@ -122,6 +123,7 @@ impl RelayCore {
 				outer_total_msat: bucket.outer_total_msat,
 				state: match bucket.state {
 					BucketState::Receiving => BucketStage::Receiving,
+					BucketState::Held { .. } => BucketStage::Held,
 					BucketState::Sending { .. } => BucketStage::Sending,
 					BucketState::Claimed { .. } => BucketStage::Relayed,
 					BucketState::Failed { .. } => BucketStage::Failed,
@@ -148,6 +150,8 @@ impl RelayCore {
 pub enum BucketStage {
 	/// Waiting for all its parts.
 	Receiving,
+	/// Complete, held until the next node (our peer) is back online.
+	Held,
 	/// The outgoing payment is in flight.
 	Sending,
 	/// Relayed: the outgoing payment succeeded and the incoming parts are claimed.
@@ -174,6 +178,9 @@ pub struct BucketSummary {
 pub struct RelayStats {
 	/// Buckets waiting for all their parts.
 	pub receiving: usize,
+	/// Buckets held until their next node is back online.
+	#[serde(default)]
+	pub held: usize,
 	/// Buckets whose outgoing payment is in flight.
 	pub sending: usize,
 	/// Buckets relayed (outgoing payment fulfilled, incoming claimed).

@@ -76,6 +76,16 @@ pub struct HtlcRecord {
 pub enum BucketState {
 	/// Waiting for LDK to aggregate the parts.
 	Receiving,
+	/// Complete, and held: the next node is our peer and offline. Forwarded
+	/// when it is back, failed back at `deadline_height`.
+	Held {
+		/// What the bucket's parts bring in, msat.
+		amount_msat: u64,
+		/// Since when, seconds since the Unix epoch.
+		since_secs: u64,
+		/// The height at which it is failed back if still held.
+		deadline_height: u32,
+	},
 	/// The outgoing payment is in flight.
 	Sending {
 		/// LDK's payment id of the outgoing payment.

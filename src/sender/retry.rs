@@ -1,8 +1,10 @@
 //! Fee and expiry escalation: when a trampoline answers
 //! `trampoline_fee_or_expiry_insufficient` (NODE|26) with its policy, the
 //! wallet pays it again offering what that policy asks, as long as the total
-//! stays inside the user's budget; a `temporary_trampoline_failure` (NODE|25)
-//! is retried unchanged. Each attempt is a separate LDK payment (LDK keeps a
+//! stays inside the user's budget. Other failures are final: a
+//! `temporary_trampoline_failure` (NODE|25) says "later", which is the
+//! user's call (a trampoline holding for an offline recipient answers it at
+//! its deadline). Each attempt is a separate LDK payment (LDK keeps a
 //! failed payment id for a while to stay idempotent), all reported under the
 //! first attempt's id.
 
@@ -78,14 +80,13 @@ pub enum NoRetry {
 /// The route of the next attempt after `failure`, for a payment of
 /// `amount_msat` to the recipient: the trampoline that answered NODE|26 is
 /// offered its policy on what it forwards (the amount plus the fees of the
-/// trampolines after it), the others what they had; NODE|25 keeps the route.
+/// trampolines after it), the others what they had.
 pub fn next_route(
 	route: &[TrampolineRouteHop], amount_msat: u64, failure: &TrampolineFailure,
 	budget: &TrampolineBudget,
 ) -> Result<Vec<TrampolineRouteHop>, NoRetry> {
 	let FailingHop::Trampoline(index) = failure.hop else { return Err(NoRetry::Final) };
 	let (fee_base_msat, fee_proportional_millionths, cltv_expiry_delta) = match failure.message {
-		FailureMessage::TemporaryTrampolineFailure => return Ok(route.to_vec()),
 		FailureMessage::TrampolineFeeOrExpiryInsufficient {
 			fee_base_msat,
 			fee_proportional_millionths,
@@ -382,13 +383,13 @@ mod tests {
 	}
 
 	#[test]
-	fn only_trampoline_fee_and_temporary_failures_are_retried() {
+	fn only_trampoline_fee_failures_are_retried() {
 		let route = [hop(1_000, 100)];
 		let temporary = TrampolineFailure {
 			hop: FailingHop::Trampoline(0),
 			message: FailureMessage::TemporaryTrampolineFailure,
 		};
-		assert_eq!(next_route(&route, 1, &temporary, &BUDGET), Ok(route.to_vec()));
+		assert_eq!(next_route(&route, 1, &temporary, &BUDGET), Err(NoRetry::Final));
 		let unknown = TrampolineFailure {
 			hop: FailingHop::Trampoline(0),
 			message: FailureMessage::UnknownNextTrampoline,
