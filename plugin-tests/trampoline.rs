@@ -1066,7 +1066,14 @@ async fn trampoline_holds_for_an_offline_recipient() {
 	let fee = policy.fee_msat(AMOUNT_MSAT);
 	let before = (wallet.balances().lightning_sat, trampoline.balances().lightning_sat);
 	let (_, id, hash) = pay_offline_recipient(&wallet, &trampoline, &recipient, &policy).await;
-	assert_eq!(trampoline.trampoline().unwrap().core().stats().held, 1);
+	let core = trampoline.trampoline().unwrap().core();
+	assert_eq!(core.stats().held, 1);
+	let held = core.held();
+	assert_eq!(held.len(), 1, "{held:?}");
+	assert_eq!(held[0].payment_hash, hash.to_string());
+	assert_eq!(held[0].next_node, recipient.node_id().to_string());
+	assert_eq!(held[0].amount_msat, AMOUNT_MSAT + policy.fee_msat(AMOUNT_MSAT));
+	assert!(held[0].deadline_height > trampoline.best_block_height(), "{held:?}");
 	let trampoline = net.restart(&trampoline).await.expect("restart");
 	assert_eq!(relayed(&trampoline, hash), vec![BucketStage::Held]);
 	assert_eq!(wallet.payment(&id).expect("record").status, PaymentStatus::Pending);

@@ -208,6 +208,9 @@ enum CtlCommand {
 	},
 	/// What this node has relayed as a trampoline.
 	TrampolineStats,
+	/// Trampoline payments held for an offline next node (payment hash, next
+	/// node, amount, since, deadline height).
+	ListHeld,
 	/// List every payment, oldest first.
 	ListPayments,
 	/// List the static invoices served for async recipients (recipient,
@@ -448,6 +451,7 @@ async fn ctl_main(client: ControlClient, command: CtlCommand) -> Result<(), AppE
 		},
 		CtlCommand::ListPayments => print_json(&client.list_payments().await?),
 		CtlCommand::TrampolineStats => print_json(&client.trampoline_stats().await?),
+		CtlCommand::ListHeld => print_json(&client.list_held().await?),
 		CtlCommand::ListStaticInvoices => print_json(&client.list_static_invoices().await?),
 		CtlCommand::Stop => print_json(&client.stop().await?),
 	}

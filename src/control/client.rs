@@ -225,6 +225,11 @@ impl ControlClient {
 		self.call_empty(paths::TRAMPOLINE_STATS).await
 	}
 
+	/// `list-held`: trampoline payments held for an offline next node.
+	pub async fn list_held(&self) -> Result<super::ListHeldResponse, ClientError> {
+		self.call_empty(paths::LIST_HELD).await
+	}
+
 	/// `list-static-invoices`: the static invoices this node serves.
 	pub async fn list_static_invoices(
 		&self,

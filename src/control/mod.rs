@@ -64,6 +64,15 @@ pub mod paths {
 	pub const STOP: &str = "/v1/stop";
 	/// `trampoline-stats`.
 	pub const TRAMPOLINE_STATS: &str = "/v1/trampoline-stats";
+	/// [`ListHeldResponse`](super::ListHeldResponse) for an empty request.
+	pub const LIST_HELD: &str = "/v1/list-held";
+}
+
+/// What `list-held` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListHeldResponse {
+	/// Trampoline payments held for an offline next node, oldest first.
+	pub held: Vec<crate::relay::HeldBucket>,
 }
 
 /// The body of every failed request.

@@ -105,6 +105,7 @@ pub fn router(node: Arc<Node>, shutdown: watch::Sender<bool>) -> Router {
 		.route(paths::LIST_STATIC_INVOICES, post(list_static_invoices))
 		.route(paths::STOP, post(stop))
 		.route(paths::TRAMPOLINE_STATS, post(trampoline_stats))
+		.route(paths::LIST_HELD, post(list_held))
 		.fallback(|uri: Uri| async move {
 			ApiError::not_found(format!("no endpoint {uri}; the endpoints are POST /v1/..."))
 		})
@@ -382,6 +383,12 @@ async fn trampoline_stats(State(ctx): Ctx, body: Bytes) -> ApiResult<crate::rela
 		)
 	})?;
 	Ok(Json(relay.core().stats()))
+}
+
+async fn list_held(State(ctx): Ctx, body: Bytes) -> ApiResult<super::ListHeldResponse> {
+	parse::<EmptyRequest>(&body)?;
+	let held = ctx.node.trampoline().map(|relay| relay.core().held()).unwrap_or_default();
+	Ok(Json(super::ListHeldResponse { held }))
 }
 
 async fn list_static_invoices(

@@ -27,7 +27,7 @@ pub use policy::TrampolinePolicy;
 pub use store::{BucketState, RelayStore, StoreError};
 
 use crate::handler::TrampolineHandler;
-use crate::onion::FailureMessage;
+use crate::onion::{FailureMessage, TrampolineHop, TrampolinePayload};
 use crate::sender::SenderState;
 
 /// The odd custom TLV (>= 65536) of a rewritten onion that names its bucket
@@ -132,6 +132,40 @@ impl RelayCore {
 			.collect()
 	}
 
+	/// The buckets held for an offline next node, oldest first (operators:
+	/// what waits, for whom, until when).
+	pub fn held(&self) -> Vec<HeldBucket> {
+		let mut held: Vec<HeldBucket> = self
+			.store
+			.buckets()
+			.into_iter()
+			.filter_map(|(_, bucket)| {
+				let BucketState::Held { amount_msat, since_secs, deadline_height } = bucket.state
+				else {
+					return None;
+				};
+				let next_node = match TrampolinePayload::decode(&bucket.trampoline_payload) {
+					Ok(TrampolinePayload {
+						hop:
+							TrampolineHop::ToLegacyRecipient { outgoing_node_id, .. }
+							| TrampolineHop::ToTrampoline { outgoing_node_id, .. },
+						..
+					}) => outgoing_node_id.to_string(),
+					_ => String::new(),
+				};
+				Some(HeldBucket {
+					payment_hash: PaymentHash(bucket.payment_hash).to_string(),
+					next_node,
+					amount_msat,
+					since_secs,
+					deadline_height,
+				})
+			})
+			.collect();
+		held.sort_by_key(|h| h.since_secs);
+		held
+	}
+
 	/// The failures this node put on the wire for HTLCs of `payment_hash`, in
 	/// no particular order (operator visibility; tests assert on them).
 	pub fn failures_sent(&self, payment_hash: &PaymentHash) -> Vec<FailureMessage> {
@@ -171,6 +205,21 @@ pub struct BucketSummary {
 	pub outer_total_msat: u64,
 	/// Where it stands.
 	pub state: BucketStage,
+}
+
+/// A trampoline payment held until its next node is back online.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HeldBucket {
+	/// The payment hash, hex.
+	pub payment_hash: String,
+	/// The offline next node it waits for, hex.
+	pub next_node: String,
+	/// What its incoming parts bring in, msat.
+	pub amount_msat: u64,
+	/// Held since, seconds since the Unix epoch.
+	pub since_secs: u64,
+	/// The height at which it is failed back if still held.
+	pub deadline_height: u32,
 }
 
 /// What a trampoline node has relayed, for operators.
