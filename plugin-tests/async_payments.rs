@@ -7,14 +7,11 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ldk_node::bitcoin::Network;
 use ldk_node::config::AsyncPaymentsRole;
-use ldk_node::lightning::ln::msgs::SocketAddress;
-use ldk_trampoline::node::{Node, RpcAuth};
+use ldk_trampoline::node::Node;
 use ldk_trampoline::regtest::{RegtestNetwork, DEADLINE};
 use ldk_trampoline::static_invoices::{StaticInvoicePolicy, StaticInvoiceStats};
 use lightning::routing::gossip::NodeId;
@@ -22,27 +19,6 @@ use lightning::routing::gossip::NodeId;
 const CHANNEL_SAT: u64 = 1_000_000;
 const AMOUNT_MSAT: u64 = 5_000_000;
 const RECIPIENT_ID: &[u8] = b"recipient-r";
-
-/// An ldk-node 0.7.1 node with an async payments role.
-fn start_ldk_node_with_role(
-	net: &RegtestNetwork, name: &str, role: Option<AsyncPaymentsRole>,
-) -> Arc<ldk_node::Node> {
-	let rpc = net.bitcoind().rpc_config();
-	let RpcAuth::UserPass { user, password } = rpc.auth else { panic!("harness uses user/pass") };
-	let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-	let mut builder = ldk_node::Builder::new();
-	builder.set_network(Network::Regtest);
-	builder.set_storage_dir_path(net.dir().join(name).display().to_string());
-	builder.set_chain_source_bitcoind_rpc(rpc.host, rpc.port, user, password);
-	builder
-		.set_listening_addresses(vec![SocketAddress::TcpIpV4 { addr: [127, 0, 0, 1], port }])
-		.unwrap();
-	builder.set_node_alias(name.to_string()).unwrap();
-	builder.set_async_payments_role(role).unwrap();
-	let node = Arc::new(builder.build().expect("ldk-node builds"));
-	node.start().expect("ldk-node starts");
-	node
-}
 
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 	let deadline = tokio::time::Instant::now() + DEADLINE;
@@ -68,8 +44,9 @@ async fn network() -> TestNet {
 	let mut config = net.node_config("server");
 	config.static_invoice_server = Some(StaticInvoicePolicy::default());
 	let server = net.add_node_with(config).await.expect("server");
-	let payer = start_ldk_node_with_role(&net, "payer", None);
-	let recipient = start_ldk_node_with_role(&net, "recipient", Some(AsyncPaymentsRole::Client));
+	let payer = common::start_ldk_node(&net, "payer");
+	let recipient =
+		common::start_ldk_node_with_role(&net, "recipient", Some(AsyncPaymentsRole::Client));
 	net.fund(&[&server], 2).await.expect("fund");
 	// S-P is announced: LDK builds S's blinded message paths with S as the
 	// introduction node only once S is a public node in its own graph.

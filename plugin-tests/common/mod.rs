@@ -15,6 +15,13 @@ use ldk_trampoline::regtest::RegtestNetwork;
 /// Starts an ldk-node 0.7.1 node against the harness' bitcoind, listening on a
 /// free loopback port, with its data in the harness directory.
 pub fn start_ldk_node(net: &RegtestNetwork, name: &str) -> Arc<ldk_node::Node> {
+	start_ldk_node_with_role(net, name, None)
+}
+
+/// [`start_ldk_node`] with an async payments role (`None`: none).
+pub fn start_ldk_node_with_role(
+	net: &RegtestNetwork, name: &str, role: Option<ldk_node::config::AsyncPaymentsRole>,
+) -> Arc<ldk_node::Node> {
 	let rpc = net.bitcoind().rpc_config();
 	let RpcAuth::UserPass { user, password } = rpc.auth else { panic!("harness uses user/pass") };
 	let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -26,6 +33,7 @@ pub fn start_ldk_node(net: &RegtestNetwork, name: &str) -> Arc<ldk_node::Node> {
 		.set_listening_addresses(vec![SocketAddress::TcpIpV4 { addr: [127, 0, 0, 1], port }])
 		.unwrap();
 	builder.set_node_alias(name.to_string()).unwrap();
+	builder.set_async_payments_role(role).unwrap();
 	let node = Arc::new(builder.build().expect("ldk-node builds"));
 	node.start().expect("ldk-node starts");
 	node

@@ -183,18 +183,9 @@ pub(super) fn rewrite_add<N: InboundNode + ?Sized>(
 		log_error!(core.logger, "Cannot record trampoline HTLC {key}, leaving it to LDK: {e}");
 		return None;
 	}
-	let mut hop_data = [0u8; 20 * 65];
-	hop_data.copy_from_slice(built.packet.hop_payloads());
+	let onion_routing_packet = msgs::OnionPacket::try_from(&built.packet).ok()?;
 	log_debug!(core.logger, "Rewrote trampoline HTLC {key} for LDK");
-	Some(UpdateAddHTLC {
-		onion_routing_packet: msgs::OnionPacket {
-			version: 0,
-			public_key: Ok(*built.packet.public_key()),
-			hop_data,
-			hmac: *built.packet.hmac(),
-		},
-		..msg.clone()
-	})
+	Some(UpdateAddHTLC { onion_routing_packet, ..msg.clone() })
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -110,6 +110,23 @@ impl From<OnionPacket> for msgs::TrampolineOnionPacket {
 	}
 }
 
+/// A payment onion (1300-byte `hop_payloads`) as LDK's message field.
+impl TryFrom<&OnionPacket> for msgs::OnionPacket {
+	type Error = SphinxError;
+
+	fn try_from(packet: &OnionPacket) -> Result<Self, SphinxError> {
+		let hop_data = <[u8; 20 * 65]>::try_from(packet.hop_payloads.as_slice()).map_err(|_| {
+			SphinxError::InvalidHopPayloadsLength { len: packet.hop_payloads.len() }
+		})?;
+		Ok(msgs::OnionPacket {
+			version: ONION_VERSION,
+			public_key: Ok(packet.public_key),
+			hop_data,
+			hmac: packet.hmac,
+		})
+	}
+}
+
 impl TryFrom<&msgs::TrampolineOnionPacket> for OnionPacket {
 	type Error = SphinxError;
 

@@ -126,14 +126,9 @@ impl SenderState {
 		) else {
 			return;
 		};
-		let mut hop_data = [0u8; 20 * 65];
-		hop_data.copy_from_slice(built.packet.hop_payloads());
-		add.onion_routing_packet = msgs::OnionPacket {
-			version: 0,
-			public_key: Ok(*built.packet.public_key()),
-			hop_data,
-			hmac: *built.packet.hmac(),
-		};
+		let Ok(packet) = msgs::OnionPacket::try_from(&built.packet) else { return };
+		add.onion_routing_packet = packet;
+
 		lock(&self.htlcs).insert(
 			htlc_key(&add.channel_id, add.htlc_id),
 			SentHtlc {
