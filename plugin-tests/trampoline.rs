@@ -609,6 +609,63 @@ async fn wallet_pays_through_two_trampolines() {
 	wait_lightning_balance(&t2, before.2 + f2 / 1000).await;
 }
 
+/// Sends half of a trampoline payment to `invoice` whose outer total is the
+/// whole: T waits for the other half. Returns the payment id and W's events
+/// subscribed before the send.
+fn send_half(
+	wallet: &Node, trampoline: &Node, policy: &TrampolinePolicy,
+	invoice: &lightning_invoice::Bolt11Invoice,
+) -> (PaymentId, tokio::sync::broadcast::Receiver<NodeEvent>) {
+	let hop = TrampolineRouteHop {
+		node_id: trampoline.node_id(),
+		fee_msat: policy.fee_msat(AMOUNT_MSAT),
+		cltv_expiry_delta: policy.cltv_expiry_delta,
+	};
+	let onion = trampoline_onion(&invoice.clone().into(), &[hop], wallet.best_block_height())
+		.expect("onion");
+	let events = wallet.subscribe();
+	let send = OuterSend {
+		payment_hash: hash_of(invoice),
+		trampoline: trampoline.node_id(),
+		trampoline_packet: onion.packet.to_bytes(),
+		amount_msat: onion.first_amount_msat / 2,
+		total_msat: onion.first_amount_msat,
+		cltv_expiry_delta: onion.first_cltv_delta,
+		outer_secret: PaymentSecret(rand::random()),
+		payment_id: PaymentId(hash_of(invoice).0),
+		retry: Retry::Attempts(0),
+		max_routing_fee_msat: None,
+		max_total_cltv_expiry_delta: None,
+	};
+	let state = (&**wallet.trampoline_sender(), TlvLayout::Legacy, onion.shared_secrets.clone());
+	let id = send_to_trampoline(&**wallet.channel_manager(), &send, Some(state)).expect("send");
+	(id, events)
+}
+
+/// Ticks T's timers until W's payment `id` failed: LDK's MPP timer fails an
+/// incomplete bucket three ticks after its first part (the background
+/// processor ticks once a minute; ticking here is harmless and quicker).
+async fn tick_until_failed(
+	trampoline: &Node, mut events: tokio::sync::broadcast::Receiver<NodeEvent>, id: PaymentId,
+) {
+	let deadline = tokio::time::Instant::now() + DEADLINE;
+	loop {
+		assert!(tokio::time::Instant::now() < deadline, "the incomplete bucket never timed out");
+		trampoline.channel_manager().timer_tick_occurred();
+		while let Ok(Ok(event)) =
+			tokio::time::timeout(Duration::from_millis(200), events.recv()).await
+		{
+			match event {
+				NodeEvent::PaymentFailed { payment_id, .. } if payment_id == id => return,
+				NodeEvent::PaymentSent { payment_id, .. } if payment_id == id => {
+					panic!("an incomplete bucket was relayed")
+				},
+				_ => {},
+			}
+		}
+	}
+}
+
 /// W pays over three channels to T, which pays R over two: three incoming
 /// parts, one bucket, two outgoing parts. Then a bucket that never completes
 /// times out with mpp_timeout and nothing moves.
@@ -680,49 +737,8 @@ async fn mpp_buckets_are_aggregated_resplit_and_time_out_when_incomplete() {
 	// then LDK's MPP timer (three ticks) fails it with mpp_timeout.
 	let before = (wallet.balances().lightning_sat, trampoline.balances().lightning_sat);
 	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
-	let height = wallet.best_block_height();
-	let fee = policy.fee_msat(AMOUNT_MSAT);
-	let hop = TrampolineRouteHop {
-		node_id: trampoline.node_id(),
-		fee_msat: fee,
-		cltv_expiry_delta: policy.cltv_expiry_delta,
-	};
-	let onion = trampoline_onion(&invoice.clone().into(), &[hop], height).unwrap();
-	let mut events = wallet.subscribe();
-	let send = OuterSend {
-		payment_hash: hash_of(&invoice),
-		trampoline: trampoline.node_id(),
-		trampoline_packet: onion.packet.to_bytes(),
-		amount_msat: onion.first_amount_msat / 2,
-		total_msat: onion.first_amount_msat,
-		cltv_expiry_delta: onion.first_cltv_delta,
-		outer_secret: PaymentSecret(rand::random()),
-		payment_id: PaymentId(hash_of(&invoice).0),
-		retry: Retry::Attempts(0),
-		max_routing_fee_msat: None,
-		max_total_cltv_expiry_delta: None,
-	};
-	let state = (&**wallet.trampoline_sender(), TlvLayout::Legacy, onion.shared_secrets.clone());
-	let id = send_to_trampoline(&**wallet.channel_manager(), &send, Some(state)).expect("send");
-	// LDK's MPP timer: three ticks after the part is claimable-in-progress
-	// (the background processor ticks once a minute; ticking here is
-	// harmless and quicker).
-	let deadline = tokio::time::Instant::now() + DEADLINE;
-	'timeout: loop {
-		assert!(tokio::time::Instant::now() < deadline, "the incomplete bucket never timed out");
-		trampoline.channel_manager().timer_tick_occurred();
-		while let Ok(Ok(event)) =
-			tokio::time::timeout(Duration::from_millis(200), events.recv()).await
-		{
-			match event {
-				NodeEvent::PaymentFailed { payment_id, .. } if payment_id == id => break 'timeout,
-				NodeEvent::PaymentSent { payment_id, .. } if payment_id == id => {
-					panic!("an incomplete bucket was relayed")
-				},
-				_ => {},
-			}
-		}
-	}
+	let (id, events) = send_half(&wallet, &trampoline, &policy, &invoice);
+	tick_until_failed(&trampoline, events, id).await;
 	assert_eq!(
 		wallet.trampoline_failure(&hash_of(&invoice)),
 		Some(TrampolineFailure {
@@ -776,11 +792,6 @@ fn hold_invoice(
 async fn relay_survives_restarts_at_each_step() {
 	let Network { mut net, wallet, trampoline, recipient, policy } = network().await;
 	let fee = policy.fee_msat(AMOUNT_MSAT);
-	let hop = TrampolineRouteHop {
-		node_id: trampoline.node_id(),
-		fee_msat: fee,
-		cltv_expiry_delta: policy.cltv_expiry_delta,
-	};
 	let before = (wallet.balances().lightning_sat, trampoline.balances().lightning_sat);
 
 	// 1. Parts received: half of a payment waits in its bucket across a
@@ -788,44 +799,12 @@ async fn relay_survives_restarts_at_each_step() {
 	// wrote before it acted.
 	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
 	let hash = hash_of(&invoice);
-	let onion = trampoline_onion(&invoice.clone().into(), &[hop], wallet.best_block_height())
-		.expect("onion");
-	let mut events = wallet.subscribe();
-	let send = OuterSend {
-		payment_hash: hash,
-		trampoline: trampoline.node_id(),
-		trampoline_packet: onion.packet.to_bytes(),
-		amount_msat: onion.first_amount_msat / 2,
-		total_msat: onion.first_amount_msat,
-		cltv_expiry_delta: onion.first_cltv_delta,
-		outer_secret: PaymentSecret(rand::random()),
-		payment_id: PaymentId(hash.0),
-		retry: Retry::Attempts(0),
-		max_routing_fee_msat: None,
-		max_total_cltv_expiry_delta: None,
-	};
-	let state = (&**wallet.trampoline_sender(), TlvLayout::Legacy, onion.shared_secrets.clone());
-	let id = send_to_trampoline(&**wallet.channel_manager(), &send, Some(state)).expect("send");
+	let (id, events) = send_half(&wallet, &trampoline, &policy, &invoice);
 	wait_bucket(&trampoline, hash, BucketStage::Receiving).await;
 	let trampoline = net.restart(&trampoline).await.expect("restart");
 	wait_channels_usable(&[&wallet, &trampoline], 1).await;
 	assert_eq!(relayed(&trampoline, hash), vec![BucketStage::Receiving]);
-	let deadline = tokio::time::Instant::now() + DEADLINE;
-	'timeout: loop {
-		assert!(tokio::time::Instant::now() < deadline, "the bucket never timed out");
-		trampoline.channel_manager().timer_tick_occurred();
-		while let Ok(Ok(event)) =
-			tokio::time::timeout(Duration::from_millis(200), events.recv()).await
-		{
-			match event {
-				NodeEvent::PaymentFailed { payment_id, .. } if payment_id == id => break 'timeout,
-				NodeEvent::PaymentSent { payment_id, .. } if payment_id == id => {
-					panic!("an incomplete bucket was relayed")
-				},
-				_ => {},
-			}
-		}
-	}
+	tick_until_failed(&trampoline, events, id).await;
 	assert_eq!(
 		wallet.trampoline_failure(&hash),
 		Some(TrampolineFailure {

@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::*;
-use crate::node::{Node, NodeError};
+use crate::node::{offer_amount_msat, Node, NodeError};
 use crate::sender::{TrampolineBudget, TrampolineRouteHop};
 
 /// The longest `pay` may be asked to wait.
@@ -314,12 +314,7 @@ async fn pay(State(ctx): Ctx, body: Bytes) -> ApiResult<PaymentRecord> {
 		PaymentRequest::Offer(offer) => match trampoline_route(&request)? {
 			None => node.pay_offer(&offer, request.amount_msat)?,
 			Some(hop) => {
-				let amount = request.amount_msat.or(match offer.amount() {
-					Some(lightning::offers::offer::Amount::Bitcoin { amount_msats }) => {
-						Some(amount_msats)
-					},
-					_ => None,
-				});
+				let amount = request.amount_msat.or_else(|| offer_amount_msat(&offer));
 				let amount = amount.ok_or_else(|| {
 					ApiError::bad_request("this offer has no amount: give amount_msat")
 				})?;

@@ -117,6 +117,13 @@ impl EventHandler {
 		let _ = self.events.send(event);
 	}
 
+	/// Records an outbound payment as failed for good and tells subscribers.
+	fn fail_payment(&self, payment_id: PaymentId, reason: String) {
+		self.payments
+			.update(payment_id, |p| p.status = PaymentStatus::Failed { reason: reason.clone() });
+		self.publish(NodeEvent::PaymentFailed { payment_id, reason });
+	}
+
 	fn handle(&self, event: Event) -> Result<(), ReplayEvent> {
 		if let Some(relay) = &self.trampoline {
 			match relay.handle_event(&event) {
@@ -234,11 +241,10 @@ impl EventHandler {
 							self.logger,
 							"Cannot pay offer {payment_id} via trampolines: {e}"
 						);
-						let reason = format!("cannot pay the invoice via trampolines: {e}");
-						self.payments.update(payment_id, |p| {
-							p.status = PaymentStatus::Failed { reason: reason.clone() }
-						});
-						self.publish(NodeEvent::PaymentFailed { payment_id, reason });
+						self.fail_payment(
+							payment_id,
+							format!("cannot pay the invoice via trampolines: {e}"),
+						);
 					},
 				}
 				// Not paid by LDK: its PaymentFailed (UserAbandoned) is
@@ -268,10 +274,7 @@ impl EventHandler {
 						payment_id
 					},
 				};
-				self.payments.update(payment_id, |p| {
-					p.status = PaymentStatus::Failed { reason: reason.clone() }
-				});
-				self.publish(NodeEvent::PaymentFailed { payment_id, reason });
+				self.fail_payment(payment_id, reason);
 			},
 			Event::PaymentForwarded {
 				total_fee_earned_msat,

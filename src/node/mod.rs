@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 
 pub use chain::{BitcoindRpcConfig, ChainError, RpcAuth};
 pub use events::NodeEvent;
+pub(crate) use payments::offer_amount_msat;
 pub use payments::{PaymentDirection, PaymentRecord, PaymentStatus};
 pub use wallet::{OnchainBalance, WalletError};
 

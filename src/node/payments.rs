@@ -22,6 +22,14 @@ use crate::sender::{TrampolineBudget, TrampolineInvoice, TrampolineRouteHop};
 
 const PAYMENTS_NAMESPACE: &str = "payments";
 
+/// The amount an offer asks in bitcoin, if any.
+pub(crate) fn offer_amount_msat(offer: &Offer) -> Option<u64> {
+	match offer.amount() {
+		Some(lightning::offers::offer::Amount::Bitcoin { amount_msats }) => Some(amount_msats),
+		_ => None,
+	}
+}
+
 /// Which way a payment went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -329,10 +337,7 @@ impl Node {
 		&self, offer: &Offer, amount_msat: Option<u64>,
 	) -> Result<PaymentId, NodeError> {
 		let id = PaymentId(rand::random());
-		let amount = amount_msat.or(match offer.amount() {
-			Some(lightning::offers::offer::Amount::Bitcoin { amount_msats }) => Some(amount_msats),
-			_ => None,
-		});
+		let amount = amount_msat.or_else(|| offer_amount_msat(offer));
 		self.payments.insert_outbound(id, None, amount, "bolt12");
 		let params =
 			OptionalOfferPaymentParams { retry_strategy: PAYMENT_RETRY, ..Default::default() };
@@ -355,10 +360,7 @@ impl Node {
 			return Err(NodeError::Payment(crate::sender::SenderError::NoTrampoline.to_string()));
 		}
 		let id = PaymentId(rand::random());
-		let amount = amount_msat.or(match offer.amount() {
-			Some(lightning::offers::offer::Amount::Bitcoin { amount_msats }) => Some(amount_msats),
-			_ => None,
-		});
+		let amount = amount_msat.or_else(|| offer_amount_msat(offer));
 		self.payments.insert_outbound(id, None, amount, "trampoline");
 		self.trampoline_retries.await_invoice(id, route, budget);
 		// No retry of the invoice request's own payment: it is never paid.

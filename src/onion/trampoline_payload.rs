@@ -104,6 +104,18 @@ pub struct TrampolinePayload {
 	pub unknown_tlvs: UnknownTlvs,
 }
 
+impl TrampolineHop {
+	/// The node this hop names as next: the legacy recipient or the next
+	/// trampoline (`None` for blinded paths, blinded hops and receives).
+	pub fn next_node_id(&self) -> Option<PublicKey> {
+		match self {
+			Self::ToLegacyRecipient { outgoing_node_id, .. }
+			| Self::ToTrampoline { outgoing_node_id, .. } => Some(*outgoing_node_id),
+			_ => None,
+		}
+	}
+}
+
 impl TrampolinePayload {
 	/// A payload without unknown records.
 	pub fn new(hop: TrampolineHop) -> Self {

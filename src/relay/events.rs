@@ -417,11 +417,7 @@ where
 	/// The next node of `hop` if it is our channel peer and offline (no
 	/// channel with it is usable).
 	fn offline_peer(&self, hop: &TrampolineHop) -> Option<PublicKey> {
-		let next = match hop {
-			TrampolineHop::ToLegacyRecipient { outgoing_node_id, .. }
-			| TrampolineHop::ToTrampoline { outgoing_node_id, .. } => *outgoing_node_id,
-			_ => return None,
-		};
+		let next = hop.next_node_id()?;
 		let channels: Vec<_> = self
 			.cm
 			.get_cm()

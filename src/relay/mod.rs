@@ -27,7 +27,7 @@ pub use policy::TrampolinePolicy;
 pub use store::{BucketState, RelayStore, StoreError};
 
 use crate::handler::TrampolineHandler;
-use crate::onion::{FailureMessage, TrampolineHop, TrampolinePayload};
+use crate::onion::{FailureMessage, TrampolinePayload};
 use crate::sender::SenderState;
 
 /// The odd custom TLV (>= 65536) of a rewritten onion that names its bucket
@@ -144,15 +144,11 @@ impl RelayCore {
 				else {
 					return None;
 				};
-				let next_node = match TrampolinePayload::decode(&bucket.trampoline_payload) {
-					Ok(TrampolinePayload {
-						hop:
-							TrampolineHop::ToLegacyRecipient { outgoing_node_id, .. }
-							| TrampolineHop::ToTrampoline { outgoing_node_id, .. },
-						..
-					}) => outgoing_node_id.to_string(),
-					_ => String::new(),
-				};
+				let next_node = TrampolinePayload::decode(&bucket.trampoline_payload)
+					.ok()
+					.and_then(|payload| payload.hop.next_node_id())
+					.map(|node_id| node_id.to_string())
+					.unwrap_or_default();
 				Some(HeldBucket {
 					payment_hash: PaymentHash(bucket.payment_hash).to_string(),
 					next_node,
