@@ -609,6 +609,134 @@ async fn wallet_pays_through_two_trampolines() {
 	wait_lightning_balance(&t2, before.2 + f2 / 1000).await;
 }
 
+/// W -> T1 -> X -> T2 -> R: the trampolines are not channel peers, T1 reaches
+/// T2 through X (a plain node), on a path LDK's router chose. T1's own outer
+/// onion (type 20 for T2) rides along that path, so that (1) the payment
+/// goes through, each node keeping its fee; (2) T2's NODE|26 comes back
+/// through X and T1 to W, attributed to T2 with T2's policy; (3) X failing
+/// (T2 gone) is read by T1 and answered to W as NODE|25 from T1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wallet_pays_through_two_trampolines_that_are_not_peers() {
+	/// What W gives T1 on top of its policy fee to pay X, and the CLTV delta
+	/// on top of its policy delta: X's 72 blocks plus the 80 LDK's router
+	/// keeps aside for shadow routing.
+	const ROUTING_FEE_MSAT: u64 = 2_000;
+	const ROUTING_CLTV_DELTA: u16 = 72 + 80;
+	let mut net = RegtestNetwork::start().expect("regtest");
+	let wallet = net.add_node("wallet").await.expect("wallet");
+	let t1 = net.add_node("t1").await.expect("t1");
+	let mut config = net.node_config("x");
+	config.trampoline = None;
+	let x = net.add_node_with(config).await.expect("x");
+	let t2_policy = TrampolinePolicy { fee_base_msat: 3_000, ..TrampolinePolicy::default() };
+	let mut config = net.node_config("t2");
+	config.trampoline = Some(t2_policy);
+	let t2 = net.add_node_with(config).await.expect("t2");
+	let recipient = common::start_ldk_node(&net, "recipient");
+	net.fund(&[&wallet, &t1, &x, &t2], 1).await.expect("fund");
+	net.open_channel(&wallet, &t1, CHANNEL_SAT, 0).await.expect("W-T1");
+	net.open_channel(&t1, &x, CHANNEL_SAT, 0).await.expect("T1-X");
+	net.open_channel(&x, &t2, CHANNEL_SAT, 0).await.expect("X-T2");
+	open_private_to(&net, &t2, &recipient, CHANNEL_SAT).await;
+	common::sync_ldk_node(&recipient);
+	wait_channels_usable(&[&wallet, &t1, &x, &t2], 1).await;
+	t1.wait_for_channels_in_graph(3, DEADLINE).await.expect("T1 learns X-T2");
+	assert!(!t1.list_channels().iter().any(|c| c.counterparty == t2.node_id().to_string()));
+	let t1_policy = t1.config().trampoline.expect("harness nodes relay");
+	let balances = |n: &Node| n.balances().lightning_sat;
+	let before = (balances(&wallet), balances(&t1), balances(&x), balances(&t2));
+
+	let f2 = t2_policy.fee_msat(AMOUNT_MSAT);
+	let f1 = t1_policy.fee_msat(AMOUNT_MSAT + f2) + ROUTING_FEE_MSAT;
+	let route = |f2: u64| {
+		[
+			TrampolineRouteHop {
+				node_id: t1.node_id(),
+				fee_msat: f1,
+				cltv_expiry_delta: t1_policy.cltv_expiry_delta + ROUTING_CLTV_DELTA,
+			},
+			TrampolineRouteHop {
+				node_id: t2.node_id(),
+				fee_msat: f2,
+				cltv_expiry_delta: t2_policy.cltv_expiry_delta,
+			},
+		]
+	};
+	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
+	let id = wallet.pay_invoice_via_trampolines(&invoice, &route(f2)).expect("pay");
+	let paid = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
+	assert_eq!(paid.status, PaymentStatus::Succeeded, "{paid:?}");
+	let received = common::wait_ldk_event(&recipient, DEADLINE, "payment received", |e| match e {
+		ldk_node::Event::PaymentReceived { amount_msat, .. } => Some(*amount_msat),
+		_ => None,
+	})
+	.await;
+	assert_eq!(received, AMOUNT_MSAT);
+	assert_eq!(relayed(&t1, hash_of(&invoice)), vec![BucketStage::Relayed]);
+	assert_eq!(relayed(&t2, hash_of(&invoice)), vec![BucketStage::Relayed]);
+	// X charges LDK's default forwarding fee (1 sat, 0 ppm); T1 keeps the
+	// rest of what W gave it.
+	let x_fee_msat = 1_000;
+	for node in [&wallet, &t1, &x, &t2] {
+		wait_no_htlcs(node).await;
+	}
+	let after = (
+		before.0 - (AMOUNT_MSAT + f1 + f2) / 1000,
+		before.1 + (f1 - x_fee_msat) / 1000,
+		before.2 + 1,
+		before.3 + f2 / 1000,
+	);
+	wait_lightning_balance(&wallet, after.0).await;
+	wait_lightning_balance(&t1, after.1).await;
+	wait_lightning_balance(&x, after.2).await;
+	wait_lightning_balance(&t2, after.3).await;
+
+	// T2 is offered one msat less than its fee: its NODE|26 travels back
+	// through X to T1, which cannot read it and passes it on; W reads it.
+	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
+	let id = wallet.pay_invoice_via_trampolines(&invoice, &route(f2 - 1)).expect("pay");
+	let failed = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
+	assert!(matches!(failed.status, PaymentStatus::Failed { .. }), "{failed:?}");
+	assert_eq!(
+		wallet.trampoline_failure(&hash_of(&invoice)),
+		Some(TrampolineFailure {
+			hop: FailingHop::Trampoline(1),
+			message: FailureMessage::TrampolineFeeOrExpiryInsufficient {
+				fee_base_msat: t2_policy.fee_base_msat,
+				fee_proportional_millionths: t2_policy.fee_proportional_millionths,
+				cltv_expiry_delta: t2_policy.cltv_expiry_delta,
+			},
+		})
+	);
+	assert_eq!(relayed(&t1, hash_of(&invoice)), vec![BucketStage::Failed]);
+	assert!(failures(&t1, &hash_of(&invoice)).is_empty(), "T1 passed T2's failure on as is");
+
+	// T2 goes away: X cannot forward and fails the HTLC; T1 reads X's
+	// failure in its own onion and answers W with a temporary failure.
+	for node in [&wallet, &t1, &x, &t2] {
+		wait_no_htlcs(node).await;
+	}
+	let _t2_stopped = net.stop(&t2).await.expect("stop T2");
+	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
+	let id = wallet.pay_invoice_via_trampolines(&invoice, &route(f2)).expect("pay");
+	let failed = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
+	assert!(matches!(failed.status, PaymentStatus::Failed { .. }), "{failed:?}");
+	assert_eq!(
+		wallet.trampoline_failure(&hash_of(&invoice)),
+		Some(TrampolineFailure {
+			hop: FailingHop::Trampoline(0),
+			message: FailureMessage::TemporaryTrampolineFailure,
+		})
+	);
+	assert_eq!(failures(&t1, &hash_of(&invoice)), vec![FailureMessage::TemporaryTrampolineFailure]);
+	for node in [&wallet, &t1, &x] {
+		wait_no_htlcs(node).await;
+	}
+	wait_lightning_balance(&wallet, after.0).await;
+	wait_lightning_balance(&t1, after.1).await;
+	wait_lightning_balance(&x, after.2).await;
+}
+
 /// Sends half of a trampoline payment to `invoice` whose outer total is the
 /// whole: T waits for the other half. Returns the payment id and W's events
 /// subscribed before the send.

@@ -16,7 +16,6 @@ use lightning_invoice::Bolt11Invoice;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::demo::wait_for_channels_in_graph;
 use crate::node::{Node, NodeError, PaymentStatus};
 use crate::regtest::{RegtestError, RegtestNetwork, DEADLINE};
 use crate::relay::TrampolinePolicy;
@@ -252,7 +251,7 @@ pub async fn run(payments: usize) -> Result<BenchReport, BenchError> {
 	net.open_channel(&wallet, &trampoline, CHANNEL_SAT, 0).await?;
 	net.open_channel(&trampoline, &recipient, CHANNEL_SAT, 0).await?;
 	// Plain payments are source-routed: the wallet needs both channels.
-	wait_for_channels_in_graph(&wallet, 2).await?;
+	wallet.wait_for_channels_in_graph(2, DEADLINE).await?;
 	let policy = trampoline.config().trampoline.unwrap_or_default();
 	say(
 		start,

@@ -2,7 +2,7 @@
 //! payments of every kind, printed as a timeline.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::node::{Node, NodeError, PaymentRecord, PaymentStatus};
 use crate::regtest::{RegtestError, RegtestNetwork, DEADLINE};
@@ -73,7 +73,7 @@ pub async fn run() -> Result<(), DemoError> {
 	timeline.say("channel alice -> bob (2,000,000 sat) confirmed and ready");
 	net.open_channel(&bob, &carol, 1_000_000, 0).await?;
 	timeline.say("channel bob -> carol (1,000,000 sat) confirmed and ready");
-	wait_for_channels_in_graph(&alice, 2).await?;
+	alice.wait_for_channels_in_graph(2, DEADLINE).await?;
 	timeline.say("alice learned both channels from gossip");
 
 	let invoice = bob.create_invoice(Some(150_000_000), "demo: direct", 3600)?;
@@ -153,16 +153,4 @@ async fn pay(
 		return Err(DemoError::Payment { what: what.to_string(), status: record.status });
 	}
 	Ok(record)
-}
-
-/// Waits until `node`'s network graph holds `count` channels.
-pub(crate) async fn wait_for_channels_in_graph(node: &Node, count: usize) -> Result<(), NodeError> {
-	let deadline = tokio::time::Instant::now() + DEADLINE;
-	while node.network_graph().read_only().channels().len() < count {
-		if tokio::time::Instant::now() > deadline {
-			return Err(NodeError::Timeout(DEADLINE, format!("{count} channels in the graph")));
-		}
-		tokio::time::sleep(Duration::from_millis(50)).await;
-	}
-	Ok(())
 }

@@ -270,6 +270,31 @@ impl Node {
 		&self.network_graph
 	}
 
+	/// Waits until the network graph holds `count` channels, each with both
+	/// directions' updates (what the router needs to use them).
+	pub async fn wait_for_channels_in_graph(
+		&self, count: usize, timeout: Duration,
+	) -> Result<(), NodeError> {
+		let deadline = deadline_after(timeout);
+		loop {
+			let complete = {
+				let graph = self.network_graph.read_only();
+				let channels = graph.channels();
+				channels
+					.unordered_iter()
+					.filter(|(_, c)| c.one_to_two.is_some() && c.two_to_one.is_some())
+					.count()
+			};
+			if complete >= count {
+				return Ok(());
+			}
+			if tokio::time::Instant::now() > deadline {
+				return Err(NodeError::Timeout(timeout, format!("{count} channels in the graph")));
+			}
+			tokio::time::sleep(Duration::from_millis(50)).await;
+		}
+	}
+
 	/// Subscribes to the node's events. Events emitted before the call are not seen:
 	/// subscribe before starting what you want to wait for.
 	pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {

@@ -44,12 +44,13 @@ use super::logger::NodeLogger;
 use super::payments::PaymentStore;
 use super::peers::PeerStore;
 use super::types::{
-	ChainMonitor, ChannelManager, GossipSync, NetworkGraph, OnionMessenger, PeerManager, Router,
-	Scorer, StaticInvoiceServer, Sweeper,
+	ChainMonitor, ChannelManager, GossipSync, NetworkGraph, OnionMessenger, PaymentRouter,
+	PeerManager, Scorer, StaticInvoiceServer, Sweeper,
 };
 use super::wallet::OnchainWallet;
 use super::{Node, NodeConfig, NodeError};
 use crate::relay::Trampoline;
+use crate::sender::SenderState;
 
 type ChannelMonitor =
 	lightning::chain::channelmonitor::ChannelMonitor<lightning::sign::InMemorySigner>;
@@ -245,12 +246,16 @@ impl Node {
 			},
 		};
 		let scorer = Arc::new(Mutex::new(scorer));
-		let router: Arc<Router> = Arc::new(DefaultRouter::new(
-			Arc::clone(&network_graph),
-			Arc::clone(&logger),
-			Arc::clone(&keys_manager),
-			Arc::clone(&scorer),
-			ProbabilisticScoringFeeParameters::default(),
+		let trampoline_sender = Arc::new(SenderState::default());
+		let router = Arc::new(PaymentRouter::new(
+			Arc::new(DefaultRouter::new(
+				Arc::clone(&network_graph),
+				Arc::clone(&logger),
+				Arc::clone(&keys_manager),
+				Arc::clone(&scorer),
+				ProbabilisticScoringFeeParameters::default(),
+			)),
+			Arc::clone(&trampoline_sender),
 		));
 		let message_router = Arc::new(DefaultMessageRouter::new(
 			Arc::clone(&network_graph),
@@ -419,6 +424,7 @@ impl Node {
 			Arc::clone(&keys_manager) as Arc<dyn NodeSigner + Send + Sync>,
 			Arc::clone(&store) as Arc<dyn KVStoreSync + Send + Sync>,
 			config.trampoline,
+			trampoline_sender,
 			Arc::clone(&logger) as Arc<dyn lightning::util::logger::Logger + Send + Sync>,
 		)
 		.map_err(|e| stored_err("trampoline state")(&e))?;

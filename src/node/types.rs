@@ -66,10 +66,14 @@ pub type ChannelManager = lightning::ln::channelmanager::ChannelManager<
 	Arc<KeysManager>,
 	Arc<KeysManager>,
 	Arc<FeeEstimator>,
-	Arc<Router>,
+	Arc<PaymentRouter>,
 	Arc<MessageRouter>,
 	Arc<Logger>,
 >;
+
+/// The channel manager's router: LDK's, with the paths of trampoline
+/// payments recorded for the plugin's message handler.
+pub type PaymentRouter = crate::sender::TrampolineRouter<Arc<Router>>;
 
 /// The onion messenger (BOLT 12 offers and async payments).
 pub type OnionMessenger = lightning::onion_message::messenger::OnionMessenger<

@@ -89,18 +89,37 @@ where
 					return HookOutcome::NotOurs;
 				};
 				let relayed = self.sender.relayed_failure(&PaymentHash(bucket.payment_hash));
-				if let Some(RelayedFailure::Opaque(packet)) = relayed {
-					log_info!(
-						self.core.logger,
-						"Trampoline payment {} failed further down the route: passing the failure back",
-						PaymentHash(bucket.payment_hash)
-					);
-					return self.fail_bucket_with(
-						&id,
-						&bucket,
-						FailureMessage::TemporaryTrampolineFailure,
-						Some(packet),
-					);
+				match relayed {
+					Some(RelayedFailure::Opaque(packet)) => {
+						log_info!(
+							self.core.logger,
+							"Trampoline payment {} failed further down the route: passing the failure back",
+							PaymentHash(bucket.payment_hash)
+						);
+						return self.fail_bucket_with(
+							&id,
+							&bucket,
+							FailureMessage::TemporaryTrampolineFailure,
+							Some(packet),
+						);
+					},
+					Some(RelayedFailure::OnTheWay(failure)) => {
+						// LDK could not read this failure (the onion was
+						// ours) and gave up; the payer may try again later.
+						log_info!(
+							self.core.logger,
+							"Trampoline payment {} failed on the way to the next trampoline: {:?}",
+							PaymentHash(bucket.payment_hash),
+							failure
+						);
+						return self.fail_bucket_with(
+							&id,
+							&bucket,
+							FailureMessage::TemporaryTrampolineFailure,
+							None,
+						);
+					},
+					Some(RelayedFailure::Outer(_)) | None => {},
 				}
 				let failure = match reason {
 					Some(PaymentFailureReason::RouteNotFound)

@@ -272,13 +272,15 @@ where
 	CM::Target: AChannelManager,
 {
 	/// Builds the plugin around `channel_manager`. With `policy: None` the
-	/// handler passes everything through and there is no relay.
+	/// handler passes everything through and there is no relay. `sender` is
+	/// the state the channel manager's [`crate::sender::TrampolineRouter`]
+	/// was given (create it with `SenderState::default()` before the channel
+	/// manager).
 	pub fn new(
 		channel_manager: CM, signer: Arc<dyn NodeSigner + Send + Sync>,
 		kv: Arc<dyn KVStoreSync + Send + Sync>, policy: Option<TrampolinePolicy>,
-		logger: Arc<dyn Logger + Send + Sync>,
+		sender: Arc<SenderState>, logger: Arc<dyn Logger + Send + Sync>,
 	) -> Result<Self, RelayError> {
-		let sender = Arc::new(SenderState::default());
 		let Some(policy) = policy else {
 			let handler = TrampolineHandler::new(channel_manager, None, Some(Arc::clone(&sender)));
 			return Ok(Self { handler: Arc::new(handler), relay: None, sender });

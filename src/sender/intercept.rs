@@ -1,13 +1,17 @@
 //! The sending side of the message handler. LDK builds the outer onion to a
 //! trampoline with a session key it keeps to itself, so it cannot read the
 //! trampoline's doubly wrapped failures, and neither could we. For a payment
-//! sent with [`super::send_to_trampoline`] over a direct channel to the
-//! trampoline, the handler replaces LDK's one-hop onion with one it builds
-//! from the same payload (the trampoline packet as type 20 or 66100, the
-//! outer secret and total) and a session key it keeps, and peels the failures
-//! that come back: through the trampoline layers too for the wallet's own
-//! payments, or only the outer layer for a packet this node relays, whose
-//! failure is passed on to the payer. LDK still sees the failure unchanged.
+//! sent with [`super::send_to_trampoline`], the handler replaces LDK's onion
+//! in each outgoing `update_add_htlc` with one it builds for the same path
+//! (the intermediate hops' forward payloads, then the trampoline's payload:
+//! the packet as type 20 or 66100, the outer secret and total) and a session
+//! key it keeps, and peels the failures that come back: through the
+//! trampoline layers too for the wallet's own payments, or only the outer
+//! layers for a packet this node relays, whose failure is passed on to the
+//! payer. The path of an HTLC that is not sent straight to the trampoline is
+//! the one LDK's router chose for it, recorded by
+//! [`super::TrampolineRouter`]. LDK still sees the failure unchanged (it
+//! cannot attribute it and fails the payment without penalizing a channel).
 //! State is in memory: after a restart, failures of payments sent before it
 //! are not decoded (a relay re-registers when it sends again).
 
@@ -17,6 +21,7 @@ use std::sync::Mutex;
 use bitcoin::secp256k1::ecdh::SharedSecret;
 use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
 use lightning::ln::msgs::{self, UpdateAddHTLC, UpdateFailHTLC};
+use lightning::routing::router::Path;
 use lightning::types::payment::{PaymentHash, PaymentSecret};
 
 use crate::onion::{
@@ -46,8 +51,18 @@ pub struct SentOnion {
 
 struct SentHtlc {
 	payment_hash: [u8; 32],
-	outer_shared_secret: SharedSecret,
+	/// One per hop of the outer path, the trampoline last.
+	outer_shared_secrets: Vec<SharedSecret>,
 	trampoline_shared_secrets: Vec<SharedSecret>,
+}
+
+/// One hop of an outer path being built: who, what it receives, and its
+/// payload.
+struct OuterHopPlan {
+	node_id: PublicKey,
+	amount_msat: u64,
+	cltv_expiry: u32,
+	payload: Vec<u8>,
 }
 
 /// A failure that came back for a packet this node relayed.
@@ -56,6 +71,9 @@ pub enum RelayedFailure {
 	/// The next node failed the outer HTLC itself (it could not read the
 	/// trampoline packet, or its channel layer refused).
 	Outer(FailureMessage),
+	/// A node between us and the next trampoline failed the HTLC (its
+	/// channel onwards was unusable, our fee to it too low, ...).
+	OnTheWay(FailureMessage),
 	/// A failure from inside the trampoline route, still encrypted for the
 	/// payer: to be wrapped and passed back.
 	Opaque(Vec<u8>),
@@ -65,6 +83,8 @@ pub enum RelayedFailure {
 #[derive(Default)]
 pub struct SenderState {
 	pending: Mutex<HashMap<[u8; 32], SentOnion>>,
+	/// Multi-hop paths LDK's router chose for registered payments.
+	paths: Mutex<HashMap<[u8; 32], Vec<Path>>>,
 	htlcs: Mutex<HashMap<String, SentHtlc>>,
 	failures: Mutex<HashMap<[u8; 32], TrampolineFailure>>,
 	relayed: Mutex<HashMap<[u8; 32], RelayedFailure>>,
@@ -80,7 +100,20 @@ impl SenderState {
 	pub(crate) fn register(&self, payment_hash: PaymentHash, onion: SentOnion) {
 		lock(&self.relayed).remove(&payment_hash.0);
 		lock(&self.failures).remove(&payment_hash.0);
+		lock(&self.paths).remove(&payment_hash.0);
 		lock(&self.pending).insert(payment_hash.0, onion);
+	}
+
+	/// Whether a payment with this hash is registered.
+	pub(crate) fn is_registered(&self, payment_hash: &PaymentHash) -> bool {
+		lock(&self.pending).contains_key(&payment_hash.0)
+	}
+
+	/// Remembers the multi-hop paths LDK's router chose for a registered
+	/// payment, to build the onion of the HTLCs sent along them.
+	pub(crate) fn record_paths(&self, payment_hash: &PaymentHash, paths: &[Path]) {
+		let multi_hop = paths.iter().filter(|p| p.hops.len() > 1 && p.blinded_tail.is_none());
+		lock(&self.paths).entry(payment_hash.0).or_default().extend(multi_hop.cloned());
 	}
 
 	/// The failure a trampoline (or the outer hop) reported for a payment of
@@ -95,18 +128,19 @@ impl SenderState {
 	}
 
 	/// Substitutes our own onion in an outgoing `update_add_htlc` of a
-	/// registered payment sent straight to its trampoline.
+	/// registered payment: sent straight to its trampoline, or along a path
+	/// LDK's router chose for it.
 	pub(crate) fn rewrite_add(&self, node_id: &PublicKey, add: &mut UpdateAddHTLC) {
 		let pending = lock(&self.pending);
 		let Some(send) = pending.get(&add.payment_hash.0) else { return };
-		if send.trampoline != *node_id {
-			return;
-		}
-		// The payload LDK put there for a one-hop path: the HTLC's own amount
-		// and expiry, the outer secret and total, and the trampoline onion.
+		let Some(mut hops) = self.outer_hops(send, node_id, add) else { return };
+		// The trampoline's payload as LDK wrote it: the amount and expiry the
+		// path delivers, the outer secret and total, and the trampoline onion.
+		let Some(last) = hops.last_mut() else { return };
+		let (amt_to_forward, outgoing_cltv_value) = (last.amount_msat, last.cltv_expiry);
 		let payload = OuterPayload::new(OuterHop::TrampolineEntry {
-			amt_to_forward: add.amount_msat,
-			outgoing_cltv_value: add.cltv_expiry,
+			amt_to_forward,
+			outgoing_cltv_value,
 			payment_data: Some(PaymentData {
 				payment_secret: send.outer_secret,
 				total_msat: send.total_msat,
@@ -116,11 +150,16 @@ impl SenderState {
 			layout: send.layout,
 		});
 		let Ok(payload) = payload.encode() else { return };
+		last.payload = payload;
 		let Ok(session_key) = SecretKey::from_slice(&rand::random::<[u8; 32]>()) else { return };
+		let sphinx: Vec<SphinxHop> = hops
+			.into_iter()
+			.map(|hop| SphinxHop { node_id: hop.node_id, payload: hop.payload })
+			.collect();
 		let Ok(built) = onion::build(
 			&Secp256k1::new(),
 			&session_key,
-			&[SphinxHop { node_id: *node_id, payload }],
+			&sphinx,
 			&add.payment_hash.0,
 			PAYMENT_ONION_HOP_PAYLOADS_LEN,
 		) else {
@@ -133,10 +172,57 @@ impl SenderState {
 			htlc_key(&add.channel_id, add.htlc_id),
 			SentHtlc {
 				payment_hash: add.payment_hash.0,
-				outer_shared_secret: built.shared_secrets[0],
+				outer_shared_secrets: built.shared_secrets,
 				trampoline_shared_secrets: send.trampoline_shared_secrets.clone(),
 			},
 		);
+	}
+
+	/// The hops of the outer path an HTLC to `node_id` takes, with what each
+	/// receives; every payload but the trampoline's (left empty) filled in.
+	/// Straight to the trampoline: one hop. Otherwise the recorded path
+	/// through `node_id` to the trampoline whose amount is the HTLC's; the
+	/// amounts and expiries follow from the HTLC's by the path's fees and
+	/// CLTV deltas, as LDK computes them.
+	fn outer_hops(
+		&self, send: &SentOnion, node_id: &PublicKey, add: &UpdateAddHTLC,
+	) -> Option<Vec<OuterHopPlan>> {
+		if send.trampoline == *node_id {
+			return Some(vec![OuterHopPlan {
+				node_id: *node_id,
+				amount_msat: add.amount_msat,
+				cltv_expiry: add.cltv_expiry,
+				payload: Vec::new(),
+			}]);
+		}
+		let paths = lock(&self.paths);
+		let path = paths.get(&add.payment_hash.0)?.iter().find(|path| {
+			path.hops.first().is_some_and(|hop| hop.pubkey == *node_id)
+				&& path.hops.last().is_some_and(|hop| hop.pubkey == send.trampoline)
+				&& path.hops.iter().map(|hop| hop.fee_msat).sum::<u64>() == add.amount_msat
+		})?;
+		let mut plan = Vec::with_capacity(path.hops.len());
+		let (mut amount_msat, mut cltv_expiry) = (add.amount_msat, add.cltv_expiry);
+		for (hop, next) in path.hops.iter().zip(path.hops.iter().skip(1)) {
+			let amt_to_forward = amount_msat.checked_sub(hop.fee_msat)?;
+			let outgoing_cltv_value = cltv_expiry.checked_sub(hop.cltv_expiry_delta)?;
+			let payload = OuterPayload::new(OuterHop::Forward {
+				short_channel_id: next.short_channel_id,
+				amt_to_forward,
+				outgoing_cltv_value,
+			})
+			.encode()
+			.ok()?;
+			plan.push(OuterHopPlan { node_id: hop.pubkey, amount_msat, cltv_expiry, payload });
+			(amount_msat, cltv_expiry) = (amt_to_forward, outgoing_cltv_value);
+		}
+		plan.push(OuterHopPlan {
+			node_id: send.trampoline,
+			amount_msat,
+			cltv_expiry,
+			payload: Vec::new(),
+		});
+		Some(plan)
 	}
 
 	/// Reads an incoming `update_fail_htlc` of an HTLC we rewrote.
@@ -147,15 +233,19 @@ impl SenderState {
 		if !htlc.trampoline_shared_secrets.is_empty() {
 			if let Ok(failure) = onion::decrypt_trampoline_error_packet(
 				&reason,
-				&[htlc.outer_shared_secret],
+				&htlc.outer_shared_secrets,
 				&htlc.trampoline_shared_secrets,
 			) {
 				lock(&self.failures).insert(htlc.payment_hash, failure);
 			}
 			return;
 		}
-		let relayed = match onion::peel_error_packet(&reason, &[htlc.outer_shared_secret]) {
-			Ok(PeeledError::Decrypted(failure)) => RelayedFailure::Outer(failure.message),
+		let trampoline_index = htlc.outer_shared_secrets.len().saturating_sub(1);
+		let relayed = match onion::peel_error_packet(&reason, &htlc.outer_shared_secrets) {
+			Ok(PeeledError::Decrypted(failure)) if failure.hop_index == trampoline_index => {
+				RelayedFailure::Outer(failure.message)
+			},
+			Ok(PeeledError::Decrypted(failure)) => RelayedFailure::OnTheWay(failure.message),
 			Ok(PeeledError::Opaque(packet)) => RelayedFailure::Opaque(packet),
 			Err(_) => return,
 		};

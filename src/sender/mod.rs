@@ -4,9 +4,10 @@
 //! recipient" payload with a BOLT 11 invoice's data, legacy layout, or a BOLT
 //! 12 invoice's blinded paths, spec layout), and pays the first trampoline
 //! natively with LDK, the onion riding in custom TLV 66100 (LDK sends custom
-//! TLVs >= 65536 as they are). Over a direct channel to the first trampoline
-//! the message handler substitutes its own outer onion ([`SenderState`]) so
-//! that the trampolines' failures can be decrypted, and [`TrampolineRetries`]
+//! TLVs >= 65536 as they are). The message handler substitutes its own outer
+//! onion ([`SenderState`]; for paths through other nodes, the ones
+//! [`TrampolineRouter`] saw LDK choose) so that the trampolines' failures can
+//! be decrypted, and [`TrampolineRetries`]
 //! pays again with the fee a trampoline asks for, within a budget.
 
 use bitcoin::hashes::Hash;
@@ -23,11 +24,13 @@ use lightning_invoice::Bolt11Invoice;
 
 mod intercept;
 mod retry;
+mod router;
 pub use intercept::{RelayedFailure, SenderState, SentOnion};
 pub use retry::{
 	next_route, AfterFailure, NoRetry, ReceivedInvoice, TrampolineBudget, TrampolineRetries,
 	MAX_ATTEMPTS,
 };
+pub use router::TrampolineRouter;
 
 use crate::onion::{
 	self, exact_hop_payloads_len, types, LegacyRouteHintHop, OnionPacket, PaymentBlindedPath,
