@@ -566,14 +566,14 @@ async fn reference_node_pays_through_a_trampoline_and_reports_relay_stats() {
 	);
 
 	// The reference node knows only bob; bob (the trampoline) finds carol.
+	// `auto` picks bob among the node's peers by his features, and offers
+	// what the default policy (bob's) asks.
 	let amount_msat = 20_000_000;
 	let bob_policy = bob.config().trampoline.expect("bob relays");
 	let fee_msat = bob_policy.fee_msat(amount_msat);
 	let invoice = carol.create_invoice(Some(amount_msat), "via trampoline", 3600).unwrap();
 	let received = carol.subscribe();
-	let paid =
-		ctl(&control, &["pay", &invoice.to_string(), "--trampoline", &bob.node_id().to_string()])
-			.await;
+	let paid = ctl(&control, &["pay", &invoice.to_string(), "--trampoline", "auto"]).await;
 	assert_eq!(paid["status"]["state"], "succeeded", "{paid}");
 	assert_eq!(paid["kind"], "trampoline");
 	assert_eq!(paid["amount_msat"], amount_msat + fee_msat);

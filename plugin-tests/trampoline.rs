@@ -614,7 +614,9 @@ async fn wallet_pays_through_two_trampolines() {
 /// onion (type 20 for T2) rides along that path, so that (1) the payment
 /// goes through, each node keeping its fee; (2) T2's NODE|26 comes back
 /// through X and T1 to W, attributed to T2 with T2's policy; (3) X failing
-/// (T2 gone) is read by T1 and answered to W as NODE|25 from T1.
+/// (T2 gone) is read by T1 and answered to W as NODE|25 from T1. Also: W
+/// chooses T1 among its peers by their features, and when T1 finds no route
+/// within the fee it was offered it answers NODE|26, and W offers more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn wallet_pays_through_two_trampolines_that_are_not_peers() {
 	/// What W gives T1 on top of its policy fee to pay X, and the CLTV delta
@@ -637,10 +639,12 @@ async fn wallet_pays_through_two_trampolines_that_are_not_peers() {
 	net.open_channel(&wallet, &t1, CHANNEL_SAT, 0).await.expect("W-T1");
 	net.open_channel(&t1, &x, CHANNEL_SAT, 0).await.expect("T1-X");
 	net.open_channel(&x, &t2, CHANNEL_SAT, 0).await.expect("X-T2");
+	// W can send more to X than to T1, but X does not speak trampoline.
+	net.open_channel(&wallet, &x, 2 * CHANNEL_SAT, 0).await.expect("W-X");
 	open_private_to(&net, &t2, &recipient, CHANNEL_SAT).await;
 	common::sync_ldk_node(&recipient);
 	wait_channels_usable(&[&wallet, &t1, &x, &t2], 1).await;
-	t1.wait_for_channels_in_graph(3, DEADLINE).await.expect("T1 learns X-T2");
+	t1.wait_for_channels_in_graph(4, DEADLINE).await.expect("T1 learns X-T2 and W-X");
 	assert!(!t1.list_channels().iter().any(|c| c.counterparty == t2.node_id().to_string()));
 	let t1_policy = t1.config().trampoline.expect("harness nodes relay");
 	let balances = |n: &Node| n.balances().lightning_sat;
@@ -685,6 +689,42 @@ async fn wallet_pays_through_two_trampolines_that_are_not_peers() {
 		before.1 + (f1 - x_fee_msat) / 1000,
 		before.2 + 1,
 		before.3 + f2 / 1000,
+	);
+	wait_lightning_balance(&wallet, after.0).await;
+	wait_lightning_balance(&t1, after.1).await;
+	wait_lightning_balance(&x, after.2).await;
+	wait_lightning_balance(&t2, after.3).await;
+
+	// W picks its trampoline itself: T1, though W can send more to X, which
+	// does not speak trampoline. Offered only its policy, T1 finds no route
+	// to R within nothing left for X's and T2's fees (T2 a plain hop here):
+	// NODE|26 with its policy; W doubles the surplus (2 x the fee and delta)
+	// and succeeds.
+	assert_eq!(wallet.choose_trampoline(AMOUNT_MSAT).expect("a trampoline peer"), t1.node_id());
+	assert!(wallet.choose_trampoline(CHANNEL_SAT * 1000).is_err(), "nobody can carry that");
+	let guess = TrampolineRouteHop {
+		node_id: t1.node_id(),
+		fee_msat: t1_policy.fee_msat(AMOUNT_MSAT),
+		cltv_expiry_delta: t1_policy.cltv_expiry_delta,
+	};
+	let budget = TrampolineBudget { max_fee_msat: 100_000, max_cltv_expiry_delta: 1_008 };
+	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
+	let id = wallet.pay_invoice_via_trampolines_within(&invoice, &[guess], budget).expect("pay");
+	let paid = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
+	assert_eq!(paid.status, PaymentStatus::Succeeded, "{paid:?}");
+	assert_eq!(failures(&t1, &hash_of(&invoice)), vec![t1_policy.insufficient()]);
+	let mut stages = relayed(&t1, hash_of(&invoice));
+	stages.sort_by_key(|stage| format!("{stage:?}"));
+	assert_eq!(stages, vec![BucketStage::Failed, BucketStage::Relayed]);
+	for node in [&wallet, &t1, &x, &t2] {
+		wait_no_htlcs(node).await;
+	}
+	let fee_paid = 2 * guess.fee_msat;
+	let after = (
+		after.0 - (AMOUNT_MSAT + fee_paid) / 1000,
+		after.1 + (fee_paid - 2 * x_fee_msat) / 1000,
+		after.2 + 1,
+		after.3 + 1,
 	);
 	wait_lightning_balance(&wallet, after.0).await;
 	wait_lightning_balance(&t1, after.1).await;

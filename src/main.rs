@@ -191,8 +191,10 @@ enum CtlCommand {
 		/// How long to wait for the outcome [default: 60].
 		#[arg(long, value_name = "SECS")]
 		timeout_secs: Option<u64>,
-		/// Pay through this trampoline peer (node id): a BOLT 11 invoice, or a
-		/// BOLT 12 offer whose invoice's blinded paths the trampoline pays.
+		/// Pay through this trampoline (node id, or `auto`: the peer
+		/// advertising trampoline routing we can send the most to): a BOLT 11
+		/// invoice, or a BOLT 12 offer whose invoice's blinded paths the
+		/// trampoline pays.
 		#[arg(long, value_name = "NODE_ID")]
 		trampoline: Option<String>,
 		/// The fee offered to the trampoline [default: 1000 msat + 1000 ppm].
@@ -201,8 +203,9 @@ enum CtlCommand {
 		/// The CLTV delta offered to the trampoline [default: 288].
 		#[arg(long, value_name = "BLOCKS", requires = "trampoline")]
 		trampoline_cltv_expiry_delta: Option<u16>,
-		/// Pay the trampoline up to this fee if it answers that the fee
-		/// offered is too low [default: no escalation].
+		/// Pay the trampoline up to this fee (and up to 1008 blocks) if it
+		/// answers that the fee offered is too low or that it found no route
+		/// within it [default: no escalation].
 		#[arg(long, value_name = "MSAT", requires = "trampoline")]
 		trampoline_max_fee_msat: Option<u64>,
 	},

@@ -25,6 +25,14 @@ pub use crate::node::{Balances, ChannelInfo, PaymentRecord};
 pub const DEFAULT_CONTROL_LISTEN: SocketAddr =
 	SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9736);
 
+/// The `trampoline` of a pay request that lets the node choose among its
+/// peers advertising trampoline routing.
+pub const AUTO_TRAMPOLINE: &str = "auto";
+
+/// The most CLTV delta a pay request with `trampoline_max_fee_msat` lets
+/// the trampoline grow to (LDK's default limit for a whole route).
+pub const MAX_TRAMPOLINE_CLTV_EXPIRY_DELTA: u32 = 1_008;
+
 /// How long `pay` waits for the outcome unless told otherwise.
 pub const DEFAULT_PAY_TIMEOUT_SECS: u64 = 60;
 
@@ -247,9 +255,10 @@ pub struct PayRequest {
 	/// pending.
 	#[serde(default, skip_serializing_if = "Option::is_none")]
 	pub timeout_secs: Option<u64>,
-	/// Pay through this trampoline node (hex node id), a peer of ours that
-	/// finds the route to the recipient (a BOLT 11 invoice's node, or a BOLT
-	/// 12 invoice's blinded paths).
+	/// Pay through this trampoline node (hex node id), a node we can route
+	/// to that finds the route to the recipient (a BOLT 11 invoice's node, or
+	/// a BOLT 12 invoice's blinded paths); [`AUTO_TRAMPOLINE`] picks the peer
+	/// advertising trampoline routing we can send the most to.
 	#[serde(default, skip_serializing_if = "Option::is_none")]
 	pub trampoline: Option<String>,
 	/// The fee offered to the trampoline (default: what the default
@@ -260,8 +269,9 @@ pub struct PayRequest {
 	#[serde(default, skip_serializing_if = "Option::is_none")]
 	pub trampoline_cltv_expiry_delta: Option<u16>,
 	/// The most the trampoline may get if it answers that the fee offered is
-	/// too low (default: the fee offered, no escalation). The CLTV delta is
-	/// not raised beyond the one offered.
+	/// too low, or that it found no route within it (default: the fee
+	/// offered, no escalation). The CLTV delta may then grow up to
+	/// [`MAX_TRAMPOLINE_CLTV_EXPIRY_DELTA`].
 	#[serde(default, skip_serializing_if = "Option::is_none")]
 	pub trampoline_max_fee_msat: Option<u64>,
 }

@@ -294,38 +294,36 @@ async fn pay(State(ctx): Ctx, body: Bytes) -> ApiResult<PaymentRecord> {
 	}
 	let node = &ctx.node;
 	let id = match parse_payment_request(&request.request)? {
-		PaymentRequest::Invoice(invoice) => match trampoline_route(&request)? {
-			None => node.pay_invoice(&invoice, request.amount_msat)?,
-			Some(hop) => {
-				if request.amount_msat.is_some() {
-					return Err(ApiError::bad_request(
-						"amount_msat cannot be combined with a trampoline: the invoice must carry its amount",
-					));
-				}
-				let amount = invoice.amount_milli_satoshis().ok_or_else(|| {
-					ApiError::bad_request(
-						"paying through a trampoline needs an invoice with an amount",
-					)
-				})?;
-				let hop = hop(amount);
-				node.pay_invoice_via_trampolines_within(&invoice, &[hop], budget(&request, &hop))?
-			},
+		PaymentRequest::Invoice(invoice) if request.trampoline.is_none() => {
+			node.pay_invoice(&invoice, request.amount_msat)?
 		},
-		PaymentRequest::Offer(offer) => match trampoline_route(&request)? {
-			None => node.pay_offer(&offer, request.amount_msat)?,
-			Some(hop) => {
-				let amount = request.amount_msat.or_else(|| offer_amount_msat(&offer));
-				let amount = amount.ok_or_else(|| {
-					ApiError::bad_request("this offer has no amount: give amount_msat")
-				})?;
-				let hop = hop(amount);
-				node.pay_offer_via_trampolines(
-					&offer,
-					request.amount_msat,
-					&[hop],
-					budget(&request, &hop),
-				)?
-			},
+		PaymentRequest::Invoice(invoice) => {
+			if request.amount_msat.is_some() {
+				return Err(ApiError::bad_request(
+					"amount_msat cannot be combined with a trampoline: the invoice must carry its amount",
+				));
+			}
+			let amount = invoice.amount_milli_satoshis().ok_or_else(|| {
+				ApiError::bad_request("paying through a trampoline needs an invoice with an amount")
+			})?;
+			let hop = trampoline_hop(node, &request, amount)?;
+			node.pay_invoice_via_trampolines_within(&invoice, &[hop], budget(&request, &hop))?
+		},
+		PaymentRequest::Offer(offer) if request.trampoline.is_none() => {
+			node.pay_offer(&offer, request.amount_msat)?
+		},
+		PaymentRequest::Offer(offer) => {
+			let amount = request.amount_msat.or_else(|| offer_amount_msat(&offer));
+			let amount = amount.ok_or_else(|| {
+				ApiError::bad_request("this offer has no amount: give amount_msat")
+			})?;
+			let hop = trampoline_hop(node, &request, amount)?;
+			node.pay_offer_via_trampolines(
+				&offer,
+				request.amount_msat,
+				&[hop],
+				budget(&request, &hop),
+			)?
 		},
 	};
 	match node.wait_for_payment(id, Duration::from_secs(timeout_secs)).await {
@@ -339,29 +337,45 @@ async fn pay(State(ctx): Ctx, body: Bytes) -> ApiResult<PaymentRecord> {
 	}
 }
 
-/// The trampoline hop a pay request asks for, given the amount it pays:
-/// `None` without a trampoline.
-fn trampoline_route(
-	request: &PayRequest,
-) -> Result<Option<impl Fn(u64) -> TrampolineRouteHop>, ApiError> {
-	let Some(trampoline) = &request.trampoline else { return Ok(None) };
-	let node_id = PublicKey::from_str(trampoline).map_err(|e| {
-		ApiError::bad_request(format!("invalid trampoline node id {trampoline:?}: {e}"))
-	})?;
+/// The trampoline hop of a pay request of `amount_msat` with a trampoline:
+/// the node given, or with `auto` the one [`Node::choose_trampoline`]
+/// picks; offered what the request says, else what the default
+/// [`TrampolinePolicy`](crate::relay::TrampolinePolicy) asks.
+fn trampoline_hop(
+	node: &Node, request: &PayRequest, amount_msat: u64,
+) -> Result<TrampolineRouteHop, ApiError> {
+	let trampoline = request.trampoline.as_deref().unwrap_or(AUTO_TRAMPOLINE);
+	let node_id = if trampoline == AUTO_TRAMPOLINE {
+		node.choose_trampoline(amount_msat)?
+	} else {
+		PublicKey::from_str(trampoline).map_err(|e| {
+			ApiError::bad_request(format!(
+				"invalid trampoline node id {trampoline:?}: {e} (give a hex node id, or {AUTO_TRAMPOLINE:?})"
+			))
+		})?
+	};
 	let default = crate::relay::TrampolinePolicy::default();
-	let (fee, delta) = (request.trampoline_fee_msat, request.trampoline_cltv_expiry_delta);
-	Ok(Some(move |amount| TrampolineRouteHop {
+	Ok(TrampolineRouteHop {
 		node_id,
-		fee_msat: fee.unwrap_or_else(|| default.fee_msat(amount)),
-		cltv_expiry_delta: delta.unwrap_or(default.cltv_expiry_delta),
-	}))
+		fee_msat: request.trampoline_fee_msat.unwrap_or_else(|| default.fee_msat(amount_msat)),
+		cltv_expiry_delta: request
+			.trampoline_cltv_expiry_delta
+			.unwrap_or(default.cltv_expiry_delta),
+	})
 }
 
-/// The fee budget of a pay request through `hop`.
+/// The fee budget of a pay request through `hop`: with a maximum fee, the
+/// CLTV delta may grow too, up to [`MAX_TRAMPOLINE_CLTV_EXPIRY_DELTA`].
 fn budget(request: &PayRequest, hop: &TrampolineRouteHop) -> TrampolineBudget {
+	let escalates = request.trampoline_max_fee_msat.is_some_and(|max| max > hop.fee_msat);
+	let cltv = u32::from(hop.cltv_expiry_delta);
 	TrampolineBudget {
 		max_fee_msat: request.trampoline_max_fee_msat.unwrap_or(hop.fee_msat).max(hop.fee_msat),
-		max_cltv_expiry_delta: u32::from(hop.cltv_expiry_delta),
+		max_cltv_expiry_delta: if escalates {
+			cltv.max(MAX_TRAMPOLINE_CLTV_EXPIRY_DELTA)
+		} else {
+			cltv
+		},
 	}
 }
 

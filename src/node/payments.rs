@@ -277,6 +277,20 @@ impl Node {
 		Ok(id)
 	}
 
+	/// The trampoline to pay `amount_msat` through when none is given: the
+	/// peer advertising trampoline routing we can send the most to (see
+	/// [`crate::sender::choose_trampoline`]).
+	pub fn choose_trampoline(
+		&self, amount_msat: u64,
+	) -> Result<bitcoin::secp256k1::PublicKey, NodeError> {
+		crate::sender::choose_trampoline(&self.channel_manager.list_usable_channels(), amount_msat)
+			.ok_or_else(|| {
+				NodeError::Payment(format!(
+					"no peer advertising trampoline routing (feature bits 56/57) can be sent {amount_msat} msat: open a channel to one"
+				))
+			})
+	}
+
 	/// Pays a BOLT 11 invoice through the trampoline node `trampoline`, which
 	/// must be a peer we can route to and finds the route to the recipient
 	/// itself. `fee_msat` and `cltv_expiry_delta` are what the trampoline is

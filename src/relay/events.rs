@@ -21,7 +21,7 @@ use super::{TrampolineRelay, BUCKET_TLV_TYPE};
 use crate::onion::{
 	legacy_route_hints_to_ldk, FailureMessage, PaymentBlindedPath, TrampolineHop, TrampolinePayload,
 };
-use crate::sender::{send_to_trampoline, OuterSend, RelayedFailure, SenderError};
+use crate::sender::{send_to_trampoline, OuterSend, RelayedFailure, RouteShortfall, SenderError};
 
 /// Blocks kept between a held bucket's deadline and the CLTV its next node
 /// must receive: the recipient's final delta (BOLT 11's default 18) plus a
@@ -69,6 +69,7 @@ where
 				let Some((id, bucket)) = self.core.store.bucket_by_payment(&payment_id.0) else {
 					return HookOutcome::NotOurs;
 				};
+				self.sender.take_route_shortfall(&PaymentHash(bucket.payment_hash));
 				// Funds safety: the outgoing payment is done, claim the incoming one.
 				let stored = self.core.store.update_bucket(&id, |b| {
 					b.state = BucketState::Claimed { preimage: payment_preimage.0 }
@@ -122,8 +123,12 @@ where
 					Some(RelayedFailure::Outer(_)) | None => {},
 				}
 				let failure = match reason {
-					Some(PaymentFailureReason::RouteNotFound)
-					| Some(PaymentFailureReason::UnknownRequiredFeatures) => FailureMessage::UnknownNextTrampoline,
+					Some(PaymentFailureReason::RouteNotFound) => {
+						self.route_not_found(&PaymentHash(bucket.payment_hash))
+					},
+					Some(PaymentFailureReason::UnknownRequiredFeatures) => {
+						FailureMessage::UnknownNextTrampoline
+					},
 					Some(PaymentFailureReason::RecipientRejected) => {
 						FailureMessage::IncorrectOrUnknownPaymentDetails {
 							htlc_msat: bucket.outer_total_msat,
@@ -223,15 +228,7 @@ where
 				self.core.logger,
 				"Trampoline {payment_hash}: {amount_msat} msat in for {amt_to_forward} out (fee {fee} needed), cltv budget {cltv_budget}: insufficient"
 			);
-			return self.fail_bucket(
-				id,
-				&bucket,
-				FailureMessage::TrampolineFeeOrExpiryInsufficient {
-					fee_base_msat: policy.fee_base_msat,
-					fee_proportional_millionths: policy.fee_proportional_millionths,
-					cltv_expiry_delta: policy.cltv_expiry_delta,
-				},
-			);
+			return self.fail_bucket(id, &bucket, policy.insufficient());
 		}
 
 		let holdable = matches!(bucket.state, BucketState::Receiving | BucketState::Held { .. });
@@ -286,6 +283,7 @@ where
 			self.core.logger,
 			"Trampoline {payment_hash}: paying {amt_to_forward} msat onwards, fee budget {max_routing_fee} msat"
 		);
+		self.sender.watch_route(payment_hash);
 		let sent = match hop {
 			TrampolineHop::ToLegacyRecipient {
 				outgoing_node_id,
@@ -393,7 +391,7 @@ where
 			Ok(()) | Err(Some(RetryableSendFailure::DuplicatePayment)) => HookOutcome::Handled,
 			Err(e) => {
 				let failure = if e == Some(RetryableSendFailure::RouteNotFound) {
-					FailureMessage::UnknownNextTrampoline
+					self.route_not_found(payment_hash)
 				} else {
 					FailureMessage::TemporaryTrampolineFailure
 				};
@@ -480,6 +478,18 @@ where
 
 	/// Records `failure` for the bucket, then fails its HTLCs back; the handler
 	/// puts `failure` on the wire.
+	/// What to answer the payer when no route to the next node was found:
+	/// the payer's fee or CLTV budget was short (NODE|26 with our policy, as
+	/// eclair answers: the payer offers more), the channels lack liquidity
+	/// (NODE|25), or the next node cannot be reached at all (NODE|27).
+	fn route_not_found(&self, payment_hash: &PaymentHash) -> FailureMessage {
+		match self.sender.take_route_shortfall(payment_hash) {
+			Some(RouteShortfall::Budget) => self.core.policy.insufficient(),
+			Some(RouteShortfall::Liquidity) => FailureMessage::TemporaryTrampolineFailure,
+			Some(RouteShortfall::Unreachable) | None => FailureMessage::UnknownNextTrampoline,
+		}
+	}
+
 	fn fail_bucket(
 		&self, id: &BucketId, bucket: &BucketRecord, failure: FailureMessage,
 	) -> HookOutcome {

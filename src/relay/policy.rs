@@ -2,12 +2,15 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::onion::FailureMessage;
+
 /// What this node charges to relay a trampoline payment, announced to payers in
 /// `trampoline_fee_or_expiry_insufficient` (NODE|26) when they offer less.
 ///
 /// The fee is `fee_base_msat + amount * fee_proportional_millionths / 1e6` of the
-/// amount forwarded to the next node, and covers the routing fees of the
-/// outgoing payment: the node keeps what routing does not spend.
+/// amount forwarded to the next node, and is kept whole: the routing fees of
+/// the outgoing payment come out of what the payer offers beyond it (the node
+/// keeps what routing does not spend).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrampolinePolicy {
 	/// Base fee, msat.
@@ -29,6 +32,15 @@ impl Default for TrampolinePolicy {
 }
 
 impl TrampolinePolicy {
+	/// The NODE|26 answer carrying this policy.
+	pub fn insufficient(&self) -> FailureMessage {
+		FailureMessage::TrampolineFeeOrExpiryInsufficient {
+			fee_base_msat: self.fee_base_msat,
+			fee_proportional_millionths: self.fee_proportional_millionths,
+			cltv_expiry_delta: self.cltv_expiry_delta,
+		}
+	}
+
 	/// The fee for forwarding `amount_msat`.
 	pub fn fee_msat(&self, amount_msat: u64) -> u64 {
 		u64::from(self.fee_base_msat).saturating_add(

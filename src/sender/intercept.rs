@@ -24,6 +24,7 @@ use lightning::ln::msgs::{self, UpdateAddHTLC, UpdateFailHTLC};
 use lightning::routing::router::Path;
 use lightning::types::payment::{PaymentHash, PaymentSecret};
 
+use super::RouteShortfall;
 use crate::onion::{
 	self, FailureMessage, OnionPacket, OuterHop, OuterPayload, PaymentData, PeeledError, SphinxHop,
 	TlvLayout, TrampolineFailure, PAYMENT_ONION_HOP_PAYLOADS_LEN,
@@ -88,6 +89,9 @@ pub struct SenderState {
 	htlcs: Mutex<HashMap<String, SentHtlc>>,
 	failures: Mutex<HashMap<[u8; 32], TrampolineFailure>>,
 	relayed: Mutex<HashMap<[u8; 32], RelayedFailure>>,
+	/// Relayed payments whose route-finding failures are classified, with
+	/// the latest classification.
+	routes: Mutex<HashMap<[u8; 32], Option<RouteShortfall>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -102,6 +106,32 @@ impl SenderState {
 		lock(&self.failures).remove(&payment_hash.0);
 		lock(&self.paths).remove(&payment_hash.0);
 		lock(&self.pending).insert(payment_hash.0, onion);
+	}
+
+	/// Asks [`super::TrampolineRouter`] to classify why no route is found
+	/// for the payment with this hash, if that happens.
+	pub(crate) fn watch_route(&self, payment_hash: &PaymentHash) {
+		lock(&self.routes).insert(payment_hash.0, None);
+	}
+
+	/// Whether route-finding failures of this payment are classified.
+	pub(crate) fn is_route_watched(&self, payment_hash: &PaymentHash) -> bool {
+		lock(&self.routes).contains_key(&payment_hash.0)
+	}
+
+	/// Records why no route was found for a watched payment.
+	pub(crate) fn record_shortfall(&self, payment_hash: &PaymentHash, shortfall: RouteShortfall) {
+		if let Some(slot) = lock(&self.routes).get_mut(&payment_hash.0) {
+			*slot = Some(shortfall);
+		}
+	}
+
+	/// Why no route was found for a watched payment, if that happened;
+	/// stops watching it.
+	pub(crate) fn take_route_shortfall(
+		&self, payment_hash: &PaymentHash,
+	) -> Option<RouteShortfall> {
+		lock(&self.routes).remove(&payment_hash.0).flatten()
 	}
 
 	/// Whether a payment with this hash is registered.

@@ -10,9 +10,12 @@
 //! be decrypted, and [`TrampolineRetries`]
 //! pays again with the fee a trampoline asks for, within a budget.
 
+use std::collections::HashMap;
+
 use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::ecdh::SharedSecret;
 use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
+use lightning::ln::channel_state::ChannelDetails;
 use lightning::ln::channelmanager::{
 	AChannelManager, PaymentId, RecipientOnionFields, Retry, RetryableSendFailure,
 };
@@ -30,7 +33,7 @@ pub use retry::{
 	next_route, AfterFailure, NoRetry, ReceivedInvoice, TrampolineBudget, TrampolineRetries,
 	MAX_ATTEMPTS,
 };
-pub use router::TrampolineRouter;
+pub use router::{RouteShortfall, TrampolineRouter};
 
 use crate::onion::{
 	self, exact_hop_payloads_len, types, LegacyRouteHintHop, OnionPacket, PaymentBlindedPath,
@@ -376,6 +379,25 @@ pub fn speaks_trampoline(features: &InitFeatures) -> bool {
 	let flags = features.le_flags();
 	let bit = |n: usize| flags.get(n / 8).is_some_and(|byte| byte & (1 << (n % 8)) != 0);
 	[56, 57, 148, 149, 150, 151].into_iter().any(bit)
+}
+
+/// The trampoline a wallet pays through when none is configured: among the
+/// peers whose usable channels advertise trampoline routing, the one we can
+/// send the most to, if that is at least `amount_msat` (across its
+/// channels: the payment is split over them).
+pub fn choose_trampoline(channels: &[ChannelDetails], amount_msat: u64) -> Option<PublicKey> {
+	let mut outbound: HashMap<PublicKey, u64> = HashMap::new();
+	let usable =
+		channels.iter().filter(|c| c.is_usable && speaks_trampoline(&c.counterparty.features));
+	for channel in usable {
+		let sum = outbound.entry(channel.counterparty.node_id).or_default();
+		*sum = sum.saturating_add(channel.next_outbound_htlc_limit_msat);
+	}
+	outbound
+		.into_iter()
+		.filter(|(_, sendable)| *sendable >= amount_msat)
+		.max_by_key(|(node_id, sendable)| (*sendable, *node_id))
+		.map(|(node_id, _)| node_id)
 }
 
 /// Features of a trampoline node as a payee: it takes multi-part payments

@@ -53,8 +53,6 @@ pub enum NoRetry {
 	#[error("the failure is final")]
 	Final,
 	/// The trampoline asks for no more than it was offered.
-	#[error("trampoline {0} asks for no more than it was offered")]
-	NothingToRaise(usize),
 	/// What the trampoline asks does not fit the budget.
 	#[error(
 		"trampoline {hop} asks for {fee_msat} msat and {cltv_expiry_delta} blocks in all, \
@@ -80,7 +78,11 @@ pub enum NoRetry {
 /// The route of the next attempt after `failure`, for a payment of
 /// `amount_msat` to the recipient: the trampoline that answered NODE|26 is
 /// offered its policy on what it forwards (the amount plus the fees of the
-/// trampolines after it), the others what they had.
+/// trampolines after it), the others what they had. A trampoline that was
+/// already offered its policy and still answers NODE|26 found no route
+/// within what was left beyond it: it gets twice that surplus of fee and
+/// CLTV delta (at least its policy's worth more), as Phoenix and Electrum
+/// climb their fee levels.
 pub fn next_route(
 	route: &[TrampolineRouteHop], amount_msat: u64, failure: &TrampolineFailure,
 	budget: &TrampolineBudget,
@@ -99,12 +101,19 @@ pub fn next_route(
 	let asked_fee = u64::from(fee_base_msat).saturating_add(
 		forwarded.saturating_mul(u64::from(fee_proportional_millionths)) / 1_000_000,
 	);
-	if asked_fee <= hop.fee_msat && cltv_expiry_delta <= hop.cltv_expiry_delta {
-		return Err(NoRetry::NothingToRaise(index));
-	}
 	let mut next = route.to_vec();
-	next[index].fee_msat = hop.fee_msat.max(asked_fee);
-	next[index].cltv_expiry_delta = hop.cltv_expiry_delta.max(cltv_expiry_delta);
+	if asked_fee <= hop.fee_msat && cltv_expiry_delta <= hop.cltv_expiry_delta {
+		// Its own policy was met: what it lacks is for the route beyond it
+		// (it found none within what was left). Double what it had beyond
+		// its policy, or give it its policy once more.
+		next[index].fee_msat =
+			hop.fee_msat.saturating_add((hop.fee_msat - asked_fee).max(asked_fee));
+		let extra_cltv = (hop.cltv_expiry_delta - cltv_expiry_delta).max(cltv_expiry_delta);
+		next[index].cltv_expiry_delta = hop.cltv_expiry_delta.saturating_add(extra_cltv);
+	} else {
+		next[index].fee_msat = hop.fee_msat.max(asked_fee);
+		next[index].cltv_expiry_delta = hop.cltv_expiry_delta.max(cltv_expiry_delta);
+	}
 	if !budget.admits(&next) {
 		let total = TrampolineBudget::of_route(&next);
 		return Err(NoRetry::OverBudget {
@@ -354,7 +363,7 @@ mod tests {
 	}
 
 	#[test]
-	fn escalation_stops_at_the_budget_and_when_nothing_is_raised() {
+	fn escalation_stops_at_the_budget_and_doubles_the_surplus_when_the_policy_was_met() {
 		let route = [hop(1_000, 100)];
 		assert_eq!(
 			next_route(&route, 10_000_000, &insufficient(0, 60_000, 0, 100), &BUDGET),
@@ -366,9 +375,25 @@ mod tests {
 				budget_cltv_expiry_delta: 1000
 			})
 		);
+		// Offered its policy (1000 msat, 100 blocks) and still short: the
+		// surplus beyond the policy doubles, at least by one policy's worth.
 		assert_eq!(
 			next_route(&route, 10_000_000, &insufficient(0, 1_000, 0, 100), &BUDGET),
-			Err(NoRetry::NothingToRaise(0))
+			Ok(vec![hop(2_000, 200)])
+		);
+		assert_eq!(
+			next_route(&[hop(3_000, 150)], 10_000_000, &insufficient(0, 1_000, 0, 100), &BUDGET),
+			Ok(vec![hop(5_000, 250)])
+		);
+		assert_eq!(
+			next_route(&[hop(30_000, 600)], 1, &insufficient(0, 1_000, 0, 100), &BUDGET),
+			Err(NoRetry::OverBudget {
+				hop: 0,
+				fee_msat: 59_000,
+				cltv_expiry_delta: 1_100,
+				budget_fee_msat: 50_000,
+				budget_cltv_expiry_delta: 1000
+			})
 		);
 		assert_eq!(
 			next_route(&route, 1, &insufficient(0, 0, 0, 1_001), &BUDGET),

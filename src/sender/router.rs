@@ -1,6 +1,8 @@
 //! A [`Router`] wrapper that tells the message handler which paths LDK chose
 //! for a trampoline payment, so that it can build the outer onion of HTLCs
-//! that reach the trampoline through other nodes.
+//! that reach the trampoline through other nodes, and tells the relay why no
+//! route was found for a payment it relays, so that it answers the payer
+//! with the right failure.
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -13,6 +15,22 @@ use lightning::routing::router::{InFlightHtlcs, Route, RouteParameters, Router};
 use lightning::types::payment::PaymentHash;
 
 use super::SenderState;
+
+/// The amount of the route search that tells a node we cannot reach from
+/// one we cannot pay this much.
+const REACHABILITY_PROBE_MSAT: u64 = 1_000;
+
+/// Why no route was found for a payment a trampoline relays onwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteShortfall {
+	/// There is a route, but not within the fee or CLTV budget the payer
+	/// left: a payer offering more may succeed.
+	Budget,
+	/// The next node is reachable, but not with this amount.
+	Liquidity,
+	/// The next node cannot be reached at all.
+	Unreachable,
+}
 
 /// The node's router, with the paths of trampoline payments recorded in the
 /// [`SenderState`] shared with the plugin's message handler. Give it to the
@@ -37,6 +55,31 @@ where
 	}
 }
 
+impl<R: Deref> TrampolineRouter<R>
+where
+	R::Target: Router,
+{
+	/// Why the inner router found no route for `params`: it finds one
+	/// without the fee and CLTV limits (the payer's budget was short), one
+	/// for a token amount only (liquidity is short), or none at all.
+	fn classify(
+		&self, payer: &PublicKey, params: &RouteParameters, first_hops: Option<&[&ChannelDetails]>,
+		inflight_htlcs: InFlightHtlcs,
+	) -> RouteShortfall {
+		let mut unlimited = params.clone();
+		unlimited.max_total_routing_fee_msat = None;
+		unlimited.payment_params.max_total_cltv_expiry_delta = u32::MAX;
+		if self.inner.find_route(payer, &unlimited, first_hops, inflight_htlcs.clone()).is_ok() {
+			return RouteShortfall::Budget;
+		}
+		unlimited.final_value_msat = REACHABILITY_PROBE_MSAT;
+		if self.inner.find_route(payer, &unlimited, first_hops, inflight_htlcs).is_ok() {
+			return RouteShortfall::Liquidity;
+		}
+		RouteShortfall::Unreachable
+	}
+}
+
 impl<R: Deref> Router for TrampolineRouter<R>
 where
 	R::Target: Router,
@@ -53,14 +96,25 @@ where
 		first_hops: Option<&[&ChannelDetails]>, inflight_htlcs: InFlightHtlcs,
 		payment_hash: PaymentHash, payment_id: PaymentId,
 	) -> Result<Route, &'static str> {
-		let route = self.inner.find_route_with_id(
+		let watched = self.sender.is_route_watched(&payment_hash);
+		let inflight = watched.then(|| inflight_htlcs.clone());
+		let found = self.inner.find_route_with_id(
 			payer,
 			route_params,
 			first_hops,
 			inflight_htlcs,
 			payment_hash,
 			payment_id,
-		)?;
+		);
+		let route = match (found, inflight) {
+			(Ok(route), _) => route,
+			(Err(e), Some(inflight)) => {
+				let shortfall = self.classify(payer, route_params, first_hops, inflight);
+				self.sender.record_shortfall(&payment_hash, shortfall);
+				return Err(e);
+			},
+			(Err(e), None) => return Err(e),
+		};
 		if self.sender.is_registered(&payment_hash) {
 			self.sender.record_paths(&payment_hash, &route.paths);
 		}
