@@ -60,21 +60,28 @@ pub async fn run() -> Result<(), DemoError> {
 	let alice = net.add_node("alice").await?;
 	let bob = net.add_node("bob").await?;
 	let carol = net.add_node("carol").await?;
-	for (name, node) in [("alice", &alice), ("bob", &bob), ("carol", &carol)] {
+	let dave = net.add_node("dave").await?;
+	let nodes = [("alice", &alice), ("bob", &bob), ("carol", &carol), ("dave", &dave)];
+	for (name, node) in nodes {
 		timeline.say(format!("{name:>5} started: {} on {}", node.node_id(), node.listen_addr()));
 	}
 	net.fund(&[&alice, &bob, &carol], 1).await?;
 	timeline.say(format!(
-		"funded every wallet with a mature coinbase ({} sat each)",
+		"funded alice, bob and carol with a mature coinbase ({} sat each)",
 		alice.balances().onchain.confirmed_sat
 	));
 
-	net.open_channel(&alice, &bob, 2_000_000, 0).await?;
-	timeline.say("channel alice -> bob (2,000,000 sat) confirmed and ready");
-	net.open_channel(&bob, &carol, 1_000_000, 0).await?;
-	timeline.say("channel bob -> carol (1,000,000 sat) confirmed and ready");
-	alice.wait_for_channels_in_graph(2, DEADLINE).await?;
-	timeline.say("alice learned both channels from gossip");
+	for (from, to, sat, line) in [
+		(&alice, &bob, 2_000_000, "alice -> bob (2,000,000 sat)"),
+		(&alice, &bob, 1_000_000, "a second alice -> bob (1,000,000 sat)"),
+		(&bob, &carol, 4_000_000, "bob -> carol (4,000,000 sat)"),
+		(&carol, &dave, 1_000_000, "carol -> dave (1,000,000 sat)"),
+	] {
+		net.open_channel(from, to, sat, 0).await?;
+		timeline.say(format!("channel {line} confirmed and ready"));
+	}
+	alice.wait_for_channels_in_graph(4, DEADLINE).await?;
+	timeline.say("alice learned every channel from gossip");
 
 	let invoice = bob.create_invoice(Some(150_000_000), "demo: direct", 3600)?;
 	let record = pay(&alice, alice.pay_invoice(&invoice, None)?, "alice -> bob").await?;
@@ -84,22 +91,73 @@ pub async fn run() -> Result<(), DemoError> {
 	let record = pay(&alice, alice.pay_invoice(&invoice, None)?, "alice -> carol").await?;
 	timeline.payment("alice", "carol", "bolt11", &record);
 
-	// Trampoline: alice knows only bob; bob (running the relay) finds carol.
+	// Trampoline: alice picks bob among her peers by his features; bob
+	// (running the relay) finds carol.
 	let policy = bob.config().trampoline.unwrap_or_default();
 	let amount_msat = 60_000_000;
 	let fee_msat = policy.fee_msat(amount_msat);
+	let trampoline = alice.choose_trampoline(amount_msat)?;
 	let invoice = carol.create_invoice(Some(amount_msat), "demo: via trampoline", 3600)?;
 	let id = alice.pay_invoice_via_trampoline(
 		&invoice,
-		bob.node_id(),
+		trampoline,
 		fee_msat,
 		policy.cltv_expiry_delta,
 	)?;
 	let record = pay(&alice, id, "alice -> carol via trampoline bob").await?;
 	timeline.payment("alice", "carol", "tramp.", &record);
 	timeline.say(format!(
-		"        (trampoline bob relayed {amount_msat} msat for a {fee_msat} msat fee: {} + {} ppm)",
-		policy.fee_base_msat, policy.fee_proportional_millionths
+		"        (alice chose trampoline {}; it relayed {amount_msat} msat for a {fee_msat} msat fee: {} + {} ppm)",
+		if trampoline == bob.node_id() { "bob" } else { "?" },
+		policy.fee_base_msat,
+		policy.fee_proportional_millionths
+	));
+
+	// Two trampolines: bob is told only "carol", carol finds dave.
+	let carol_fee_msat = policy.fee_msat(amount_msat);
+	let bob_fee_msat = policy.fee_msat(amount_msat + carol_fee_msat);
+	let route = [
+		TrampolineRouteHop {
+			node_id: bob.node_id(),
+			fee_msat: bob_fee_msat,
+			cltv_expiry_delta: policy.cltv_expiry_delta,
+		},
+		TrampolineRouteHop {
+			node_id: carol.node_id(),
+			fee_msat: carol_fee_msat,
+			cltv_expiry_delta: policy.cltv_expiry_delta,
+		},
+	];
+	let invoice = dave.create_invoice(Some(amount_msat), "demo: two trampolines", 3600)?;
+	let id = alice.pay_invoice_via_trampolines(&invoice, &route)?;
+	let record = pay(&alice, id, "alice -> dave via trampolines bob, carol").await?;
+	timeline.payment("alice", "dave", "tramp.", &record);
+	timeline.say(format!(
+		"        (bob kept {bob_fee_msat} msat and passed carol the inner onion; carol kept {carol_fee_msat} msat)"
+	));
+
+	// MPP: more than either alice -> bob channel can carry; alice splits it,
+	// bob waits for every part before paying carol.
+	let largest_msat = alice
+		.channel_manager()
+		.list_usable_channels()
+		.iter()
+		.map(|c| c.next_outbound_htlc_limit_msat)
+		.max()
+		.unwrap_or(0);
+	let big_msat = largest_msat + 100_000_000;
+	let big_fee_msat = policy.fee_msat(big_msat);
+	let invoice = carol.create_invoice(Some(big_msat), "demo: trampoline MPP", 3600)?;
+	let id = alice.pay_invoice_via_trampoline(
+		&invoice,
+		bob.node_id(),
+		big_fee_msat,
+		policy.cltv_expiry_delta,
+	)?;
+	let record = pay(&alice, id, "alice -> carol via bob, split").await?;
+	timeline.payment("alice", "carol", "tramp.", &record);
+	timeline.say(format!(
+		"        (more than the {largest_msat} msat the larger of alice's two channels to bob could send: split over both)"
 	));
 
 	// Fee retry: alice offers bob half his fee; he answers NODE|26 with his
@@ -131,14 +189,14 @@ pub async fn run() -> Result<(), DemoError> {
 	let record = pay(&carol, carol.pay_offer(&offer, Some(12_345_000))?, "carol -> alice").await?;
 	timeline.payment("carol", "alice", "bolt12", &record);
 
-	for (name, node) in [("alice", &alice), ("bob", &bob), ("carol", &carol)] {
+	for (name, node) in nodes {
 		let balances = node.balances();
 		timeline.say(format!(
 			"{name:>5} balance: {:>10} sat on-chain, {:>9} sat in channels",
 			balances.onchain.confirmed_sat, balances.lightning_sat
 		));
 	}
-	for node in [&alice, &bob, &carol] {
+	for (_, node) in nodes {
 		node.stop().await?;
 	}
 	timeline.say("demo complete: every payment succeeded");
