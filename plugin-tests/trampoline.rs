@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bitcoin::hashes::Hash;
+use bitcoin::hex::DisplayHex;
 use ldk_trampoline::node::{Node, NodeEvent, PaymentStatus};
 use ldk_trampoline::onion::TlvLayout;
 use ldk_trampoline::onion::{FailingHop, FailureMessage, TrampolineFailure};
@@ -955,7 +956,10 @@ fn hold_invoice(
 /// must: a bucket with parts received still times out with mpp_timeout; an
 /// outgoing payment in flight whose preimage arrives while T is down is
 /// claimed on both sides; one that fails while T is down is failed back to
-/// W with the recipient's error. Nothing is lost, nothing stays stuck.
+/// W with the recipient's error; one whose preimage T knows but cannot yet
+/// give W (W away) is given after T's restart; one whose preimage T finds
+/// on-chain after the restart is claimed from W. Nothing is lost, nothing
+/// stays stuck.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn relay_survives_restarts_at_each_step() {
 	let Network { mut net, wallet, trampoline, recipient, policy } = network().await;
@@ -1048,6 +1052,73 @@ async fn relay_survives_restarts_at_each_step() {
 	}
 	wait_lightning_balance(&wallet, before.0 - (AMOUNT_MSAT + fee) / 1000).await;
 	wait_lightning_balance(&trampoline, before.1 + fee / 1000).await;
+
+	// 4. Preimage known, incoming not yet claimed: W goes away while R
+	// holds; R claims, T learns the preimage but cannot give it to W; T
+	// stops and starts again with that claim pending; W comes back and is
+	// paid.
+	let preimage: [u8; 32] = rand::random();
+	let (invoice, r_hash) = hold_invoice(&recipient, preimage);
+	let hash = hash_of(&invoice);
+	let id = wallet
+		.pay_invoice_via_trampoline(&invoice, trampoline.node_id(), fee, policy.cltv_expiry_delta)
+		.expect("pay");
+	common::wait_ldk_event(&recipient, DEADLINE, "R holds the HTLC", |e| {
+		matches!(e, ldk_node::Event::PaymentClaimable { .. }).then_some(())
+	})
+	.await;
+	let wallet_stopped = net.stop(&wallet).await.expect("stop W");
+	let preimage = ldk_node::lightning_types::payment::PaymentPreimage(preimage);
+	recipient.bolt11_payment().claim_for_hash(r_hash, AMOUNT_MSAT, preimage).expect("claim");
+	wait_bucket(&trampoline, hash, BucketStage::Relayed).await;
+	let trampoline = net.restart(&trampoline).await.expect("restart T");
+	let wallet = net.start_again(wallet_stopped).await.expect("start W");
+	let paid = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
+	assert_eq!(paid.status, PaymentStatus::Succeeded, "{paid:?}");
+	assert_eq!(paid.preimage, Some(preimage.0.to_lower_hex_string()));
+	for node in [&wallet, &trampoline] {
+		wait_no_htlcs(node).await;
+	}
+	wait_lightning_balance(&wallet, before.0 - 2 * (AMOUNT_MSAT + fee) / 1000).await;
+	wait_lightning_balance(&trampoline, before.1 + 2 * fee / 1000).await;
+
+	// 5. Preimage learned on-chain: R holds, T stops, R claims and closes
+	// the channel to T by force, its HTLC-success transaction showing the
+	// preimage on-chain. T comes back, finds the preimage in a block and
+	// claims W's HTLC off-chain.
+	let preimage: [u8; 32] = rand::random();
+	let (invoice, r_hash) = hold_invoice(&recipient, preimage);
+	let hash = hash_of(&invoice);
+	let id = wallet
+		.pay_invoice_via_trampoline(&invoice, trampoline.node_id(), fee, policy.cltv_expiry_delta)
+		.expect("pay");
+	common::wait_ldk_event(&recipient, DEADLINE, "R holds the HTLC", |e| {
+		matches!(e, ldk_node::Event::PaymentClaimable { .. }).then_some(())
+	})
+	.await;
+	let stopped = net.stop(&trampoline).await.expect("stop");
+	let preimage = ldk_node::lightning_types::payment::PaymentPreimage(preimage);
+	recipient.bolt11_payment().claim_for_hash(r_hash, AMOUNT_MSAT, preimage).expect("claim");
+	let channel = recipient.list_channels().into_iter().next().expect("R's channel to T");
+	recipient
+		.force_close_channel(&channel.user_channel_id, channel.counterparty_node_id, None)
+		.expect("force close");
+	net.bitcoind().wait_for_mempool(1, DEADLINE).expect("R's commitment broadcast");
+	let trampoline = net.start_again(stopped).await.expect("start");
+	assert_eq!(relayed(&trampoline, hash), vec![BucketStage::Sending]);
+	let deadline = tokio::time::Instant::now() + DEADLINE;
+	while wallet.payment(&id).is_some_and(|p| p.status == PaymentStatus::Pending) {
+		assert!(tokio::time::Instant::now() < deadline, "T never learned the preimage");
+		net.mine(1).await.expect("mine");
+		common::sync_ldk_node(&recipient);
+		tokio::time::sleep(Duration::from_millis(200)).await;
+	}
+	let paid = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
+	assert_eq!(paid.status, PaymentStatus::Succeeded, "{paid:?}");
+	assert_eq!(paid.preimage, Some(preimage.0.to_lower_hex_string()));
+	wait_bucket(&trampoline, hash, BucketStage::Relayed).await;
+	wait_no_htlcs(&wallet).await;
+	wait_lightning_balance(&wallet, before.0 - 3 * (AMOUNT_MSAT + fee) / 1000).await;
 }
 
 /// Interop with a trampoline sender we did not write: W's own LDK
