@@ -19,6 +19,9 @@ use ldk_trampoline::sender::{
 };
 use lightning::ln::channelmanager::{PaymentId, Retry};
 use lightning::types::payment::{PaymentHash, PaymentSecret};
+use lightning_liquidity::lsps0::ser::LSPSDateTime;
+use lightning_liquidity::lsps5::msgs::WebhookNotification;
+use lightning_liquidity::lsps5::validator::LSPS5Validator;
 
 const CHANNEL_SAT: u64 = 1_000_000;
 const AMOUNT_MSAT: u64 = 10_000_000;
@@ -38,11 +41,19 @@ async fn network() -> Network {
 
 /// W --public--> T --(public if `public_recipient`)--> R (ldk-node).
 async fn network_with(public_recipient: bool) -> Network {
+	network_configured(public_recipient, |_| {}).await
+}
+
+/// [`network_with`], T's configuration amended by `configure`.
+async fn network_configured(
+	public_recipient: bool, configure: impl FnOnce(&mut ldk_trampoline::node::NodeConfig),
+) -> Network {
 	let mut net = RegtestNetwork::start().expect("regtest");
 	let policy = TrampolinePolicy::default();
 	let wallet = net.add_node("wallet").await.expect("wallet");
 	let mut config = net.node_config("trampoline");
 	config.trampoline = Some(policy);
+	configure(&mut config);
 	let trampoline = net.add_node_with(config).await.expect("trampoline");
 	let recipient = common::start_ldk_node(&net, "recipient");
 	net.fund(&[&wallet, &trampoline], 1).await.expect("fund");
@@ -1258,6 +1269,38 @@ async fn wait_peer_offline(node: &Node, peer: bitcoin::secp256k1::PublicKey) {
 	}
 }
 
+/// One call to the wake-up webhook: its body and LSPS5 headers.
+struct WakeCall {
+	body: String,
+	timestamp: String,
+	signature: String,
+}
+
+/// A webhook on loopback; returns its URL and the calls it receives.
+async fn wake_webhook() -> (String, tokio::sync::mpsc::UnboundedReceiver<WakeCall>) {
+	use axum::http::HeaderMap;
+	let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+	let app = axum::Router::new().route(
+		"/wake",
+		axum::routing::post(move |headers: HeaderMap, body: String| {
+			let header = |name: &str| {
+				headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+			};
+			let call = WakeCall {
+				body,
+				timestamp: header("x-lsps5-timestamp"),
+				signature: header("x-lsps5-signature"),
+			};
+			let _ = tx.send(call);
+			async {}
+		}),
+	);
+	let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+	let url = format!("http://{}/wake", listener.local_addr().expect("addr"));
+	tokio::spawn(async move { axum::serve(listener, app).await });
+	(url, rx)
+}
+
 /// Stops R, has W pay R's invoice through T, and waits until T holds it.
 async fn pay_offline_recipient(
 	wallet: &Node, trampoline: &Node, recipient: &ldk_node::Node, policy: &TrampolinePolicy,
@@ -1274,16 +1317,42 @@ async fn pay_offline_recipient(
 	(invoice, id, hash)
 }
 
-/// R is offline: T holds the complete bucket (nothing forwarded), keeps it
-/// held across its own restart, and forwards it when R is back. A second
+/// R is offline: T holds the complete bucket (nothing forwarded), tells the
+/// operator (event + signed LSPS5 webhook call), keeps it held across its
+/// own restart, and forwards it when R is back. A second
 /// payment while R stays offline is failed back at the hold deadline with
 /// temporary_trampoline_failure, and nothing moves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn trampoline_holds_for_an_offline_recipient() {
-	let Network { mut net, wallet, trampoline, recipient, policy } = network().await;
+	let (webhook, mut wake_calls) = wake_webhook().await;
+	let Network { mut net, wallet, trampoline, recipient, policy } =
+		network_configured(false, |config| config.wake_webhook = Some(webhook)).await;
 	let fee = policy.fee_msat(AMOUNT_MSAT);
 	let before = (wallet.balances().lightning_sat, trampoline.balances().lightning_sat);
+	let events = trampoline.subscribe();
 	let (_, id, hash) = pay_offline_recipient(&wallet, &trampoline, &recipient, &policy).await;
+
+	// The operator is told: an event, and a signed LSPS5 call to the webhook
+	// that LDK's own LSPS5 client validator accepts as from T.
+	let held = trampoline
+		.wait_for_event(events, DEADLINE, "the held event", |e| match e {
+			NodeEvent::PaymentHeld { held } => Some(held.clone()),
+			_ => None,
+		})
+		.await
+		.expect("held event");
+	assert_eq!(held.payment_hash, hash.to_string());
+	assert_eq!(held.next_node, recipient.node_id().to_string());
+	let call = tokio::time::timeout(DEADLINE, wake_calls.recv())
+		.await
+		.expect("the webhook is called in time")
+		.expect("a call");
+	let notification: WebhookNotification = serde_json::from_str(&call.body).expect("JSON-RPC");
+	assert_eq!(notification, WebhookNotification::payment_incoming());
+	let timestamp: LSPSDateTime = call.timestamp.parse().expect("an RFC 3339 timestamp");
+	LSPS5Validator::new()
+		.validate(trampoline.node_id(), &timestamp, &call.signature, &notification)
+		.expect("signed by T");
 	let core = trampoline.trampoline().unwrap().core();
 	assert_eq!(core.stats().held, 1);
 	let held = core.held();

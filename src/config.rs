@@ -76,6 +76,9 @@ pub struct ReferenceNodeConfig {
 	/// Serve static invoices for often-offline (async) recipients, with the
 	/// default quotas (default `true`).
 	pub static_invoice_server: Option<bool>,
+	/// Where to POST a signed LSPS5 `lsps5.payment_incoming` notification
+	/// when a payment is held for an offline peer (default: none).
+	pub wake_webhook_url: Option<String>,
 }
 
 /// The smallest trampoline CLTV delta accepted: below it the outgoing payment's
@@ -359,6 +362,13 @@ impl ReferenceNodeConfig {
 		let serve = flags.static_invoice_server.or(file.static_invoice_server).unwrap_or(true);
 		node.static_invoice_server =
 			serve.then(crate::static_invoices::StaticInvoicePolicy::default);
+		node.wake_webhook = pick(
+			flags.wake_webhook_url,
+			file.wake_webhook_url,
+			"wake_webhook_url",
+			"--wake-webhook-url",
+		)
+		.map(|url| url.value);
 		let control_listen = match pick(
 			flags.control_listen,
 			file.control_listen,

@@ -59,7 +59,7 @@ struct NodeArgs {
 	/// bitcoind_rpc_user, bitcoind_rpc_password, bitcoind_rpc_cookie,
 	/// control_listen, alias, log_level, trampoline_relay, trampoline_fee_base_msat,
 	/// trampoline_fee_proportional_millionths, trampoline_cltv_expiry_delta,
-	/// static_invoice_server).
+	/// static_invoice_server, wake_webhook_url).
 	#[arg(long, value_name = "FILE")]
 	config: Option<PathBuf>,
 	/// bitcoin, testnet, testnet4, signet or regtest.
@@ -111,6 +111,10 @@ struct NodeArgs {
 	/// Serve static invoices for often-offline recipients [default: true].
 	#[arg(long, value_name = "BOOL")]
 	static_invoice_server: Option<bool>,
+	/// POST a signed LSPS5 `lsps5.payment_incoming` notification here when a
+	/// payment is held for an offline peer [default: none].
+	#[arg(long, value_name = "URL")]
+	wake_webhook_url: Option<String>,
 }
 
 #[derive(Args)]
@@ -282,6 +286,7 @@ fn run_node(args: NodeArgs) -> Result<(), AppError> {
 		trampoline_fee_proportional_millionths: args.trampoline_fee_proportional_millionths,
 		trampoline_cltv_expiry_delta: args.trampoline_cltv_expiry_delta,
 		static_invoice_server: args.static_invoice_server,
+		wake_webhook_url: args.wake_webhook_url,
 	};
 	let settings = ReferenceNodeConfig::from_file_and_flags(args.config.as_deref(), flags)?;
 	let runtime = runtime()?;

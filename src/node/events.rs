@@ -77,6 +77,12 @@ pub enum NodeEvent {
 		/// The invoice, checked by LDK against the offer and our request.
 		invoice: Box<lightning::offers::invoice::Bolt12Invoice>,
 	},
+	/// The trampoline relay started holding a payment for an offline peer:
+	/// wake it (the node also calls [`super::NodeConfig::wake_webhook`]).
+	PaymentHeld {
+		/// What is held, for whom, until when.
+		held: crate::relay::HeldBucket,
+	},
 	/// A payment we sent failed for good.
 	PaymentFailed {
 		/// The payment.

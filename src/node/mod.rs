@@ -12,6 +12,7 @@ mod payments;
 mod peers;
 mod start;
 pub mod types;
+mod wake;
 mod wallet;
 
 use std::net::SocketAddr;
@@ -71,6 +72,11 @@ pub struct NodeConfig {
 	/// (and hold onion messages for offline peers); `None` (the default) leaves
 	/// the role off.
 	pub static_invoice_server: Option<StaticInvoicePolicy>,
+	/// Where to POST a signed LSPS5 `lsps5.payment_incoming` notification
+	/// when the relay starts holding a payment for an offline peer (an
+	/// `http://` or `https://` URL); `None` (the default): no call, only
+	/// [`NodeEvent::PaymentHeld`].
+	pub wake_webhook: Option<String>,
 }
 
 impl NodeConfig {
@@ -87,6 +93,7 @@ impl NodeConfig {
 			log_level: Level::Debug,
 			trampoline: None,
 			static_invoice_server: None,
+			wake_webhook: None,
 		}
 	}
 }

@@ -47,6 +47,7 @@ use super::types::{
 	ChainMonitor, ChannelManager, GossipSync, NetworkGraph, OnionMessenger, PaymentRouter,
 	PeerManager, Scorer, StaticInvoiceServer, Sweeper,
 };
+use super::wake::{announce_held, HeldWatch, WakeNotifier};
 use super::wallet::OnchainWallet;
 use super::{Node, NodeConfig, NodeError};
 use crate::relay::Trampoline;
@@ -169,6 +170,7 @@ impl Node {
 				config.alias.len()
 			)));
 		}
+		let wake_webhook = config.wake_webhook.as_deref().map(parse_webhook).transpose()?;
 		let dir = config.data_dir.clone();
 		let data_dir_lock = lock_data_dir(&dir)?;
 		let seed = read_or_create_seed(&dir)?;
@@ -193,6 +195,8 @@ impl Node {
 		let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
 		let keys_manager =
 			Arc::new(KeysManager::new(&seed, now.as_secs(), now.subsec_nanos(), true));
+		let wake_notifier =
+			wake_webhook.map(|url| WakeNotifier::new(url, Arc::clone(&keys_manager)));
 		let wallet = Arc::new(OnchainWallet::open(
 			&dir.join("wallet.db"),
 			&seed,
@@ -527,7 +531,13 @@ impl Node {
 			tasks.push(tokio::spawn(evict_expired_invoices(server, stop_rx.clone())));
 		}
 		if let Some(relay) = node.trampoline.clone() {
-			tasks.push(tokio::spawn(release_held_buckets(relay, stop_rx.clone())));
+			let wake = HeldWake {
+				watch: HeldWatch::default(),
+				notifier: wake_notifier,
+				events: node.events.clone(),
+				logger: Arc::clone(&logger),
+			};
+			tasks.push(tokio::spawn(release_held_buckets(relay, wake, stop_rx.clone())));
 		}
 		tasks.push(tokio::spawn(Arc::clone(&node).announce_node(stop_rx)));
 		*node.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
@@ -577,17 +587,45 @@ async fn follow_chain(
 /// How often the static invoice server drops expired invoices.
 const EVICTION_INTERVAL: Duration = Duration::from_secs(600);
 
-/// Forwards held trampoline buckets whose next node is back, and fails back
-/// those past their deadline, every [`HOLD_POLL_INTERVAL`].
+/// The wake-up webhook's URL, if it is one the node can call.
+fn parse_webhook(url: &str) -> Result<reqwest::Url, NodeError> {
+	let parsed = reqwest::Url::parse(url)
+		.map_err(|e| NodeError::Config(format!("wake webhook {url:?} is not a URL: {e}")))?;
+	if !matches!(parsed.scheme(), "http" | "https") {
+		return Err(NodeError::Config(format!(
+			"wake webhook {url:?} must be an http:// or https:// URL"
+		)));
+	}
+	Ok(parsed)
+}
+
+/// What [`release_held_buckets`] needs to announce newly held buckets.
+struct HeldWake {
+	watch: HeldWatch,
+	notifier: Option<WakeNotifier>,
+	events: broadcast::Sender<super::NodeEvent>,
+	logger: Arc<NodeLogger>,
+}
+
+/// Forwards held trampoline buckets whose next node is back, fails back
+/// those past their deadline, and announces newly held ones, every
+/// [`HOLD_POLL_INTERVAL`].
 async fn release_held_buckets(
-	relay: Arc<super::types::TrampolineRelay>, mut stop: watch::Receiver<bool>,
+	relay: Arc<super::types::TrampolineRelay>, mut wake: HeldWake, mut stop: watch::Receiver<bool>,
 ) {
 	loop {
-		let _ = tokio::task::spawn_blocking({
+		let held = tokio::task::spawn_blocking({
 			let relay = Arc::clone(&relay);
-			move || relay.poll_held()
+			move || {
+				relay.poll_held();
+				relay.core().held()
+			}
 		})
 		.await;
+		if let Ok(held) = held {
+			let new = wake.watch.newly_held(held);
+			announce_held(new, &wake.events, wake.notifier.as_ref(), &wake.logger).await;
+		}
 		tokio::select! {
 			_ = stop.changed() => return,
 			_ = tokio::time::sleep(HOLD_POLL_INTERVAL) => {},
