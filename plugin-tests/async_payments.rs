@@ -40,17 +40,33 @@ struct TestNet {
 }
 
 async fn network() -> TestNet {
+	let (net, server, payer, mut recipients) =
+		network_with(StaticInvoicePolicy::default(), &["recipient"]).await;
+	let recipient = recipients.remove(0);
+	TestNet { _net: net, server, payer, recipient }
+}
+
+/// S serving static invoices under `policy`, a payer P and async
+/// recipients (ldk-node clients) named `recipients`, each on a private
+/// channel from S.
+async fn network_with(
+	policy: StaticInvoicePolicy, recipients: &[&str],
+) -> (RegtestNetwork, Arc<Node>, Arc<ldk_node::Node>, Vec<Arc<ldk_node::Node>>) {
 	let mut net = RegtestNetwork::start().expect("regtest");
 	let mut config = net.node_config("server");
-	config.static_invoice_server = Some(StaticInvoicePolicy::default());
+	config.static_invoice_server = Some(policy);
 	let server = net.add_node_with(config).await.expect("server");
 	let payer = common::start_ldk_node(&net, "payer");
-	let recipient =
-		common::start_ldk_node_with_role(&net, "recipient", Some(AsyncPaymentsRole::Client));
-	net.fund(&[&server], 2).await.expect("fund");
+	let recipients: Vec<_> = recipients
+		.iter()
+		.map(|name| common::start_ldk_node_with_role(&net, name, Some(AsyncPaymentsRole::Client)))
+		.collect();
+	net.fund(&[&server], 1 + recipients.len() as u32).await.expect("fund");
 	// S-P is announced: LDK builds S's blinded message paths with S as the
 	// introduction node only once S is a public node in its own graph.
-	for (peer, push_msat, announce) in [(&payer, CHANNEL_SAT * 500, true), (&recipient, 0, false)] {
+	let peers = std::iter::once((&payer, CHANNEL_SAT * 500, true))
+		.chain(recipients.iter().map(|r| (r, 0, false)));
+	for (peer, push_msat, announce) in peers {
 		net.open_channel_to(
 			&server,
 			peer.node_id(),
@@ -73,7 +89,26 @@ async fn network() -> TestNet {
 		server.network_graph().read_only().nodes().contains_key(&s_id)
 	})
 	.await;
-	TestNet { _net: net, server, payer, recipient }
+	(net, server, payer, recipients)
+}
+
+/// Registers `recipient` with S under `id` and waits for its async offer.
+async fn register(
+	server: &Node, recipient: &ldk_node::Node, id: &[u8],
+) -> ldk_node::lightning::offers::offer::Offer {
+	let paths = server
+		.static_invoice_server()
+		.expect("server role on")
+		.paths_for_recipient(id.to_vec(), None)
+		.expect("paths");
+	recipient.bolt12_payment().set_paths_to_static_invoice_server(paths).expect("paths set");
+	let mut offer = None;
+	wait_until("the recipient's async offer", || {
+		offer = recipient.bolt12_payment().receive_async().ok();
+		offer.is_some()
+	})
+	.await;
+	offer.expect("offer")
 }
 
 /// R registers with S and goes offline; P fetches R's invoice from S, and the
@@ -85,19 +120,7 @@ async fn offline_recipient_is_paid_through_our_static_invoice() {
 	let hex_id: String = RECIPIENT_ID.iter().map(|b| format!("{b:02x}")).collect();
 
 	// Registration: S hands R paths; R asks for offer paths and sends its invoices.
-	let paths = server
-		.static_invoice_server()
-		.expect("server role on")
-		.paths_for_recipient(RECIPIENT_ID.to_vec(), None)
-		.expect("paths");
-	recipient.bolt12_payment().set_paths_to_static_invoice_server(paths).expect("paths set");
-	let mut offer = None;
-	wait_until("R's async offer", || {
-		offer = recipient.bolt12_payment().receive_async().ok();
-		offer.is_some()
-	})
-	.await;
-	let offer = offer.expect("offer");
+	let offer = register(&server, &recipient, RECIPIENT_ID).await;
 	let listed = server.list_static_invoices();
 	assert!(!listed.is_empty(), "R's offer is only usable once S confirmed an invoice");
 	for invoice in &listed {
@@ -154,4 +177,49 @@ async fn offline_recipient_is_paid_through_our_static_invoice() {
 	})
 	.await;
 	let _ = payment_id;
+}
+
+/// Quotas and the rate limit on a real network: R1's invoices beyond its
+/// slot quota are refused (one is kept, R1's offer works), a second
+/// recipient R2 registers unaffected; a flood of invoice requests for R's
+/// offer is cut by the rate limiter while R2's offer is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quotas_and_rate_limits_hold_on_a_real_network() {
+	// One slot per recipient (LDK recipients fill up to 10); a burst of 3
+	// requests, then one an hour.
+	let policy = StaticInvoicePolicy {
+		max_slots_per_recipient: 1,
+		rate_limit_burst: 3,
+		rate_limit_refill: Duration::from_secs(3600),
+		..StaticInvoicePolicy::default()
+	};
+	let (_net, server, payer, recipients) = network_with(policy, &["r1", "r2"]).await;
+	let (r1, r2) = (&recipients[0], &recipients[1]);
+	let offer1 = register(&server, r1, b"r1").await;
+	let hex = |id: &[u8]| id.iter().map(|b| format!("{b:02x}")).collect::<String>();
+	let stored = |id: &[u8]| {
+		server.list_static_invoices().iter().filter(|i| i.recipient_id == hex(id)).count()
+	};
+	wait_until("R1's invoices beyond its quota refused", || stats(&server).refused > 0).await;
+	assert_eq!(stored(b"r1"), 1, "{:?}", server.list_static_invoices());
+	let offer2 = register(&server, r2, b"r2").await;
+	assert_eq!(stored(b"r2"), 1, "R2 is held to its own quota, not R1's");
+
+	// R1 and R2 go offline; P floods R1's offer with invoice requests.
+	r1.stop().expect("R1 stops");
+	r2.stop().expect("R2 stops");
+	let before = stats(&server);
+	for _ in 0..8 {
+		payer
+			.bolt12_payment()
+			.send_using_amount(&offer1, AMOUNT_MSAT, None, None, None)
+			.expect("pay");
+	}
+	wait_until("the flood to be cut", || stats(&server).rate_limited > before.rate_limited).await;
+	let served_r1 = stats(&server).served - before.served;
+	assert!(served_r1 <= u64::from(policy.rate_limit_burst), "{:?}", stats(&server));
+	// R2's offer is still served.
+	let served = stats(&server).served;
+	payer.bolt12_payment().send_using_amount(&offer2, AMOUNT_MSAT, None, None, None).expect("pay");
+	wait_until("R2's invoice served", || stats(&server).served > served).await;
 }
