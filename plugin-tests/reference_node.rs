@@ -165,6 +165,33 @@ async fn ctl_err(control: &str, args: &[&str]) -> String {
 	stderr
 }
 
+/// `node` with what every run here is given on the command line: the
+/// network, data directory, bitcoind and its credentials, a free listen port
+/// and the control address.
+fn node_args(
+	network: &str, data_dir: &str, bitcoind: &str, user: &str, password: &str, control: &str,
+) -> Vec<String> {
+	[
+		"node",
+		"--network",
+		network,
+		"--data-dir",
+		data_dir,
+		"--bitcoind-rpc",
+		bitcoind,
+		"--bitcoind-rpc-user",
+		user,
+		"--bitcoind-rpc-password",
+		password,
+		"--listen",
+		"127.0.0.1:0",
+		"--control-listen",
+		control,
+	]
+	.map(String::from)
+	.to_vec()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reference_node_process_pays_a_harness_node() {
 	let mut net = RegtestNetwork::start().expect("regtest");
@@ -368,25 +395,7 @@ async fn bad_input_fails_with_a_clear_error() {
 	let endpoint = rpc.endpoint();
 	let path = |name: &str| work.path().join(name).display().to_string();
 	let node_args = |data_dir: &str, bitcoind: &str, network: &str| -> Vec<String> {
-		[
-			"node",
-			"--network",
-			network,
-			"--data-dir",
-			data_dir,
-			"--bitcoind-rpc",
-			bitcoind,
-			"--bitcoind-rpc-user",
-			user,
-			"--bitcoind-rpc-password",
-			password,
-			"--listen",
-			"127.0.0.1:0",
-			"--control-listen",
-			"127.0.0.1:0",
-		]
-		.map(String::from)
-		.to_vec()
+		node_args(network, data_dir, bitcoind, user, password, "127.0.0.1:0")
 	};
 	let check = |case: &'static str, args: Vec<String>, expected: Vec<String>| async move {
 		let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -515,25 +524,9 @@ async fn reference_node_pays_through_a_trampoline_and_reports_relay_stats() {
 	let data_arg = data_dir.display().to_string();
 	let control = format!("127.0.0.1:{}", free_port());
 	let endpoint = rpc.endpoint();
-	let args = [
-		"node",
-		"--network",
-		"regtest",
-		"--data-dir",
-		&data_arg,
-		"--bitcoind-rpc",
-		&endpoint,
-		"--bitcoind-rpc-user",
-		user,
-		"--bitcoind-rpc-password",
-		password,
-		"--listen",
-		"127.0.0.1:0",
-		"--control-listen",
-		&control,
-		"--trampoline-fee-base-msat",
-		"2000",
-	];
+	let mut args = node_args("regtest", &data_arg, &endpoint, user, password, &control);
+	args.extend(["--trampoline-fee-base-msat", "2000"].map(String::from));
+	let args: Vec<&str> = args.iter().map(String::as_str).collect();
 	let mut node = NodeProcess::spawn(&args, work.path(), &data_dir);
 	let client = ControlClient::new(&control).expect("client");
 	let info = node.wait_ready(&client).await;

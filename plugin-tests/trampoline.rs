@@ -186,13 +186,7 @@ async fn wallet_pays_ldk_node_invoice_through_trampoline() {
 	// T restarts (its relay state and plugin secret come back from the data
 	// directory) and relays again.
 	let trampoline = net.restart(&trampoline).await.expect("restart");
-	for node in [&wallet, &trampoline] {
-		let deadline = tokio::time::Instant::now() + DEADLINE;
-		while !node.list_channels().iter().all(|c| c.usable) {
-			assert!(tokio::time::Instant::now() < deadline, "channels not usable after restart");
-			tokio::time::sleep(Duration::from_millis(50)).await;
-		}
-	}
+	wait_channels_usable(&[&wallet, &trampoline], 1).await;
 	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
 	let id = wallet
 		.pay_invoice_via_trampoline(
