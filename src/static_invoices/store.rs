@@ -108,8 +108,39 @@ impl InvoiceRecord {
 
 	/// Parses a record written by [`InvoiceRecord::encode`].
 	pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+		let header = RecordHeader::split(bytes)?;
+		let mut path = header.path;
+		let invoice_request_path = BlindedMessagePath::read(&mut path)
+			.map_err(|e| format!("invoice request path: {e:?}"))?;
+		let invoice = StaticInvoice::try_from(header.invoice.to_vec())
+			.map_err(|e| format!("invoice: {e:?}"))?;
+		Ok(Self {
+			invoice,
+			invoice_request_path,
+			recipient_id: header.recipient_id,
+			slot: header.slot,
+			stored_at: header.stored_at,
+			expires_at: header.expires_at,
+		})
+	}
+}
+
+/// A record split into its fields, the request path and the invoice left
+/// unparsed: what the index needs, without checking the invoice's
+/// signature again (it was checked when stored).
+struct RecordHeader<'a> {
+	recipient_id: Vec<u8>,
+	slot: u16,
+	stored_at: u64,
+	expires_at: u64,
+	path: &'a [u8],
+	invoice: &'a [u8],
+}
+
+impl<'a> RecordHeader<'a> {
+	fn split(bytes: &'a [u8]) -> Result<Self, String> {
 		let mut r = bytes;
-		let mut take = |n: usize| -> Result<&[u8], String> {
+		let mut take = |n: usize| -> Result<&'a [u8], String> {
 			if r.len() < n {
 				return Err("truncated".into());
 			}
@@ -126,11 +157,19 @@ impl InvoiceRecord {
 		let stored_at = u64::from_be_bytes(take(8)?.try_into().map_err(|_| "stored_at")?);
 		let expires_at = u64::from_be_bytes(take(8)?.try_into().map_err(|_| "expires_at")?);
 		let path_len = u32::from_be_bytes(take(4)?.try_into().map_err(|_| "path length")?);
-		let mut path = take(path_len as usize)?;
-		let invoice_request_path = BlindedMessagePath::read(&mut path)
-			.map_err(|e| format!("invoice request path: {e:?}"))?;
-		let invoice = StaticInvoice::try_from(r.to_vec()).map_err(|e| format!("invoice: {e:?}"))?;
-		Ok(Self { invoice, invoice_request_path, recipient_id, slot, stored_at, expires_at })
+		let path = take(path_len as usize)?;
+		if r.is_empty() {
+			return Err("no invoice".into());
+		}
+		Ok(Self { recipient_id, slot, stored_at, expires_at, path, invoice: r })
+	}
+
+	fn meta(&self) -> Meta {
+		Meta {
+			size: self.invoice.len() as u64,
+			stored_at: self.stored_at,
+			expires_at: self.expires_at,
+		}
 	}
 }
 
@@ -148,7 +187,8 @@ pub fn location(recipient_id: &[u8], slot: u16) -> (&'static str, String) {
 }
 
 impl InvoiceStore {
-	/// Loads the index from every record in `kv`.
+	/// Loads the index from every record in `kv` (their headers: the
+	/// invoices are parsed when served).
 	pub fn load(kv: Arc<dyn KVStoreSync + Send + Sync>) -> Result<Self, StoreError> {
 		let io =
 			|what| move |e: lightning::io::Error| StoreError::Io { what, reason: e.to_string() };
@@ -156,23 +196,18 @@ impl InvoiceStore {
 		let secondary = SECONDARY_NAMESPACE;
 		for key in store.kv.list(NAMESPACE, secondary).map_err(io("listing"))? {
 			let bytes = store.kv.read(NAMESPACE, secondary, &key).map_err(io("reading"))?;
-			let record = InvoiceRecord::decode(&bytes).map_err(|reason| StoreError::Corrupt {
+			let header = RecordHeader::split(&bytes).map_err(|reason| StoreError::Corrupt {
 				key: format!("{secondary}/{key}"),
 				reason,
 			})?;
-			store.insert_meta(&record);
+			store.insert_meta(header.recipient_id.clone(), header.slot, header.meta());
 		}
 		Ok(store)
 	}
 
-	fn insert_meta(&mut self, record: &InvoiceRecord) {
-		let meta = Meta {
-			size: record.invoice.encode().len() as u64,
-			stored_at: record.stored_at,
-			expires_at: record.expires_at,
-		};
-		let slots = self.index.entry(record.recipient_id.clone()).or_default();
-		if slots.insert(record.slot, meta).is_none() {
+	fn insert_meta(&mut self, recipient_id: Vec<u8>, slot: u16, meta: Meta) {
+		let slots = self.index.entry(recipient_id).or_default();
+		if slots.insert(slot, meta).is_none() {
 			self.count += 1;
 		}
 	}
@@ -202,10 +237,14 @@ impl InvoiceStore {
 	/// Writes (or replaces) a record, then indexes it.
 	pub fn put(&mut self, record: &InvoiceRecord) -> Result<(), StoreError> {
 		let (secondary, key) = location(&record.recipient_id, record.slot);
+		let bytes = record.encode();
+		let meta = RecordHeader::split(&bytes)
+			.map_err(|reason| StoreError::Corrupt { key: format!("{secondary}/{key}"), reason })?
+			.meta();
 		self.kv
-			.write(NAMESPACE, secondary, &key, record.encode())
+			.write(NAMESPACE, secondary, &key, bytes)
 			.map_err(|e| StoreError::Io { what: "writing", reason: e.to_string() })?;
-		self.insert_meta(record);
+		self.insert_meta(record.recipient_id.clone(), record.slot, meta);
 		Ok(())
 	}
 

@@ -193,3 +193,30 @@ fn corrupt_records_are_reported() {
 	let err = StaticInvoices::new(kv, generous(), Arc::new(NoLog)).err().expect("refused");
 	assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
 }
+
+#[test]
+fn a_corrupt_invoice_behind_a_sound_header_is_refused_when_served() {
+	let dir = tempfile::tempdir().unwrap();
+	let kv = FilesystemStore::new(dir.path().to_path_buf());
+	let record = store::InvoiceRecord {
+		invoice: invoice(now(), DAY, 0),
+		invoice_request_path: message_path(),
+		recipient_id: b"x".to_vec(),
+		slot: 0,
+		stored_at: now().as_secs(),
+		expires_at: now().as_secs() + DAY.as_secs(),
+	};
+	let mut bytes = record.encode();
+	let last = bytes.len() - 1;
+	bytes[last] ^= 0xff;
+	let (ns, key) = store::location(b"x", 0);
+	KVStoreSync::write(&kv, store::NAMESPACE, ns, &key, bytes).unwrap();
+	let kv: Arc<dyn KVStoreSync + Send + Sync> = Arc::new(kv);
+	// The index loads from the headers; the invoice is checked when served.
+	let s = StaticInvoices::new(kv, generous(), Arc::new(NoLog)).expect("loads");
+	assert_eq!(s.list().len(), 1);
+	assert!(matches!(
+		s.lookup(b"x", 0, now()),
+		Err(StaticInvoiceError::Store(StoreError::Corrupt { .. }))
+	));
+}
