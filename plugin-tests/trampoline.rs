@@ -650,7 +650,7 @@ async fn wallet_pays_through_two_trampolines_that_are_not_peers() {
 	open_private_to(&net, &t2, &recipient, CHANNEL_SAT).await;
 	common::sync_ldk_node(&recipient);
 	wait_channels_usable(&[&wallet, &t1, &x, &t2], 1).await;
-	t1.wait_for_channels_in_graph(4, DEADLINE).await.expect("T1 learns X-T2 and W-X");
+	net.wait_for_gossip(&t1, 4).await.expect("T1 learns X-T2 and W-X");
 	assert!(!t1.list_channels().iter().any(|c| c.counterparty == t2.node_id().to_string()));
 	let t1_policy = t1.config().trampoline.expect("harness nodes relay");
 	let balances = |n: &Node| n.balances().lightning_sat;

@@ -251,7 +251,7 @@ pub async fn run(payments: usize) -> Result<BenchReport, BenchError> {
 	net.open_channel(&wallet, &trampoline, CHANNEL_SAT, 0).await?;
 	net.open_channel(&trampoline, &recipient, CHANNEL_SAT, 0).await?;
 	// Plain payments are source-routed: the wallet needs both channels.
-	wallet.wait_for_channels_in_graph(2, DEADLINE).await?;
+	net.wait_for_gossip(&wallet, 2).await?;
 	let policy = trampoline.config().trampoline.unwrap_or_default();
 	say(
 		start,

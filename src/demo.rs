@@ -82,7 +82,7 @@ pub async fn run() -> Result<(), DemoError> {
 		net.open_channel(from, to, sat, 0).await?;
 		timeline.say(format!("channel {line} confirmed and ready"));
 	}
-	alice.wait_for_channels_in_graph(3, DEADLINE).await?;
+	net.wait_for_gossip(&alice, 3).await?;
 	timeline.say("alice learned these channels from gossip");
 	// Only carol routes over this one: nobody else needs to learn it.
 	net.open_channel(&carol, &dave, 1_000_000, 0).await?;

@@ -284,19 +284,32 @@ impl Node {
 	) -> Result<(), NodeError> {
 		let deadline = deadline_after(timeout);
 		loop {
-			let complete = {
+			let (complete, seen) = {
 				let graph = self.network_graph.read_only();
 				let channels = graph.channels();
-				channels
+				let complete = channels
 					.unordered_iter()
 					.filter(|(_, c)| c.one_to_two.is_some() && c.two_to_one.is_some())
-					.count()
+					.count();
+				let seen: Vec<String> = channels
+					.unordered_iter()
+					.map(|(scid, c)| {
+						format!("{scid}: {}/{}", c.one_to_two.is_some(), c.two_to_one.is_some())
+					})
+					.collect();
+				(complete, seen)
 			};
 			if complete >= count {
 				return Ok(());
 			}
 			if tokio::time::Instant::now() > deadline {
-				return Err(NodeError::Timeout(timeout, format!("{count} channels in the graph")));
+				return Err(NodeError::Timeout(
+					timeout,
+					format!(
+						"{count} channels in the graph with both directions' updates (seen: {})",
+						seen.join(", ")
+					),
+				));
 			}
 			tokio::time::sleep(Duration::from_millis(50)).await;
 		}

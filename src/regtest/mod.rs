@@ -44,6 +44,10 @@ pub enum RegtestError {
 	Io(String),
 }
 
+/// How long [`RegtestNetwork::wait_for_gossip`] waits before mining a block
+/// to have the channels announced again.
+pub const GOSSIP_NUDGE_INTERVAL: Duration = Duration::from_secs(3);
+
 /// Set this environment variable to keep the nodes' data directories (and
 /// their logs) after a run.
 pub const KEEP_NODES_ENV: &str = "LDK_TRAMPOLINE_KEEP_NODES";
@@ -149,6 +153,23 @@ impl RegtestNetwork {
 					if tokio::time::Instant::now() < deadline =>
 				{
 					tokio::time::sleep(Duration::from_millis(50)).await
+				},
+				Err(e) => return Err(e.into()),
+			}
+		}
+	}
+
+	/// Waits until `node` has learned `count` channels from gossip, each
+	/// with both directions' updates, mining a block every
+	/// [`GOSSIP_NUDGE_INTERVAL`] meanwhile: LDK announces a public channel
+	/// again with each new block, which cures an update lost on the way.
+	pub async fn wait_for_gossip(&self, node: &Node, count: usize) -> Result<(), RegtestError> {
+		let deadline = tokio::time::Instant::now() + DEADLINE;
+		loop {
+			match node.wait_for_channels_in_graph(count, GOSSIP_NUDGE_INTERVAL).await {
+				Ok(()) => return Ok(()),
+				Err(NodeError::Timeout(..)) if tokio::time::Instant::now() < deadline => {
+					self.mine(1).await?;
 				},
 				Err(e) => return Err(e.into()),
 			}
