@@ -6,7 +6,6 @@
 //! `cargo bench --bench static_invoices` (N recipients, one invoice each;
 //! `STATIC_INVOICE_BENCH_N`, default 5000).
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -15,6 +14,10 @@ use ldk_trampoline::static_invoices::{StaticInvoicePolicy, StaticInvoices};
 use lightning::util::logger::{Logger, Record};
 use lightning::util::persist::KVStoreSync;
 use lightning_persister::fs_store::FilesystemStore;
+
+#[path = "common/disk.rs"]
+mod disk;
+use disk::disk_usage;
 
 /// ldk-node 0.7.1's `src/payment/asynchronous/static_invoice_store.rs`
 /// (Copyright its original authors, MIT OR Apache-2.0), which is
@@ -150,22 +153,6 @@ mod ldk_node_store {
 struct NoLog;
 impl Logger for NoLog {
 	fn log(&self, _: Record) {}
-}
-
-/// (apparent bytes, allocated bytes, files) under `dir`.
-fn disk_usage(dir: &Path) -> (u64, u64, u64) {
-	use std::os::unix::fs::MetadataExt;
-	let mut total = (0, 0, 0);
-	for entry in std::fs::read_dir(dir).expect("readable").flatten() {
-		let meta = entry.metadata().expect("metadata");
-		if meta.is_dir() {
-			let (a, b, c) = disk_usage(&entry.path());
-			total = (total.0 + a, total.1 + b, total.2 + c);
-		} else {
-			total = (total.0 + meta.len(), total.1 + meta.blocks() * 512, total.2 + 1);
-		}
-	}
-	total
 }
 
 struct Figures {
