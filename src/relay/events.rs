@@ -424,7 +424,7 @@ where
 	/// those past their deadline. Call it periodically (the reference node:
 	/// every second).
 	pub fn poll_held(&self) {
-		for (id, bucket) in self.core.store.buckets() {
+		for (id, bucket) in self.core.store.held_buckets() {
 			if let BucketState::Held { amount_msat, .. } = bucket.state {
 				self.on_claimable(&id, &PaymentHash(bucket.payment_hash), amount_msat);
 			}

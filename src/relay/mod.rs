@@ -137,7 +137,7 @@ impl RelayCore {
 	pub fn held(&self) -> Vec<HeldBucket> {
 		let mut held: Vec<HeldBucket> = self
 			.store
-			.buckets()
+			.held_buckets()
 			.into_iter()
 			.filter_map(|(_, bucket)| {
 				let BucketState::Held { amount_msat, since_secs, deadline_height } = bucket.state

@@ -238,6 +238,17 @@ impl RelayStore {
 		self.lock().buckets.iter().map(|(id, b)| (*id, b.clone())).collect()
 	}
 
+	/// The buckets held for an offline next node (only these are cloned:
+	/// the hold loop asks every second).
+	pub fn held_buckets(&self) -> Vec<(BucketId, BucketRecord)> {
+		self.lock()
+			.buckets
+			.iter()
+			.filter(|(_, b)| matches!(b.state, BucketState::Held { .. }))
+			.map(|(id, b)| (*id, b.clone()))
+			.collect()
+	}
+
 	/// Writes a bucket record (durably, then in the cache).
 	pub fn put_bucket(&self, id: &BucketId, record: BucketRecord) -> Result<(), StoreError> {
 		let mut cache = self.lock();
