@@ -116,11 +116,7 @@ async fn ldk_node_opens_a_channel_and_both_pay_each_other() {
 	let id = ours.pay_invoice(&invoice, None).expect("pay");
 	let paid = ours.wait_for_payment(id, DEADLINE).await.expect("outcome");
 	assert_eq!(paid.status, PaymentStatus::Succeeded, "{paid:?}");
-	let received = common::wait_ldk_event(&theirs, DEADLINE, "payment received", |e| match e {
-		ldk_node::Event::PaymentReceived { amount_msat, .. } => Some(*amount_msat),
-		_ => None,
-	})
-	.await;
+	let received = common::wait_ldk_received(&theirs).await;
 	assert_eq!(received, 50_000_000);
 
 	// They pay our BOLT 11 invoice.

@@ -575,11 +575,7 @@ async fn wallet_pays_through_two_trampolines() {
 	let id = wallet.pay_invoice_via_trampolines(&invoice, &route(f1, f2)).expect("pay");
 	let paid = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
 	assert_eq!(paid.status, PaymentStatus::Succeeded, "{paid:?}");
-	let received = common::wait_ldk_event(&recipient, DEADLINE, "payment received", |e| match e {
-		ldk_node::Event::PaymentReceived { amount_msat, .. } => Some(*amount_msat),
-		_ => None,
-	})
-	.await;
+	let received = common::wait_ldk_received(&recipient).await;
 	assert_eq!(received, AMOUNT_MSAT);
 	// Direct channels all along: each trampoline keeps exactly its fee.
 	wait_lightning_balance(&wallet, before.0 - (AMOUNT_MSAT + f1 + f2) / 1000).await;
@@ -590,8 +586,24 @@ async fn wallet_pays_through_two_trampolines() {
 
 	// T2 is offered one msat less than its fee: it answers 26 with its policy,
 	// T1 passes the failure back unread, and W attributes it to T2.
-	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
-	let id = wallet.pay_invoice_via_trampolines(&invoice, &route(f1, f2 - 1)).expect("pay");
+	second_trampoline_refuses(&wallet, &t1, &recipient, &route(f1, f2 - 1), &t2_policy).await;
+	for node in [&wallet, &t1, &t2] {
+		wait_no_htlcs(node).await;
+	}
+	wait_lightning_balance(&wallet, before.0 - (AMOUNT_MSAT + f1 + f2) / 1000).await;
+	wait_lightning_balance(&t1, before.1 + f1 / 1000).await;
+	wait_lightning_balance(&t2, before.2 + f2 / 1000).await;
+}
+
+/// Pays R through `route`, whose second trampoline T2 is offered less than
+/// its fee: T2's NODE|26 with `t2_policy` reaches W attributed to T2, and
+/// T1 failed its bucket passing T2's failure on unread.
+async fn second_trampoline_refuses(
+	wallet: &Node, t1: &Node, recipient: &ldk_node::Node, route: &[TrampolineRouteHop],
+	t2_policy: &TrampolinePolicy,
+) {
+	let invoice = recipient_invoice(recipient, AMOUNT_MSAT);
+	let id = wallet.pay_invoice_via_trampolines(&invoice, route).expect("pay");
 	let failed = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
 	assert!(matches!(failed.status, PaymentStatus::Failed { .. }), "{failed:?}");
 	assert_eq!(
@@ -605,14 +617,8 @@ async fn wallet_pays_through_two_trampolines() {
 			},
 		})
 	);
-	assert_eq!(relayed(&t1, hash_of(&invoice)), vec![BucketStage::Failed]);
-	assert!(failures(&t1, &hash_of(&invoice)).is_empty(), "T1 passed T2's failure on as is");
-	for node in [&wallet, &t1, &t2] {
-		wait_no_htlcs(node).await;
-	}
-	wait_lightning_balance(&wallet, before.0 - (AMOUNT_MSAT + f1 + f2) / 1000).await;
-	wait_lightning_balance(&t1, before.1 + f1 / 1000).await;
-	wait_lightning_balance(&t2, before.2 + f2 / 1000).await;
+	assert_eq!(relayed(t1, hash_of(&invoice)), vec![BucketStage::Failed]);
+	assert!(failures(t1, &hash_of(&invoice)).is_empty(), "T1 passed T2's failure on as is");
 }
 
 /// W -> T1 -> X -> T2 -> R: the trampolines are not channel peers, T1 reaches
@@ -676,11 +682,7 @@ async fn wallet_pays_through_two_trampolines_that_are_not_peers() {
 	let id = wallet.pay_invoice_via_trampolines(&invoice, &route(f2)).expect("pay");
 	let paid = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
 	assert_eq!(paid.status, PaymentStatus::Succeeded, "{paid:?}");
-	let received = common::wait_ldk_event(&recipient, DEADLINE, "payment received", |e| match e {
-		ldk_node::Event::PaymentReceived { amount_msat, .. } => Some(*amount_msat),
-		_ => None,
-	})
-	.await;
+	let received = common::wait_ldk_received(&recipient).await;
 	assert_eq!(received, AMOUNT_MSAT);
 	assert_eq!(relayed(&t1, hash_of(&invoice)), vec![BucketStage::Relayed]);
 	assert_eq!(relayed(&t2, hash_of(&invoice)), vec![BucketStage::Relayed]);
@@ -739,23 +741,7 @@ async fn wallet_pays_through_two_trampolines_that_are_not_peers() {
 
 	// T2 is offered one msat less than its fee: its NODE|26 travels back
 	// through X to T1, which cannot read it and passes it on; W reads it.
-	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
-	let id = wallet.pay_invoice_via_trampolines(&invoice, &route(f2 - 1)).expect("pay");
-	let failed = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
-	assert!(matches!(failed.status, PaymentStatus::Failed { .. }), "{failed:?}");
-	assert_eq!(
-		wallet.trampoline_failure(&hash_of(&invoice)),
-		Some(TrampolineFailure {
-			hop: FailingHop::Trampoline(1),
-			message: FailureMessage::TrampolineFeeOrExpiryInsufficient {
-				fee_base_msat: t2_policy.fee_base_msat,
-				fee_proportional_millionths: t2_policy.fee_proportional_millionths,
-				cltv_expiry_delta: t2_policy.cltv_expiry_delta,
-			},
-		})
-	);
-	assert_eq!(relayed(&t1, hash_of(&invoice)), vec![BucketStage::Failed]);
-	assert!(failures(&t1, &hash_of(&invoice)).is_empty(), "T1 passed T2's failure on as is");
+	second_trampoline_refuses(&wallet, &t1, &recipient, &route(f2 - 1), &t2_policy).await;
 
 	// T2 goes away: X cannot forward and fails the HTLC; T1 reads X's
 	// failure in its own onion and answers W with a temporary failure.
@@ -880,11 +866,7 @@ async fn mpp_buckets_are_aggregated_resplit_and_time_out_when_incomplete() {
 		wallet.trampoline_failure(&hash_of(&invoice)),
 		trampoline.trampoline().unwrap().core().buckets()
 	);
-	let received = common::wait_ldk_event(&recipient, DEADLINE, "payment received", |e| match e {
-		ldk_node::Event::PaymentReceived { amount_msat, .. } => Some(*amount_msat),
-		_ => None,
-	})
-	.await;
+	let received = common::wait_ldk_received(&recipient).await;
 	assert_eq!(received, MPP_AMOUNT_MSAT);
 	let buckets = trampoline.trampoline().unwrap().core().buckets();
 	let [bucket] = buckets.as_slice() else { panic!("one bucket expected: {buckets:?}") };
@@ -1362,11 +1344,7 @@ async fn trampoline_holds_for_an_offline_recipient() {
 	recipient.start().expect("R is back");
 	let paid = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
 	assert_eq!(paid.status, PaymentStatus::Succeeded, "{paid:?}");
-	let received = common::wait_ldk_event(&recipient, DEADLINE, "R paid", |e| match e {
-		ldk_node::Event::PaymentReceived { amount_msat, .. } => Some(*amount_msat),
-		_ => None,
-	})
-	.await;
+	let received = common::wait_ldk_received(&recipient).await;
 	assert_eq!(received, AMOUNT_MSAT);
 	wait_bucket(&trampoline, hash, BucketStage::Relayed).await;
 	wait_lightning_balance(&wallet, before.0 - (AMOUNT_MSAT + fee) / 1000).await;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use ldk_node::bitcoin::Network;
 use ldk_node::lightning::ln::msgs::SocketAddress;
 use ldk_trampoline::node::RpcAuth;
-use ldk_trampoline::regtest::RegtestNetwork;
+use ldk_trampoline::regtest::{RegtestNetwork, DEADLINE};
 
 /// Starts an ldk-node 0.7.1 node against the harness' bitcoind, listening on a
 /// free loopback port, with its data in the harness directory.
@@ -62,6 +62,15 @@ pub async fn wait_ldk_event<T>(
 			return found;
 		}
 	}
+}
+
+/// Waits until an ldk-node receives a payment; returns its amount.
+pub async fn wait_ldk_received(node: &ldk_node::Node) -> u64 {
+	wait_ldk_event(node, DEADLINE, "a payment received", |e| match e {
+		ldk_node::Event::PaymentReceived { amount_msat, .. } => Some(*amount_msat),
+		_ => None,
+	})
+	.await
 }
 
 /// Makes an ldk-node catch up with bitcoind's tip.

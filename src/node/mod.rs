@@ -284,25 +284,26 @@ impl Node {
 	) -> Result<(), NodeError> {
 		let deadline = deadline_after(timeout);
 		loop {
-			let (complete, seen) = {
+			let complete = {
 				let graph = self.network_graph.read_only();
 				let channels = graph.channels();
-				let complete = channels
+				channels
 					.unordered_iter()
 					.filter(|(_, c)| c.one_to_two.is_some() && c.two_to_one.is_some())
-					.count();
-				let seen: Vec<String> = channels
-					.unordered_iter()
-					.map(|(scid, c)| {
-						format!("{scid}: {}/{}", c.one_to_two.is_some(), c.two_to_one.is_some())
-					})
-					.collect();
-				(complete, seen)
+					.count()
 			};
 			if complete >= count {
 				return Ok(());
 			}
 			if tokio::time::Instant::now() > deadline {
+				let graph = self.network_graph.read_only();
+				let seen: Vec<String> = graph
+					.channels()
+					.unordered_iter()
+					.map(|(scid, c)| {
+						format!("{scid}: {}/{}", c.one_to_two.is_some(), c.two_to_one.is_some())
+					})
+					.collect();
 				return Err(NodeError::Timeout(
 					timeout,
 					format!(

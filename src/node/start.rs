@@ -196,7 +196,7 @@ impl Node {
 		let keys_manager =
 			Arc::new(KeysManager::new(&seed, now.as_secs(), now.subsec_nanos(), true));
 		let wake_notifier =
-			wake_webhook.map(|url| WakeNotifier::new(url, Arc::clone(&keys_manager)));
+			wake_webhook.map(|url| Arc::new(WakeNotifier::new(url, Arc::clone(&keys_manager))));
 		let wallet = Arc::new(OnchainWallet::open(
 			&dir.join("wallet.db"),
 			&seed,
@@ -602,7 +602,7 @@ fn parse_webhook(url: &str) -> Result<reqwest::Url, NodeError> {
 /// What [`release_held_buckets`] needs to announce newly held buckets.
 struct HeldWake {
 	watch: HeldWatch,
-	notifier: Option<WakeNotifier>,
+	notifier: Option<Arc<WakeNotifier>>,
 	events: broadcast::Sender<super::NodeEvent>,
 	logger: Arc<NodeLogger>,
 }
@@ -624,7 +624,7 @@ async fn release_held_buckets(
 		.await;
 		if let Ok(held) = held {
 			let new = wake.watch.newly_held(held);
-			announce_held(new, &wake.events, wake.notifier.as_ref(), &wake.logger).await;
+			announce_held(new, &wake.events, wake.notifier.as_ref(), &wake.logger);
 		}
 		tokio::select! {
 			_ = stop.changed() => return,

@@ -106,10 +106,11 @@ impl HeldWatch {
 	}
 }
 
-/// Publishes each newly held bucket and, with a notifier, calls the webhook.
-pub(super) async fn announce_held(
+/// Publishes each newly held bucket and, with a notifier, calls the webhook
+/// in a task of its own (a slow webhook must not hold the hold loop up).
+pub(super) fn announce_held(
 	held: Vec<HeldBucket>, events: &tokio::sync::broadcast::Sender<NodeEvent>,
-	notifier: Option<&WakeNotifier>, logger: &NodeLogger,
+	notifier: Option<&Arc<WakeNotifier>>, logger: &Arc<NodeLogger>,
 ) {
 	for bucket in held {
 		log_info!(
@@ -121,9 +122,12 @@ pub(super) async fn announce_held(
 		// No subscriber is fine.
 		let _ = events.send(NodeEvent::PaymentHeld { held: bucket });
 		if let Some(notifier) = notifier {
-			if let Err(e) = notifier.payment_incoming().await {
-				log_warn!(logger, "Wake-up call failed: {e}");
-			}
+			let (notifier, logger) = (Arc::clone(notifier), Arc::clone(logger));
+			tokio::spawn(async move {
+				if let Err(e) = notifier.payment_incoming().await {
+					log_warn!(logger, "Wake-up call failed: {e}");
+				}
+			});
 		}
 	}
 }

@@ -53,12 +53,7 @@ where
 	pub fn new(inner: R, sender: Arc<SenderState>) -> Self {
 		Self { inner, sender }
 	}
-}
 
-impl<R: Deref> TrampolineRouter<R>
-where
-	R::Target: Router,
-{
 	/// Why the inner router found no route for `params`: it finds one
 	/// without the fee and CLTV limits (the payer's budget was short), one
 	/// for a token amount only (liquidity is short), or none at all.
