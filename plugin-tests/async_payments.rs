@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ldk_node::config::AsyncPaymentsRole;
-use ldk_trampoline::node::Node;
+use ldk_trampoline::htlc_hold::{HeldHtlcSummary, HoldEvent, HtlcHoldPolicy};
+use ldk_trampoline::node::{Node, NodeEvent};
 use ldk_trampoline::regtest::{RegtestNetwork, DEADLINE};
 use ldk_trampoline::static_invoices::{StaticInvoicePolicy, StaticInvoiceStats};
 use lightning::routing::gossip::NodeId;
@@ -222,4 +223,260 @@ async fn quotas_and_rate_limits_hold_on_a_real_network() {
 	let served = stats(&server).served;
 	payer.bolt12_payment().send_using_amount(&offer2, AMOUNT_MSAT, None, None, None).expect("pay");
 	wait_until("R2's invoice served", || stats(&server).served > served).await;
+}
+
+/// The sender's LSP network of BOLTs PR 1149: P (ldk-node client) -private-
+/// S (ours, holds `hold_htlc` HTLCs) -public- L (ours, static invoice server
+/// and mailbox) -private- R (ldk-node client). LDK cannot hold an HTLC for
+/// its own offline peer, so the holding node and the recipient's LSP differ.
+struct HoldNet {
+	net: RegtestNetwork,
+	lsp: Arc<Node>,
+	server: Arc<Node>,
+	payers: Vec<Arc<ldk_node::Node>>,
+	recipient: Arc<ldk_node::Node>,
+}
+
+async fn hold_network(policy: HtlcHoldPolicy, payers: &[&str]) -> HoldNet {
+	let mut net = RegtestNetwork::start().expect("regtest");
+	let mut config = net.node_config("lsp");
+	config.htlc_hold = Some(policy);
+	let lsp = net.add_node_with(config).await.expect("lsp");
+	let mut config = net.node_config("server");
+	config.static_invoice_server = Some(StaticInvoicePolicy::default());
+	let server = net.add_node_with(config).await.expect("server");
+	let payers: Vec<_> = payers
+		.iter()
+		.map(|name| common::start_ldk_node_with_role(&net, name, Some(AsyncPaymentsRole::Client)))
+		.collect();
+	let recipient =
+		common::start_ldk_node_with_role(&net, "recipient", Some(AsyncPaymentsRole::Client));
+	net.fund(&[&lsp, &server], 1 + payers.len() as u32).await.expect("fund");
+	net.open_channel(&lsp, &server, CHANNEL_SAT * 2, 0).await.expect("S-L");
+	let private = payers
+		.iter()
+		.map(|p| (&lsp, p, CHANNEL_SAT * 500))
+		.chain(std::iter::once((&server, &recipient, 0)));
+	for (from, peer, push_msat) in private {
+		net.open_channel_to(
+			from,
+			peer.node_id(),
+			common::ldk_node_addr(peer),
+			CHANNEL_SAT,
+			push_msat,
+			false,
+		)
+		.await
+		.expect("channel");
+		common::sync_ldk_node(peer);
+		common::wait_ldk_event(peer, DEADLINE, "channel ready", |e| {
+			matches!(e, ldk_node::Event::ChannelReady { .. }).then_some(())
+		})
+		.await;
+	}
+	for node in [&lsp, &server] {
+		wait_until("usable channels", || node.list_channels().iter().all(|c| c.usable)).await;
+		net.wait_for_gossip(node, 1).await.expect("S-L in the graph");
+	}
+	for payer in &payers {
+		wait_until("S-L in the payer's graph", || {
+			!payer.network_graph().list_channels().is_empty()
+		})
+		.await;
+	}
+	HoldNet { net, lsp, server, payers, recipient }
+}
+
+/// What S published about a held HTLC of `payer`'s.
+fn hold_event_of(
+	payer: &ldk_node::Node, kind: fn(&HoldEvent) -> Option<&HeldHtlcSummary>,
+) -> impl FnMut(&NodeEvent) -> Option<HeldHtlcSummary> + '_ {
+	move |e| match e {
+		NodeEvent::HtlcHold { event } => {
+			kind(event).filter(|h| h.peer == payer.node_id().to_string()).cloned()
+		},
+		_ => None,
+	}
+}
+
+fn held(e: &HoldEvent) -> Option<&HeldHtlcSummary> {
+	matches!(e, HoldEvent::Held(_)).then(|| e.summary())
+}
+
+fn settled(e: &HoldEvent) -> Option<&HeldHtlcSummary> {
+	matches!(e, HoldEvent::Settled(_)).then(|| e.summary())
+}
+
+async fn wait_payment_failed(
+	payer: &ldk_node::Node, id: ldk_node::lightning::ln::channelmanager::PaymentId,
+) {
+	common::wait_ldk_event(payer, DEADLINE, "the payment to fail", |e| match e {
+		ldk_node::Event::PaymentFailed { payment_id: Some(p), .. } if *p == id => Some(()),
+		_ => None,
+	})
+	.await
+}
+
+async fn wait_lightning_balance(node: &ldk_node::Node, sat: u64) {
+	wait_until("the lightning balance", || node.list_balances().total_lightning_balance_sats == sat)
+		.await
+}
+
+/// R registers with L and goes offline; P pays R's offer: L serves R's
+/// invoice, P's HTLC is held at S (recorded, listed, kept across a restart
+/// of S), R comes back and releases it, and is paid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn htlc_held_at_the_senders_lsp_is_released_by_the_recipient() {
+	let HoldNet { mut net, lsp, server, payers, recipient } =
+		hold_network(HtlcHoldPolicy::default(), &["payer"]).await;
+	let payer = &payers[0];
+	let offer = register(&server, &recipient, RECIPIENT_ID).await;
+	recipient.stop().expect("R stops");
+	wait_until("L to see R disconnect", || server.list_channels().iter().any(|c| !c.usable)).await;
+
+	let before = payer.list_balances().total_lightning_balance_sats;
+	let events = lsp.subscribe();
+	let payment_id = payer
+		.bolt12_payment()
+		.send_using_amount(&offer, AMOUNT_MSAT, None, None, None)
+		.expect("pay");
+	let held_htlc = lsp
+		.wait_for_event(events, DEADLINE, "S to hold P's HTLC", hold_event_of(payer, held))
+		.await
+		.expect("held");
+	assert!(held_htlc.amount_msat >= AMOUNT_MSAT, "{held_htlc:?}");
+	assert!(held_htlc.deadline_height > lsp.best_block_height() + 84, "{held_htlc:?}");
+	assert_eq!(lsp.list_held_htlcs(), vec![held_htlc.clone()]);
+	// P told R (through L, which keeps the message while R is away).
+	let mailbox = server.static_invoice_server().expect("server role on").mailbox();
+	wait_until("held_htlc_available held for R", || mailbox.held_for(&recipient.node_id()) > 0)
+		.await;
+	assert!(payment_pending(payer, &payment_id));
+
+	// S restarts while holding: the HTLC is still held and listed.
+	let lsp = net.restart(&lsp).await.expect("S restarts");
+	assert_eq!(lsp.list_held_htlcs(), vec![held_htlc.clone()]);
+	wait_until("S reconnected", || {
+		let channels = lsp.list_channels();
+		channels.len() == 2 && channels.iter().all(|c| c.usable)
+	})
+	.await;
+
+	// R comes back, gets P's held_htlc_available from L, releases the HTLC.
+	let events = lsp.subscribe();
+	recipient.start().expect("R restarts");
+	assert_eq!(common::wait_ldk_received(&recipient).await, AMOUNT_MSAT);
+	let hash = common::wait_ldk_event(payer, DEADLINE, "P's payment to succeed", |e| match e {
+		ldk_node::Event::PaymentSuccessful { payment_id: Some(id), payment_hash, .. }
+			if *id == payment_id =>
+		{
+			Some(payment_hash.to_string())
+		},
+		_ => None,
+	})
+	.await;
+	assert_eq!(held_htlc.payment_hash, hash, "S listed the hash P paid");
+	let gone = lsp
+		.wait_for_event(events, DEADLINE, "S to forget the HTLC", hold_event_of(payer, settled))
+		.await
+		.expect("settled");
+	assert_eq!(gone.payment_hash, held_htlc.payment_hash);
+	assert!(lsp.list_held_htlcs().is_empty());
+	let spent = before - payer.list_balances().total_lightning_balance_sats;
+	assert!(spent >= AMOUNT_MSAT / 1000, "P spent {spent} sat");
+}
+
+/// Whether ldk-node still shows the payment pending.
+fn payment_pending(
+	payer: &ldk_node::Node, id: &ldk_node::lightning::ln::channelmanager::PaymentId,
+) -> bool {
+	payer.payment(id).map(|p| p.status) == Some(ldk_node::payment::PaymentStatus::Pending)
+}
+
+/// Limits and the deadline on a real network: S holds one HTLC per peer;
+/// P1's second is failed back at once while P2's is held; when the chain
+/// reaches the deadline with R still away, both held HTLCs are failed back
+/// and P1's and P2's balances are what they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn held_htlcs_beyond_a_limit_or_past_their_deadline_are_failed_back() {
+	let policy = HtlcHoldPolicy { max_htlcs_per_peer: 1, ..HtlcHoldPolicy::default() };
+	let HoldNet { net, lsp, server, payers, recipient } = hold_network(policy, &["p1", "p2"]).await;
+	let (p1, p2) = (&payers[0], &payers[1]);
+	let offer = register(&server, &recipient, RECIPIENT_ID).await;
+	recipient.stop().expect("R stops");
+	wait_until("L to see R disconnect", || server.list_channels().iter().any(|c| !c.usable)).await;
+	let before: Vec<u64> =
+		payers.iter().map(|p| p.list_balances().total_lightning_balance_sats).collect();
+
+	let pay = |payer: &ldk_node::Node| {
+		payer
+			.bolt12_payment()
+			.send_using_amount(&offer, AMOUNT_MSAT, None, None, None)
+			.expect("pay")
+	};
+	let events = lsp.subscribe();
+	let first = pay(p1);
+	let held_1 = lsp
+		.wait_for_event(events, DEADLINE, "P1's first HTLC held", hold_event_of(p1, held))
+		.await
+		.expect("held");
+	// P1's second: beyond its limit, failed back at once, never forwarded.
+	let events = lsp.subscribe();
+	let second = pay(p1);
+	let mut refusal = None;
+	lsp.wait_for_event(events, DEADLINE, "P1's second refused and failed back", |e| {
+		let NodeEvent::HtlcHold { event } = e else { return None };
+		match event {
+			HoldEvent::Refused(h) => refusal = Some(h.clone()),
+			HoldEvent::FailedBack(h) => return refusal.as_ref().filter(|r| *r == h).map(|_| ()),
+			_ => {},
+		}
+		None
+	})
+	.await
+	.expect("refused, then failed back");
+	let refusal = refusal.expect("refused");
+	assert_eq!(refusal.peer, p1.node_id().to_string());
+	assert!(refusal.reason.contains("max_htlcs_per_peer"), "{refusal:?}");
+	wait_payment_failed(p1, second).await;
+	// P2 is not affected by P1's limit.
+	let events = lsp.subscribe();
+	let _ = pay(p2);
+	let held_2 = lsp
+		.wait_for_event(events, DEADLINE, "P2's HTLC held", hold_event_of(p2, held))
+		.await
+		.expect("held");
+	let mut listed = lsp.list_held_htlcs();
+	listed.retain(|h| h.reason.starts_with("held"));
+	assert_eq!(listed.len(), 2, "{listed:?}");
+	assert!(payment_pending(p1, &first));
+
+	// The chain reaches each deadline with R still away (block by block in
+	// life: mining past both at once would let LDK time the earlier one out
+	// itself, 12 blocks after our deadline).
+	let mut deadlines = [(held_1.deadline_height, p1), (held_2.deadline_height, p2)];
+	deadlines.sort_by_key(|(height, _)| *height);
+	let mut events = lsp.subscribe();
+	let mut failed = std::collections::HashMap::new();
+	for (deadline, payer) in deadlines {
+		net.mine(deadline.saturating_sub(lsp.best_block_height())).await.expect("mine");
+		let payer = payer.node_id().to_string();
+		while !failed.contains_key(&payer) {
+			let event = tokio::time::timeout(DEADLINE, events.recv())
+				.await
+				.expect("failed back by S, not timed out by LDK")
+				.expect("event");
+			if let NodeEvent::HtlcHold { event: HoldEvent::FailedBack(h) } = event {
+				failed.insert(h.peer.clone(), h);
+			}
+		}
+		assert_eq!(failed[&payer].deadline_height, deadline);
+		assert!(failed[&payer].reason.starts_with("expired"), "{failed:?}");
+	}
+	wait_payment_failed(p1, first).await;
+	for (payer, sat) in payers.iter().zip(before) {
+		common::sync_ldk_node(payer);
+		wait_lightning_balance(payer, sat).await;
+	}
+	wait_until("S to forget them", || lsp.list_held_htlcs().is_empty()).await;
 }

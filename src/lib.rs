@@ -18,6 +18,7 @@ pub mod config;
 pub mod control;
 pub mod demo;
 pub mod handler;
+pub mod htlc_hold;
 pub mod node;
 pub mod onion;
 pub mod regtest;

@@ -8,6 +8,9 @@
 //! * outbound `update_fail_htlc` for such an HTLC ([`fail`]): LDK's failure is
 //!   replaced by the error the origin must see, wrapped with the trampoline then
 //!   the outer shared secret.
+//!
+//! It also shows the hold registry ([`crate::htlc_hold`]) every inbound
+//! `update_add_htlc` flagged `hold_htlc`, before LDK does.
 
 mod fail;
 mod rewrite;
@@ -17,11 +20,12 @@ use std::sync::Arc;
 
 use bitcoin::constants::ChainHash;
 use bitcoin::secp256k1::PublicKey;
-use lightning::ln::channelmanager::AChannelManager;
+use lightning::ln::channelmanager::{AChannelManager, MIN_CLTV_EXPIRY_DELTA};
 use lightning::ln::msgs::{self, BaseMessageHandler, ChannelMessageHandler, MessageSendEvent};
 use lightning::ln::types::ChannelId;
 use lightning::types::features::{InitFeatures, NodeFeatures};
 
+use crate::htlc_hold::HtlcHold;
 use crate::relay::RelayCore;
 use crate::sender::SenderState;
 
@@ -47,6 +51,7 @@ where
 	cm: CM,
 	core: Option<Arc<RelayCore>>,
 	sender: Option<Arc<SenderState>>,
+	hold: Option<Arc<HtlcHold>>,
 }
 
 impl<CM: Deref> TrampolineHandler<CM>
@@ -54,9 +59,13 @@ where
 	CM::Target: AChannelManager,
 {
 	/// Wraps `cm`. `core: None` passes relay traffic through untouched;
-	/// `sender` lets the wallet read its trampoline payments' failures.
-	pub fn new(cm: CM, core: Option<Arc<RelayCore>>, sender: Option<Arc<SenderState>>) -> Self {
-		Self { cm, core, sender }
+	/// `sender` lets the wallet read its trampoline payments' failures;
+	/// `hold` records the HTLCs payers ask us to hold.
+	pub fn new(
+		cm: CM, core: Option<Arc<RelayCore>>, sender: Option<Arc<SenderState>>,
+		hold: Option<Arc<HtlcHold>>,
+	) -> Self {
+		Self { cm, core, sender, hold }
 	}
 }
 
@@ -125,6 +134,16 @@ where
 	CM::Target: AChannelManager,
 {
 	fn handle_update_add_htlc(&self, their_node_id: PublicKey, msg: &msgs::UpdateAddHTLC) {
+		if let (Some(hold), Some(())) = (&self.hold, msg.hold_htlc) {
+			let cm = self.cm.get_cm();
+			let delta = cm
+				.list_channels_with_counterparty(&their_node_id)
+				.iter()
+				.find(|c| c.channel_id == msg.channel_id)
+				.and_then(|c| c.config)
+				.map_or(MIN_CLTV_EXPIRY_DELTA, |config| config.cltv_expiry_delta);
+			hold.on_add(their_node_id, msg, cm.current_best_block().height, delta);
+		}
 		let rewritten =
 			self.core.as_ref().and_then(|core| rewrite::rewrite_add(core, &*self.cm, msg));
 		match rewritten {

@@ -83,6 +83,12 @@ pub enum NodeEvent {
 		/// What is held, for whom, until when.
 		held: crate::relay::HeldBucket,
 	},
+	/// Something happened to an HTLC held for an often-offline payer
+	/// ([`super::NodeConfig::htlc_hold`]).
+	HtlcHold {
+		/// What.
+		event: crate::htlc_hold::HoldEvent,
+	},
 	/// A payment we sent failed for good.
 	PaymentFailed {
 		/// The payment.

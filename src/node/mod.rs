@@ -43,6 +43,7 @@ use self::types::{
 	ChainMonitor, ChannelManager, NetworkGraph, PeerManager, StaticInvoiceServer, TrampolineRelay,
 };
 use self::wallet::OnchainWallet;
+use crate::htlc_hold::{HeldHtlcSummary, HtlcHold, HtlcHoldPolicy};
 use crate::relay::TrampolinePolicy;
 use crate::static_invoices::{StaticInvoicePolicy, StoredStaticInvoice};
 
@@ -77,6 +78,10 @@ pub struct NodeConfig {
 	/// `http://` or `https://` URL); `None` (the default): no call, only
 	/// [`NodeEvent::PaymentHeld`].
 	pub wake_webhook: Option<String>,
+	/// Hold HTLCs that payers flag `hold_htlc` until their recipient's
+	/// `release_held_htlc` arrives (the sender's LSP of BOLTs PR 1149), within
+	/// this policy; `None` (the default): the feature is not advertised.
+	pub htlc_hold: Option<HtlcHoldPolicy>,
 }
 
 impl NodeConfig {
@@ -94,6 +99,7 @@ impl NodeConfig {
 			trampoline: None,
 			static_invoice_server: None,
 			wake_webhook: None,
+			htlc_hold: None,
 		}
 	}
 }
@@ -205,6 +211,7 @@ pub struct Node {
 	trampoline_sender: Arc<crate::sender::SenderState>,
 	trampoline_retries: Arc<crate::sender::TrampolineRetries>,
 	static_invoices: Option<Arc<StaticInvoiceServer>>,
+	htlc_hold: Option<Arc<HtlcHold>>,
 	events: broadcast::Sender<NodeEvent>,
 	background: Mutex<Option<BackgroundProcessor>>,
 	tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -255,6 +262,19 @@ impl Node {
 	/// is set.
 	pub fn static_invoice_server(&self) -> Option<&Arc<StaticInvoiceServer>> {
 		self.static_invoices.as_ref()
+	}
+
+	/// The hold of HTLCs for often-offline payers, when
+	/// [`NodeConfig::htlc_hold`] is set.
+	pub fn htlc_hold(&self) -> Option<&Arc<HtlcHold>> {
+		self.htlc_hold.as_ref()
+	}
+
+	/// Every HTLC this node holds for an often-offline payer (peer, amount,
+	/// payment hash, held since, deadline, reason), oldest first; empty when
+	/// the role is off.
+	pub fn list_held_htlcs(&self) -> Vec<HeldHtlcSummary> {
+		self.htlc_hold.as_ref().map(|h| h.list()).unwrap_or_default()
 	}
 
 	/// Every static invoice this node stores for async recipients (recipient

@@ -50,6 +50,7 @@ use super::types::{
 use super::wake::{announce_held, HeldWatch, WakeNotifier};
 use super::wallet::OnchainWallet;
 use super::{Node, NodeConfig, NodeError};
+use crate::htlc_hold::{HoldReleaseHandler, HtlcHold};
 use crate::relay::Trampoline;
 use crate::sender::SenderState;
 
@@ -143,7 +144,7 @@ fn read_optional(
 }
 
 /// The channel configuration every node starts from.
-fn user_config() -> UserConfig {
+fn user_config(hold_htlcs: bool) -> UserConfig {
 	let mut config = UserConfig::default();
 	// Anchor outputs need a fee-bumping wallet reserve for every channel; the
 	// regtest network this node is built for runs legacy static-remote-key
@@ -156,6 +157,9 @@ fn user_config() -> UserConfig {
 	// BOLT 12 invoices are paid by the event handler: directly, or through
 	// trampolines for `Node::pay_offer_via_trampolines`.
 	config.manually_handle_bolt12_invoices = true;
+	// The sender's LSP role: LDK advertises `option_htlc_hold` and keeps
+	// `hold_htlc` HTLCs until `release_held_htlc`.
+	config.enable_htlc_hold = hold_htlcs;
 	config
 }
 
@@ -289,7 +293,7 @@ impl Node {
 					Arc::clone(&router),
 					Arc::clone(&message_router),
 					Arc::clone(&logger),
-					user_config(),
+					user_config(config.htlc_hold.is_some()),
 					monitor_refs,
 				);
 				<(BlockHash, ChannelManager)>::read(&mut Cursor::new(bytes), args)
@@ -306,7 +310,7 @@ impl Node {
 				Arc::clone(&keys_manager),
 				Arc::clone(&keys_manager),
 				Arc::clone(&keys_manager),
-				user_config(),
+				user_config(config.htlc_hold.is_some()),
 				ChainParameters {
 					network: config.network,
 					best_block: BestBlock::new(tip.to_best_block().block_hash, tip.height),
@@ -400,6 +404,18 @@ impl Node {
 		} else {
 			OnionMessenger::new
 		};
+		let htlc_hold = match config.htlc_hold {
+			Some(policy) => Some(Arc::new(
+				HtlcHold::new(
+					Arc::clone(&store) as Arc<dyn KVStoreSync + Send + Sync>,
+					policy,
+					Arc::clone(&keys_manager) as Arc<dyn NodeSigner + Send + Sync>,
+					Arc::clone(&logger) as Arc<dyn lightning::util::logger::Logger + Send + Sync>,
+				)
+				.map_err(|e| stored_err("held HTLCs")(&e))?,
+			)),
+			None => None,
+		};
 		let onion_messenger: Arc<OnionMessenger> = Arc::new(new_messenger(
 			Arc::clone(&keys_manager),
 			Arc::clone(&keys_manager),
@@ -407,7 +423,7 @@ impl Node {
 			Arc::clone(&channel_manager),
 			Arc::clone(&message_router),
 			Arc::clone(&channel_manager),
-			Arc::clone(&channel_manager),
+			Arc::new(HoldReleaseHandler::new(Arc::clone(&channel_manager), htlc_hold.clone())),
 			IgnoringMessageHandler {},
 			IgnoringMessageHandler {},
 		));
@@ -429,6 +445,7 @@ impl Node {
 			Arc::clone(&store) as Arc<dyn KVStoreSync + Send + Sync>,
 			config.trampoline,
 			trampoline_sender,
+			htlc_hold.clone(),
 			Arc::clone(&logger) as Arc<dyn lightning::util::logger::Logger + Send + Sync>,
 		)
 		.map_err(|e| stored_err("trampoline state")(&e))?;
@@ -505,6 +522,7 @@ impl Node {
 			trampoline_sender: plugin.sender,
 			trampoline_retries,
 			static_invoices: static_invoices.clone(),
+			htlc_hold: htlc_hold.clone(),
 			events,
 			background: Mutex::new(Some(background)),
 			tasks: Mutex::new(Vec::new()),
@@ -538,6 +556,10 @@ impl Node {
 				logger: Arc::clone(&logger),
 			};
 			tasks.push(tokio::spawn(release_held_buckets(relay, wake, stop_rx.clone())));
+		}
+		if let Some(hold) = htlc_hold {
+			let (cm, events) = (Arc::clone(&node.channel_manager), node.events.clone());
+			tasks.push(tokio::spawn(watch_held_htlcs(hold, cm, events, stop_rx.clone())));
 		}
 		tasks.push(tokio::spawn(Arc::clone(&node).announce_node(stop_rx)));
 		*node.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
@@ -625,6 +647,31 @@ async fn release_held_buckets(
 		if let Ok(held) = held {
 			let new = wake.watch.newly_held(held);
 			announce_held(new, &wake.events, wake.notifier.as_ref(), &wake.logger);
+		}
+		tokio::select! {
+			_ = stop.changed() => return,
+			_ = tokio::time::sleep(HOLD_POLL_INTERVAL) => {},
+		}
+	}
+}
+
+/// Fails back refused and expired held HTLCs, forgets settled ones and
+/// publishes what happened to them, every [`HOLD_POLL_INTERVAL`].
+async fn watch_held_htlcs(
+	hold: Arc<HtlcHold>, cm: Arc<ChannelManager>, events: broadcast::Sender<super::NodeEvent>,
+	mut stop: watch::Receiver<bool>,
+) {
+	loop {
+		let happened = tokio::task::spawn_blocking({
+			let (hold, cm) = (Arc::clone(&hold), Arc::clone(&cm));
+			move || {
+				let height = cm.current_best_block().height;
+				hold.tick(&cm, height)
+			}
+		})
+		.await;
+		for event in happened.unwrap_or_default() {
+			let _ = events.send(super::NodeEvent::HtlcHold { event });
 		}
 		tokio::select! {
 			_ = stop.changed() => return,

@@ -83,10 +83,14 @@ pub type OnionMessenger = lightning::onion_message::messenger::OnionMessenger<
 	Arc<ChannelManager>,
 	Arc<MessageRouter>,
 	Arc<ChannelManager>,
-	Arc<ChannelManager>,
+	Arc<AsyncPaymentsHandler>,
 	IgnoringMessageHandler,
 	IgnoringMessageHandler,
 >;
+
+/// The onion messenger's async payments handler: the channel manager's,
+/// with `release_held_htlc` filtered through the hold registry.
+pub type AsyncPaymentsHandler = crate::htlc_hold::HoldReleaseHandler<Arc<ChannelManager>>;
 
 /// Gossip validation without a UTXO lookup.
 pub type GossipSync =

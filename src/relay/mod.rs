@@ -27,6 +27,7 @@ pub use policy::TrampolinePolicy;
 pub use store::{BucketState, RelayStore, StoreError};
 
 use crate::handler::TrampolineHandler;
+use crate::htlc_hold::HtlcHold;
 use crate::onion::{FailureMessage, TrampolinePayload};
 use crate::sender::SenderState;
 
@@ -275,14 +276,17 @@ where
 	/// handler passes everything through and there is no relay. `sender` is
 	/// the state the channel manager's [`crate::sender::TrampolineRouter`]
 	/// was given (create it with `SenderState::default()` before the channel
-	/// manager).
+	/// manager). `hold`, if the node holds HTLCs for often-offline payers,
+	/// is shown every `update_add_htlc` flagged `hold_htlc`.
 	pub fn new(
 		channel_manager: CM, signer: Arc<dyn NodeSigner + Send + Sync>,
 		kv: Arc<dyn KVStoreSync + Send + Sync>, policy: Option<TrampolinePolicy>,
-		sender: Arc<SenderState>, logger: Arc<dyn Logger + Send + Sync>,
+		sender: Arc<SenderState>, hold: Option<Arc<HtlcHold>>,
+		logger: Arc<dyn Logger + Send + Sync>,
 	) -> Result<Self, RelayError> {
 		let Some(policy) = policy else {
-			let handler = TrampolineHandler::new(channel_manager, None, Some(Arc::clone(&sender)));
+			let handler =
+				TrampolineHandler::new(channel_manager, None, Some(Arc::clone(&sender)), hold);
 			return Ok(Self { handler: Arc::new(handler), relay: None, sender });
 		};
 		let core = Arc::new(RelayCore::new(signer, kv, policy, logger)?);
@@ -290,6 +294,7 @@ where
 			channel_manager.clone(),
 			Some(Arc::clone(&core)),
 			Some(Arc::clone(&sender)),
+			hold,
 		);
 		Ok(Self {
 			handler: Arc::new(handler),

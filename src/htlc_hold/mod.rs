@@ -1,0 +1,456 @@
+//! The sender's LSP side of async payments (BOLTs PR 1149): an often-offline
+//! payer locks in its HTLC with us flagged `hold_htlc` and goes away; we hold
+//! it until the recipient, back online, sends us `release_held_htlc`.
+//!
+//! LDK 0.2.7 holds such HTLCs itself once `UserConfig::enable_htlc_hold` is
+//! set (it then advertises `option_htlc_hold`), and releases one when a
+//! `release_held_htlc` arrives over the blinded path it gave the payer. It
+//! offers no way to list them, no limits and no deadline but the HTLC's
+//! expiry. This module adds those, around LDK:
+//!
+//! * [`HtlcHold::on_add`] (called by [`crate::handler::TrampolineHandler`]
+//!   for every `update_add_htlc` flagged `hold_htlc`, before LDK sees it)
+//!   records the HTLC durably, `Held` or `Refused` by the per-peer and
+//!   per-node limits of [`HtlcHoldPolicy`];
+//! * [`HoldReleaseHandler`] (the onion messenger's async payments handler)
+//!   lets a `release_held_htlc` through to LDK only for an HTLC that is
+//!   `Held`: a replay, or one for a refused or expired HTLC, is dropped;
+//! * [`HtlcHold::tick`] fails refused and expired HTLCs back
+//!   (`ChannelManager::fail_intercepted_htlc`), hands releases to LDK again
+//!   after a restart, and forgets HTLCs once they are settled.
+
+mod policy;
+mod registry;
+mod release;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bitcoin::hashes::{sha256, Hash, HashEngine};
+use bitcoin::secp256k1::{All, PublicKey, Secp256k1};
+use lightning::blinded_path::message::AsyncPaymentsContext;
+use lightning::ln::channelmanager::{AChannelManager, InterceptId};
+use lightning::ln::msgs::UpdateAddHTLC;
+use lightning::ln::types::ChannelId;
+use lightning::onion_message::async_payments::{AsyncPaymentsMessageHandler, ReleaseHeldHtlc};
+use lightning::sign::{NodeSigner, Recipient};
+use lightning::util::logger::Logger;
+use lightning::util::persist::KVStoreSync;
+use lightning::{log_error, log_info, log_warn};
+
+use crate::onion::{self, OnionPacket, OuterHop, OuterPayload};
+
+pub use policy::HtlcHoldPolicy;
+pub use registry::{HeldHtlc, HoldRefusal, HoldRegistry, HoldState};
+pub use release::HoldReleaseHandler;
+
+/// A recorded HTLC absent from its channel is settled (LDK resolved it:
+/// forwarded and claimed, or failed) once a pass has seen it in the channel,
+/// or, if none has (it left while the node was down, or LDK refused the add
+/// before committing it), this long after it arrived.
+const SETTLE_GRACE_SECS: u64 = 30;
+
+/// LDK 0.2.7 times a held HTLC out this many blocks before the CLTV expiry
+/// of the HTLC it would be forwarded as (`HTLC_FAIL_BACK_BUFFER`).
+pub const LDK_FAIL_BACK_BUFFER: u32 = 39;
+
+/// Errors of the hold registry.
+#[derive(Debug, thiserror::Error)]
+pub enum HoldError {
+	/// The KV store failed.
+	#[error("held HTLC registry {what}: {reason}")]
+	Io {
+		/// What was being done.
+		what: &'static str,
+		/// The store's error.
+		reason: String,
+	},
+	/// A record does not decode.
+	#[error("held HTLC record {key} is corrupt: {reason}")]
+	Corrupt {
+		/// The record key.
+		key: String,
+		/// The decode error.
+		reason: String,
+	},
+}
+
+/// LDK's id of the HTLC `htlc_id` that `peer` added on `channel_id` (what
+/// `ChannelManager` keys held HTLCs and release contexts with).
+pub fn intercept_id(htlc_id: u64, channel_id: &ChannelId, peer: &PublicKey) -> InterceptId {
+	let mut engine = sha256::Hash::engine();
+	engine.input(&htlc_id.to_be_bytes());
+	engine.input(&channel_id.0);
+	engine.input(&peer.serialize());
+	InterceptId(sha256::Hash::from_engine(engine).to_byte_array())
+}
+
+/// A held HTLC as operators see it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HeldHtlcSummary {
+	/// The payer (our peer), hex.
+	pub peer: String,
+	/// The payment hash, hex.
+	pub payment_hash: String,
+	/// What it carries in, msat.
+	pub amount_msat: u64,
+	/// Held since, seconds since the Unix epoch.
+	pub since_secs: u64,
+	/// The height at which it is failed back if still held.
+	pub deadline_height: u32,
+	/// The time (seconds since the Unix epoch) at which it is failed back if
+	/// still held.
+	pub deadline_secs: u64,
+	/// Why it is (or was) held: `held`, `released`, `expired` or `refused:
+	/// <limit>`.
+	pub reason: String,
+	/// LDK's intercept id, hex.
+	pub intercept_id: String,
+}
+
+impl From<&HeldHtlc> for HeldHtlcSummary {
+	fn from(htlc: &HeldHtlc) -> Self {
+		let reason = match htlc.state {
+			HoldState::Held => "held: awaiting the recipient's release_held_htlc".to_string(),
+			HoldState::Refused { reason } => format!("refused: {reason}"),
+			HoldState::Released { .. } => "released: forwarding".to_string(),
+			HoldState::Expired => "expired: failing back".to_string(),
+		};
+		Self {
+			peer: htlc.peer.to_string(),
+			payment_hash: htlc.payment_hash.to_string(),
+			amount_msat: htlc.amount_msat,
+			since_secs: htlc.since_secs,
+			deadline_height: htlc.deadline_height,
+			deadline_secs: htlc.deadline_secs,
+			reason,
+			intercept_id: htlc.intercept_id.0.iter().map(|b| format!("{b:02x}")).collect(),
+		}
+	}
+}
+
+/// Something that happened to a held HTLC, for the node's event stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HoldEvent {
+	/// A payer's HTLC is now held for its recipient.
+	Held(HeldHtlcSummary),
+	/// A payer's HTLC was beyond a limit and is being failed back.
+	Refused(HeldHtlcSummary),
+	/// The recipient released it; LDK forwards it.
+	Released(HeldHtlcSummary),
+	/// It was failed back to the payer (refused, or past its deadline).
+	FailedBack(HeldHtlcSummary),
+	/// Its HTLC is settled (released and forwarded, or resolved by LDK).
+	Settled(HeldHtlcSummary),
+}
+
+impl HoldEvent {
+	/// The HTLC it is about.
+	pub fn summary(&self) -> &HeldHtlcSummary {
+		match self {
+			Self::Held(h) | Self::Refused(h) | Self::Released(h) | Self::FailedBack(h) => h,
+			Self::Settled(h) => h,
+		}
+	}
+}
+
+/// Why a `release_held_htlc` was not handed to LDK.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IgnoredRelease {
+	/// No HTLC of ours has that id.
+	#[error("no held HTLC has this intercept id")]
+	Unknown,
+	/// The context names another HTLC than the one recorded under its id.
+	#[error("the release names another HTLC than the one held under its id")]
+	Mismatch,
+	/// That HTLC was released already (a replay).
+	#[error("the HTLC was released already")]
+	AlreadyReleased,
+	/// That HTLC was refused by a limit and is being failed back.
+	#[error("the HTLC was refused by a limit")]
+	Refused,
+	/// That HTLC's deadline passed; it is being failed back.
+	#[error("the HTLC's deadline passed")]
+	Expired,
+	/// The registry could not record the release.
+	#[error("the release could not be recorded")]
+	NotRecorded,
+}
+
+/// The plugin's hold: policy, registry, and what happened since the last
+/// [`HtlcHold::tick`].
+pub struct HtlcHold {
+	policy: HtlcHoldPolicy,
+	signer: Arc<dyn NodeSigner + Send + Sync>,
+	secp: Secp256k1<All>,
+	registry: HoldRegistry,
+	logger: Arc<dyn Logger + Send + Sync>,
+	events: Mutex<Vec<HoldEvent>>,
+	resumed: AtomicBool,
+	/// HTLCs a pass has seen committed in their channel.
+	seen: Mutex<HashSet<InterceptId>>,
+}
+
+fn now_secs() -> u64 {
+	SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl HtlcHold {
+	/// Loads the registry from `kv`. `signer` (the node's) peels the onion
+	/// of a held HTLC to learn when LDK would time it out.
+	pub fn new(
+		kv: Arc<dyn KVStoreSync + Send + Sync>, policy: HtlcHoldPolicy,
+		signer: Arc<dyn NodeSigner + Send + Sync>, logger: Arc<dyn Logger + Send + Sync>,
+	) -> Result<Self, HoldError> {
+		Ok(Self {
+			policy,
+			signer,
+			secp: Secp256k1::new(),
+			registry: HoldRegistry::load(kv)?,
+			logger,
+			events: Mutex::new(Vec::new()),
+			resumed: AtomicBool::new(false),
+			seen: Mutex::new(HashSet::new()),
+		})
+	}
+
+	/// The limits in force.
+	pub fn policy(&self) -> &HtlcHoldPolicy {
+		&self.policy
+	}
+
+	fn logger(&self) -> &Arc<dyn Logger + Send + Sync> {
+		&self.logger
+	}
+
+	/// The registry.
+	pub fn registry(&self) -> &HoldRegistry {
+		&self.registry
+	}
+
+	/// Every HTLC in the registry (held, or on its way out), oldest first.
+	pub fn list(&self) -> Vec<HeldHtlcSummary> {
+		let mut all = self.registry.all();
+		all.sort_by_key(|h| (h.since_secs, h.htlc_id));
+		all.iter().map(HeldHtlcSummary::from).collect()
+	}
+
+	fn push(&self, event: HoldEvent) {
+		self.events.lock().unwrap_or_else(|p| p.into_inner()).push(event);
+	}
+
+	/// The CLTV expiry of the HTLC `msg` is to be forwarded as, read from our
+	/// layer of its onion (`None` for an onion we cannot read, or a blinded
+	/// hop, whose value is in the encrypted data: LDK rejects the former).
+	fn outgoing_cltv(&self, msg: &UpdateAddHTLC) -> Option<u32> {
+		if msg.blinding_point.is_some() || msg.onion_routing_packet.version != 0 {
+			return None;
+		}
+		let packet = OnionPacket::new(
+			msg.onion_routing_packet.public_key.ok()?,
+			msg.onion_routing_packet.hop_data.to_vec(),
+			msg.onion_routing_packet.hmac,
+		)
+		.ok()?;
+		let ecdh = |key: &PublicKey| self.signer.ecdh(Recipient::Node, key, None);
+		let peeled = onion::peel(&self.secp, &packet, &msg.payment_hash.0, ecdh).ok()?;
+		match OuterPayload::decode(&peeled.payload).ok()?.hop {
+			OuterHop::Forward { outgoing_cltv_value, .. } => Some(outgoing_cltv_value),
+			_ => None,
+		}
+	}
+
+	/// Records `msg` (flagged `hold_htlc`) from `peer` at chain height
+	/// `height`, before LDK sees it. `forwarding_cltv_delta` (our channel's
+	/// `cltv_expiry_delta`) stands in for the onion's outgoing CLTV when it
+	/// cannot be read. A registry that cannot write logs the error: LDK still
+	/// holds the HTLC, and times it out itself.
+	pub fn on_add(
+		&self, peer: PublicKey, msg: &UpdateAddHTLC, height: u32, forwarding_cltv_delta: u16,
+	) {
+		let now = now_secs();
+		let outgoing_cltv = self
+			.outgoing_cltv(msg)
+			.unwrap_or(msg.cltv_expiry.saturating_sub(u32::from(forwarding_cltv_delta)));
+		let deadline_height = outgoing_cltv
+			.saturating_sub(LDK_FAIL_BACK_BUFFER)
+			.saturating_sub(self.policy.deadline_margin_blocks);
+		let record = HeldHtlc {
+			intercept_id: intercept_id(msg.htlc_id, &msg.channel_id, &peer),
+			peer,
+			channel_id: msg.channel_id,
+			htlc_id: msg.htlc_id,
+			amount_msat: msg.amount_msat,
+			payment_hash: msg.payment_hash,
+			cltv_expiry: msg.cltv_expiry,
+			since_secs: now,
+			deadline_height,
+			deadline_secs: now.saturating_add(self.policy.max_hold.as_secs()),
+			state: HoldState::Held,
+		};
+		match self.registry.admit(&self.policy, record, height) {
+			Ok(Some(record)) => {
+				let summary = HeldHtlcSummary::from(&record);
+				match record.state {
+					HoldState::Refused { reason } => {
+						log_warn!(
+							self.logger,
+							"Refusing to hold HTLC {} of {} from {peer}: {reason}",
+							msg.htlc_id,
+							msg.payment_hash
+						);
+						self.push(HoldEvent::Refused(summary));
+					},
+					_ => {
+						log_info!(
+							self.logger,
+							"Holding HTLC {} of {} ({} msat) from {peer} until height {} for its release",
+							msg.htlc_id,
+							msg.payment_hash,
+							msg.amount_msat,
+							record.deadline_height
+						);
+						self.push(HoldEvent::Held(summary));
+					},
+				}
+			},
+			Ok(None) => {},
+			Err(e) => log_error!(self.logger, "Cannot record held HTLC {}: {e}", msg.htlc_id),
+		}
+	}
+
+	/// Decides on a `release_held_htlc` for `intercept_id` (the context LDK
+	/// authenticated): `Ok` when the HTLC is held and now recorded as
+	/// released, so LDK may forward it.
+	pub fn on_release(
+		&self, intercept_id: &InterceptId, htlc_id: u64, prev_outbound_scid_alias: u64,
+	) -> Result<(), IgnoredRelease> {
+		let released = HoldState::Released { prev_outbound_scid_alias, released_secs: now_secs() };
+		let outcome = self
+			.registry
+			.transition(intercept_id, released, |r| {
+				r.state == HoldState::Held && r.htlc_id == htlc_id
+			})
+			.map_err(|e| {
+				log_error!(self.logger, "Cannot record the release of a held HTLC: {e}");
+				IgnoredRelease::NotRecorded
+			})?;
+		match outcome {
+			Ok(record) => {
+				log_info!(
+					self.logger,
+					"Releasing held HTLC {} of {} from {}",
+					record.htlc_id,
+					record.payment_hash,
+					record.peer
+				);
+				self.push(HoldEvent::Released(HeldHtlcSummary::from(&record)));
+				Ok(())
+			},
+			Err(None) => Err(IgnoredRelease::Unknown),
+			Err(Some(record)) => Err(match record.state {
+				_ if record.htlc_id != htlc_id => IgnoredRelease::Mismatch,
+				HoldState::Released { .. } => IgnoredRelease::AlreadyReleased,
+				HoldState::Refused { .. } => IgnoredRelease::Refused,
+				HoldState::Expired | HoldState::Held => IgnoredRelease::Expired,
+			}),
+		}
+	}
+
+	/// One pass over the registry at chain height `height`: fails back
+	/// refused HTLCs and held ones past their deadline, hands recorded
+	/// releases to LDK again on the first pass after a start (LDK ignores one
+	/// it already acted on), and forgets HTLCs that left their channel.
+	/// Returns what happened since the last pass.
+	pub fn tick<CM: Deref>(&self, cm: &CM, height: u32) -> Vec<HoldEvent>
+	where
+		CM::Target: AChannelManager,
+	{
+		let cm = cm.get_cm();
+		let now = now_secs();
+		let present: HashSet<(ChannelId, u64)> = cm
+			.list_channels()
+			.iter()
+			.flat_map(|c| c.pending_inbound_htlcs.iter().map(|h| (c.channel_id, h.htlc_id)))
+			.collect();
+		let resume = !self.resumed.swap(true, Ordering::SeqCst);
+		let mut settled: HashMap<InterceptId, HoldEvent> = HashMap::new();
+		let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+		for record in self.registry.all() {
+			let id = record.intercept_id;
+			let gone = if present.contains(&(record.channel_id, record.htlc_id)) {
+				seen.insert(id);
+				false
+			} else {
+				seen.contains(&id) || record.since_secs.saturating_add(SETTLE_GRACE_SECS) <= now
+			};
+			let mut record = record;
+			if record.state == HoldState::Held
+				&& (height >= record.deadline_height || now >= record.deadline_secs)
+			{
+				match self
+					.registry
+					.transition(&id, HoldState::Expired, |r| r.state == HoldState::Held)
+				{
+					Ok(Ok(expired)) => {
+						log_warn!(
+							self.logger,
+							"Held HTLC {} of {} from {} reached its deadline unreleased: failing it back",
+							expired.htlc_id,
+							expired.payment_hash,
+							expired.peer
+						);
+						record = expired;
+					},
+					Ok(Err(_)) => continue,
+					Err(e) => {
+						log_error!(self.logger, "Cannot record an expired held HTLC: {e}");
+						continue;
+					},
+				}
+			}
+			let summary = HeldHtlcSummary::from(&record);
+			match record.state {
+				HoldState::Refused { .. } | HoldState::Expired => {
+					if cm.fail_intercepted_htlc(id).is_ok() {
+						settled.insert(id, HoldEvent::FailedBack(summary));
+					} else if gone {
+						settled.insert(id, HoldEvent::Settled(summary));
+					}
+				},
+				HoldState::Released { prev_outbound_scid_alias, .. } => {
+					if gone {
+						settled.insert(id, HoldEvent::Settled(summary));
+					} else if resume {
+						let context = AsyncPaymentsContext::ReleaseHeldHtlc {
+							intercept_id: id,
+							prev_outbound_scid_alias,
+							htlc_id: record.htlc_id,
+						};
+						cm.handle_release_held_htlc(ReleaseHeldHtlc {}, context);
+					}
+				},
+				HoldState::Held => {
+					if gone {
+						settled.insert(id, HoldEvent::Settled(summary));
+					}
+				},
+			}
+		}
+		for (id, event) in settled {
+			match self.registry.remove(&id) {
+				Ok(()) => {
+					seen.remove(&id);
+					self.push(event);
+				},
+				Err(e) => log_error!(self.logger, "Cannot forget a settled held HTLC: {e}"),
+			}
+		}
+		std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()))
+	}
+}
