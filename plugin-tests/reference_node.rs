@@ -618,6 +618,7 @@ async fn reference_node_pays_through_a_trampoline_and_reports_relay_stats() {
 	assert_eq!((stats["relayed"].as_u64(), stats["failed"].as_u64()), (Some(0), Some(0)));
 	let held = ctl(&control, &["list-held"]).await;
 	assert_eq!(held["held"].as_array().map(Vec::len), Some(0), "{held}");
+	assert_eq!(held["htlcs"].as_array().map(Vec::len), Some(0), "htlc_hold on by default: {held}");
 	let err = ctl_err(
 		&control,
 		&["pay", &invoice.to_string(), "--trampoline", "02zz", "--trampoline-fee-msat", "1"],

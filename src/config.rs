@@ -29,6 +29,7 @@ use lightning::util::logger::Level;
 use serde::Deserialize;
 
 use crate::control::DEFAULT_CONTROL_LISTEN;
+use crate::htlc_hold::HtlcHoldPolicy;
 use crate::node::{BitcoindRpcConfig, NodeConfig, RpcAuth};
 use crate::relay::TrampolinePolicy;
 
@@ -79,6 +80,14 @@ pub struct ReferenceNodeConfig {
 	/// Where to POST a signed LSPS5 `lsps5.payment_incoming` notification
 	/// when a payment is held for an offline peer (default: none).
 	pub wake_webhook_url: Option<String>,
+	/// Hold HTLCs that often-offline payers flag `hold_htlc` until their
+	/// recipient releases them (the sender's LSP of BOLTs PR 1149; default
+	/// `true`).
+	pub htlc_hold: Option<bool>,
+	/// HTLCs held at once for one payer (default 32).
+	pub htlc_hold_max_htlcs_per_peer: Option<usize>,
+	/// Value held at once for one payer, msat (default 10,000,000,000).
+	pub htlc_hold_max_msat_per_peer: Option<u64>,
 }
 
 /// The smallest trampoline CLTV delta accepted: below it the outgoing payment's
@@ -362,6 +371,24 @@ impl ReferenceNodeConfig {
 		let serve = flags.static_invoice_server.or(file.static_invoice_server).unwrap_or(true);
 		node.static_invoice_server =
 			serve.then(crate::static_invoices::StaticInvoicePolicy::default);
+		let mut hold = HtlcHoldPolicy::default();
+		if let Some(max) = pick_value(
+			flags.htlc_hold_max_htlcs_per_peer.map(|n| n as u64),
+			file.htlc_hold_max_htlcs_per_peer.map(|n| n as u64),
+			"htlc_hold_max_htlcs_per_peer",
+			"--htlc-hold-max-htlcs-per-peer",
+		) {
+			hold.max_htlcs_per_peer = parse_number(&max)?;
+		}
+		if let Some(max) = pick_value(
+			flags.htlc_hold_max_msat_per_peer,
+			file.htlc_hold_max_msat_per_peer,
+			"htlc_hold_max_msat_per_peer",
+			"--htlc-hold-max-msat-per-peer",
+		) {
+			hold.max_msat_per_peer = parse_number(&max)?;
+		}
+		node.htlc_hold = flags.htlc_hold.or(file.htlc_hold).unwrap_or(true).then_some(hold);
 		node.wake_webhook = pick(
 			flags.wake_webhook_url,
 			file.wake_webhook_url,
@@ -495,6 +522,32 @@ mod tests {
 			err.contains("`trampoline_cltv_expiry_delta` in /etc/n.toml") && err.contains("18"),
 			"{err}"
 		);
+	}
+
+	#[test]
+	fn htlc_hold_is_on_by_default_with_configurable_limits() {
+		let settings = ReferenceNodeConfig::resolve(base_flags(), None).unwrap();
+		assert_eq!(settings.node.htlc_hold, Some(HtlcHoldPolicy::default()));
+
+		let file =
+			ReferenceNodeConfig { htlc_hold_max_htlcs_per_peer: Some(3), ..Default::default() };
+		let flags =
+			ReferenceNodeConfig { htlc_hold_max_msat_per_peer: Some(7_000), ..base_flags() };
+		let settings =
+			ReferenceNodeConfig::resolve(flags, Some((Path::new("/etc/n.toml"), file))).unwrap();
+		assert_eq!(
+			settings.node.htlc_hold,
+			Some(HtlcHoldPolicy {
+				max_htlcs_per_peer: 3,
+				max_msat_per_peer: 7_000,
+				..HtlcHoldPolicy::default()
+			})
+		);
+		let off = ReferenceNodeConfig { htlc_hold: Some(false), ..base_flags() };
+		assert_eq!(ReferenceNodeConfig::resolve(off, None).unwrap().node.htlc_hold, None);
+		let toml = "network = \"regtest\"\nhtlc_hold = false\nhtlc_hold_max_htlcs_per_peer = 2\n";
+		let parsed: ReferenceNodeConfig = toml::from_str(toml).unwrap();
+		assert_eq!((parsed.htlc_hold, parsed.htlc_hold_max_htlcs_per_peer), (Some(false), Some(2)));
 	}
 
 	#[test]

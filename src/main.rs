@@ -59,7 +59,8 @@ struct NodeArgs {
 	/// bitcoind_rpc_user, bitcoind_rpc_password, bitcoind_rpc_cookie,
 	/// control_listen, alias, log_level, trampoline_relay, trampoline_fee_base_msat,
 	/// trampoline_fee_proportional_millionths, trampoline_cltv_expiry_delta,
-	/// static_invoice_server, wake_webhook_url).
+	/// static_invoice_server, wake_webhook_url, htlc_hold,
+	/// htlc_hold_max_htlcs_per_peer, htlc_hold_max_msat_per_peer).
 	#[arg(long, value_name = "FILE")]
 	config: Option<PathBuf>,
 	/// bitcoin, testnet, testnet4, signet or regtest.
@@ -115,6 +116,16 @@ struct NodeArgs {
 	/// payment is held for an offline peer [default: none].
 	#[arg(long, value_name = "URL")]
 	wake_webhook_url: Option<String>,
+	/// Hold HTLCs often-offline payers flag `hold_htlc` until their recipient
+	/// releases them [default: true].
+	#[arg(long, value_name = "BOOL")]
+	htlc_hold: Option<bool>,
+	/// HTLCs held at once for one payer [default: 32].
+	#[arg(long, value_name = "COUNT")]
+	htlc_hold_max_htlcs_per_peer: Option<usize>,
+	/// Value held at once for one payer, msat [default: 10000000000].
+	#[arg(long, value_name = "MSAT")]
+	htlc_hold_max_msat_per_peer: Option<u64>,
 }
 
 #[derive(Args)]
@@ -215,8 +226,10 @@ enum CtlCommand {
 	},
 	/// What this node has relayed as a trampoline.
 	TrampolineStats,
-	/// Trampoline payments held for an offline next node (payment hash, next
-	/// node, amount, since, deadline height).
+	/// What this node holds: trampoline payments for an offline next node
+	/// (payment hash, next node, amount, since, deadline height) and HTLCs of
+	/// often-offline payers awaiting their recipient's release (peer,
+	/// payment hash, amount, since, deadline, reason).
 	ListHeld,
 	/// List every payment, oldest first.
 	ListPayments,
@@ -287,6 +300,9 @@ fn run_node(args: NodeArgs) -> Result<(), AppError> {
 		trampoline_cltv_expiry_delta: args.trampoline_cltv_expiry_delta,
 		static_invoice_server: args.static_invoice_server,
 		wake_webhook_url: args.wake_webhook_url,
+		htlc_hold: args.htlc_hold,
+		htlc_hold_max_htlcs_per_peer: args.htlc_hold_max_htlcs_per_peer,
+		htlc_hold_max_msat_per_peer: args.htlc_hold_max_msat_per_peer,
 	};
 	let settings = ReferenceNodeConfig::from_file_and_flags(args.config.as_deref(), flags)?;
 	let runtime = runtime()?;

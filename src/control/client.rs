@@ -225,7 +225,8 @@ impl ControlClient {
 		self.call_empty(paths::TRAMPOLINE_STATS).await
 	}
 
-	/// `list-held`: trampoline payments held for an offline next node.
+	/// `list-held`: trampoline payments held for an offline next node and
+	/// HTLCs held for often-offline payers.
 	pub async fn list_held(&self) -> Result<super::ListHeldResponse, ClientError> {
 		self.call_empty(paths::LIST_HELD).await
 	}

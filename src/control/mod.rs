@@ -81,6 +81,10 @@ pub mod paths {
 pub struct ListHeldResponse {
 	/// Trampoline payments held for an offline next node, oldest first.
 	pub held: Vec<crate::relay::HeldBucket>,
+	/// HTLCs held for often-offline payers until their recipient releases
+	/// them (`htlc_hold`), oldest first.
+	#[serde(default)]
+	pub htlcs: Vec<crate::htlc_hold::HeldHtlcSummary>,
 }
 
 /// The body of every failed request.

@@ -397,7 +397,7 @@ async fn trampoline_stats(State(ctx): Ctx, body: Bytes) -> ApiResult<crate::rela
 async fn list_held(State(ctx): Ctx, body: Bytes) -> ApiResult<super::ListHeldResponse> {
 	parse::<EmptyRequest>(&body)?;
 	let held = ctx.node.trampoline().map(|relay| relay.core().held()).unwrap_or_default();
-	Ok(Json(super::ListHeldResponse { held }))
+	Ok(Json(super::ListHeldResponse { held, htlcs: ctx.node.list_held_htlcs() }))
 }
 
 async fn list_static_invoices(
