@@ -10,12 +10,18 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bitcoin::secp256k1::Secp256k1;
 use ldk_node::config::AsyncPaymentsRole;
 use ldk_trampoline::htlc_hold::{HeldHtlcSummary, HoldEvent, HtlcHoldPolicy};
 use ldk_trampoline::node::{Node, NodeEvent};
 use ldk_trampoline::regtest::{RegtestNetwork, DEADLINE};
 use ldk_trampoline::static_invoices::{StaticInvoicePolicy, StaticInvoiceStats};
+use lightning::blinded_path::message::{AsyncPaymentsContext, BlindedMessagePath, MessageContext};
+use lightning::ln::channelmanager::InterceptId;
+use lightning::onion_message::async_payments::{AsyncPaymentsMessage, ReleaseHeldHtlc};
+use lightning::onion_message::messenger::{Destination, MessageSendInstructions};
 use lightning::routing::gossip::NodeId;
+use lightning::sign::{RandomBytes, ReceiveAuthKey};
 
 const CHANNEL_SAT: u64 = 1_000_000;
 const AMOUNT_MSAT: u64 = 5_000_000;
@@ -353,6 +359,12 @@ async fn htlc_held_at_the_senders_lsp_is_released_by_the_recipient() {
 		.await;
 	assert!(payment_pending(payer, &payment_id));
 
+	// L forges a release for it (the right intercept id, over a path L built
+	// itself): S's onion messenger finds it unauthenticated and drops it.
+	forge_release(&server, &lsp, &held_htlc).await;
+	assert_eq!(lsp.list_held_htlcs(), vec![held_htlc.clone()], "still held");
+	assert!(payment_pending(payer, &payment_id));
+
 	// S restarts while holding: the HTLC is still held and listed.
 	let lsp = net.restart(&lsp).await.expect("S restarts");
 	assert_eq!(lsp.list_held_htlcs(), vec![held_htlc.clone()]);
@@ -384,6 +396,45 @@ async fn htlc_held_at_the_senders_lsp_is_released_by_the_recipient() {
 	assert!(lsp.list_held_htlcs().is_empty());
 	let spent = before - payer.list_balances().total_lightning_balance_sats;
 	assert!(spent >= AMOUNT_MSAT / 1000, "P spent {spent} sat");
+}
+
+/// `from` sends `to` a `release_held_htlc` naming `held` over a blinded
+/// path `from` made (not `to`), and waits until `to` has dropped it.
+async fn forge_release(from: &Node, to: &Node, held: &HeldHtlcSummary) {
+	let mut intercept_id = [0; 32];
+	for (i, byte) in intercept_id.iter_mut().enumerate() {
+		*byte = u8::from_str_radix(&held.intercept_id[2 * i..2 * i + 2], 16).expect("hex");
+	}
+	let context = MessageContext::AsyncPayments(AsyncPaymentsContext::ReleaseHeldHtlc {
+		intercept_id: InterceptId(intercept_id),
+		prev_outbound_scid_alias: 0,
+		htlc_id: 0,
+	});
+	let path = BlindedMessagePath::new(
+		&[],
+		to.node_id(),
+		ReceiveAuthKey([42; 32]),
+		context,
+		&RandomBytes::new([7; 32]),
+		&Secp256k1::new(),
+	);
+	let log_path = to.config().data_dir.join("logs").join("ldk.log");
+	// The path's data is sealed with a key `to` never used: `to` cannot read
+	// its hop data and drops the message.
+	let count = |log: &str| log.matches("Unable to decode our hop data").count();
+	let before = count(&std::fs::read_to_string(&log_path).unwrap_or_default());
+	from.onion_messenger()
+		.send_onion_message(
+			AsyncPaymentsMessage::ReleaseHeldHtlc(ReleaseHeldHtlc {}),
+			MessageSendInstructions::WithoutReplyPath {
+				destination: Destination::BlindedPath(path),
+			},
+		)
+		.expect("sent");
+	wait_until("S to drop the forged release", || {
+		count(&std::fs::read_to_string(&log_path).unwrap_or_default()) > before
+	})
+	.await;
 }
 
 /// Whether ldk-node still shows the payment pending.

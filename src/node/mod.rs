@@ -40,7 +40,8 @@ use self::chain::FeeEstimator;
 use self::payments::PaymentStore;
 use self::peers::PeerStore;
 use self::types::{
-	ChainMonitor, ChannelManager, NetworkGraph, PeerManager, StaticInvoiceServer, TrampolineRelay,
+	ChainMonitor, ChannelManager, NetworkGraph, OnionMessenger, PeerManager, StaticInvoiceServer,
+	TrampolineRelay,
 };
 use self::wallet::OnchainWallet;
 use crate::htlc_hold::{HeldHtlcSummary, HtlcHold, HtlcHoldPolicy};
@@ -212,6 +213,7 @@ pub struct Node {
 	trampoline_retries: Arc<crate::sender::TrampolineRetries>,
 	static_invoices: Option<Arc<StaticInvoiceServer>>,
 	htlc_hold: Option<Arc<HtlcHold>>,
+	onion_messenger: Arc<OnionMessenger>,
 	events: broadcast::Sender<NodeEvent>,
 	background: Mutex<Option<BackgroundProcessor>>,
 	tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -244,6 +246,11 @@ impl Node {
 	/// The LDK channel manager, for what this API does not cover.
 	pub fn channel_manager(&self) -> &Arc<ChannelManager> {
 		&self.channel_manager
+	}
+
+	/// The LDK onion messenger, for what this API does not cover.
+	pub fn onion_messenger(&self) -> &Arc<OnionMessenger> {
+		&self.onion_messenger
 	}
 
 	/// The trampoline relay, when [`NodeConfig::trampoline`] is set.

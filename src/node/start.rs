@@ -523,6 +523,7 @@ impl Node {
 			trampoline_retries,
 			static_invoices: static_invoices.clone(),
 			htlc_hold: htlc_hold.clone(),
+			onion_messenger: Arc::clone(&onion_messenger),
 			events,
 			background: Mutex::new(Some(background)),
 			tasks: Mutex::new(Vec::new()),
