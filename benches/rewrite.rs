@@ -188,6 +188,7 @@ impl Setup {
 			node_id: self.trampoline.node_id,
 			fee_msat: 10_000,
 			cltv_expiry_delta: 288,
+			async_payment: false,
 		};
 		let onion = trampoline_onion(&invoice.clone().into(), &[hop], HEIGHT).expect("onion");
 		let amount = AMOUNT_MSAT + 10_000;

@@ -219,6 +219,7 @@ async fn wallet_pays_ldk_node_offer_through_trampoline() {
 		node_id: trampoline.node_id(),
 		fee_msat,
 		cltv_expiry_delta: policy.cltv_expiry_delta,
+		async_payment: false,
 	};
 	let id = wallet
 		.pay_offer_via_trampolines(&offer, None, &[hop], TrampolineBudget::of_route(&[hop]))
@@ -334,6 +335,7 @@ async fn trampoline_fails_low_fee_with_26_and_unreachable_recipient_with_27() {
 		node_id: trampoline.node_id(),
 		fee_msat: policy.fee_msat(AMOUNT_MSAT) - 1,
 		cltv_expiry_delta: policy.cltv_expiry_delta - 10,
+		async_payment: false,
 	};
 	let budget = TrampolineBudget {
 		max_fee_msat: 2 * policy.fee_msat(AMOUNT_MSAT),
@@ -450,6 +452,7 @@ async fn trampoline_rejects_bad_trampoline_onions_with_the_right_code() {
 		node_id: trampoline.node_id(),
 		fee_msat: fee,
 		cltv_expiry_delta: policy.cltv_expiry_delta,
+		async_payment: false,
 	};
 	let onion = trampoline_onion(&invoice.clone().into(), &[hop], height).unwrap();
 	let mut packet = onion.packet.to_bytes();
@@ -563,11 +566,13 @@ async fn wallet_pays_through_two_trampolines() {
 				node_id: t1.node_id(),
 				fee_msat: f1,
 				cltv_expiry_delta: t1_policy.cltv_expiry_delta,
+				async_payment: false,
 			},
 			TrampolineRouteHop {
 				node_id: t2.node_id(),
 				fee_msat: f2,
 				cltv_expiry_delta: t2_policy.cltv_expiry_delta,
+				async_payment: false,
 			},
 		]
 	};
@@ -670,11 +675,13 @@ async fn wallet_pays_through_two_trampolines_that_are_not_peers() {
 				node_id: t1.node_id(),
 				fee_msat: f1,
 				cltv_expiry_delta: t1_policy.cltv_expiry_delta + ROUTING_CLTV_DELTA,
+				async_payment: false,
 			},
 			TrampolineRouteHop {
 				node_id: t2.node_id(),
 				fee_msat: f2,
 				cltv_expiry_delta: t2_policy.cltv_expiry_delta,
+				async_payment: false,
 			},
 		]
 	};
@@ -714,6 +721,7 @@ async fn wallet_pays_through_two_trampolines_that_are_not_peers() {
 		node_id: t1.node_id(),
 		fee_msat: t1_policy.fee_msat(AMOUNT_MSAT),
 		cltv_expiry_delta: t1_policy.cltv_expiry_delta,
+		async_payment: false,
 	};
 	let budget = TrampolineBudget { max_fee_msat: 100_000, max_cltv_expiry_delta: 1_008 };
 	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
@@ -738,6 +746,40 @@ async fn wallet_pays_through_two_trampolines_that_are_not_peers() {
 	wait_lightning_balance(&t1, after.1).await;
 	wait_lightning_balance(&x, after.2).await;
 	wait_lightning_balance(&t2, after.3).await;
+
+	// W asks T1 to hold the payment until T2 is connected to it
+	// (`async_payment`, as for an often-offline next node): T1 holds it,
+	// complete, though it could route to T2 through X; T2 connects; T1
+	// relays; R is paid.
+	let mut held_route = route(f2);
+	held_route[1].async_payment = true;
+	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
+	let id = wallet.pay_invoice_via_trampolines(&invoice, &held_route).expect("pay");
+	let deadline = tokio::time::Instant::now() + DEADLINE;
+	while relayed(&t1, hash_of(&invoice)) != vec![BucketStage::Held] {
+		assert!(tokio::time::Instant::now() < deadline, "T1 never held the payment for T2");
+		tokio::time::sleep(Duration::from_millis(50)).await;
+	}
+	let held = t1.trampoline().expect("T1 relays").core().held();
+	assert_eq!(held.len(), 1);
+	assert_eq!(held[0].next_node, t2.node_id().to_string());
+	assert!(wallet.payment(&id).is_some_and(|p| p.status == PaymentStatus::Pending));
+	t2.connect(t1.node_id(), t1.listen_addr()).await.expect("T2 connects to T1");
+	let paid = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
+	assert_eq!(paid.status, PaymentStatus::Succeeded, "{paid:?}");
+	assert_eq!(common::wait_ldk_received(&recipient).await, AMOUNT_MSAT);
+	assert_eq!(relayed(&t1, hash_of(&invoice)), vec![BucketStage::Relayed]);
+	for node in [&wallet, &t1, &x, &t2] {
+		wait_no_htlcs(node).await;
+	}
+	let after = (
+		after.0 - (AMOUNT_MSAT + f1 + f2) / 1000,
+		after.1 + (f1 - x_fee_msat) / 1000,
+		after.2 + 1,
+		after.3 + f2 / 1000,
+	);
+	wait_lightning_balance(&wallet, after.0).await;
+	wait_lightning_balance(&t1, after.1).await;
 
 	// T2 is offered one msat less than its fee: its NODE|26 travels back
 	// through X to T1, which cannot read it and passes it on; W reads it.
@@ -780,6 +822,7 @@ fn send_half(
 		node_id: trampoline.node_id(),
 		fee_msat: policy.fee_msat(AMOUNT_MSAT),
 		cltv_expiry_delta: policy.cltv_expiry_delta,
+		async_payment: false,
 	};
 	let onion = trampoline_onion(&invoice.clone().into(), &[hop], wallet.best_block_height())
 		.expect("onion");

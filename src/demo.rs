@@ -126,11 +126,13 @@ pub async fn run() -> Result<(), DemoError> {
 			node_id: bob.node_id(),
 			fee_msat: bob_fee_msat,
 			cltv_expiry_delta: policy.cltv_expiry_delta,
+			async_payment: false,
 		},
 		TrampolineRouteHop {
 			node_id: carol.node_id(),
 			fee_msat: carol_fee_msat,
 			cltv_expiry_delta: policy.cltv_expiry_delta,
+			async_payment: false,
 		},
 	];
 	let invoice = dave.create_invoice(Some(amount_msat), "demo: two trampolines", 3600)?;
@@ -188,6 +190,7 @@ pub async fn run() -> Result<(), DemoError> {
 		node_id: bob.node_id(),
 		fee_msat: fee_msat / 2,
 		cltv_expiry_delta: policy.cltv_expiry_delta,
+		async_payment: false,
 	};
 	let budget = TrampolineBudget {
 		max_fee_msat: 2 * fee_msat,

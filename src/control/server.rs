@@ -361,6 +361,7 @@ fn trampoline_hop(
 		cltv_expiry_delta: request
 			.trampoline_cltv_expiry_delta
 			.unwrap_or(default.cltv_expiry_delta),
+		async_payment: false,
 	})
 }
 

@@ -101,6 +101,9 @@ where
 	}
 
 	fn peer_disconnected(&self, their_node_id: PublicKey) {
+		if let Some(core) = &self.core {
+			core.set_connected(their_node_id, false);
+		}
 		self.cm.get_cm().peer_disconnected(their_node_id)
 	}
 
@@ -125,7 +128,11 @@ where
 	fn peer_connected(
 		&self, their_node_id: PublicKey, msg: &msgs::Init, inbound: bool,
 	) -> Result<(), ()> {
-		self.cm.get_cm().peer_connected(their_node_id, msg, inbound)
+		let connected = self.cm.get_cm().peer_connected(their_node_id, msg, inbound);
+		if let (Some(core), Ok(())) = (&self.core, connected) {
+			core.set_connected(their_node_id, true);
+		}
+		connected
 	}
 }
 

@@ -300,7 +300,12 @@ impl Node {
 		&self, invoice: &Bolt11Invoice, trampoline: bitcoin::secp256k1::PublicKey, fee_msat: u64,
 		cltv_expiry_delta: u16,
 	) -> Result<PaymentId, NodeError> {
-		let hop = TrampolineRouteHop { node_id: trampoline, fee_msat, cltv_expiry_delta };
+		let hop = TrampolineRouteHop {
+			node_id: trampoline,
+			fee_msat,
+			cltv_expiry_delta,
+			async_payment: false,
+		};
 		self.pay_invoice_via_trampolines(invoice, &[hop])
 	}
 

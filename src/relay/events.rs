@@ -431,10 +431,16 @@ where
 		}
 	}
 
-	/// The next node of `hop` if it is our channel peer and offline (no
-	/// channel with it is usable).
+	/// The next node of `hop` if it is to be waited for: our channel peer
+	/// and offline (no channel with it is usable), or named with
+	/// `async_payment` and not connected to us.
 	fn offline_peer(&self, hop: &TrampolineHop) -> Option<PublicKey> {
 		let next = hop.next_node_id()?;
+		if matches!(hop, TrampolineHop::ToTrampoline { async_payment: true, .. })
+			&& !self.core.is_connected(&next)
+		{
+			return Some(next);
+		}
 		let channels: Vec<_> = self
 			.cm
 			.get_cm()

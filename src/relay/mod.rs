@@ -11,8 +11,9 @@ mod events;
 pub mod policy;
 pub mod store;
 
+use std::collections::HashSet;
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bitcoin::hashes::{sha256, Hash, HashEngine, Hmac, HmacEngine};
 use bitcoin::secp256k1::{All, PublicKey, Secp256k1};
@@ -54,6 +55,9 @@ pub struct RelayCore {
 	pub(crate) policy: TrampolinePolicy,
 	pub(crate) logger: Arc<dyn Logger + Send + Sync>,
 	plugin_secret: [u8; 32],
+	/// The peers connected to us now (the message handler keeps it): a next
+	/// node flagged `async_payment` is waited for until it is here.
+	connected: Mutex<HashSet<PublicKey>>,
 }
 
 impl RelayCore {
@@ -75,7 +79,23 @@ impl RelayCore {
 			policy,
 			logger,
 			plugin_secret: plugin_secret.secret_bytes(),
+			connected: Mutex::new(HashSet::new()),
 		})
+	}
+
+	/// Records that `peer` connected (`true`) or disconnected.
+	pub(crate) fn set_connected(&self, peer: PublicKey, connected: bool) {
+		let mut peers = self.connected.lock().unwrap_or_else(|p| p.into_inner());
+		if connected {
+			peers.insert(peer);
+		} else {
+			peers.remove(&peer);
+		}
+	}
+
+	/// Whether `peer` is connected to us now.
+	pub(crate) fn is_connected(&self, peer: &PublicKey) -> bool {
+		self.connected.lock().unwrap_or_else(|p| p.into_inner()).contains(peer)
 	}
 
 	/// HMAC-SHA256 of the plugin secret over a label and parts: deterministic

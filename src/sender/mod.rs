@@ -81,6 +81,10 @@ pub struct TrampolineRouteHop {
 	pub fee_msat: u64,
 	/// The CLTV delta it may keep, blocks.
 	pub cltv_expiry_delta: u16,
+	/// Ask the trampoline before this one to hold the payment until this
+	/// node is connected to it (eclair's `async_payment`, TLV 181324718:
+	/// for a next node that is often offline). Ignored on the first hop.
+	pub async_payment: bool,
 }
 
 /// A trampoline payment in flight.
@@ -312,7 +316,7 @@ fn build_trampoline_onion(
 			amt_to_forward: amount,
 			outgoing_cltv_value: cltv,
 			outgoing_node_id: next.node_id,
-			async_payment: false,
+			async_payment: next.async_payment,
 			layout: TlvLayout::Spec,
 		})?);
 		next = hop;

@@ -333,7 +333,7 @@ mod tests {
 	fn hop(fee_msat: u64, cltv_expiry_delta: u16) -> TrampolineRouteHop {
 		let key = SecretKey::from_slice(&[7; 32]).unwrap();
 		let node_id = PublicKey::from_secret_key(&Secp256k1::new(), &key);
-		TrampolineRouteHop { node_id, fee_msat, cltv_expiry_delta }
+		TrampolineRouteHop { node_id, fee_msat, cltv_expiry_delta, async_payment: false }
 	}
 
 	fn insufficient(hop: usize, base: u32, ppm: u32, cltv: u16) -> TrampolineFailure {
