@@ -437,6 +437,14 @@ async fn forge_release(from: &Node, to: &Node, held: &HeldHtlcSummary) {
 	.await;
 }
 
+/// The log of the ldk-node called `name`.
+fn ldk_node_log(net: &RegtestNetwork, name: &str) -> String {
+	let dir = net.dir().join(name);
+	std::fs::read_to_string(dir.join("logs").join("ldk_node.log"))
+		.or_else(|_| std::fs::read_to_string(dir.join("ldk_node.log")))
+		.unwrap_or_default()
+}
+
 /// Whether ldk-node still shows the payment pending.
 fn payment_pending(
 	payer: &ldk_node::Node, id: &ldk_node::lightning::ln::channelmanager::PaymentId,
@@ -489,6 +497,13 @@ async fn held_htlcs_beyond_a_limit_or_past_their_deadline_are_failed_back() {
 	let refusal = refusal.expect("refused");
 	assert_eq!(refusal.peer, p1.node_id().to_string());
 	assert!(refusal.reason.contains("max_htlcs_per_peer"), "{refusal:?}");
+	// P1 read S's failure: temporary_node_failure (LDK would have said
+	// unknown_next_peer, a permanent failure of the channel).
+	let from_s = format!("Onion Error[from {}: TemporaryNodeFailure(0x2002)]", lsp.node_id());
+	wait_until("P1 to read temporary_node_failure from S", || {
+		ldk_node_log(&net, "p1").contains(&from_s)
+	})
+	.await;
 	wait_payment_failed(p1, second).await;
 	// P2 is not affected by P1's limit.
 	let events = lsp.subscribe();
@@ -524,6 +539,10 @@ async fn held_htlcs_beyond_a_limit_or_past_their_deadline_are_failed_back() {
 		assert_eq!(failed[&payer].deadline_height, deadline);
 		assert!(failed[&payer].reason.starts_with("expired"), "{failed:?}");
 	}
+	wait_until("P2 to read temporary_node_failure from S", || {
+		ldk_node_log(&net, "p2").contains(&from_s)
+	})
+	.await;
 	wait_payment_failed(p1, first).await;
 	for (payer, sat) in payers.iter().zip(before) {
 		common::sync_ldk_node(payer);

@@ -109,7 +109,7 @@ pub(crate) fn reason_of(fail: &UpdateFailHTLC) -> Option<Vec<u8>> {
 
 /// `fail` with `reason` replaced and no attribution data, through the wire
 /// encoding.
-fn with_reason(fail: &UpdateFailHTLC, reason: &[u8]) -> Option<UpdateFailHTLC> {
+pub(super) fn with_reason(fail: &UpdateFailHTLC, reason: &[u8]) -> Option<UpdateFailHTLC> {
 	let mut bytes = Vec::with_capacity(REASON_OFFSET + 2 + reason.len());
 	bytes.extend_from_slice(&fail.channel_id.0);
 	bytes.extend_from_slice(&fail.htlc_id.to_be_bytes());

@@ -10,7 +10,8 @@
 //!   the outer shared secret.
 //!
 //! It also shows the hold registry ([`crate::htlc_hold`]) every inbound
-//! `update_add_htlc` flagged `hold_htlc`, before LDK does.
+//! `update_add_htlc` flagged `hold_htlc`, before LDK does, and gives a held
+//! HTLC it fails back the failure it chose instead of LDK's.
 
 mod fail;
 mod rewrite;
@@ -88,6 +89,14 @@ where
 				if let Some(core) = &self.core {
 					for fail in &mut updates.update_fail_htlcs {
 						fail::rewrite_fail(core, fail);
+					}
+				}
+				if let Some(hold) = &self.hold {
+					for fail in &mut updates.update_fail_htlcs {
+						let packet = hold.take_failure_packet(&fail.channel_id, fail.htlc_id);
+						if let Some(rewritten) = packet.and_then(|p| fail::with_reason(fail, &p)) {
+							*fail = rewritten;
+						}
 					}
 				}
 				if let Some(sender) = &self.sender {

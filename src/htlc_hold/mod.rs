@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bitcoin::hashes::{sha256, Hash, HashEngine};
+use bitcoin::secp256k1::ecdh::SharedSecret;
 use bitcoin::secp256k1::{All, PublicKey, Secp256k1};
 use lightning::blinded_path::message::AsyncPaymentsContext;
 use lightning::ln::channelmanager::{AChannelManager, InterceptId};
@@ -43,7 +44,7 @@ use lightning::util::logger::Logger;
 use lightning::util::persist::KVStoreSync;
 use lightning::{log_error, log_info, log_warn};
 
-use crate::onion::{self, OnionPacket, OuterHop, OuterPayload};
+use crate::onion::{self, FailureMessage, OnionPacket, OuterHop, OuterPayload};
 
 pub use policy::HtlcHoldPolicy;
 pub use registry::{HeldHtlc, HoldRefusal, HoldRegistry, HoldState};
@@ -182,6 +183,10 @@ pub enum IgnoredRelease {
 	NotRecorded,
 }
 
+/// Failures to put on the wire, by (channel, HTLC id): the onion shared
+/// secret to create them with, and the message.
+type FailuresToSend = HashMap<(ChannelId, u64), ([u8; 32], FailureMessage)>;
+
 /// The plugin's hold: policy, registry, and what happened since the last
 /// [`HtlcHold::tick`].
 pub struct HtlcHold {
@@ -194,6 +199,9 @@ pub struct HtlcHold {
 	resumed: AtomicBool,
 	/// HTLCs a pass has seen committed in their channel.
 	seen: Mutex<HashSet<InterceptId>>,
+	/// The failure to put on the wire for HTLCs being failed back, by
+	/// channel and HTLC id, until the message handler takes it.
+	failing: Mutex<FailuresToSend>,
 }
 
 fn now_secs() -> u64 {
@@ -216,6 +224,7 @@ impl HtlcHold {
 			events: Mutex::new(Vec::new()),
 			resumed: AtomicBool::new(false),
 			seen: Mutex::new(HashSet::new()),
+			failing: Mutex::new(HashMap::new()),
 		})
 	}
 
@@ -240,14 +249,30 @@ impl HtlcHold {
 		all.iter().map(HeldHtlcSummary::from).collect()
 	}
 
+	fn lock_failing(&self) -> std::sync::MutexGuard<'_, FailuresToSend> {
+		self.failing.lock().unwrap_or_else(|p| p.into_inner())
+	}
+
+	/// The error packet to send the payer instead of LDK's for HTLC
+	/// `htlc_id` of `channel_id`, if the hold is failing it back (taken: the
+	/// message handler calls this once per outgoing `update_fail_htlc`).
+	pub(crate) fn take_failure_packet(
+		&self, channel_id: &ChannelId, htlc_id: u64,
+	) -> Option<Vec<u8>> {
+		let (secret, failure) = self.lock_failing().remove(&(*channel_id, htlc_id))?;
+		log_info!(self.logger, "Failing held HTLC {htlc_id} back with {failure:?}");
+		Some(onion::create_error_packet(&SharedSecret::from_bytes(secret), &failure))
+	}
+
 	fn push(&self, event: HoldEvent) {
 		self.events.lock().unwrap_or_else(|p| p.into_inner()).push(event);
 	}
 
-	/// The CLTV expiry of the HTLC `msg` is to be forwarded as, read from our
-	/// layer of its onion (`None` for an onion we cannot read, or a blinded
-	/// hop, whose value is in the encrypted data: LDK rejects the former).
-	fn outgoing_cltv(&self, msg: &UpdateAddHTLC) -> Option<u32> {
+	/// Our layer of `msg`'s onion: its shared secret, and the CLTV expiry of
+	/// the HTLC it is to be forwarded as (`None` for a blinded hop, whose
+	/// value is in the encrypted data). `None` for an onion we cannot read
+	/// (LDK rejects it).
+	fn peel(&self, msg: &UpdateAddHTLC) -> Option<([u8; 32], Option<u32>)> {
 		if msg.blinding_point.is_some() || msg.onion_routing_packet.version != 0 {
 			return None;
 		}
@@ -259,10 +284,11 @@ impl HtlcHold {
 		.ok()?;
 		let ecdh = |key: &PublicKey| self.signer.ecdh(Recipient::Node, key, None);
 		let peeled = onion::peel(&self.secp, &packet, &msg.payment_hash.0, ecdh).ok()?;
-		match OuterPayload::decode(&peeled.payload).ok()?.hop {
-			OuterHop::Forward { outgoing_cltv_value, .. } => Some(outgoing_cltv_value),
+		let outgoing_cltv = match OuterPayload::decode(&peeled.payload).map(|p| p.hop) {
+			Ok(OuterHop::Forward { outgoing_cltv_value, .. }) => Some(outgoing_cltv_value),
 			_ => None,
-		}
+		};
+		Some((peeled.shared_secret.secret_bytes(), outgoing_cltv))
 	}
 
 	/// Records `msg` (flagged `hold_htlc`) from `peer` at chain height
@@ -274,8 +300,11 @@ impl HtlcHold {
 		&self, peer: PublicKey, msg: &UpdateAddHTLC, height: u32, forwarding_cltv_delta: u16,
 	) {
 		let now = now_secs();
-		let outgoing_cltv = self
-			.outgoing_cltv(msg)
+		let (onion_shared_secret, outgoing_cltv) = match self.peel(msg) {
+			Some((secret, cltv)) => (Some(secret), cltv),
+			None => (None, None),
+		};
+		let outgoing_cltv = outgoing_cltv
 			.unwrap_or(msg.cltv_expiry.saturating_sub(u32::from(forwarding_cltv_delta)));
 		let deadline_height = outgoing_cltv
 			.saturating_sub(LDK_FAIL_BACK_BUFFER)
@@ -292,6 +321,7 @@ impl HtlcHold {
 			deadline_height,
 			deadline_secs: now.saturating_add(self.policy.max_hold.as_secs()),
 			state: HoldState::Held,
+			onion_shared_secret,
 		};
 		match self.registry.admit(&self.policy, record, height) {
 			Ok(Some(record)) => {
@@ -417,9 +447,17 @@ impl HtlcHold {
 			let summary = HeldHtlcSummary::from(&record);
 			match record.state {
 				HoldState::Refused { .. } | HoldState::Expired => {
+					// LDK fails an intercepted HTLC with `unknown_next_peer`,
+					// a permanent failure of the next channel; the payer is
+					// told `temporary_node_failure` instead: it may pay again.
+					if let Some(secret) = record.onion_shared_secret {
+						let failure = (secret, FailureMessage::TemporaryNodeFailure);
+						self.lock_failing().insert((record.channel_id, record.htlc_id), failure);
+					}
 					if cm.fail_intercepted_htlc(id).is_ok() {
 						settled.insert(id, HoldEvent::FailedBack(summary));
 					} else if gone {
+						self.lock_failing().remove(&(record.channel_id, record.htlc_id));
 						settled.insert(id, HoldEvent::Settled(summary));
 					}
 				},

@@ -46,6 +46,9 @@ pub struct HeldHtlc {
 	pub deadline_secs: u64,
 	/// Where it stands.
 	pub state: HoldState,
+	/// The shared secret of our layer of its onion (`None` when it could not
+	/// be peeled): a failure we send back is created with it.
+	pub onion_shared_secret: Option<[u8; 32]>,
 }
 
 /// Where a held HTLC stands.
@@ -106,6 +109,7 @@ mod ser {
 		(16, deadline_height, required),
 		(18, deadline_secs, required),
 		(20, state, required),
+		(22, onion_shared_secret, option),
 	});
 
 	impl_writeable_tlv_based_enum!(HoldState,
