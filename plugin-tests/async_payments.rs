@@ -22,6 +22,9 @@ use lightning::onion_message::async_payments::{AsyncPaymentsMessage, ReleaseHeld
 use lightning::onion_message::messenger::{Destination, MessageSendInstructions};
 use lightning::routing::gossip::NodeId;
 use lightning::sign::{RandomBytes, ReceiveAuthKey};
+use lightning_liquidity::lsps0::ser::LSPSDateTime;
+use lightning_liquidity::lsps5::msgs::WebhookNotification;
+use lightning_liquidity::lsps5::validator::LSPS5Validator;
 
 const CHANNEL_SAT: u64 = 1_000_000;
 const AMOUNT_MSAT: u64 = 5_000_000;
@@ -237,6 +240,8 @@ async fn quotas_and_rate_limits_hold_on_a_real_network() {
 /// its own offline peer, so the holding node and the recipient's LSP differ.
 struct HoldNet {
 	net: RegtestNetwork,
+	/// Calls to L's wake-up webhook.
+	wake_calls: tokio::sync::mpsc::UnboundedReceiver<common::WakeCall>,
 	lsp: Arc<Node>,
 	server: Arc<Node>,
 	payers: Vec<Arc<ldk_node::Node>>,
@@ -250,6 +255,8 @@ async fn hold_network(policy: HtlcHoldPolicy, payers: &[&str]) -> HoldNet {
 	let lsp = net.add_node_with(config).await.expect("lsp");
 	let mut config = net.node_config("server");
 	config.static_invoice_server = Some(StaticInvoicePolicy::default());
+	let (webhook, wake_calls) = common::wake_webhook().await;
+	config.wake_webhook = Some(webhook);
 	let server = net.add_node_with(config).await.expect("server");
 	let payers: Vec<_> = payers
 		.iter()
@@ -290,7 +297,7 @@ async fn hold_network(policy: HtlcHoldPolicy, payers: &[&str]) -> HoldNet {
 		})
 		.await;
 	}
-	HoldNet { net, lsp, server, payers, recipient }
+	HoldNet { net, wake_calls, lsp, server, payers, recipient }
 }
 
 /// What S published about a held HTLC of `payer`'s.
@@ -333,7 +340,7 @@ async fn wait_lightning_balance(node: &ldk_node::Node, sat: u64) {
 /// of S), R comes back and releases it, and is paid.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn htlc_held_at_the_senders_lsp_is_released_by_the_recipient() {
-	let HoldNet { mut net, lsp, server, payers, recipient } =
+	let HoldNet { mut net, mut wake_calls, lsp, server, payers, recipient } =
 		hold_network(HtlcHoldPolicy::default(), &["payer"]).await;
 	let payer = &payers[0];
 	let offer = register(&server, &recipient, RECIPIENT_ID).await;
@@ -358,6 +365,17 @@ async fn htlc_held_at_the_senders_lsp_is_released_by_the_recipient() {
 	wait_until("held_htlc_available held for R", || mailbox.held_for(&recipient.node_id()) > 0)
 		.await;
 	assert!(payment_pending(payer, &payment_id));
+	// L's operator is asked to wake R: a signed LSPS5 onion_message_incoming.
+	let call = tokio::time::timeout(DEADLINE, wake_calls.recv())
+		.await
+		.expect("the webhook is called in time")
+		.expect("a call");
+	let notification: WebhookNotification = serde_json::from_str(&call.body).expect("JSON-RPC");
+	assert_eq!(notification, WebhookNotification::onion_message_incoming());
+	let timestamp: LSPSDateTime = call.timestamp.parse().expect("an RFC 3339 timestamp");
+	LSPS5Validator::new()
+		.validate(server.node_id(), &timestamp, &call.signature, &notification)
+		.expect("signed by L");
 
 	// L forges a release for it (the right intercept id, over a path L built
 	// itself): S's onion messenger finds it unauthenticated and drops it.
@@ -459,7 +477,8 @@ fn payment_pending(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn held_htlcs_beyond_a_limit_or_past_their_deadline_are_failed_back() {
 	let policy = HtlcHoldPolicy { max_htlcs_per_peer: 1, ..HtlcHoldPolicy::default() };
-	let HoldNet { net, lsp, server, payers, recipient } = hold_network(policy, &["p1", "p2"]).await;
+	let HoldNet { net, lsp, server, payers, recipient, .. } =
+		hold_network(policy, &["p1", "p2"]).await;
 	let (p1, p2) = (&payers[0], &payers[1]);
 	let offer = register(&server, &recipient, RECIPIENT_ID).await;
 	recipient.stop().expect("R stops");

@@ -1288,38 +1288,6 @@ async fn wait_peer_offline(node: &Node, peer: bitcoin::secp256k1::PublicKey) {
 	}
 }
 
-/// One call to the wake-up webhook: its body and LSPS5 headers.
-struct WakeCall {
-	body: String,
-	timestamp: String,
-	signature: String,
-}
-
-/// A webhook on loopback; returns its URL and the calls it receives.
-async fn wake_webhook() -> (String, tokio::sync::mpsc::UnboundedReceiver<WakeCall>) {
-	use axum::http::HeaderMap;
-	let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-	let app = axum::Router::new().route(
-		"/wake",
-		axum::routing::post(move |headers: HeaderMap, body: String| {
-			let header = |name: &str| {
-				headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
-			};
-			let call = WakeCall {
-				body,
-				timestamp: header("x-lsps5-timestamp"),
-				signature: header("x-lsps5-signature"),
-			};
-			let _ = tx.send(call);
-			async {}
-		}),
-	);
-	let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-	let url = format!("http://{}/wake", listener.local_addr().expect("addr"));
-	tokio::spawn(async move { axum::serve(listener, app).await });
-	(url, rx)
-}
-
 /// Stops R, has W pay R's invoice through T, and waits until T holds it.
 async fn pay_offline_recipient(
 	wallet: &Node, trampoline: &Node, recipient: &ldk_node::Node, policy: &TrampolinePolicy,
@@ -1343,7 +1311,7 @@ async fn pay_offline_recipient(
 /// temporary_trampoline_failure, and nothing moves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn trampoline_holds_for_an_offline_recipient() {
-	let (webhook, mut wake_calls) = wake_webhook().await;
+	let (webhook, mut wake_calls) = common::wake_webhook().await;
 	let Network { mut net, wallet, trampoline, recipient, policy } =
 		network_configured(false, |config| config.wake_webhook = Some(webhook)).await;
 	let fee = policy.fee_msat(AMOUNT_MSAT);

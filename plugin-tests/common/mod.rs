@@ -94,3 +94,38 @@ pub async fn wait_ldk_onchain_balance(node: &ldk_node::Node, sat: u64) {
 		tokio::time::sleep(Duration::from_millis(200)).await;
 	}
 }
+
+/// One call to the wake-up webhook: its body and LSPS5 headers.
+pub struct WakeCall {
+	/// The JSON-RPC notification.
+	pub body: String,
+	/// `x-lsps5-timestamp`.
+	pub timestamp: String,
+	/// `x-lsps5-signature`.
+	pub signature: String,
+}
+
+/// A webhook on loopback; returns its URL and the calls it receives.
+pub async fn wake_webhook() -> (String, tokio::sync::mpsc::UnboundedReceiver<WakeCall>) {
+	use axum::http::HeaderMap;
+	let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+	let app = axum::Router::new().route(
+		"/wake",
+		axum::routing::post(move |headers: HeaderMap, body: String| {
+			let header = |name: &str| {
+				headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+			};
+			let call = WakeCall {
+				body,
+				timestamp: header("x-lsps5-timestamp"),
+				signature: header("x-lsps5-signature"),
+			};
+			let _ = tx.send(call);
+			async {}
+		}),
+	);
+	let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+	let url = format!("http://{}/wake", listener.local_addr().expect("addr"));
+	tokio::spawn(async move { axum::serve(listener, app).await });
+	(url, rx)
+}

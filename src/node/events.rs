@@ -10,7 +10,7 @@ use lightning::ln::channelmanager::PaymentId;
 use lightning::ln::types::ChannelId;
 use lightning::types::payment::PaymentHash;
 use lightning::util::logger::Logger;
-use lightning::{log_error, log_info};
+use lightning::{log_error, log_info, log_warn};
 use tokio::sync::broadcast;
 
 use super::chain::FeeEstimator;
@@ -19,6 +19,7 @@ use super::payments::{PaymentStatus, PaymentStore};
 use super::types::{
 	ChannelManager, OnionMessenger, PeerManager, StaticInvoiceServer, Sweeper, TrampolineRelay,
 };
+use super::wake::WakeNotifier;
 use super::wallet::OnchainWallet;
 use crate::relay::HookOutcome;
 use crate::sender::{AfterFailure, ReceivedInvoice, SenderState, TrampolineRetries};
@@ -89,6 +90,12 @@ pub enum NodeEvent {
 		/// What.
 		event: crate::htlc_hold::HoldEvent,
 	},
+	/// The static invoice server started keeping onion messages for an
+	/// offline peer (the node also calls [`super::NodeConfig::wake_webhook`]).
+	MessageHeld {
+		/// The offline peer.
+		peer: PublicKey,
+	},
 	/// A payment we sent failed for good.
 	PaymentFailed {
 		/// The payment.
@@ -121,12 +128,28 @@ pub(super) struct EventHandler {
 	pub(super) events: broadcast::Sender<NodeEvent>,
 	pub(super) logger: Arc<NodeLogger>,
 	pub(super) runtime: tokio::runtime::Handle,
+	pub(super) wake: Option<Arc<WakeNotifier>>,
 }
 
 impl EventHandler {
 	fn publish(&self, event: NodeEvent) {
 		// No subscriber is fine.
 		let _ = self.events.send(event);
+	}
+
+	/// Tells subscribers and the wake-up webhook (in a task of its own) that
+	/// messages wait for offline `peer`.
+	fn announce_message_held(&self, peer: PublicKey) {
+		log_info!(self.logger, "Keeping onion messages for offline peer {peer}");
+		self.publish(NodeEvent::MessageHeld { peer });
+		if let Some(wake) = &self.wake {
+			let (wake, logger) = (Arc::clone(wake), Arc::clone(&self.logger));
+			self.runtime.spawn(async move {
+				if let Err(e) = wake.onion_message_incoming().await {
+					log_warn!(logger, "Wake-up call failed: {e}");
+				}
+			});
+		}
 	}
 
 	/// Records an outbound payment as failed for good and tells subscribers.
@@ -343,7 +366,11 @@ impl EventHandler {
 				// Only generated with the static invoice server on (offline-peer
 				// interception): hold it until the peer connects.
 				if let Some(server) = &self.static_invoices {
+					let first = server.mailbox().held_for(&peer_node_id) == 0;
 					server.mailbox().hold(peer_node_id, message);
+					if first {
+						self.announce_message_held(peer_node_id);
+					}
 				}
 			},
 			Event::OnionMessagePeerConnected { peer_node_id } => {

@@ -487,6 +487,7 @@ impl Node {
 			events: events.clone(),
 			logger: Arc::clone(&logger),
 			runtime: tokio::runtime::Handle::current(),
+			wake: wake_notifier.clone(),
 		};
 		if let Some(relay) = &plugin.relay {
 			// Settle what a crash interrupted (claims first: funds safety).

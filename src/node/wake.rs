@@ -1,11 +1,14 @@
 //! Wake-up calls for operators. When the relay starts holding a trampoline
 //! payment for an offline peer, the node publishes [`NodeEvent::PaymentHeld`]
 //! and, with [`super::NodeConfig::wake_webhook`] set, POSTs an LSPS5
-//! (bLIP-55) `lsps5.payment_incoming` notification there, signed with the
-//! node key as LSPS5 specifies (`x-lsps5-timestamp`, `x-lsps5-signature`),
-//! so that the operator's push service can wake the mobile recipient and
-//! check that the call came from this node (`LSPS5Validator` in
-//! `lightning-liquidity`).
+//! (bLIP-55) `lsps5.payment_incoming` notification there; when the static
+//! invoice server starts keeping onion messages for an offline peer (an
+//! async payer's `held_htlc_available` for its recipient, say), it
+//! publishes [`NodeEvent::MessageHeld`] and POSTs
+//! `lsps5.onion_message_incoming`. Calls are signed with the node key as
+//! LSPS5 specifies (`x-lsps5-timestamp`, `x-lsps5-signature`), so that the
+//! operator's push service can wake the mobile peer and check that the call
+//! came from this node (`LSPS5Validator` in `lightning-liquidity`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -59,7 +62,15 @@ impl WakeNotifier {
 
 	/// Posts `lsps5.payment_incoming`.
 	pub(super) async fn payment_incoming(&self) -> Result<(), WakeError> {
-		let notification = WebhookNotification::payment_incoming();
+		self.notify(WebhookNotification::payment_incoming()).await
+	}
+
+	/// Posts `lsps5.onion_message_incoming`.
+	pub(super) async fn onion_message_incoming(&self) -> Result<(), WakeError> {
+		self.notify(WebhookNotification::onion_message_incoming()).await
+	}
+
+	async fn notify(&self, notification: WebhookNotification) -> Result<(), WakeError> {
 		let body =
 			serde_json::to_string(&notification).map_err(|e| WakeError::Sign(e.to_string()))?;
 		let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
