@@ -316,10 +316,6 @@ fn held(e: &HoldEvent) -> Option<&HeldHtlcSummary> {
 	matches!(e, HoldEvent::Held(_)).then(|| e.summary())
 }
 
-fn settled(e: &HoldEvent) -> Option<&HeldHtlcSummary> {
-	matches!(e, HoldEvent::Settled(_)).then(|| e.summary())
-}
-
 async fn wait_payment_failed(
 	payer: &ldk_node::Node, id: ldk_node::lightning::ln::channelmanager::PaymentId,
 ) {
@@ -406,11 +402,23 @@ async fn htlc_held_at_the_senders_lsp_is_released_by_the_recipient() {
 	})
 	.await;
 	assert_eq!(held_htlc.payment_hash, hash, "S listed the hash P paid");
+	// S saw R's release (recorded before LDK forwarded), then forgot the
+	// settled HTLC.
+	let mut released = None;
 	let gone = lsp
-		.wait_for_event(events, DEADLINE, "S to forget the HTLC", hold_event_of(payer, settled))
+		.wait_for_event(events, DEADLINE, "S to release, then forget the HTLC", |e| {
+			let NodeEvent::HtlcHold { event } = e else { return None };
+			match event {
+				HoldEvent::Released(h) => released = Some(h.clone()),
+				HoldEvent::Settled(h) if released.is_some() => return Some(h.clone()),
+				_ => {},
+			}
+			None
+		})
 		.await
-		.expect("settled");
+		.expect("released, then settled");
 	assert_eq!(gone.payment_hash, held_htlc.payment_hash);
+	assert!(gone.reason.starts_with("released"), "{gone:?}");
 	assert!(lsp.list_held_htlcs().is_empty());
 	let spent = before - payer.list_balances().total_lightning_balance_sats;
 	assert!(spent >= AMOUNT_MSAT / 1000, "P spent {spent} sat");

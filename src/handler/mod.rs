@@ -70,6 +70,27 @@ where
 	}
 }
 
+impl<CM: Deref> TrampolineHandler<CM>
+where
+	CM::Target: AChannelManager,
+{
+	/// Shows `hold` an add flagged `hold_htlc`, on a channel we have with
+	/// `peer` (LDK rejects the others; recording them would let any peer
+	/// fill the registry).
+	fn record_hold(&self, hold: &HtlcHold, peer: PublicKey, msg: &msgs::UpdateAddHTLC) {
+		let cm = self.cm.get_cm();
+		let Some(channel) = cm
+			.list_channels_with_counterparty(&peer)
+			.into_iter()
+			.find(|c| c.channel_id == msg.channel_id)
+		else {
+			return;
+		};
+		let delta = channel.config.map_or(MIN_CLTV_EXPIRY_DELTA, |c| c.cltv_expiry_delta);
+		hold.on_add(peer, msg, cm.current_best_block().height, delta);
+	}
+}
+
 macro_rules! delegate {
 	($($name:ident($($arg:ident: $ty:ty),*);)*) => {
 		$(fn $name(&self, their_node_id: PublicKey, $($arg: $ty),*) {
@@ -93,7 +114,7 @@ where
 				}
 				if let Some(hold) = &self.hold {
 					for fail in &mut updates.update_fail_htlcs {
-						let packet = hold.take_failure_packet(&fail.channel_id, fail.htlc_id);
+						let packet = hold.failure_packet(&fail.channel_id, fail.htlc_id);
 						if let Some(rewritten) = packet.and_then(|p| fail::with_reason(fail, &p)) {
 							*fail = rewritten;
 						}
@@ -150,18 +171,12 @@ where
 	CM::Target: AChannelManager,
 {
 	fn handle_update_add_htlc(&self, their_node_id: PublicKey, msg: &msgs::UpdateAddHTLC) {
-		if let (Some(hold), Some(())) = (&self.hold, msg.hold_htlc) {
-			let cm = self.cm.get_cm();
-			let delta = cm
-				.list_channels_with_counterparty(&their_node_id)
-				.iter()
-				.find(|c| c.channel_id == msg.channel_id)
-				.and_then(|c| c.config)
-				.map_or(MIN_CLTV_EXPIRY_DELTA, |config| config.cltv_expiry_delta);
-			hold.on_add(their_node_id, msg, cm.current_best_block().height, delta);
-		}
 		let rewritten =
 			self.core.as_ref().and_then(|core| rewrite::rewrite_add(core, &*self.cm, msg));
+		// A trampoline HTLC the relay rewrote is a receive for LDK: not held.
+		if let (Some(hold), Some(()), None) = (&self.hold, msg.hold_htlc, &rewritten) {
+			self.record_hold(hold, their_node_id, msg);
+		}
 		match rewritten {
 			Some(rewritten) => self.cm.get_cm().handle_update_add_htlc(their_node_id, &rewritten),
 			None => self.cm.get_cm().handle_update_add_htlc(their_node_id, msg),

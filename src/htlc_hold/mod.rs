@@ -27,7 +27,6 @@ mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -49,12 +48,6 @@ use crate::onion::{self, FailureMessage, OnionPacket, OuterHop, OuterPayload};
 pub use policy::HtlcHoldPolicy;
 pub use registry::{HeldHtlc, HoldRefusal, HoldRegistry, HoldState};
 pub use release::HoldReleaseHandler;
-
-/// A recorded HTLC absent from its channel is settled (LDK resolved it:
-/// forwarded and claimed, or failed) once a pass has seen it in the channel,
-/// or, if none has (it left while the node was down, or LDK refused the add
-/// before committing it), this long after it arrived.
-const SETTLE_GRACE_SECS: u64 = 30;
 
 /// LDK 0.2.7 times a held HTLC out this many blocks before the CLTV expiry
 /// of the HTLC it would be forwarded as (`HTLC_FAIL_BACK_BUFFER`).
@@ -107,8 +100,8 @@ pub struct HeldHtlcSummary {
 	/// The time (seconds since the Unix epoch) at which it is failed back if
 	/// still held.
 	pub deadline_secs: u64,
-	/// Why it is (or was) held: `held`, `released`, `expired` or `refused:
-	/// <limit>`.
+	/// Where it stands and why: `held: ...`, `released: ...`, `expired: ...`
+	/// or `refused: <the limit it broke>`.
 	pub reason: String,
 	/// LDK's intercept id, hex.
 	pub intercept_id: String,
@@ -144,9 +137,11 @@ pub enum HoldEvent {
 	Refused(HeldHtlcSummary),
 	/// The recipient released it; LDK forwards it.
 	Released(HeldHtlcSummary),
-	/// It was failed back to the payer (refused, or past its deadline).
+	/// LDK is failing it back to the payer (refused, or past its deadline);
+	/// its record goes when the HTLC leaves the channel.
 	FailedBack(HeldHtlcSummary),
-	/// Its HTLC is settled (released and forwarded, or resolved by LDK).
+	/// Its HTLC left the channel otherwise (released and settled, or
+	/// resolved by LDK itself); its record is gone.
 	Settled(HeldHtlcSummary),
 }
 
@@ -183,6 +178,18 @@ pub enum IgnoredRelease {
 	NotRecorded,
 }
 
+/// Our layer of a held HTLC's onion.
+enum OurLayer {
+	/// Not peelable by us (LDK rejects the HTLC).
+	Unreadable,
+	/// We are its final node: LDK holds only forwards.
+	ForUs,
+	/// A forward: our layer's shared secret, and the CLTV expiry of the HTLC
+	/// it is to be forwarded as (`None` for a blinded hop, whose value is in
+	/// the encrypted data).
+	Forward { shared_secret: [u8; 32], outgoing_cltv: Option<u32> },
+}
+
 /// Failures to put on the wire, by (channel, HTLC id): the onion shared
 /// secret to create them with, and the message.
 type FailuresToSend = HashMap<(ChannelId, u64), ([u8; 32], FailureMessage)>;
@@ -196,9 +203,11 @@ pub struct HtlcHold {
 	registry: HoldRegistry,
 	logger: Arc<dyn Logger + Send + Sync>,
 	events: Mutex<Vec<HoldEvent>>,
-	resumed: AtomicBool,
-	/// HTLCs a pass has seen committed in their channel.
+	/// HTLCs a pass has seen in their channel (committed, or being added).
 	seen: Mutex<HashSet<InterceptId>>,
+	/// HTLCs LDK accepted to fail back (announced once; their record goes
+	/// when they leave the channel).
+	failed_back: Mutex<HashSet<InterceptId>>,
 	/// The failure to put on the wire for HTLCs being failed back, by
 	/// channel and HTLC id, until the message handler takes it.
 	failing: Mutex<FailuresToSend>,
@@ -222,8 +231,8 @@ impl HtlcHold {
 			registry: HoldRegistry::load(kv)?,
 			logger,
 			events: Mutex::new(Vec::new()),
-			resumed: AtomicBool::new(false),
 			seen: Mutex::new(HashSet::new()),
+			failed_back: Mutex::new(HashSet::new()),
 			failing: Mutex::new(HashMap::new()),
 		})
 	}
@@ -254,12 +263,11 @@ impl HtlcHold {
 	}
 
 	/// The error packet to send the payer instead of LDK's for HTLC
-	/// `htlc_id` of `channel_id`, if the hold is failing it back (taken: the
-	/// message handler calls this once per outgoing `update_fail_htlc`).
-	pub(crate) fn take_failure_packet(
-		&self, channel_id: &ChannelId, htlc_id: u64,
-	) -> Option<Vec<u8>> {
-		let (secret, failure) = self.lock_failing().remove(&(*channel_id, htlc_id))?;
+	/// `htlc_id` of `channel_id`, if the hold is failing it back (the
+	/// message handler calls this for every outgoing `update_fail_htlc`,
+	/// retransmissions too).
+	pub(crate) fn failure_packet(&self, channel_id: &ChannelId, htlc_id: u64) -> Option<Vec<u8>> {
+		let (secret, failure) = self.lock_failing().get(&(*channel_id, htlc_id)).cloned()?;
 		log_info!(self.logger, "Failing held HTLC {htlc_id} back with {failure:?}");
 		Some(onion::create_error_packet(&SharedSecret::from_bytes(secret), &failure))
 	}
@@ -268,11 +276,12 @@ impl HtlcHold {
 		self.events.lock().unwrap_or_else(|p| p.into_inner()).push(event);
 	}
 
-	/// Our layer of `msg`'s onion: its shared secret, and the CLTV expiry of
-	/// the HTLC it is to be forwarded as (`None` for a blinded hop, whose
-	/// value is in the encrypted data). `None` for an onion we cannot read
-	/// (LDK rejects it).
-	fn peel(&self, msg: &UpdateAddHTLC) -> Option<([u8; 32], Option<u32>)> {
+	/// What our layer of `msg`'s onion says.
+	fn peel(&self, msg: &UpdateAddHTLC) -> OurLayer {
+		self.try_peel(msg).unwrap_or(OurLayer::Unreadable)
+	}
+
+	fn try_peel(&self, msg: &UpdateAddHTLC) -> Option<OurLayer> {
 		if msg.blinding_point.is_some() || msg.onion_routing_packet.version != 0 {
 			return None;
 		}
@@ -286,23 +295,36 @@ impl HtlcHold {
 		let peeled = onion::peel(&self.secp, &packet, &msg.payment_hash.0, ecdh).ok()?;
 		let outgoing_cltv = match OuterPayload::decode(&peeled.payload).map(|p| p.hop) {
 			Ok(OuterHop::Forward { outgoing_cltv_value, .. }) => Some(outgoing_cltv_value),
+			Ok(
+				OuterHop::Receive { .. }
+				| OuterHop::TrampolineEntry { .. }
+				| OuterHop::BlindedReceive { .. },
+			) => return Some(OurLayer::ForUs),
 			_ => None,
 		};
-		Some((peeled.shared_secret.secret_bytes(), outgoing_cltv))
+		Some(OurLayer::Forward {
+			shared_secret: peeled.shared_secret.secret_bytes(),
+			outgoing_cltv,
+		})
 	}
 
 	/// Records `msg` (flagged `hold_htlc`) from `peer` at chain height
-	/// `height`, before LDK sees it. `forwarding_cltv_delta` (our channel's
+	/// `height`, before LDK sees it; an HTLC for us (not a forward) is not
+	/// held by LDK and not recorded. `forwarding_cltv_delta` (our channel's
 	/// `cltv_expiry_delta`) stands in for the onion's outgoing CLTV when it
 	/// cannot be read. A registry that cannot write logs the error: LDK still
-	/// holds the HTLC, and times it out itself.
+	/// holds the HTLC and times it out itself, and no release reaches it (the
+	/// filter does not know it).
 	pub fn on_add(
 		&self, peer: PublicKey, msg: &UpdateAddHTLC, height: u32, forwarding_cltv_delta: u16,
 	) {
 		let now = now_secs();
 		let (onion_shared_secret, outgoing_cltv) = match self.peel(msg) {
-			Some((secret, cltv)) => (Some(secret), cltv),
-			None => (None, None),
+			OurLayer::Forward { shared_secret, outgoing_cltv } => {
+				(Some(shared_secret), outgoing_cltv)
+			},
+			OurLayer::ForUs => return,
+			OurLayer::Unreadable => (None, None),
 		};
 		let outgoing_cltv = outgoing_cltv
 			.unwrap_or(msg.cltv_expiry.saturating_sub(u32::from(forwarding_cltv_delta)));
@@ -394,35 +416,43 @@ impl HtlcHold {
 
 	/// One pass over the registry at chain height `height`: fails back
 	/// refused HTLCs and held ones past their deadline, hands recorded
-	/// releases to LDK again on the first pass after a start (LDK ignores one
-	/// it already acted on), and forgets HTLCs that left their channel.
-	/// Returns what happened since the last pass.
+	/// releases to LDK again while their HTLC waits (LDK drops a release
+	/// that comes before the HTLC is ready for it, and after a restart;
+	/// it ignores one it already acted on), and forgets HTLCs once they left
+	/// their channel (seen there before, or their channel closed, or never
+	/// seen and past their deadline). Returns what happened since the last
+	/// pass.
 	pub fn tick<CM: Deref>(&self, cm: &CM, height: u32) -> Vec<HoldEvent>
 	where
 		CM::Target: AChannelManager,
 	{
 		let cm = cm.get_cm();
 		let now = now_secs();
-		let present: HashSet<(ChannelId, u64)> = cm
-			.list_channels()
+		let channels = cm.list_channels();
+		let open: HashSet<ChannelId> = channels.iter().map(|c| c.channel_id).collect();
+		let present: HashSet<(ChannelId, u64)> = channels
 			.iter()
 			.flat_map(|c| c.pending_inbound_htlcs.iter().map(|h| (c.channel_id, h.htlc_id)))
 			.collect();
-		let resume = !self.resumed.swap(true, Ordering::SeqCst);
-		let mut settled: HashMap<InterceptId, HoldEvent> = HashMap::new();
+		let mut settled = Vec::new();
 		let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-		for record in self.registry.all() {
+		let mut failed_back = self.failed_back.lock().unwrap_or_else(|p| p.into_inner());
+		for mut record in self.registry.all() {
 			let id = record.intercept_id;
-			let gone = if present.contains(&(record.channel_id, record.htlc_id)) {
+			let in_channel = present.contains(&(record.channel_id, record.htlc_id));
+			if in_channel {
 				seen.insert(id);
-				false
-			} else {
-				seen.contains(&id) || record.since_secs.saturating_add(SETTLE_GRACE_SECS) <= now
-			};
-			let mut record = record;
-			if record.state == HoldState::Held
-				&& (height >= record.deadline_height || now >= record.deadline_secs)
+			}
+			let past_deadline = height >= record.deadline_height || now >= record.deadline_secs;
+			if !in_channel
+				&& (seen.contains(&id) || !open.contains(&record.channel_id) || past_deadline)
 			{
+				let event = (!failed_back.remove(&id))
+					.then(|| HoldEvent::Settled(HeldHtlcSummary::from(&record)));
+				settled.push((record, event));
+				continue;
+			}
+			if record.state == HoldState::Held && past_deadline {
 				match self
 					.registry
 					.transition(&id, HoldState::Expired, |r| r.state == HoldState::Held)
@@ -444,47 +474,43 @@ impl HtlcHold {
 					},
 				}
 			}
-			let summary = HeldHtlcSummary::from(&record);
-			match record.state {
-				HoldState::Refused { .. } | HoldState::Expired => {
-					// LDK fails an intercepted HTLC with `unknown_next_peer`,
-					// a permanent failure of the next channel; the payer is
-					// told `temporary_node_failure` instead: it may pay again.
-					if let Some(secret) = record.onion_shared_secret {
-						let failure = (secret, FailureMessage::TemporaryNodeFailure);
-						self.lock_failing().insert((record.channel_id, record.htlc_id), failure);
-					}
-					if cm.fail_intercepted_htlc(id).is_ok() {
-						settled.insert(id, HoldEvent::FailedBack(summary));
-					} else if gone {
-						self.lock_failing().remove(&(record.channel_id, record.htlc_id));
-						settled.insert(id, HoldEvent::Settled(summary));
-					}
-				},
+			let fail_back = match record.state {
+				HoldState::Refused { .. } | HoldState::Expired => true,
 				HoldState::Released { prev_outbound_scid_alias, .. } => {
-					if gone {
-						settled.insert(id, HoldEvent::Settled(summary));
-					} else if resume {
-						let context = AsyncPaymentsContext::ReleaseHeldHtlc {
-							intercept_id: id,
-							prev_outbound_scid_alias,
-							htlc_id: record.htlc_id,
-						};
-						cm.handle_release_held_htlc(ReleaseHeldHtlc {}, context);
-					}
+					let context = AsyncPaymentsContext::ReleaseHeldHtlc {
+						intercept_id: id,
+						prev_outbound_scid_alias,
+						htlc_id: record.htlc_id,
+					};
+					cm.handle_release_held_htlc(ReleaseHeldHtlc {}, context);
+					// Still held by LDK past the deadline: the release never
+					// took (LDK fails only what it still holds).
+					past_deadline
 				},
-				HoldState::Held => {
-					if gone {
-						settled.insert(id, HoldEvent::Settled(summary));
-					}
-				},
+				HoldState::Held => false,
+			};
+			if fail_back {
+				// LDK fails an intercepted HTLC with `unknown_next_peer`, a
+				// permanent failure of the next channel; the payer is told
+				// `temporary_node_failure` instead: it may pay again.
+				if let Some(secret) = record.onion_shared_secret {
+					let failure = (secret, FailureMessage::TemporaryNodeFailure);
+					self.lock_failing().insert((record.channel_id, record.htlc_id), failure);
+				}
+				if cm.fail_intercepted_htlc(id).is_ok() && failed_back.insert(id) {
+					self.push(HoldEvent::FailedBack(HeldHtlcSummary::from(&record)));
+				}
 			}
 		}
-		for (id, event) in settled {
+		for (record, event) in settled {
+			let id = record.intercept_id;
 			match self.registry.remove(&id) {
 				Ok(()) => {
 					seen.remove(&id);
-					self.push(event);
+					self.lock_failing().remove(&(record.channel_id, record.htlc_id));
+					if let Some(event) = event {
+						self.push(event);
+					}
 				},
 				Err(e) => log_error!(self.logger, "Cannot forget a settled held HTLC: {e}"),
 			}

@@ -6,8 +6,10 @@ use serde::{Deserialize, Serialize};
 
 /// How much a node holds for its (often-offline) payers, and for how long.
 ///
-/// An HTLC beyond a limit is failed back at once (`unknown_next_peer`: LDK
-/// 0.2.7 fails intercepted HTLCs with that code only) and never forwarded.
+/// An HTLC beyond a limit is never forwarded: it is failed back as soon as
+/// LDK holds it (the hold loop's next pass, within a second), with
+/// `temporary_node_failure` (LDK's own `unknown_next_peer` when its onion
+/// could not be read).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HtlcHoldPolicy {
 	/// HTLCs held at once for one peer.

@@ -186,15 +186,24 @@ impl HoldRegistry {
 
 	/// Records a new HTLC, `Held` if `policy` allows it (counting only the
 	/// HTLCs still held), `Refused` otherwise; written before it is returned.
-	/// `None` when the HTLC is already recorded (a retransmission).
+	/// `None` when the same HTLC is already recorded (a retransmission).
 	pub fn admit(
 		&self, policy: &HtlcHoldPolicy, mut record: HeldHtlc, height: u32,
 	) -> Result<Option<HeldHtlc>, HoldError> {
 		let mut cache = self.lock();
-		if cache.contains_key(&record.intercept_id) {
-			return Ok(None);
+		if let Some(known) = cache.get(&record.intercept_id) {
+			// The same add again (a retransmission); one that differs
+			// replaces an add that was never committed (a committed one
+			// cannot be sent again differently) and is judged afresh.
+			if (known.amount_msat, known.cltv_expiry, known.payment_hash)
+				== (record.amount_msat, record.cltv_expiry, record.payment_hash)
+			{
+				return Ok(None);
+			}
 		}
-		let held = || cache.values().filter(|r| r.state == HoldState::Held);
+		let id = record.intercept_id;
+		let held =
+			|| cache.values().filter(move |r| r.state == HoldState::Held && r.intercept_id != id);
 		let of_peer = || held().filter(|r| r.peer == record.peer);
 		let peer_msat: u64 = of_peer().map(|r| r.amount_msat).sum();
 		let refusal = if height >= record.deadline_height {

@@ -146,6 +146,22 @@ fn a_retransmitted_add_is_recorded_once() {
 	hold.on_add(a, &add(1, 0, 1_000, HEIGHT + 500), HEIGHT, DELTA);
 	assert_eq!(hold.registry().len(), 1);
 	assert_eq!(state_of(&hold, 1, 0, &a), Some(HoldState::Held));
+	// Sent again differently (the first was never committed): judged
+	// afresh, against the limits without the add it replaces.
+	hold.on_add(a, &add(1, 0, 2_000, HEIGHT + 500), HEIGHT, DELTA);
+	assert_eq!(hold.registry().len(), 1);
+	let record = hold.registry().get(&intercept_id(0, &ChannelId([1; 32]), &a)).unwrap();
+	assert_eq!((record.amount_msat, record.state), (2_000, HoldState::Held));
+	let strict = HtlcHoldPolicy { max_msat_per_peer: 1_500, ..Default::default() };
+	let dir = tempfile::tempdir().unwrap();
+	let strict = self::hold(dir.path(), strict);
+	strict.on_add(a, &add(1, 0, 1_000, HEIGHT + 500), HEIGHT, DELTA);
+	strict.on_add(a, &add(1, 0, 2_000, HEIGHT + 500), HEIGHT, DELTA);
+	assert_eq!(
+		state_of(&strict, 1, 0, &a),
+		Some(HoldState::Refused { reason: HoldRefusal::PeerValue }),
+		"a bigger amount sent again must not slip past the value limit"
+	);
 }
 
 #[test]
