@@ -340,6 +340,7 @@ async fn htlc_held_at_the_senders_lsp_is_released_by_the_recipient() {
 		hold_network(HtlcHoldPolicy::default(), &["payer"]).await;
 	let payer = &payers[0];
 	let offer = register(&server, &recipient, RECIPIENT_ID).await;
+	let r_before = recipient.list_balances().total_lightning_balance_sats;
 	recipient.stop().expect("R stops");
 	wait_until("L to see R disconnect", || server.list_channels().iter().any(|c| !c.usable)).await;
 
@@ -420,6 +421,7 @@ async fn htlc_held_at_the_senders_lsp_is_released_by_the_recipient() {
 	assert_eq!(gone.payment_hash, held_htlc.payment_hash);
 	assert!(gone.reason.starts_with("released"), "{gone:?}");
 	assert!(lsp.list_held_htlcs().is_empty());
+	wait_lightning_balance(&recipient, r_before + AMOUNT_MSAT / 1000).await;
 	let spent = before - payer.list_balances().total_lightning_balance_sats;
 	assert!(spent >= AMOUNT_MSAT / 1000, "P spent {spent} sat");
 }
