@@ -178,6 +178,54 @@ pub enum IgnoredRelease {
 	NotRecorded,
 }
 
+/// Where a recorded HTLC is, as one pass of [`HtlcHold::tick`] sees it.
+#[derive(Clone, Copy, Debug)]
+struct Whereabouts {
+	/// Among its channel's pending inbound HTLCs now.
+	in_channel: bool,
+	/// Seen there by an earlier pass of this process.
+	seen: bool,
+	/// Its channel is still open.
+	channel_open: bool,
+	/// Its deadline (height or time) has come.
+	past_deadline: bool,
+}
+
+/// What one pass does with a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+	/// The HTLC left its channel: forget the record.
+	Forget,
+	/// Keep holding.
+	Hold,
+	/// Past its deadline unreleased: record `Expired`, then fail it back.
+	Expire,
+	/// Fail it back (refused, or expired).
+	FailBack,
+	/// Hand its release to LDK again (a no-op once LDK acted on one), and
+	/// fail it back if LDK still holds it.
+	Release {
+		/// Past its deadline.
+		fail_if_still_held: bool,
+	},
+}
+
+/// The rules of [`HtlcHold::tick`]. A record goes only when its HTLC is out
+/// of the channel and that means settled: seen there before, or its
+/// channel closed, or never seen (an add LDK refused, or one settled while
+/// the node was down) and past its deadline.
+fn next_step(state: &HoldState, at: Whereabouts) -> Step {
+	if !at.in_channel && (at.seen || !at.channel_open || at.past_deadline) {
+		return Step::Forget;
+	}
+	match state {
+		HoldState::Held if at.past_deadline => Step::Expire,
+		HoldState::Held => Step::Hold,
+		HoldState::Refused { .. } | HoldState::Expired => Step::FailBack,
+		HoldState::Released { .. } => Step::Release { fail_if_still_held: at.past_deadline },
+	}
+}
+
 /// Our layer of a held HTLC's onion.
 enum OurLayer {
 	/// Not peelable by us (LDK rejects the HTLC).
@@ -443,51 +491,55 @@ impl HtlcHold {
 			if in_channel {
 				seen.insert(id);
 			}
-			let past_deadline = height >= record.deadline_height || now >= record.deadline_secs;
-			if !in_channel
-				&& (seen.contains(&id) || !open.contains(&record.channel_id) || past_deadline)
-			{
-				let event = (!failed_back.remove(&id))
-					.then(|| HoldEvent::Settled(HeldHtlcSummary::from(&record)));
-				settled.push((record, event));
-				continue;
-			}
-			if record.state == HoldState::Held && past_deadline {
-				match self
-					.registry
-					.transition(&id, HoldState::Expired, |r| r.state == HoldState::Held)
-				{
-					Ok(Ok(expired)) => {
-						log_warn!(
-							self.logger,
-							"Held HTLC {} of {} from {} reached its deadline unreleased: failing it back",
-							expired.htlc_id,
-							expired.payment_hash,
-							expired.peer
-						);
-						record = expired;
-					},
-					Ok(Err(_)) => continue,
-					Err(e) => {
-						log_error!(self.logger, "Cannot record an expired held HTLC: {e}");
-						continue;
-					},
-				}
-			}
-			let fail_back = match record.state {
-				HoldState::Refused { .. } | HoldState::Expired => true,
-				HoldState::Released { prev_outbound_scid_alias, .. } => {
-					let context = AsyncPaymentsContext::ReleaseHeldHtlc {
-						intercept_id: id,
-						prev_outbound_scid_alias,
-						htlc_id: record.htlc_id,
-					};
-					cm.handle_release_held_htlc(ReleaseHeldHtlc {}, context);
-					// Still held by LDK past the deadline: the release never
-					// took (LDK fails only what it still holds).
-					past_deadline
+			let whereabouts = Whereabouts {
+				in_channel,
+				seen: seen.contains(&id),
+				channel_open: open.contains(&record.channel_id),
+				past_deadline: height >= record.deadline_height || now >= record.deadline_secs,
+			};
+			let fail_back = match next_step(&record.state, whereabouts) {
+				Step::Forget => {
+					let event = (!failed_back.remove(&id))
+						.then(|| HoldEvent::Settled(HeldHtlcSummary::from(&record)));
+					settled.push((record, event));
+					continue;
 				},
-				HoldState::Held => false,
+				Step::Hold => false,
+				Step::FailBack => true,
+				Step::Expire => {
+					match self
+						.registry
+						.transition(&id, HoldState::Expired, |r| r.state == HoldState::Held)
+					{
+						Ok(Ok(expired)) => {
+							log_warn!(
+								self.logger,
+								"Held HTLC {} of {} from {} reached its deadline unreleased: failing it back",
+								expired.htlc_id,
+								expired.payment_hash,
+								expired.peer
+							);
+							record = expired;
+							true
+						},
+						Ok(Err(_)) => continue,
+						Err(e) => {
+							log_error!(self.logger, "Cannot record an expired held HTLC: {e}");
+							continue;
+						},
+					}
+				},
+				Step::Release { fail_if_still_held } => {
+					if let HoldState::Released { prev_outbound_scid_alias, .. } = record.state {
+						let context = AsyncPaymentsContext::ReleaseHeldHtlc {
+							intercept_id: id,
+							prev_outbound_scid_alias,
+							htlc_id: record.htlc_id,
+						};
+						cm.handle_release_held_htlc(ReleaseHeldHtlc {}, context);
+					}
+					fail_if_still_held
+				},
 			};
 			if fail_back {
 				// LDK fails an intercepted HTLC with `unknown_next_peer`, a

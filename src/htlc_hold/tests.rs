@@ -268,3 +268,42 @@ fn the_deadline_comes_from_the_onions_outgoing_cltv() {
 	let record = hold.registry().get(&intercept_id(0, &ChannelId([1; 32]), &peer(1))).unwrap();
 	assert_eq!(record.deadline_height, outgoing - LDK_FAIL_BACK_BUFFER - 12);
 }
+
+#[test]
+fn each_pass_steps_by_the_rules() {
+	let at = |in_channel, seen, channel_open, past_deadline| Whereabouts {
+		in_channel,
+		seen,
+		channel_open,
+		past_deadline,
+	};
+	let held = HoldState::Held;
+	let released = HoldState::Released { prev_outbound_scid_alias: 1, released_secs: 2 };
+	let refused = HoldState::Refused { reason: HoldRefusal::PeerCount };
+	// In the channel: by state and deadline.
+	assert_eq!(next_step(&held, at(true, true, true, false)), Step::Hold);
+	assert_eq!(next_step(&held, at(true, true, true, true)), Step::Expire);
+	assert_eq!(next_step(&refused, at(true, true, true, false)), Step::FailBack);
+	assert_eq!(next_step(&HoldState::Expired, at(true, true, true, true)), Step::FailBack);
+	assert_eq!(
+		next_step(&released, at(true, true, true, false)),
+		Step::Release { fail_if_still_held: false }
+	);
+	assert_eq!(
+		next_step(&released, at(true, true, true, true)),
+		Step::Release { fail_if_still_held: true }
+	);
+	// Not yet committed (never seen, channel open, before the deadline):
+	// kept, whatever the state; an add the payer has not signed for yet is
+	// no reason to forget its limits.
+	for state in [held, released, refused, HoldState::Expired] {
+		assert_ne!(next_step(&state, at(false, false, true, false)), Step::Forget, "{state:?}");
+	}
+	// Out of the channel after being seen, or its channel closed, or never
+	// seen and past the deadline: settled.
+	for state in [held, released, refused, HoldState::Expired] {
+		assert_eq!(next_step(&state, at(false, true, true, false)), Step::Forget);
+		assert_eq!(next_step(&state, at(false, false, false, false)), Step::Forget);
+		assert_eq!(next_step(&state, at(false, false, true, true)), Step::Forget);
+	}
+}
