@@ -238,10 +238,6 @@ enum OurLayer {
 	Forward { shared_secret: [u8; 32], outgoing_cltv: Option<u32> },
 }
 
-/// Failures to put on the wire, by (channel, HTLC id): the onion shared
-/// secret to create them with, and the message.
-type FailuresToSend = HashMap<(ChannelId, u64), ([u8; 32], FailureMessage)>;
-
 /// The plugin's hold: policy, registry, and what happened since the last
 /// [`HtlcHold::tick`].
 pub struct HtlcHold {
@@ -256,9 +252,10 @@ pub struct HtlcHold {
 	/// HTLCs LDK accepted to fail back (announced once; their record goes
 	/// when they leave the channel).
 	failed_back: Mutex<HashSet<InterceptId>>,
-	/// The failure to put on the wire for HTLCs being failed back, by
-	/// channel and HTLC id, until the message handler takes it.
-	failing: Mutex<FailuresToSend>,
+	/// HTLCs being failed back, by channel and HTLC id, with the onion
+	/// secret to create the payer's `temporary_node_failure` with, until
+	/// their record goes.
+	failing: Mutex<HashMap<(ChannelId, u64), [u8; 32]>>,
 }
 
 fn now_secs() -> u64 {
@@ -290,10 +287,6 @@ impl HtlcHold {
 		&self.policy
 	}
 
-	fn logger(&self) -> &Arc<dyn Logger + Send + Sync> {
-		&self.logger
-	}
-
 	/// The registry.
 	pub fn registry(&self) -> &HoldRegistry {
 		&self.registry
@@ -306,7 +299,7 @@ impl HtlcHold {
 		all.iter().map(HeldHtlcSummary::from).collect()
 	}
 
-	fn lock_failing(&self) -> std::sync::MutexGuard<'_, FailuresToSend> {
+	fn lock_failing(&self) -> std::sync::MutexGuard<'_, HashMap<(ChannelId, u64), [u8; 32]>> {
 		self.failing.lock().unwrap_or_else(|p| p.into_inner())
 	}
 
@@ -315,7 +308,8 @@ impl HtlcHold {
 	/// message handler calls this for every outgoing `update_fail_htlc`,
 	/// retransmissions too).
 	pub(crate) fn failure_packet(&self, channel_id: &ChannelId, htlc_id: u64) -> Option<Vec<u8>> {
-		let (secret, failure) = self.lock_failing().get(&(*channel_id, htlc_id)).cloned()?;
+		let secret = *self.lock_failing().get(&(*channel_id, htlc_id))?;
+		let failure = FailureMessage::TemporaryNodeFailure;
 		log_info!(self.logger, "Failing held HTLC {htlc_id} back with {failure:?}");
 		Some(onion::create_error_packet(&SharedSecret::from_bytes(secret), &failure))
 	}
@@ -544,13 +538,22 @@ impl HtlcHold {
 			if fail_back {
 				// LDK fails an intercepted HTLC with `unknown_next_peer`, a
 				// permanent failure of the next channel; the payer is told
-				// `temporary_node_failure` instead: it may pay again.
+				// `temporary_node_failure` instead: it may pay again. Set
+				// before the call: LDK may put the failure on the wire at once.
+				let key = (record.channel_id, record.htlc_id);
 				if let Some(secret) = record.onion_shared_secret {
-					let failure = (secret, FailureMessage::TemporaryNodeFailure);
-					self.lock_failing().insert((record.channel_id, record.htlc_id), failure);
+					self.lock_failing().insert(key, secret);
 				}
-				if cm.fail_intercepted_htlc(id).is_ok() && failed_back.insert(id) {
-					self.push(HoldEvent::FailedBack(HeldHtlcSummary::from(&record)));
+				if cm.fail_intercepted_htlc(id).is_ok() {
+					if failed_back.insert(id) {
+						self.push(HoldEvent::FailedBack(HeldHtlcSummary::from(&record)));
+					}
+				} else if matches!(record.state, HoldState::Released { .. })
+					&& !failed_back.contains(&id)
+				{
+					// The release took: LDK forwarded it, and a failure from
+					// further on is the payer's to read, not ours to replace.
+					self.lock_failing().remove(&key);
 				}
 			}
 		}

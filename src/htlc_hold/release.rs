@@ -88,7 +88,7 @@ where
 		) = (&self.hold, &context)
 		{
 			if let Err(why) = hold.on_release(intercept_id, *htlc_id, *prev_outbound_scid_alias) {
-				log_info!(hold.logger(), "Ignoring release_held_htlc for HTLC {htlc_id}: {why}");
+				log_info!(hold.logger, "Ignoring release_held_htlc for HTLC {htlc_id}: {why}");
 				return;
 			}
 		}
