@@ -101,18 +101,23 @@ fn held_buckets(n: u64) {
 	let held = store.held_buckets().len();
 	let scan_ms = start.elapsed().as_secs_f64() * 1e3;
 	assert_eq!(held as u64, n);
-	let (bytes, allocated, files) = disk_usage(dir.path());
 	println!("held trampoline buckets, N={n} (one HTLC each), RelayStore over FilesystemStore");
-	println!("   memory: {memory:.0} bytes per held bucket (cache: bucket + HTLC record)");
-	println!(
-		"   disk:   {:.0} bytes per held bucket ({:.0} allocated, {} files)",
-		bytes as f64 / n as f64,
-		allocated as f64 / n as f64,
-		files
-	);
+	print_footprint("held bucket", "cache: bucket + HTLC record", n, memory, dir.path());
 	println!(
 		"   hold:   {:.0} buckets/s written (two fsynced records each); collecting all held: {scan_ms:.1} ms",
 		n as f64 / write_s
+	);
+}
+
+/// Prints the memory (`memory` bytes per record, counted as `counted`) and
+/// disk lines for `n` records of `unit` in `dir`.
+fn print_footprint(unit: &str, counted: &str, n: u64, memory: f64, dir: &std::path::Path) {
+	let (bytes, allocated, files) = disk_usage(dir);
+	println!("   memory: {memory:.0} bytes per {unit} ({counted})");
+	println!(
+		"   disk:   {:.0} bytes per {unit} ({:.0} allocated, {files} files)",
+		bytes as f64 / n as f64,
+		allocated as f64 / n as f64,
 	);
 }
 
@@ -189,15 +194,8 @@ fn held_htlcs(n: u64) {
 	let listed = hold.list().len();
 	let list_ms = start.elapsed().as_secs_f64() * 1e3;
 	assert_eq!(listed as u64, n);
-	let (bytes, allocated, files) = disk_usage(dir.path());
 	println!("HTLCs held for often-offline payers, N={n}, HtlcHold over FilesystemStore");
-	println!("   memory: {memory:.0} bytes per held HTLC (registry cache entry, loaded)");
-	println!(
-		"   disk:   {:.0} bytes per held HTLC ({:.0} allocated, {} files)",
-		bytes as f64 / n as f64,
-		allocated as f64 / n as f64,
-		files
-	);
+	print_footprint("held HTLC", "registry cache entry, loaded", n, memory, dir.path());
 	println!(
 		"   hold:   {:.0} HTLCs/s recorded (one fsynced record each, onion peeled); listing all: {list_ms:.1} ms",
 		n as f64 / write_s

@@ -25,9 +25,7 @@ use lightning::onion_message::async_payments::{AsyncPaymentsMessage, ReleaseHeld
 use lightning::onion_message::messenger::{Destination, MessageSendInstructions};
 use lightning::routing::gossip::NodeId;
 use lightning::sign::{RandomBytes, ReceiveAuthKey};
-use lightning_liquidity::lsps0::ser::LSPSDateTime;
 use lightning_liquidity::lsps5::msgs::WebhookNotification;
-use lightning_liquidity::lsps5::validator::LSPS5Validator;
 
 const CHANNEL_SAT: u64 = 1_000_000;
 const AMOUNT_MSAT: u64 = 5_000_000;
@@ -80,21 +78,8 @@ async fn network_with(
 	let peers = std::iter::once((&payer, CHANNEL_SAT * 500, true))
 		.chain(recipients.iter().map(|r| (r, 0, false)));
 	for (peer, push_msat, announce) in peers {
-		net.open_channel_to(
-			&server,
-			peer.node_id(),
-			common::ldk_node_addr(peer),
-			CHANNEL_SAT,
-			push_msat,
-			announce,
-		)
-		.await
-		.expect("channel");
-		common::sync_ldk_node(peer);
-		common::wait_ldk_event(peer, DEADLINE, "channel ready", |e| {
-			matches!(e, ldk_node::Event::ChannelReady { .. }).then_some(())
-		})
-		.await;
+		common::open_channel_to_ldk_node(&net, &server, peer, CHANNEL_SAT, push_msat, announce)
+			.await;
 	}
 	wait_until("usable channels", || server.list_channels().iter().all(|c| c.usable)).await;
 	let s_id = NodeId::from_pubkey(&server.node_id());
@@ -287,21 +272,7 @@ async fn hold_network(policy: HtlcHoldPolicy, payers: &[&str]) -> HoldNet {
 		.map(|p| (&lsp, p, CHANNEL_SAT * 500))
 		.chain(std::iter::once((&server, &recipient, 0)));
 	for (from, peer, push_msat) in private {
-		net.open_channel_to(
-			from,
-			peer.node_id(),
-			common::ldk_node_addr(peer),
-			CHANNEL_SAT,
-			push_msat,
-			false,
-		)
-		.await
-		.expect("channel");
-		common::sync_ldk_node(peer);
-		common::wait_ldk_event(peer, DEADLINE, "channel ready", |e| {
-			matches!(e, ldk_node::Event::ChannelReady { .. }).then_some(())
-		})
-		.await;
+		common::open_channel_to_ldk_node(&net, from, peer, CHANNEL_SAT, push_msat, false).await;
 	}
 	for node in [&lsp, &server] {
 		wait_until("usable channels", || node.list_channels().iter().all(|c| c.usable)).await;
@@ -379,16 +350,12 @@ async fn htlc_held_at_the_senders_lsp_is_released_by_the_recipient() {
 		.await;
 	assert!(payment_pending(payer, &payment_id));
 	// L's operator is asked to wake R: a signed LSPS5 onion_message_incoming.
-	let call = tokio::time::timeout(DEADLINE, wake_calls.recv())
-		.await
-		.expect("the webhook is called in time")
-		.expect("a call");
-	let notification: WebhookNotification = serde_json::from_str(&call.body).expect("JSON-RPC");
-	assert_eq!(notification, WebhookNotification::onion_message_incoming());
-	let timestamp: LSPSDateTime = call.timestamp.parse().expect("an RFC 3339 timestamp");
-	LSPS5Validator::new()
-		.validate(server.node_id(), &timestamp, &call.signature, &notification)
-		.expect("signed by L");
+	common::expect_wake_call(
+		&mut wake_calls,
+		WebhookNotification::onion_message_incoming(),
+		server.node_id(),
+	)
+	.await;
 
 	// L forges a release for it (the right intercept id, over a path L built
 	// itself): S's onion messenger finds it unauthenticated and drops it.

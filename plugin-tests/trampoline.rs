@@ -19,9 +19,7 @@ use ldk_trampoline::sender::{
 };
 use lightning::ln::channelmanager::{PaymentId, Retry};
 use lightning::types::payment::{PaymentHash, PaymentSecret};
-use lightning_liquidity::lsps0::ser::LSPSDateTime;
 use lightning_liquidity::lsps5::msgs::WebhookNotification;
-use lightning_liquidity::lsps5::validator::LSPS5Validator;
 
 const CHANNEL_SAT: u64 = 1_000_000;
 const AMOUNT_MSAT: u64 = 10_000_000;
@@ -519,6 +517,13 @@ async fn trampoline_rejects_bad_trampoline_onions_with_the_right_code() {
 	}
 }
 
+/// Waits until the four nodes' lightning balances are `sat`, in order.
+async fn wait_balances(nodes: [&Node; 4], sat: (u64, u64, u64, u64)) {
+	for (node, sat) in nodes.into_iter().zip([sat.0, sat.1, sat.2, sat.3]) {
+		wait_lightning_balance(node, sat).await;
+	}
+}
+
 /// Waits until no channel of `node` has an HTLC in flight.
 async fn wait_no_htlcs(node: &Node) {
 	let deadline = tokio::time::Instant::now() + DEADLINE;
@@ -699,16 +704,18 @@ async fn wallet_pays_through_two_trampolines_that_are_not_peers() {
 	for node in [&wallet, &t1, &x, &t2] {
 		wait_no_htlcs(node).await;
 	}
-	let after = (
-		before.0 - (AMOUNT_MSAT + f1 + f2) / 1000,
-		before.1 + (f1 - x_fee_msat) / 1000,
-		before.2 + 1,
-		before.3 + f2 / 1000,
-	);
-	wait_lightning_balance(&wallet, after.0).await;
-	wait_lightning_balance(&t1, after.1).await;
-	wait_lightning_balance(&x, after.2).await;
-	wait_lightning_balance(&t2, after.3).await;
+	// What a payment over `route(f2)` moves: W pays the amount and both
+	// fees, T1 keeps its fee less X's, X its fee, T2 its fee.
+	let paid_over_route = |b: (u64, u64, u64, u64)| {
+		(
+			b.0 - (AMOUNT_MSAT + f1 + f2) / 1000,
+			b.1 + (f1 - x_fee_msat) / 1000,
+			b.2 + 1,
+			b.3 + f2 / 1000,
+		)
+	};
+	let after = paid_over_route(before);
+	wait_balances([&wallet, &t1, &x, &t2], after).await;
 
 	// W picks its trampoline itself: T1, though W can send more to X, which
 	// does not speak trampoline. Offered only its policy, T1 finds no route
@@ -742,10 +749,7 @@ async fn wallet_pays_through_two_trampolines_that_are_not_peers() {
 		after.2 + 1,
 		after.3 + 1,
 	);
-	wait_lightning_balance(&wallet, after.0).await;
-	wait_lightning_balance(&t1, after.1).await;
-	wait_lightning_balance(&x, after.2).await;
-	wait_lightning_balance(&t2, after.3).await;
+	wait_balances([&wallet, &t1, &x, &t2], after).await;
 
 	// W asks T1 to hold the payment until T2 is connected to it
 	// (`async_payment`, as for an often-offline next node): T1 holds it,
@@ -755,11 +759,7 @@ async fn wallet_pays_through_two_trampolines_that_are_not_peers() {
 	held_route[1].async_payment = true;
 	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
 	let id = wallet.pay_invoice_via_trampolines(&invoice, &held_route).expect("pay");
-	let deadline = tokio::time::Instant::now() + DEADLINE;
-	while relayed(&t1, hash_of(&invoice)) != vec![BucketStage::Held] {
-		assert!(tokio::time::Instant::now() < deadline, "T1 never held the payment for T2");
-		tokio::time::sleep(Duration::from_millis(50)).await;
-	}
+	wait_bucket(&t1, hash_of(&invoice), BucketStage::Held).await;
 	let held = t1.trampoline().expect("T1 relays").core().held();
 	assert_eq!(held.len(), 1);
 	assert_eq!(held[0].next_node, t2.node_id().to_string());
@@ -772,14 +772,8 @@ async fn wallet_pays_through_two_trampolines_that_are_not_peers() {
 	for node in [&wallet, &t1, &x, &t2] {
 		wait_no_htlcs(node).await;
 	}
-	let after = (
-		after.0 - (AMOUNT_MSAT + f1 + f2) / 1000,
-		after.1 + (f1 - x_fee_msat) / 1000,
-		after.2 + 1,
-		after.3 + f2 / 1000,
-	);
-	wait_lightning_balance(&wallet, after.0).await;
-	wait_lightning_balance(&t1, after.1).await;
+	let after = paid_over_route(after);
+	wait_balances([&wallet, &t1, &x, &t2], after).await;
 
 	// T2 is offered one msat less than its fee: its NODE|26 travels back
 	// through X to T1, which cannot read it and passes it on; W reads it.
@@ -1330,16 +1324,12 @@ async fn trampoline_holds_for_an_offline_recipient() {
 		.expect("held event");
 	assert_eq!(held.payment_hash, hash.to_string());
 	assert_eq!(held.next_node, recipient.node_id().to_string());
-	let call = tokio::time::timeout(DEADLINE, wake_calls.recv())
-		.await
-		.expect("the webhook is called in time")
-		.expect("a call");
-	let notification: WebhookNotification = serde_json::from_str(&call.body).expect("JSON-RPC");
-	assert_eq!(notification, WebhookNotification::payment_incoming());
-	let timestamp: LSPSDateTime = call.timestamp.parse().expect("an RFC 3339 timestamp");
-	LSPS5Validator::new()
-		.validate(trampoline.node_id(), &timestamp, &call.signature, &notification)
-		.expect("signed by T");
+	common::expect_wake_call(
+		&mut wake_calls,
+		WebhookNotification::payment_incoming(),
+		trampoline.node_id(),
+	)
+	.await;
 	let core = trampoline.trampoline().unwrap().core();
 	assert_eq!(core.stats().held, 1);
 	let held = core.held();

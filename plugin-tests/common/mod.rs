@@ -39,6 +39,22 @@ pub fn start_ldk_node_with_role(
 	node
 }
 
+/// Opens a channel from `from` to the ldk-node `peer`, and waits until both
+/// sides see it ready.
+pub async fn open_channel_to_ldk_node(
+	net: &RegtestNetwork, from: &Arc<ldk_trampoline::node::Node>, peer: &ldk_node::Node, sat: u64,
+	push_msat: u64, announce: bool,
+) {
+	net.open_channel_to(from, peer.node_id(), ldk_node_addr(peer), sat, push_msat, announce)
+		.await
+		.expect("channel to ldk-node");
+	sync_ldk_node(peer);
+	wait_ldk_event(peer, DEADLINE, "channel ready", |e| {
+		matches!(e, ldk_node::Event::ChannelReady { .. }).then_some(())
+	})
+	.await;
+}
+
 /// The address an ldk-node listens on.
 pub fn ldk_node_addr(node: &ldk_node::Node) -> std::net::SocketAddr {
 	match node.listening_addresses().and_then(|a| a.into_iter().next()) {
@@ -128,4 +144,26 @@ pub async fn wake_webhook() -> (String, tokio::sync::mpsc::UnboundedReceiver<Wak
 	let url = format!("http://{}/wake", listener.local_addr().expect("addr"));
 	tokio::spawn(async move { axum::serve(listener, app).await });
 	(url, rx)
+}
+
+/// Waits for the next call to a [`wake_webhook`] and checks it is
+/// `expected`, signed by `signer` as LSPS5 specifies (lightning-liquidity's
+/// client-side `LSPS5Validator`).
+pub async fn expect_wake_call(
+	calls: &mut tokio::sync::mpsc::UnboundedReceiver<WakeCall>,
+	expected: lightning_liquidity::lsps5::msgs::WebhookNotification,
+	signer: bitcoin::secp256k1::PublicKey,
+) {
+	use lightning_liquidity::lsps0::ser::LSPSDateTime;
+	use lightning_liquidity::lsps5::msgs::WebhookNotification;
+	let call = tokio::time::timeout(DEADLINE, calls.recv())
+		.await
+		.expect("the webhook is called in time")
+		.expect("a call");
+	let notification: WebhookNotification = serde_json::from_str(&call.body).expect("JSON-RPC");
+	assert_eq!(notification, expected);
+	let timestamp: LSPSDateTime = call.timestamp.parse().expect("an RFC 3339 timestamp");
+	lightning_liquidity::lsps5::validator::LSPS5Validator::new()
+		.validate(signer, &timestamp, &call.signature, &notification)
+		.expect("signed by the node");
 }
