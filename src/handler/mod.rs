@@ -123,6 +123,7 @@ where
 				if let Some(sender) = &self.sender {
 					for add in &mut updates.update_add_htlcs {
 						sender.rewrite_add(node_id, add);
+						sender.tamper_add(node_id, add);
 					}
 				}
 			}

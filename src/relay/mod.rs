@@ -25,7 +25,7 @@ use lightning::util::persist::KVStoreSync;
 
 pub use events::HookOutcome;
 pub use policy::TrampolinePolicy;
-pub use store::{BucketState, RelayStore, StoreError};
+pub use store::{BucketState, RecordCounts, RelayStore, StoreError};
 
 use crate::handler::TrampolineHandler;
 use crate::htlc_hold::HtlcHold;
@@ -181,6 +181,12 @@ impl RelayCore {
 			.collect();
 		held.sort_by_key(|h| h.since_secs);
 		held
+	}
+
+	/// How many records the relay keeps (buckets and HTLCs): what a flood
+	/// would grow, and what pruning brings back down.
+	pub fn record_counts(&self) -> RecordCounts {
+		self.store.counts()
 	}
 
 	/// The failures this node put on the wire for HTLCs of `payment_hash`, in

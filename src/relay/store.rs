@@ -132,6 +132,15 @@ pub struct BucketRecord {
 	pub state: BucketState,
 }
 
+/// How many records the relay store holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordCounts {
+	/// Bucket records.
+	pub buckets: usize,
+	/// HTLC records.
+	pub htlcs: usize,
+}
+
 /// The key of an HTLC record.
 pub fn htlc_key(channel_id: &ChannelId, htlc_id: u64) -> String {
 	format!("{}_{htlc_id}", hex::DisplayHex::to_lower_hex_string(&channel_id.0[..]))
@@ -186,6 +195,12 @@ impl RelayStore {
 		self.kv
 			.write(NAMESPACE, secondary, key, bytes)
 			.map_err(|e| StoreError::Io { what: "writing", reason: e.to_string() })
+	}
+
+	/// How many records are kept.
+	pub fn counts(&self) -> RecordCounts {
+		let cache = self.lock();
+		RecordCounts { buckets: cache.buckets.len(), htlcs: cache.htlcs.len() }
 	}
 
 	/// The record of an HTLC.

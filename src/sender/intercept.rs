@@ -92,7 +92,13 @@ pub struct SenderState {
 	/// Relayed payments whose route-finding failures are classified, with
 	/// the latest classification.
 	routes: Mutex<HashMap<[u8; 32], Option<RouteShortfall>>>,
+	/// Adversarial tests only: rewrites every outgoing `update_add_htlc`.
+	tamper: Mutex<Option<OutboundTamper>>,
 }
+
+/// A function that rewrites an outgoing `update_add_htlc` (its onion) to the
+/// given peer. For adversarial tests: it turns a node into a hostile payer.
+pub type OutboundTamper = std::sync::Arc<dyn Fn(&PublicKey, &mut UpdateAddHTLC) + Send + Sync>;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 	m.lock().unwrap_or_else(|p| p.into_inner())
@@ -155,6 +161,22 @@ impl SenderState {
 	/// The failure that came back for a packet we relayed.
 	pub fn relayed_failure(&self, payment_hash: &PaymentHash) -> Option<RelayedFailure> {
 		lock(&self.relayed).get(&payment_hash.0).cloned()
+	}
+
+	/// Makes this node a hostile payer: `tamper` sees (and may rewrite) every
+	/// outgoing `update_add_htlc` after the trampoline substitution. `None`
+	/// stops it. For adversarial tests only.
+	#[doc(hidden)]
+	pub fn set_outbound_tamper(&self, tamper: Option<OutboundTamper>) {
+		*lock(&self.tamper) = tamper;
+	}
+
+	/// Applies the test hook of [`Self::set_outbound_tamper`], if any.
+	pub(crate) fn tamper_add(&self, node_id: &PublicKey, add: &mut UpdateAddHTLC) {
+		let tamper = lock(&self.tamper).clone();
+		if let Some(tamper) = tamper {
+			tamper(node_id, add);
+		}
 	}
 
 	/// Substitutes our own onion in an outgoing `update_add_htlc` of a

@@ -28,7 +28,7 @@ use lightning_invoice::Bolt11Invoice;
 mod intercept;
 mod retry;
 mod router;
-pub use intercept::{RelayedFailure, SenderState, SentOnion};
+pub use intercept::{OutboundTamper, RelayedFailure, SenderState, SentOnion};
 pub use retry::{
 	next_route, AfterFailure, NoRetry, ReceivedInvoice, TrampolineBudget, TrampolineRetries,
 	MAX_ATTEMPTS,
