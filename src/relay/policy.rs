@@ -49,3 +49,20 @@ impl TrampolinePolicy {
 		)
 	}
 }
+
+/// LDK 0.2.7's `HTLC_FAIL_BACK_BUFFER`: a claimable HTLC not claimed by
+/// `cltv_expiry - 39` is failed back by LDK itself (the `claim_deadline` of
+/// `Event::PaymentClaimable`).
+pub const LDK_FAIL_BACK_BUFFER: u32 = lightning::chain::channelmonitor::HTLC_FAIL_BACK_BUFFER;
+
+/// Blocks kept between the latest expiry of the relay's outgoing HTLCs and
+/// the claim deadline of its incoming ones: the preimage of an outgoing HTLC
+/// claimed on chain at its expiry is final after `ANTI_REORG_DELAY` (6)
+/// blocks, plus LDK's `LATENCY_GRACE_PERIOD_BLOCKS` (3, crate-private) and 3
+/// blocks of slack for the event to be handled.
+pub const CLAIM_SAFETY_BLOCKS: u32 = lightning::chain::channelmonitor::ANTI_REORG_DELAY + 3 + 3;
+
+/// The smallest `cltv_expiry_delta` a relay may ask: with less, an honest
+/// payer offering exactly the delta leaves the outgoing payment claimable
+/// after LDK has failed the incoming HTLCs back.
+pub const MIN_CLTV_EXPIRY_DELTA: u16 = (LDK_FAIL_BACK_BUFFER + CLAIM_SAFETY_BLOCKS + 1) as u16;

@@ -1,8 +1,18 @@
 //! The relay's durable state, in the node's `KVStore` under the `trampoline`
 //! namespace: one record per rewritten incoming HTLC (`htlcs`) and one per
 //! bucket (`buckets`). Everything is written before it is acted on.
+//!
+//! Locking: the in-memory cache has one lock, held only for map operations,
+//! never across a store write. Durable writes of one key are ordered by a
+//! per-key stripe lock, taken before the cache lock, so a flood of writes on
+//! one peer's thread never stalls the others behind an fsync. Writes that no
+//! decision depends on (what failure was sent, an HTLC seen resolved) are
+//! *deferred*: the cache changes at once and [`RelayStore::flush`] writes them
+//! later, from the relay's tick. The cache keeps indexes by payment hash, by
+//! outgoing payment id, by payer and of held buckets, so that every event and
+//! every tick costs in proportion to the records it concerns.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bitcoin::hashes::{sha256, Hash, HashEngine};
@@ -15,6 +25,9 @@ use serde::{Deserialize, Serialize};
 pub const NAMESPACE: &str = "trampoline";
 const HTLCS: &str = "htlcs";
 const BUCKETS: &str = "buckets";
+
+/// Stripe locks ordering the durable writes of one key.
+const STRIPES: usize = 256;
 
 /// Errors of the relay's store.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +81,23 @@ pub struct HtlcRecord {
 	/// The encoded failure message last put on the wire for it (for operators
 	/// and tests).
 	pub failure_sent: Option<Vec<u8>>,
+	/// The peer that offered it, hex (empty in records of older versions).
+	#[serde(default)]
+	pub peer: String,
+	/// The HTLC's amount, msat.
+	#[serde(default)]
+	pub amount_msat: u64,
+	/// The HTLC's own `cltv_expiry`.
+	#[serde(default)]
+	pub cltv_expiry: u32,
+	/// When it was recorded, seconds since the Unix epoch.
+	#[serde(default)]
+	pub recorded_secs: u64,
+	/// Its fulfill or failure went out, or it left its channel: it no longer
+	/// counts toward its payer's limits and, once its bucket is settled, its
+	/// record can go.
+	#[serde(default)]
+	pub resolved: bool,
 }
 
 /// Where a bucket stands.
@@ -108,6 +138,13 @@ pub enum BucketState {
 	},
 }
 
+impl BucketState {
+	/// Whether the bucket's outcome is decided (claimed or failed).
+	pub fn is_settled(&self) -> bool {
+		matches!(self, Self::Claimed { .. } | Self::Failed { .. })
+	}
+}
+
 /// What the plugin remembers about a bucket.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BucketRecord {
@@ -130,6 +167,32 @@ pub struct BucketRecord {
 	pub payment_id: Option<[u8; 32]>,
 	/// Progress.
 	pub state: BucketState,
+	/// LDK's `claim_deadline` of the bucket's claimable event: the height
+	/// from which LDK fails the incoming HTLCs back by itself.
+	#[serde(default, skip_serializing_if = "Option::is_none")]
+	pub claim_deadline: Option<u32>,
+	/// A newer bucket of the same payment hash was admitted after this one
+	/// had settled and all its HTLCs were resolved: LDK's claimable set for
+	/// the hash is no longer this bucket's, so nothing done by payment hash
+	/// may be done for it again.
+	#[serde(default)]
+	pub superseded: bool,
+}
+
+/// The key of an HTLC record.
+pub fn htlc_key(channel_id: &ChannelId, htlc_id: u64) -> String {
+	format!("{}_{htlc_id}", hex::DisplayHex::to_lower_hex_string(&channel_id.0[..]))
+}
+
+/// The channel and HTLC id an HTLC record key names.
+pub fn parse_htlc_key(key: &str) -> Option<(ChannelId, u64)> {
+	let (channel, id) = key.split_once('_')?;
+	let channel = <[u8; 32] as hex::FromHex>::from_hex(channel).ok()?;
+	Some((ChannelId(channel), id.parse().ok()?))
+}
+
+fn bucket_key(id: &BucketId) -> String {
+	hex::DisplayHex::to_lower_hex_string(&id[..])
 }
 
 /// How many records the relay store holds.
@@ -141,25 +204,127 @@ pub struct RecordCounts {
 	pub htlcs: usize,
 }
 
-/// The key of an HTLC record.
-pub fn htlc_key(channel_id: &ChannelId, htlc_id: u64) -> String {
-	format!("{}_{htlc_id}", hex::DisplayHex::to_lower_hex_string(&channel_id.0[..]))
-}
-
-fn bucket_key(id: &BucketId) -> String {
-	hex::DisplayHex::to_lower_hex_string(&id[..])
+/// What one payer has in flight through the relay: HTLCs not yet resolved.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerLoad {
+	/// The distinct buckets those HTLCs belong to.
+	pub buckets: HashSet<BucketId>,
+	/// Their total amount, msat.
+	pub msat: u64,
 }
 
 #[derive(Default)]
 struct Cache {
 	htlcs: HashMap<String, HtlcRecord>,
 	buckets: HashMap<BucketId, BucketRecord>,
+	/// Bucket -> its HTLC record keys.
+	by_bucket: HashMap<BucketId, BTreeSet<String>>,
+	/// Payment hash -> its buckets.
+	by_hash: HashMap<[u8; 32], BTreeSet<BucketId>>,
+	/// Outgoing payment id -> bucket.
+	by_payment: HashMap<[u8; 32], BucketId>,
+	/// Held buckets.
+	held: BTreeSet<BucketId>,
+	/// Payer (hex) -> keys of its unresolved HTLCs.
+	by_peer: HashMap<String, BTreeSet<String>>,
+	/// Deferred writes not yet flushed.
+	dirty_htlcs: BTreeSet<String>,
+	dirty_buckets: BTreeSet<BucketId>,
+}
+
+impl Cache {
+	fn index_htlc(&mut self, key: &str, record: &HtlcRecord) {
+		if let Some(bucket) = record.bucket {
+			self.by_bucket.entry(bucket).or_default().insert(key.to_string());
+		}
+		if !record.resolved && !record.peer.is_empty() {
+			self.by_peer.entry(record.peer.clone()).or_default().insert(key.to_string());
+		}
+	}
+
+	fn unindex_htlc(&mut self, key: &str, record: &HtlcRecord) {
+		if let Some(bucket) = record.bucket {
+			if let Some(keys) = self.by_bucket.get_mut(&bucket) {
+				keys.remove(key);
+				if keys.is_empty() {
+					self.by_bucket.remove(&bucket);
+				}
+			}
+		}
+		if let Some(keys) = self.by_peer.get_mut(&record.peer) {
+			keys.remove(key);
+			if keys.is_empty() {
+				self.by_peer.remove(&record.peer);
+			}
+		}
+	}
+
+	fn insert_htlc(&mut self, key: &str, record: HtlcRecord) {
+		if let Some(old) = self.htlcs.remove(key) {
+			self.unindex_htlc(key, &old);
+		}
+		self.index_htlc(key, &record);
+		self.htlcs.insert(key.to_string(), record);
+	}
+
+	fn remove_htlc(&mut self, key: &str) {
+		if let Some(old) = self.htlcs.remove(key) {
+			self.unindex_htlc(key, &old);
+		}
+		self.dirty_htlcs.remove(key);
+	}
+
+	fn index_bucket(&mut self, id: &BucketId, record: &BucketRecord) {
+		self.by_hash.entry(record.payment_hash).or_default().insert(*id);
+		if let Some(payment_id) = record.payment_id {
+			self.by_payment.insert(payment_id, *id);
+		}
+		if matches!(record.state, BucketState::Held { .. }) {
+			self.held.insert(*id);
+		}
+	}
+
+	fn unindex_bucket(&mut self, id: &BucketId, record: &BucketRecord) {
+		if let Some(ids) = self.by_hash.get_mut(&record.payment_hash) {
+			ids.remove(id);
+			if ids.is_empty() {
+				self.by_hash.remove(&record.payment_hash);
+			}
+		}
+		if let Some(payment_id) = record.payment_id {
+			if self.by_payment.get(&payment_id) == Some(id) {
+				self.by_payment.remove(&payment_id);
+			}
+		}
+		self.held.remove(id);
+	}
+
+	fn insert_bucket(&mut self, id: &BucketId, record: BucketRecord) {
+		if let Some(old) = self.buckets.remove(id) {
+			self.unindex_bucket(id, &old);
+		}
+		self.index_bucket(id, &record);
+		self.buckets.insert(*id, record);
+	}
+
+	fn remove_bucket(&mut self, id: &BucketId) {
+		if let Some(old) = self.buckets.remove(id) {
+			self.unindex_bucket(id, &old);
+		}
+		self.dirty_buckets.remove(id);
+	}
 }
 
 /// The relay's records: an in-memory cache in front of the KV store.
 pub struct RelayStore {
 	kv: Arc<dyn KVStoreSync + Send + Sync>,
 	cache: Mutex<Cache>,
+	stripes: Vec<Mutex<()>>,
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+	serde_json::to_vec(value)
+		.map_err(|e| StoreError::Io { what: "encoding", reason: e.to_string() })
 }
 
 impl RelayStore {
@@ -172,7 +337,7 @@ impl RelayStore {
 			let bytes = kv.read(NAMESPACE, HTLCS, &key).map_err(io("reading an htlc"))?;
 			let record = serde_json::from_slice(&bytes)
 				.map_err(|e| StoreError::Corrupt { key: key.clone(), reason: e.to_string() })?;
-			cache.htlcs.insert(key, record);
+			cache.insert_htlc(&key, record);
 		}
 		for key in kv.list(NAMESPACE, BUCKETS).map_err(io("listing buckets"))? {
 			let bytes = kv.read(NAMESPACE, BUCKETS, &key).map_err(io("reading a bucket"))?;
@@ -180,21 +345,34 @@ impl RelayStore {
 				.map_err(|e| StoreError::Corrupt { key: key.clone(), reason: e.to_string() })?;
 			let id = <[u8; 32] as hex::FromHex>::from_hex(&key)
 				.map_err(|e| StoreError::Corrupt { key: key.clone(), reason: e.to_string() })?;
-			cache.buckets.insert(id, record);
+			cache.insert_bucket(&id, record);
 		}
-		Ok(Self { kv, cache: Mutex::new(cache) })
+		let stripes = (0..STRIPES).map(|_| Mutex::new(())).collect();
+		Ok(Self { kv, cache: Mutex::new(cache), stripes })
 	}
 
 	fn lock(&self) -> MutexGuard<'_, Cache> {
 		self.cache.lock().unwrap_or_else(|p| p.into_inner())
 	}
 
-	fn write<T: Serialize>(&self, secondary: &str, key: &str, value: &T) -> Result<(), StoreError> {
-		let bytes = serde_json::to_vec(value)
-			.map_err(|e| StoreError::Io { what: "encoding", reason: e.to_string() })?;
+	/// The lock ordering the durable writes of `key` (taken before the cache
+	/// lock, never while holding it).
+	fn stripe(&self, key: &[u8]) -> MutexGuard<'_, ()> {
+		let index =
+			key.iter().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(usize::from(*b)));
+		self.stripes[index % STRIPES].lock().unwrap_or_else(|p| p.into_inner())
+	}
+
+	fn write(&self, secondary: &str, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
 		self.kv
 			.write(NAMESPACE, secondary, key, bytes)
 			.map_err(|e| StoreError::Io { what: "writing", reason: e.to_string() })
+	}
+
+	fn remove(&self, secondary: &str, key: &str) -> Result<(), StoreError> {
+		self.kv
+			.remove(NAMESPACE, secondary, key, false)
+			.map_err(|e| StoreError::Io { what: "removing", reason: e.to_string() })
 	}
 
 	/// How many records are kept.
@@ -208,30 +386,84 @@ impl RelayStore {
 		self.lock().htlcs.get(key).cloned()
 	}
 
-	/// Writes an HTLC record (durably, then in the cache).
+	/// Writes an HTLC record (durably; nothing is written if it is unchanged).
 	pub fn put_htlc(&self, key: &str, record: HtlcRecord) -> Result<(), StoreError> {
-		let mut cache = self.lock();
-		if cache.htlcs.get(key) == Some(&record) {
+		let _stripe = self.stripe(key.as_bytes());
+		if self.lock().htlcs.get(key) == Some(&record) {
 			return Ok(());
 		}
-		self.write(HTLCS, key, &record)?;
-		cache.htlcs.insert(key.to_string(), record);
+		self.write(HTLCS, key, encode(&record)?)?;
+		let mut cache = self.lock();
+		cache.dirty_htlcs.remove(key);
+		cache.insert_htlc(key, record);
 		Ok(())
 	}
 
-	/// Every HTLC record of a bucket.
-	pub fn htlcs_of(&self, bucket: &BucketId) -> Vec<HtlcRecord> {
-		self.lock().htlcs.values().filter(|h| h.bucket.as_ref() == Some(bucket)).cloned().collect()
+	/// Changes an HTLC record in memory at once, and on disk at the next
+	/// [`Self::flush`]: for what no decision waits on.
+	pub fn update_htlc_deferred(&self, key: &str, change: impl FnOnce(&mut HtlcRecord)) {
+		let mut cache = self.lock();
+		let Some(mut record) = cache.htlcs.get(key).cloned() else { return };
+		change(&mut record);
+		if cache.htlcs.get(key) != Some(&record) {
+			cache.insert_htlc(key, record);
+			cache.dirty_htlcs.insert(key.to_string());
+		}
 	}
 
-	/// Every HTLC record whose failure was put on the wire, with its key.
-	pub fn failures_sent(&self) -> Vec<(String, HtlcRecord)> {
-		self.lock()
-			.htlcs
-			.iter()
-			.filter(|(_, h)| h.failure_sent.is_some())
-			.map(|(k, h)| (k.clone(), h.clone()))
-			.collect()
+	/// Forgets an HTLC record (durably).
+	pub fn remove_htlc(&self, key: &str) -> Result<(), StoreError> {
+		let _stripe = self.stripe(key.as_bytes());
+		self.remove(HTLCS, key)?;
+		self.lock().remove_htlc(key);
+		Ok(())
+	}
+
+	/// Every HTLC record of a bucket, with its key.
+	pub fn htlcs_of(&self, bucket: &BucketId) -> Vec<(String, HtlcRecord)> {
+		let cache = self.lock();
+		let Some(keys) = cache.by_bucket.get(bucket) else { return Vec::new() };
+		keys.iter().filter_map(|k| Some((k.clone(), cache.htlcs.get(k)?.clone()))).collect()
+	}
+
+	/// Every HTLC record, with its key (the prune pass).
+	pub fn htlcs(&self) -> Vec<(String, HtlcRecord)> {
+		self.lock().htlcs.iter().map(|(k, h)| (k.clone(), h.clone())).collect()
+	}
+
+	/// Every HTLC record of `payment_hash` whose failure was put on the wire.
+	pub fn failures_sent(&self, payment_hash: &[u8; 32]) -> Vec<Vec<u8>> {
+		let cache = self.lock();
+		let mut keys: Vec<&String> = Vec::new();
+		for id in cache.by_hash.get(payment_hash).into_iter().flatten() {
+			keys.extend(cache.by_bucket.get(id).into_iter().flatten());
+		}
+		let mut sent: Vec<Vec<u8>> =
+			keys.iter().filter_map(|k| cache.htlcs.get(*k)?.failure_sent.clone()).collect();
+		// Rejected before bucketing: not indexed by hash.
+		sent.extend(
+			cache
+				.htlcs
+				.values()
+				.filter(|h| h.bucket.is_none() && h.payment_hash == *payment_hash)
+				.filter_map(|h| h.failure_sent.clone()),
+		);
+		sent
+	}
+
+	/// What `peer` (hex) has in flight: its unresolved HTLCs.
+	pub fn peer_load(&self, peer: &str) -> PeerLoad {
+		let cache = self.lock();
+		let mut load = PeerLoad::default();
+		for key in cache.by_peer.get(peer).into_iter().flatten() {
+			if let Some(htlc) = cache.htlcs.get(key) {
+				load.msat = load.msat.saturating_add(htlc.amount_msat);
+				if let Some(bucket) = htlc.bucket {
+					load.buckets.insert(bucket);
+				}
+			}
+		}
+		load
 	}
 
 	/// The record of a bucket.
@@ -241,11 +473,16 @@ impl RelayStore {
 
 	/// The bucket whose outgoing payment is `payment_id`.
 	pub fn bucket_by_payment(&self, payment_id: &[u8; 32]) -> Option<(BucketId, BucketRecord)> {
-		self.lock()
-			.buckets
-			.iter()
-			.find(|(_, b)| b.payment_id.as_ref() == Some(payment_id))
-			.map(|(id, b)| (*id, b.clone()))
+		let cache = self.lock();
+		let id = cache.by_payment.get(payment_id)?;
+		Some((*id, cache.buckets.get(id)?.clone()))
+	}
+
+	/// The buckets of a payment hash.
+	pub fn buckets_of_hash(&self, payment_hash: &[u8; 32]) -> Vec<(BucketId, BucketRecord)> {
+		let cache = self.lock();
+		let Some(ids) = cache.by_hash.get(payment_hash) else { return Vec::new() };
+		ids.iter().filter_map(|id| Some((*id, cache.buckets.get(id)?.clone()))).collect()
 	}
 
 	/// Every bucket.
@@ -253,38 +490,253 @@ impl RelayStore {
 		self.lock().buckets.iter().map(|(id, b)| (*id, b.clone())).collect()
 	}
 
-	/// The buckets held for an offline next node (only these are cloned:
-	/// the hold loop asks every second).
+	/// The buckets held for an offline next node (an index: the hold loop
+	/// asks every second).
 	pub fn held_buckets(&self) -> Vec<(BucketId, BucketRecord)> {
-		self.lock()
-			.buckets
-			.iter()
-			.filter(|(_, b)| matches!(b.state, BucketState::Held { .. }))
-			.map(|(id, b)| (*id, b.clone()))
-			.collect()
+		let cache = self.lock();
+		cache.held.iter().filter_map(|id| Some((*id, cache.buckets.get(id)?.clone()))).collect()
 	}
 
-	/// Writes a bucket record (durably, then in the cache).
+	/// Writes a bucket record (durably; nothing is written if unchanged).
 	pub fn put_bucket(&self, id: &BucketId, record: BucketRecord) -> Result<(), StoreError> {
-		let mut cache = self.lock();
-		if cache.buckets.get(id) == Some(&record) {
-			return Ok(());
-		}
-		self.write(BUCKETS, &bucket_key(id), &record)?;
-		cache.buckets.insert(*id, record);
-		Ok(())
+		self.update_or_create_bucket(id, || Some(record.clone()), |b| *b = record.clone())
+			.map(|_| ())
 	}
 
-	/// Changes a bucket with `change` under the store lock and persists it.
-	/// Returns the new record, or `None` if the bucket is unknown.
+	/// Changes a bucket with `change` and persists it before returning
+	/// (nothing is written if `change` changed nothing). Returns the new
+	/// record, or `None` if the bucket is unknown.
 	pub fn update_bucket(
 		&self, id: &BucketId, change: impl FnOnce(&mut BucketRecord),
 	) -> Result<Option<BucketRecord>, StoreError> {
-		let mut cache = self.lock();
-		let Some(mut record) = cache.buckets.get(id).cloned() else { return Ok(None) };
-		change(&mut record);
-		self.write(BUCKETS, &bucket_key(id), &record)?;
-		cache.buckets.insert(*id, record.clone());
+		self.update_or_create_bucket(id, || None, change)
+	}
+
+	/// Atomically: changes the bucket with `change` if it exists, else
+	/// creates it with `create` (if that gives a record); persists the
+	/// result before returning it. Two HTLCs of one new bucket arriving at
+	/// once on two peers' threads make one bucket.
+	pub fn update_or_create_bucket(
+		&self, id: &BucketId, create: impl FnOnce() -> Option<BucketRecord>,
+		change: impl FnOnce(&mut BucketRecord),
+	) -> Result<Option<BucketRecord>, StoreError> {
+		let _stripe = self.stripe(id);
+		let existing = self.lock().buckets.get(id).cloned();
+		let record = match existing.clone() {
+			Some(mut record) => {
+				change(&mut record);
+				record
+			},
+			None => match create() {
+				Some(record) => record,
+				None => return Ok(None),
+			},
+		};
+		if existing.as_ref() != Some(&record) {
+			self.write(BUCKETS, &bucket_key(id), encode(&record)?)?;
+			let mut cache = self.lock();
+			cache.dirty_buckets.remove(id);
+			cache.insert_bucket(id, record.clone());
+		}
 		Ok(Some(record))
+	}
+
+	/// Changes a bucket in memory at once and on disk at the next
+	/// [`Self::flush`].
+	pub fn update_bucket_deferred(&self, id: &BucketId, change: impl FnOnce(&mut BucketRecord)) {
+		let mut cache = self.lock();
+		let Some(mut record) = cache.buckets.get(id).cloned() else { return };
+		change(&mut record);
+		if cache.buckets.get(id) != Some(&record) {
+			cache.insert_bucket(id, record);
+			cache.dirty_buckets.insert(*id);
+		}
+	}
+
+	/// Forgets a bucket and its HTLC records (durably, HTLCs first).
+	pub fn remove_bucket(&self, id: &BucketId) -> Result<(), StoreError> {
+		for (key, _) in self.htlcs_of(id) {
+			self.remove_htlc(&key)?;
+		}
+		let _stripe = self.stripe(id);
+		self.remove(BUCKETS, &bucket_key(id))?;
+		self.lock().remove_bucket(id);
+		Ok(())
+	}
+
+	/// Writes the deferred changes. Returns how many records were written.
+	pub fn flush(&self) -> Result<usize, StoreError> {
+		let (htlcs, buckets) = {
+			let mut cache = self.lock();
+			(std::mem::take(&mut cache.dirty_htlcs), std::mem::take(&mut cache.dirty_buckets))
+		};
+		let mut written = 0;
+		for key in htlcs {
+			let _stripe = self.stripe(key.as_bytes());
+			let Some(record) = self.htlc(&key) else { continue };
+			if let Err(e) = self.write(HTLCS, &key, encode(&record)?) {
+				self.lock().dirty_htlcs.insert(key);
+				return Err(e);
+			}
+			written += 1;
+		}
+		for id in buckets {
+			let _stripe = self.stripe(&id);
+			let Some(record) = self.bucket(&id) else { continue };
+			if let Err(e) = self.write(BUCKETS, &bucket_key(&id), encode(&record)?) {
+				self.lock().dirty_buckets.insert(id);
+				return Err(e);
+			}
+			written += 1;
+		}
+		Ok(written)
+	}
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use crate::relay::memory_store::MemoryStore;
+
+	fn store() -> (Arc<MemoryStore>, RelayStore) {
+		let kv = Arc::new(MemoryStore::default());
+		let store =
+			RelayStore::load(Arc::clone(&kv) as Arc<dyn KVStoreSync + Send + Sync>).expect("store");
+		(kv, store)
+	}
+
+	fn bucket(hash: u8) -> BucketRecord {
+		BucketRecord {
+			payment_hash: [hash; 32],
+			outer_secret: [1; 32],
+			outer_total_msat: 1000,
+			ldk_secret: [2; 32],
+			min_incoming_cltv: 500,
+			trampoline_payload: vec![0],
+			next_packet: None,
+			payment_id: None,
+			state: BucketState::Receiving,
+			claim_deadline: None,
+			superseded: false,
+		}
+	}
+
+	fn htlc(bucket: Option<BucketId>, peer: &str, amount_msat: u64) -> HtlcRecord {
+		HtlcRecord {
+			payment_hash: [9; 32],
+			bucket,
+			outer_shared_secret: [0; 32],
+			trampoline_shared_secret: None,
+			rewrite_shared_secret: [0; 32],
+			reject: None,
+			failure_sent: None,
+			peer: peer.to_string(),
+			amount_msat,
+			cltv_expiry: 600,
+			recorded_secs: 0,
+			resolved: false,
+		}
+	}
+
+	fn written(kv: &MemoryStore, secondary: &str) -> usize {
+		kv.list(NAMESPACE, secondary).expect("list").len()
+	}
+
+	#[test]
+	fn an_unchanged_update_writes_nothing() {
+		let (kv, store) = store();
+		let id = [7; 32];
+		store.put_bucket(&id, bucket(1)).expect("put");
+		kv.set_failing(true);
+		assert!(store
+			.update_bucket(&id, |b| b.min_incoming_cltv = 500)
+			.expect("unchanged")
+			.is_some());
+		assert!(store.update_bucket(&id, |b| b.min_incoming_cltv = 400).is_err());
+	}
+
+	#[test]
+	fn creation_is_atomic_across_threads() {
+		let (_, store) = store();
+		let store = Arc::new(store);
+		let id = [3; 32];
+		let threads: Vec<_> = (0..8u8)
+			.map(|i| {
+				let store = Arc::clone(&store);
+				std::thread::spawn(move || {
+					let record = store
+						.update_or_create_bucket(
+							&id,
+							|| Some(BucketRecord { ldk_secret: [i; 32], ..bucket(1) }),
+							|b| b.min_incoming_cltv = b.min_incoming_cltv.min(400 + u32::from(i)),
+						)
+						.expect("store")
+						.expect("record");
+					record.ldk_secret
+				})
+			})
+			.collect();
+		let secrets: HashSet<[u8; 32]> =
+			threads.into_iter().map(|t| t.join().expect("join")).collect();
+		assert_eq!(secrets.len(), 1, "every part joined one bucket with one LDK secret");
+		assert_eq!(store.bucket(&id).expect("bucket").min_incoming_cltv, 400);
+	}
+
+	#[test]
+	fn deferred_changes_reach_the_disk_on_flush() {
+		let (kv, store) = store();
+		let key = htlc_key(&ChannelId([5; 32]), 1);
+		store.put_htlc(&key, htlc(Some([1; 32]), "aa", 10)).expect("put");
+		store.update_htlc_deferred(&key, |h| h.resolved = true);
+		assert!(store.htlc(&key).expect("cached").resolved);
+		let on_disk: HtlcRecord =
+			serde_json::from_slice(&kv.read(NAMESPACE, HTLCS, &key).expect("read")).expect("json");
+		assert!(!on_disk.resolved, "not written before the flush");
+		assert_eq!(store.flush().expect("flush"), 1);
+		let on_disk: HtlcRecord =
+			serde_json::from_slice(&kv.read(NAMESPACE, HTLCS, &key).expect("read")).expect("json");
+		assert!(on_disk.resolved);
+		assert_eq!(store.flush().expect("flush"), 0);
+	}
+
+	#[test]
+	fn peer_load_counts_unresolved_htlcs_only() {
+		let (_, store) = store();
+		let a = htlc_key(&ChannelId([5; 32]), 1);
+		let b = htlc_key(&ChannelId([5; 32]), 2);
+		let c = htlc_key(&ChannelId([6; 32]), 1);
+		store.put_htlc(&a, htlc(Some([1; 32]), "aa", 10)).expect("put");
+		store.put_htlc(&b, htlc(Some([2; 32]), "aa", 20)).expect("put");
+		store.put_htlc(&c, htlc(Some([2; 32]), "bb", 40)).expect("put");
+		let load = store.peer_load("aa");
+		assert_eq!((load.buckets.len(), load.msat), (2, 30));
+		store.update_htlc_deferred(&b, |h| h.resolved = true);
+		let load = store.peer_load("aa");
+		assert_eq!((load.buckets.len(), load.msat), (1, 10));
+	}
+
+	#[test]
+	fn removing_a_bucket_removes_its_records_and_indexes() {
+		let (kv, store) = store();
+		let id = [4; 32];
+		store
+			.put_bucket(&id, BucketRecord { payment_id: Some([8; 32]), ..bucket(1) })
+			.expect("put");
+		let key = htlc_key(&ChannelId([5; 32]), 1);
+		store.put_htlc(&key, htlc(Some(id), "aa", 10)).expect("put");
+		assert!(store.bucket_by_payment(&[8; 32]).is_some());
+		store.remove_bucket(&id).expect("remove");
+		assert_eq!(store.counts(), RecordCounts::default());
+		assert!(store.bucket_by_payment(&[8; 32]).is_none());
+		assert!(store.buckets_of_hash(&[1; 32]).is_empty());
+		assert!(store.peer_load("aa").buckets.is_empty());
+		assert_eq!((written(&kv, HTLCS), written(&kv, BUCKETS)), (0, 0));
+	}
+
+	#[test]
+	fn htlc_keys_parse_back() {
+		let key = htlc_key(&ChannelId([0xab; 32]), 42);
+		assert_eq!(parse_htlc_key(&key), Some((ChannelId([0xab; 32]), 42)));
+		assert_eq!(parse_htlc_key("zz_1"), None);
 	}
 }
