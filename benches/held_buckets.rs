@@ -75,6 +75,11 @@ fn held_buckets(n: u64) {
 			rewrite_shared_secret: id(i, 5),
 			reject: None,
 			failure_sent: None,
+			peer: "02".repeat(33),
+			amount_msat: 10_011_000,
+			cltv_expiry: 900,
+			recorded_secs: 1_800_000_000,
+			resolved: false,
 		};
 		store.put_htlc(&format!("{}_{i}", "ab".repeat(32)), htlc).expect("htlc");
 		let record = BucketRecord {
@@ -87,6 +92,8 @@ fn held_buckets(n: u64) {
 			trampoline_payload: vec![0x42; 120],
 			next_packet: None,
 			payment_id: None,
+			claim_deadline: Some(861),
+			superseded: false,
 			state: BucketState::Held {
 				amount_msat: 10_011_000,
 				since_secs: 1_800_000_000,

@@ -24,7 +24,7 @@ use ldk_trampoline::handler::{rewrite_update_add, InboundNode};
 use ldk_trampoline::onion::{
 	self, OuterHop, OuterPayload, PaymentData, SphinxHop, TlvLayout, PAYMENT_ONION_HOP_PAYLOADS_LEN,
 };
-use ldk_trampoline::relay::{RelayCore, TrampolinePolicy};
+use ldk_trampoline::relay::{RelayCore, RelayLimits, TrampolinePolicy};
 use ldk_trampoline::sender::{trampoline_onion, TrampolineRouteHop};
 use lightning::ln::inbound_payment::{self, ExpandedKey};
 use lightning::ln::msgs::{self, UpdateAddHTLC};
@@ -99,12 +99,22 @@ impl InboundNode for Trampoline {
 		)
 		.ok()
 	}
+
+	fn has_channel(&self, _peer: &PublicKey, _channel_id: &ChannelId) -> bool {
+		true
+	}
+
+	fn has_inbound_htlc(&self, _peer: &PublicKey, _channel_id: &ChannelId, _htlc_id: u64) -> bool {
+		false
+	}
 }
 
 struct Setup {
 	keys: Arc<KeysManager>,
 	trampoline: Trampoline,
 	recipient_key: SecretKey,
+	/// The wallet whose channel every HTLC arrives on.
+	payer: PublicKey,
 	secp: Secp256k1<bitcoin::secp256k1::All>,
 	htlc_id: Mutex<u64>,
 }
@@ -119,7 +129,10 @@ impl Setup {
 			now,
 		};
 		let recipient_key = SecretKey::from_slice(&[7; 32]).expect("key");
-		Self { keys, trampoline, recipient_key, secp: Secp256k1::new(), htlc_id: Mutex::new(0) }
+		let secp = Secp256k1::new();
+		let payer =
+			PublicKey::from_secret_key(&secp, &SecretKey::from_slice(&[9; 32]).expect("key"));
+		Self { keys, trampoline, recipient_key, payer, secp, htlc_id: Mutex::new(0) }
 	}
 
 	fn core(&self, kv: Arc<dyn KVStoreSync + Send + Sync>) -> RelayCore {
@@ -127,6 +140,7 @@ impl Setup {
 			Arc::clone(&self.keys) as Arc<dyn NodeSigner + Send + Sync>,
 			kv,
 			TrampolinePolicy::default(),
+			RelayLimits::default(),
 			Arc::new(NoLogger),
 		)
 		.expect("relay core")
@@ -251,10 +265,10 @@ fn main() {
 
 	// The HTLCs are what the bench claims they are.
 	let sample = setup.trampoline_htlc();
-	assert!(rewrite_update_add(&memory, &setup.trampoline, &sample).is_some());
+	assert!(rewrite_update_add(&memory, &setup.trampoline, &setup.payer, &sample).is_some());
 	setup.ldk_peel(&sample);
 	let sample = setup.plain_htlc();
-	assert!(rewrite_update_add(&memory, &setup.trampoline, &sample).is_none());
+	assert!(rewrite_update_add(&memory, &setup.trampoline, &setup.payer, &sample).is_none());
 	setup.ldk_peel(&sample);
 
 	let mut c = Criterion::default().configure_from_args();
@@ -270,7 +284,7 @@ fn main() {
 		group.bench_function("rewrite_memory_store", |b| {
 			b.iter_batched(
 				|| setup.trampoline_htlc(),
-				|m| rewrite_update_add(&memory, &setup.trampoline, &m),
+				|m| rewrite_update_add(&memory, &setup.trampoline, &setup.payer, &m),
 				BatchSize::SmallInput,
 			)
 		});
@@ -278,7 +292,7 @@ fn main() {
 		group.bench_function("rewrite_filesystem_store", |b| {
 			b.iter_batched(
 				|| setup.trampoline_htlc(),
-				|m| rewrite_update_add(&fs, &setup.trampoline, &m),
+				|m| rewrite_update_add(&fs, &setup.trampoline, &setup.payer, &m),
 				BatchSize::SmallInput,
 			)
 		});
@@ -292,7 +306,7 @@ fn main() {
 		group.bench_function("wrapper_pass_through", |b| {
 			b.iter_batched(
 				|| setup.plain_htlc(),
-				|m| rewrite_update_add(&memory, &setup.trampoline, &m),
+				|m| rewrite_update_add(&memory, &setup.trampoline, &setup.payer, &m),
 				BatchSize::SmallInput,
 			)
 		});
@@ -310,13 +324,22 @@ fn main() {
 	}
 	let n = 500;
 	let peel_t = mean(n, || setup.trampoline_htlc(), |m| setup.ldk_peel(&m));
-	let rewrite_mem =
-		mean(n, || setup.trampoline_htlc(), |m| rewrite_update_add(&memory, &setup.trampoline, &m));
-	let rewrite_fs =
-		mean(50, || setup.trampoline_htlc(), |m| rewrite_update_add(&fs, &setup.trampoline, &m));
+	let rewrite_mem = mean(
+		n,
+		|| setup.trampoline_htlc(),
+		|m| rewrite_update_add(&memory, &setup.trampoline, &setup.payer, &m),
+	);
+	let rewrite_fs = mean(
+		50,
+		|| setup.trampoline_htlc(),
+		|m| rewrite_update_add(&fs, &setup.trampoline, &setup.payer, &m),
+	);
 	let peel_p = mean(n, || setup.plain_htlc(), |m| setup.ldk_peel(&m));
-	let pass =
-		mean(n, || setup.plain_htlc(), |m| rewrite_update_add(&memory, &setup.trampoline, &m));
+	let pass = mean(
+		n,
+		|| setup.plain_htlc(),
+		|m| rewrite_update_add(&memory, &setup.trampoline, &setup.payer, &m),
+	);
 	let us = |d: Duration| d.as_secs_f64() * 1e6;
 	let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
 	println!();

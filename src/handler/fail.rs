@@ -2,6 +2,11 @@
 //! (created with the rewritten onion's secret, which the origin does not know)
 //! with the failure the origin must see, created with the trampoline shared
 //! secret and wrapped with the outer one.
+//!
+//! This runs inside `get_and_clear_pending_msg_events`, which every peer's
+//! messages wait on: nothing here writes to disk. What it records (the HTLC
+//! resolved, the failure sent, a bucket LDK gave up on) changes the relay's
+//! cache at once and reaches the disk at the relay's next tick.
 
 use bitcoin::secp256k1::ecdh::SharedSecret;
 use lightning::ln::msgs::UpdateFailHTLC;
@@ -19,7 +24,7 @@ const REASON_OFFSET: usize = 32 + 8;
 /// Rewrites `fail` in place if it fails an HTLC the plugin rewrote.
 pub(super) fn rewrite_fail(core: &RelayCore, fail: &mut UpdateFailHTLC) {
 	let key = htlc_key(&fail.channel_id, fail.htlc_id);
-	let Some(mut record) = core.store.htlc(&key) else { return };
+	let Some(record) = core.store.htlc(&key) else { return };
 	let Some(ldk_reason) = reason_of(fail) else {
 		log_error!(core.logger, "Cannot read LDK's update_fail_htlc for {key}");
 		return;
@@ -62,6 +67,13 @@ pub(super) fn rewrite_fail(core: &RelayCore, fail: &mut UpdateFailHTLC) {
 		return;
 	};
 	*fail = rewritten;
+	let encoded = failure.encode();
+	core.store.update_htlc_deferred(&key, |h| {
+		h.resolved = true;
+		if !passing_on {
+			h.failure_sent = Some(encoded.clone());
+		}
+	});
 	if passing_on {
 		// What the next trampoline said is for the origin's eyes only.
 		log_info!(core.logger, "Failing trampoline HTLC {key} with the next trampoline's failure");
@@ -71,21 +83,15 @@ pub(super) fn rewrite_fail(core: &RelayCore, fail: &mut UpdateFailHTLC) {
 		core.logger,
 		"Failing trampoline HTLC {key} with {failure:?} (LDK said {ldk_failure:?})"
 	);
-	let encoded = failure.encode();
 	if let (None, true, Some(id)) = (&record.reject, receiving, &record.bucket) {
-		// LDK gave up on a bucket by itself (MPP timeout, or its expiry
-		// drawing near while held): it is over, and operators see it so.
-		let failed = core.store.update_bucket(id, |b| {
-			b.state = BucketState::Failed { failure: encoded.clone(), forwarded: None }
-		});
-		if let Err(e) = failed {
-			log_error!(core.logger, "Cannot record the failed bucket of {key}: {e}");
-		}
-	}
-	if record.failure_sent.as_ref() != Some(&encoded) {
-		record.failure_sent = Some(encoded);
-		if let Err(e) = core.store.put_htlc(&key, record) {
-			log_error!(core.logger, "Cannot record the failure of {key}: {e}");
+		// LDK failed a part by itself. Only once it has failed every part
+		// (MPP timeout, or its expiry drawing near while held) is the bucket
+		// over; a single extra or late part it refused leaves the rest.
+		let all_failed = core.store.htlcs_of(id).iter().all(|(_, h)| h.resolved);
+		if all_failed {
+			core.store.update_bucket_deferred(id, |b| {
+				b.state = BucketState::Failed { failure: encoded, forwarded: None }
+			});
 		}
 	}
 }

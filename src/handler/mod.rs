@@ -38,9 +38,9 @@ pub use rewrite::InboundNode;
 /// hand LDK instead of `msg`, or `None` to pass `msg` through.
 #[doc(hidden)]
 pub fn rewrite_update_add<N: InboundNode + ?Sized>(
-	core: &RelayCore, node: &N, msg: &msgs::UpdateAddHTLC,
+	core: &RelayCore, node: &N, peer: &PublicKey, msg: &msgs::UpdateAddHTLC,
 ) -> Option<msgs::UpdateAddHTLC> {
-	rewrite::rewrite_add(core, node, msg)
+	rewrite::rewrite_add(core, node, peer, msg)
 }
 
 /// The wrapped message handler. With no relay core (trampoline disabled) it is
@@ -111,6 +111,12 @@ where
 					for fail in &mut updates.update_fail_htlcs {
 						fail::rewrite_fail(core, fail);
 					}
+					for fulfill in &updates.update_fulfill_htlcs {
+						core.htlc_resolved(&fulfill.channel_id, fulfill.htlc_id);
+					}
+					for malformed in &updates.update_fail_malformed_htlcs {
+						core.htlc_resolved(&malformed.channel_id, malformed.htlc_id);
+					}
 				}
 				if let Some(hold) = &self.hold {
 					for fail in &mut updates.update_fail_htlcs {
@@ -172,8 +178,10 @@ where
 	CM::Target: AChannelManager,
 {
 	fn handle_update_add_htlc(&self, their_node_id: PublicKey, msg: &msgs::UpdateAddHTLC) {
-		let rewritten =
-			self.core.as_ref().and_then(|core| rewrite::rewrite_add(core, &*self.cm, msg));
+		let rewritten = self
+			.core
+			.as_ref()
+			.and_then(|core| rewrite::rewrite_add(core, &*self.cm, &their_node_id, msg));
 		// A trampoline HTLC the relay rewrote is a receive for LDK: not held.
 		if let (Some(hold), Some(()), None) = (&self.hold, msg.hold_htlc, &rewritten) {
 			self.record_hold(hold, their_node_id, msg);

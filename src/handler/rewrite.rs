@@ -5,6 +5,7 @@ use bitcoin::secp256k1::ecdh::SharedSecret;
 use bitcoin::secp256k1::{PublicKey, SecretKey};
 use lightning::ln::channelmanager::AChannelManager;
 use lightning::ln::msgs::{self, UpdateAddHTLC};
+use lightning::ln::types::ChannelId;
 use lightning::sign::Recipient;
 use lightning::types::payment::{PaymentHash, PaymentSecret};
 use lightning::{log_debug, log_error, log_info};
@@ -14,15 +15,17 @@ use crate::onion::{
 	PeeledOnion, SphinxHop, TrampolineHop, TrampolinePayload, UnknownTlvs,
 	PAYMENT_ONION_HOP_PAYLOADS_LEN,
 };
+use crate::relay::rules::{self, HtlcFacts, InnerFacts, OuterFacts};
 use crate::relay::store::{bucket_id, htlc_key, BucketRecord, BucketState, HtlcRecord};
-use crate::relay::{RelayCore, BUCKET_TLV_TYPE};
+use crate::relay::{now_secs, RelayCore, BUCKET_TLV_TYPE};
 
 /// How long the payment secret LDK issues for a bucket stays valid.
 const BUCKET_SECRET_EXPIRY_SECS: u32 = 24 * 3600;
 
-/// The two things the inbound rewrite asks of the node: its id and a payment
-/// secret for a new bucket. Every `AChannelManager` provides them; a benchmark
-/// can provide them without a live channel manager.
+/// What the inbound rewrite asks of the node: its id, a payment secret for a
+/// new bucket, and what it knows of its channels. Every `AChannelManager`
+/// provides them; a benchmark can provide them without a live channel
+/// manager.
 pub trait InboundNode {
 	/// The node's id (`ChannelManager::get_our_node_id`).
 	fn our_node_id(&self) -> PublicKey;
@@ -32,6 +35,12 @@ pub trait InboundNode {
 	fn create_inbound_payment_for_hash(
 		&self, payment_hash: PaymentHash, invoice_expiry_delta_secs: u32,
 	) -> Option<PaymentSecret>;
+	/// Whether we have the channel `channel_id` with `peer` (LDK rejects an
+	/// add on any other, so nothing is recorded for it).
+	fn has_channel(&self, peer: &PublicKey, channel_id: &ChannelId) -> bool;
+	/// Whether LDK holds the inbound HTLC `htlc_id` of that channel (an add
+	/// it has not dropped: a disconnection forgets the uncommitted ones).
+	fn has_inbound_htlc(&self, peer: &PublicKey, channel_id: &ChannelId, htlc_id: u64) -> bool;
 }
 
 impl<C: AChannelManager + ?Sized> InboundNode for C {
@@ -46,6 +55,20 @@ impl<C: AChannelManager + ?Sized> InboundNode for C {
 			.create_inbound_payment_for_hash(payment_hash, None, invoice_expiry_delta_secs, None)
 			.ok()
 	}
+
+	fn has_channel(&self, peer: &PublicKey, channel_id: &ChannelId) -> bool {
+		self.get_cm()
+			.list_channels_with_counterparty(peer)
+			.iter()
+			.any(|channel| channel.channel_id == *channel_id)
+	}
+
+	fn has_inbound_htlc(&self, peer: &PublicKey, channel_id: &ChannelId, htlc_id: u64) -> bool {
+		self.get_cm().list_channels_with_counterparty(peer).iter().any(|channel| {
+			channel.channel_id == *channel_id
+				&& channel.pending_inbound_htlcs.iter().any(|htlc| htlc.htlc_id == htlc_id)
+		})
+	}
 }
 
 /// What to do with an inbound HTLC.
@@ -53,16 +76,17 @@ enum Decision {
 	/// Not a trampoline forward: LDK handles it as is.
 	PassThrough,
 	/// A valid trampoline forward of this bucket.
-	Forward { bucket: [u8; 32], ldk_secret: PaymentSecret, amt: u64, cltv: u32, total: u64 },
+	Forward { bucket: [u8; 32], ldk_secret: PaymentSecret, amt: u64, total: u64 },
 	/// Fail it with this message, wrapped with these secrets.
 	Reject { failure: FailureMessage },
 }
 
-/// Returns the message to hand LDK instead of `msg`, or `None` to pass it
-/// through. Never panics on peer data; on a store failure it passes the HTLC
-/// through, and LDK rejects it as it would without the plugin.
+/// Returns the message to hand LDK instead of `msg` (offered by `peer`), or
+/// `None` to pass it through. Never panics on peer data; on a store failure
+/// it passes the HTLC through, and LDK rejects it as it would without the
+/// plugin.
 pub(super) fn rewrite_add<N: InboundNode + ?Sized>(
-	core: &RelayCore, node: &N, msg: &UpdateAddHTLC,
+	core: &RelayCore, node: &N, peer: &PublicKey, msg: &UpdateAddHTLC,
 ) -> Option<UpdateAddHTLC> {
 	if msg.blinding_point.is_some() || msg.onion_routing_packet.version != 0 {
 		return None;
@@ -92,9 +116,45 @@ pub(super) fn rewrite_add<N: InboundNode + ?Sized>(
 	else {
 		return None;
 	};
+	// LDK rejects an add on a channel we do not have with this peer: a peer
+	// without one must not make us write anything.
+	if !node.has_channel(peer, &msg.channel_id) {
+		return None;
+	}
 	let outer_ss = outer.shared_secret;
 	let key = htlc_key(&msg.channel_id, msg.htlc_id);
+	let peer_hex = peer.to_string();
+	let known = match core.store.htlc(&key) {
+		Some(old)
+			if old.payment_hash == msg.payment_hash.0
+				&& old.outer_shared_secret == outer_ss.secret_bytes()
+				&& old.amount_msat == msg.amount_msat
+				&& old.cltv_expiry == msg.cltv_expiry
+				&& old.peer == peer_hex =>
+		{
+			// A retransmission: rewritten to the same bytes as before.
+			Some(old)
+		},
+		Some(_) if node.has_inbound_htlc(peer, &msg.channel_id, msg.htlc_id) => {
+			// Another add under an id LDK holds: a protocol violation LDK
+			// rejects; the committed record is never rewritten.
+			log_error!(core.logger, "Peer {peer} sent another add under HTLC id {key}");
+			return None;
+		},
+		Some(_) => {
+			// The earlier add under this id was dropped before it was
+			// committed (a disconnection): this one is judged afresh.
+			if let Err(e) = core.store.remove_htlc(&key) {
+				log_error!(core.logger, "Cannot forget the stale HTLC record {key}: {e}");
+				return None;
+			}
+			None
+		},
+		None => None,
+	};
 
+	let htlc = HtlcFacts { amount_msat: msg.amount_msat, cltv_expiry: msg.cltv_expiry };
+	let outer_facts = |total_msat| OuterFacts { amt_to_forward, outgoing_cltv_value, total_msat };
 	let mut trampoline_ss = None;
 	let decision = match onion::peel(&core.secp, &trampoline_onion, &msg.payment_hash.0, ecdh) {
 		Err(e) => Decision::Reject { failure: e.to_failure(&trampoline_onion.to_bytes()) },
@@ -102,28 +162,27 @@ pub(super) fn rewrite_add<N: InboundNode + ?Sized>(
 			trampoline_ss = Some(inner.shared_secret);
 			match TrampolinePayload::decode(&inner.payload) {
 				Err(e) => Decision::Reject { failure: e.to_failure() },
-				Ok(TrampolinePayload { hop, .. }) => decide(
-					core,
-					node,
-					msg,
-					&key,
-					hop,
-					&inner,
-					amt_to_forward,
-					outgoing_cltv_value,
-					payment_data,
-				),
+				Ok(TrampolinePayload { hop, .. }) => {
+					let context = Context {
+						core,
+						node,
+						msg,
+						key: &key,
+						peer: &peer_hex,
+						known: known.is_some(),
+					};
+					decide(&context, hop, &inner, htlc, outer_facts, payment_data)
+				},
 			}
 		},
 	};
 
-	let (bucket, payment_data, amt, cltv, custom, reject) = match decision {
+	let (bucket, payment_data, amt, custom, reject) = match decision {
 		Decision::PassThrough => return None,
-		Decision::Forward { bucket, ldk_secret, amt, cltv, total } => (
+		Decision::Forward { bucket, ldk_secret, amt, total } => (
 			Some(bucket),
 			PaymentData { payment_secret: ldk_secret, total_msat: total },
 			amt,
-			cltv,
 			vec![(BUCKET_TLV_TYPE, bucket.to_vec())],
 			None,
 		),
@@ -137,7 +196,6 @@ pub(super) fn rewrite_add<N: InboundNode + ?Sized>(
 				None,
 				PaymentData { payment_secret: bogus, total_msat: msg.amount_msat },
 				msg.amount_msat,
-				msg.cltv_expiry,
 				Vec::new(),
 				Some(failure.encode()),
 			)
@@ -146,10 +204,13 @@ pub(super) fn rewrite_add<N: InboundNode + ?Sized>(
 
 	let session_key = core.derive(b"rewrite", &[&pubkey.serialize(), &msg.payment_hash.0]);
 	let session_key = SecretKey::from_slice(&session_key).ok()?;
+	// The HTLC's own expiry, never the payer's onion value: LDK fails a
+	// claimable HTLC back at the expiry of the receive it peeled minus 39
+	// blocks, and the relay's budget is checked against the HTLC's.
 	let receive = OuterPayload {
 		hop: OuterHop::Receive {
 			amt_to_forward: amt,
-			outgoing_cltv_value: cltv,
+			outgoing_cltv_value: msg.cltv_expiry,
 			payment_data: Some(payment_data),
 			payment_metadata: None,
 			keysend_preimage: None,
@@ -177,7 +238,12 @@ pub(super) fn rewrite_add<N: InboundNode + ?Sized>(
 		trampoline_shared_secret: trampoline_ss.map(|s: SharedSecret| s.secret_bytes()),
 		rewrite_shared_secret: built.shared_secrets[0].secret_bytes(),
 		reject,
-		failure_sent: core.store.htlc(&key).and_then(|h| h.failure_sent),
+		failure_sent: known.as_ref().and_then(|h| h.failure_sent.clone()),
+		peer: peer_hex,
+		amount_msat: msg.amount_msat,
+		cltv_expiry: msg.cltv_expiry,
+		recorded_secs: known.as_ref().map_or_else(now_secs, |h| h.recorded_secs),
+		resolved: known.as_ref().is_some_and(|h| h.resolved),
 	};
 	if let Err(e) = core.store.put_htlc(&key, record) {
 		log_error!(core.logger, "Cannot record trampoline HTLC {key}, leaving it to LDK: {e}");
@@ -188,12 +254,23 @@ pub(super) fn rewrite_add<N: InboundNode + ?Sized>(
 	Some(UpdateAddHTLC { onion_routing_packet, ..msg.clone() })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The HTLC being decided on.
+struct Context<'a, N: ?Sized> {
+	core: &'a RelayCore,
+	node: &'a N,
+	msg: &'a UpdateAddHTLC,
+	key: &'a str,
+	/// The offering peer, hex.
+	peer: &'a str,
+	/// A retransmission of an HTLC already recorded.
+	known: bool,
+}
+
 fn decide<N: InboundNode + ?Sized>(
-	core: &RelayCore, node: &N, msg: &UpdateAddHTLC, key: &str, hop: TrampolineHop,
-	inner: &PeeledOnion, amt_to_forward: u64, outgoing_cltv_value: u32,
-	payment_data: Option<PaymentData>,
+	cx: &Context<'_, N>, hop: TrampolineHop, inner: &PeeledOnion, htlc: HtlcFacts,
+	outer_facts: impl Fn(u64) -> OuterFacts, payment_data: Option<PaymentData>,
 ) -> Decision {
+	let Context { core, node, msg, key, .. } = *cx;
 	let (inner_amt, inner_cltv, next_packet) = match (hop, &inner.next) {
 		(TrampolineHop::Receive { .. } | TrampolineHop::BlindedReceive { .. }, _) => {
 			return Decision::PassThrough
@@ -219,78 +296,89 @@ fn decide<N: InboundNode + ?Sized>(
 		// Not relayed by this version: inside a blinded path.
 		_ => return Decision::Reject { failure: FailureMessage::TemporaryTrampolineFailure },
 	};
+	let outer = outer_facts(0);
 	// Without outer payment_data (LDK's trampoline sender without a secret),
 	// the HTLC is a payment of its own: its amount is the total.
 	let payment_data = payment_data.unwrap_or_else(|| PaymentData {
 		payment_secret: PaymentSecret(
 			core.derive(b"no outer secret", &[&msg.payment_hash.0, key.as_bytes()]),
 		),
-		total_msat: amt_to_forward,
+		total_msat: outer.amt_to_forward,
 	});
-	// The final-node rules of the trampoline onion (PROTOCOL.md).
-	if inner_amt > payment_data.total_msat {
-		return Decision::Reject {
-			failure: FailureMessage::FinalIncorrectHtlcAmount { incoming_htlc_amt: amt_to_forward },
-		};
-	}
-	if inner_cltv > outgoing_cltv_value {
-		return Decision::Reject {
-			failure: FailureMessage::FinalIncorrectCltvExpiry { cltv_expiry: outgoing_cltv_value },
-		};
+	let outer = outer_facts(payment_data.total_msat);
+	let inner_facts = InnerFacts { amt_to_forward: inner_amt, outgoing_cltv_value: inner_cltv };
+	if let Err(failure) = rules::check_onion_layers(htlc, outer, inner_facts) {
+		return Decision::Reject { failure };
 	}
 
 	let payment_hash = PaymentHash(msg.payment_hash.0);
 	let id = bucket_id(&payment_hash, &payment_data.payment_secret);
-	let known_htlc = core.store.htlc(key).is_some();
-	let bucket = match core.store.bucket(&id) {
-		Some(bucket) => {
-			if bucket.state != BucketState::Receiving && !known_htlc {
-				// The bucket is already relayed (or failed): a late part or a
-				// retry of the payer cannot join it, and gets the bucket's answer.
-				let failure = match &bucket.state {
-					BucketState::Failed { failure, .. } => FailureMessage::decode(failure).ok(),
-					_ => None,
-				};
-				return Decision::Reject {
-					failure: failure.unwrap_or(FailureMessage::TemporaryTrampolineFailure),
-				};
-			}
-			let min_cltv = bucket.min_incoming_cltv.min(msg.cltv_expiry);
-			match core.store.update_bucket(&id, |b| b.min_incoming_cltv = min_cltv) {
-				Ok(Some(b)) => b,
-				_ => {
-					return Decision::Reject { failure: FailureMessage::TemporaryTrampolineFailure }
-				},
-			}
-		},
+	let existing = core.store.bucket(&id);
+	let others: Vec<_> =
+		core.store.buckets_of_hash(&payment_hash.0).into_iter().filter(|(b, _)| *b != id).collect();
+	if !cx.known {
+		let other_live = others.iter().any(|(other, bucket)| {
+			let unresolved = core.store.htlcs_of(other).iter().filter(|(_, h)| !h.resolved).count();
+			rules::is_live(bucket, unresolved)
+		});
+		let load = core.store.peer_load(cx.peer);
+		if let Err(failure) = rules::admit_to_bucket(
+			&id,
+			existing.as_ref(),
+			other_live,
+			&load,
+			msg.amount_msat,
+			&core.limits,
+		) {
+			return Decision::Reject { failure };
+		}
+	}
+	let ldk_secret = match &existing {
+		Some(bucket) => PaymentSecret(bucket.ldk_secret),
 		None => {
-			let Some(ldk_secret) =
+			let Some(secret) =
 				node.create_inbound_payment_for_hash(payment_hash, BUCKET_SECRET_EXPIRY_SECS)
 			else {
 				return Decision::Reject { failure: FailureMessage::TemporaryTrampolineFailure };
 			};
-			let record = BucketRecord {
-				payment_hash: payment_hash.0,
-				outer_secret: payment_data.payment_secret.0,
-				outer_total_msat: payment_data.total_msat,
-				ldk_secret: ldk_secret.0,
-				min_incoming_cltv: msg.cltv_expiry,
-				trampoline_payload: inner.payload.clone(),
-				next_packet,
-				payment_id: None,
-				state: BucketState::Receiving,
-			};
-			if core.store.put_bucket(&id, record.clone()).is_err() {
-				return Decision::Reject { failure: FailureMessage::TemporaryTrampolineFailure };
+			// The older buckets of this hash are over in LDK: nothing done by
+			// payment hash may be done for them from now on.
+			for (other, _) in &others {
+				if core.store.update_bucket(other, |b| b.superseded = true).is_err() {
+					return Decision::Reject {
+						failure: FailureMessage::TemporaryTrampolineFailure,
+					};
+				}
 			}
-			record
+			secret
 		},
+	};
+	let created = BucketRecord {
+		payment_hash: payment_hash.0,
+		outer_secret: payment_data.payment_secret.0,
+		outer_total_msat: payment_data.total_msat,
+		ldk_secret: ldk_secret.0,
+		min_incoming_cltv: msg.cltv_expiry,
+		trampoline_payload: inner.payload.clone(),
+		next_packet,
+		payment_id: None,
+		state: BucketState::Receiving,
+		claim_deadline: None,
+		superseded: false,
+	};
+	let stored = core.store.update_or_create_bucket(
+		&id,
+		|| Some(created),
+		|b| b.min_incoming_cltv = b.min_incoming_cltv.min(msg.cltv_expiry),
+	);
+	let bucket = match stored {
+		Ok(Some(bucket)) => bucket,
+		_ => return Decision::Reject { failure: FailureMessage::TemporaryTrampolineFailure },
 	};
 	Decision::Forward {
 		bucket: id,
 		ldk_secret: PaymentSecret(bucket.ldk_secret),
-		amt: amt_to_forward,
-		cltv: outgoing_cltv_value,
+		amt: outer.amt_to_forward,
 		total: payment_data.total_msat,
 	}
 }

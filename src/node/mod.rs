@@ -45,7 +45,7 @@ use self::types::{
 };
 use self::wallet::OnchainWallet;
 use crate::htlc_hold::{HeldHtlcSummary, HtlcHold, HtlcHoldPolicy};
-use crate::relay::TrampolinePolicy;
+use crate::relay::{RelayLimits, TrampolinePolicy};
 use crate::static_invoices::{StaticInvoicePolicy, StoredStaticInvoice};
 
 /// What a node needs to start.
@@ -70,6 +70,8 @@ pub struct NodeConfig {
 	/// Relay trampoline payments with this policy; `None` (the default) leaves
 	/// the node exactly as without the plugin.
 	pub trampoline: Option<TrampolinePolicy>,
+	/// What payers may have in flight and held through the relay.
+	pub trampoline_limits: RelayLimits,
 	/// Serve static invoices for often-offline recipients with this policy
 	/// (and hold onion messages for offline peers); `None` (the default) leaves
 	/// the role off.
@@ -98,6 +100,7 @@ impl NodeConfig {
 			reconnect_interval: Duration::from_secs(5),
 			log_level: Level::Debug,
 			trampoline: None,
+			trampoline_limits: RelayLimits::default(),
 			static_invoice_server: None,
 			wake_webhook: None,
 			htlc_hold: None,

@@ -444,6 +444,7 @@ impl Node {
 			Arc::clone(&keys_manager) as Arc<dyn NodeSigner + Send + Sync>,
 			Arc::clone(&store) as Arc<dyn KVStoreSync + Send + Sync>,
 			config.trampoline,
+			config.trampoline_limits,
 			trampoline_sender,
 			htlc_hold.clone(),
 			Arc::clone(&logger) as Arc<dyn lightning::util::logger::Logger + Send + Sync>,
@@ -641,7 +642,7 @@ async fn release_held_buckets(
 		let held = tokio::task::spawn_blocking({
 			let relay = Arc::clone(&relay);
 			move || {
-				relay.poll_held();
+				relay.tick();
 				relay.core().held()
 			}
 		})

@@ -1,5 +1,10 @@
 //! The event hook: relay a bucket once LDK reports it claimable, then claim or
 //! fail it with the outcome of the outgoing payment.
+//!
+//! Each handler reads the bucket, decides with [`super::rules`], writes, and
+//! acts. LDK keeps one claimable set per payment hash, and claims or fails it
+//! by payment hash: a bucket is only acted on by payment hash while it can
+//! still be that set (not superseded by a newer bucket of the hash).
 
 use std::ops::Deref;
 
@@ -16,25 +21,21 @@ use lightning::types::features::{Bolt11InvoiceFeatures, Bolt12InvoiceFeatures};
 use lightning::types::payment::{PaymentHash, PaymentPreimage, PaymentSecret};
 use lightning::{log_error, log_info};
 
+use super::rules::{self, InnerFacts, RelayDecision, RelayInputs, RelayPlan};
 use super::store::{BucketId, BucketRecord, BucketState};
-use super::{TrampolineRelay, BUCKET_TLV_TYPE};
+use super::{now_secs, TrampolineRelay, BUCKET_TLV_TYPE};
 use crate::onion::{
 	legacy_route_hints_to_ldk, FailureMessage, PaymentBlindedPath, TrampolineHop, TrampolinePayload,
 };
 use crate::sender::{send_to_trampoline, OuterSend, RelayedFailure, RouteShortfall, SenderError};
 
-/// Blocks kept between a held bucket's deadline and the CLTV its next node
-/// must receive: the recipient's final delta (BOLT 11's default 18) plus a
-/// margin for blocks found while the payment is forwarded.
-pub const HOLD_SAFETY_BLOCKS: u32 = 18 + 6;
-
-/// The height at which a bucket held for an offline peer is failed back.
-fn hold_deadline(outgoing_cltv_value: u32) -> u32 {
-	outgoing_cltv_value.saturating_sub(HOLD_SAFETY_BLOCKS)
-}
-
 /// How many times LDK may retry the outgoing payment over other routes.
 const OUTGOING_RETRY: Retry = Retry::Attempts(3);
+
+/// How many times in a row the hook asks LDK to replay an event it could
+/// not persist the outcome of, before it logs the store as broken and moves
+/// on (a store that cannot write would otherwise stop every later event).
+const MAX_REPLAYS: u32 = 20;
 
 /// What [`TrampolineRelay::handle_event`] did with an event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,14 +49,48 @@ pub enum HookOutcome {
 	Replay,
 }
 
+/// The payment secret LDK checked for a claimable payment, if it was paid as
+/// an invoice (our rewritten receives are).
+fn payment_secret(purpose: &PaymentPurpose) -> Option<&PaymentSecret> {
+	match purpose {
+		PaymentPurpose::Bolt11InvoicePayment { payment_secret, .. } => Some(payment_secret),
+		_ => None,
+	}
+}
+
 impl<CM: Deref> TrampolineRelay<CM>
 where
 	CM::Target: AChannelManager,
 {
 	/// Handles the events of relayed buckets and their outgoing payments.
 	pub fn handle_event(&self, event: &Event) -> HookOutcome {
+		let outcome = self.handle(event);
+		if outcome != HookOutcome::Replay {
+			self.core.replays.store(0, std::sync::atomic::Ordering::Relaxed);
+			return outcome;
+		}
+		let replays = self.core.replays.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+		if replays >= MAX_REPLAYS {
+			log_error!(
+				self.core.logger,
+				"The trampoline store failed {replays} times in a row; giving up on persisting this event's outcome (check the disk)"
+			);
+			self.core.replays.store(0, std::sync::atomic::Ordering::Relaxed);
+			return HookOutcome::Handled;
+		}
+		HookOutcome::Replay
+	}
+
+	fn handle(&self, event: &Event) -> HookOutcome {
 		match event {
-			Event::PaymentClaimable { payment_hash, onion_fields, amount_msat, .. } => {
+			Event::PaymentClaimable {
+				payment_hash,
+				onion_fields,
+				amount_msat,
+				purpose,
+				claim_deadline,
+				..
+			} => {
 				let Some(id) = onion_fields.as_ref().and_then(|f| {
 					let tlvs = f.custom_tlvs();
 					let (_, value) = tlvs.iter().find(|(t, _)| *t == BUCKET_TLV_TYPE)?;
@@ -63,100 +98,87 @@ where
 				}) else {
 					return HookOutcome::NotOurs;
 				};
-				self.on_claimable(&id, payment_hash, *amount_msat)
+				let cm = self.cm.get_cm();
+				let Some(bucket) = self.core.store.bucket(&id) else {
+					log_error!(
+						self.core.logger,
+						"Claimable payment {payment_hash} names an unknown bucket; failing it"
+					);
+					cm.fail_htlc_backwards_with_reason(
+						payment_hash,
+						FailureCode::TemporaryNodeFailure,
+					);
+					return HookOutcome::Handled;
+				};
+				if let Err(forgery) = rules::check_identity(
+					&bucket,
+					&payment_hash.0,
+					payment_secret(purpose).map(|s| &s.0),
+				) {
+					// Only that claimable set exists for this hash in LDK:
+					// failing it touches no bucket's HTLCs.
+					log_error!(
+						self.core.logger,
+						"Claimable payment {payment_hash} names a bucket it is not ({forgery:?}); failing it, never relayed"
+					);
+					cm.fail_htlc_backwards_with_reason(
+						payment_hash,
+						FailureCode::TemporaryNodeFailure,
+					);
+					return HookOutcome::Handled;
+				}
+				self.on_claimable(&id, bucket, *amount_msat, *claim_deadline)
 			},
 			Event::PaymentSent { payment_id: Some(payment_id), payment_preimage, .. } => {
 				let Some((id, bucket)) = self.core.store.bucket_by_payment(&payment_id.0) else {
 					return HookOutcome::NotOurs;
 				};
 				self.sender.take_route_shortfall(&PaymentHash(bucket.payment_hash));
-				// Funds safety: the outgoing payment is done, claim the incoming one.
+				// Funds safety: the outgoing payment is done, claim the
+				// incoming one at once (always safe), then record it so that a
+				// restart claims again.
+				self.cm.get_cm().claim_funds(*payment_preimage);
+				log_info!(
+					self.core.logger,
+					"Trampoline payment {} relayed; claiming the incoming HTLCs",
+					PaymentHash(bucket.payment_hash)
+				);
 				let stored = self.core.store.update_bucket(&id, |b| {
 					b.state = BucketState::Claimed { preimage: payment_preimage.0 }
 				});
 				if stored.is_err() {
 					return HookOutcome::Replay;
 				}
-				log_info!(
-					self.core.logger,
-					"Trampoline payment {} relayed; claiming the incoming HTLCs",
-					PaymentHash(bucket.payment_hash)
-				);
-				self.cm.get_cm().claim_funds(*payment_preimage);
 				HookOutcome::Handled
 			},
 			Event::PaymentFailed { payment_id, reason, .. } => {
 				let Some((id, bucket)) = self.core.store.bucket_by_payment(&payment_id.0) else {
 					return HookOutcome::NotOurs;
 				};
-				let relayed = self.sender.relayed_failure(&PaymentHash(bucket.payment_hash));
-				match relayed {
-					Some(RelayedFailure::Opaque(packet)) => {
-						log_info!(
-							self.core.logger,
-							"Trampoline payment {} failed further down the route: passing the failure back",
-							PaymentHash(bucket.payment_hash)
-						);
-						return self.fail_bucket_with(
-							&id,
-							&bucket,
-							FailureMessage::TemporaryTrampolineFailure,
-							Some(packet),
-						);
-					},
-					Some(RelayedFailure::OnTheWay(failure)) => {
-						// LDK could not read this failure (the onion was
-						// ours) and gave up; the payer may try again later.
-						log_info!(
-							self.core.logger,
-							"Trampoline payment {} failed on the way to the next trampoline: {:?}",
-							PaymentHash(bucket.payment_hash),
-							failure
-						);
-						return self.fail_bucket_with(
-							&id,
-							&bucket,
-							FailureMessage::TemporaryTrampolineFailure,
-							None,
-						);
-					},
-					Some(RelayedFailure::Outer(_)) | None => {},
+				if bucket.state.is_settled() {
+					// A replay: the bucket was failed (or claimed) already, and
+					// its HTLCs may be another bucket's by now.
+					return HookOutcome::Handled;
 				}
-				let failure = match reason {
-					Some(PaymentFailureReason::RouteNotFound) => {
-						self.route_not_found(&PaymentHash(bucket.payment_hash))
-					},
-					Some(PaymentFailureReason::UnknownRequiredFeatures) => {
-						FailureMessage::UnknownNextTrampoline
-					},
-					Some(PaymentFailureReason::RecipientRejected) => {
-						FailureMessage::IncorrectOrUnknownPaymentDetails {
-							htlc_msat: bucket.outer_total_msat,
-							height: self.cm.get_cm().current_best_block().height,
-						}
-					},
-					_ => FailureMessage::TemporaryTrampolineFailure,
-				};
-				log_info!(
-					self.core.logger,
-					"Trampoline payment {} failed ({reason:?}): failing back with {failure:?}",
-					PaymentHash(bucket.payment_hash)
-				);
-				self.fail_bucket(&id, &bucket, failure)
+				let failure = self.outgoing_failure(&bucket, reason.as_ref());
+				match failure {
+					Ok(failure) => self.fail_bucket(&id, &bucket, failure),
+					Err(packet) => self.fail_bucket_with(
+						&id,
+						&bucket,
+						FailureMessage::TemporaryTrampolineFailure,
+						Some(packet),
+					),
+				}
 			},
 			Event::PaymentClaimed { payment_hash, purpose, .. } => {
-				let secret = match purpose {
-					PaymentPurpose::Bolt11InvoicePayment { payment_secret, .. } => {
-						Some(payment_secret)
-					},
-					_ => None,
-				};
-				let ours =
-					secret.is_some_and(|secret| {
-						self.core.store.buckets().iter().any(|(_, b)| {
-							b.payment_hash == payment_hash.0 && b.ldk_secret == secret.0
-						})
-					});
+				let ours = payment_secret(purpose).is_some_and(|secret| {
+					self.core
+						.store
+						.buckets_of_hash(&payment_hash.0)
+						.iter()
+						.any(|(_, b)| b.ldk_secret == secret.0)
+				});
 				if ours {
 					HookOutcome::Handled
 				} else {
@@ -167,18 +189,59 @@ where
 		}
 	}
 
+	/// What the payer is told when the outgoing payment failed: a failure
+	/// message, or (`Err`) a packet from further down the trampoline route
+	/// to pass back.
+	fn outgoing_failure(
+		&self, bucket: &BucketRecord, reason: Option<&PaymentFailureReason>,
+	) -> Result<FailureMessage, Vec<u8>> {
+		let hash = PaymentHash(bucket.payment_hash);
+		match self.sender.relayed_failure(&hash) {
+			Some(RelayedFailure::Opaque(packet)) => {
+				log_info!(
+					self.core.logger,
+					"Trampoline payment {hash} failed further down the route: passing the failure back"
+				);
+				return Err(packet);
+			},
+			Some(RelayedFailure::OnTheWay(failure)) => {
+				// LDK could not read this failure (the onion was ours) and
+				// gave up; the payer may try again later.
+				log_info!(
+					self.core.logger,
+					"Trampoline payment {hash} failed on the way to the next trampoline: {failure:?}"
+				);
+				return Ok(FailureMessage::TemporaryTrampolineFailure);
+			},
+			Some(RelayedFailure::Outer(_)) | None => {},
+		}
+		let failure = match reason {
+			Some(PaymentFailureReason::RouteNotFound) => self.route_not_found(&hash),
+			Some(PaymentFailureReason::UnknownRequiredFeatures) => {
+				FailureMessage::UnknownNextTrampoline
+			},
+			Some(PaymentFailureReason::RecipientRejected) => {
+				FailureMessage::IncorrectOrUnknownPaymentDetails {
+					htlc_msat: bucket.outer_total_msat,
+					height: self.cm.get_cm().current_best_block().height,
+				}
+			},
+			_ => FailureMessage::TemporaryTrampolineFailure,
+		};
+		log_info!(
+			self.core.logger,
+			"Trampoline payment {hash} failed ({reason:?}): failing back with {failure:?}"
+		);
+		Ok(failure)
+	}
+
+	/// A complete bucket (LDK's claimable event, or the hold loop): relay,
+	/// hold or fail it, as [`rules::decide_relay`] says.
 	fn on_claimable(
-		&self, id: &BucketId, payment_hash: &PaymentHash, amount_msat: u64,
+		&self, id: &BucketId, bucket: BucketRecord, amount_msat: u64, claim_deadline: Option<u32>,
 	) -> HookOutcome {
 		let cm = self.cm.get_cm();
-		let Some(bucket) = self.core.store.bucket(id) else {
-			log_error!(
-				self.core.logger,
-				"Claimable bucket for {payment_hash} is unknown; failing it"
-			);
-			cm.fail_htlc_backwards_with_reason(payment_hash, FailureCode::TemporaryNodeFailure);
-			return HookOutcome::Handled;
-		};
+		let payment_hash = PaymentHash(bucket.payment_hash);
 		match &bucket.state {
 			// `Sending` too: the event is replayed when LDK did not persist
 			// after we handled it, and the send may not have survived; sending
@@ -189,10 +252,23 @@ where
 				return HookOutcome::Handled;
 			},
 			BucketState::Failed { .. } => {
-				cm.fail_htlc_backwards_with_reason(payment_hash, FailureCode::TemporaryNodeFailure);
+				cm.fail_htlc_backwards_with_reason(
+					&payment_hash,
+					FailureCode::TemporaryNodeFailure,
+				);
 				return HookOutcome::Handled;
 			},
 		}
+		// LDK's deadline, kept for the hold loop and restarts.
+		let bucket = match claim_deadline {
+			Some(deadline) if bucket.claim_deadline != Some(deadline) => {
+				match self.core.store.update_bucket(id, |b| b.claim_deadline = Some(deadline)) {
+					Ok(Some(bucket)) => bucket,
+					_ => return HookOutcome::Replay,
+				}
+			},
+			_ => bucket,
+		};
 		let Ok(TrampolinePayload { hop, .. }) =
 			TrampolinePayload::decode(&bucket.trampoline_payload)
 		else {
@@ -206,45 +282,30 @@ where
 			},
 			_ => return self.fail_bucket(id, &bucket, FailureMessage::TemporaryTrampolineFailure),
 		};
-
-		let policy = self.core.policy;
+		let next_offline = self.offline_peer(&hop);
+		let hold_room = match (&next_offline, &bucket.state) {
+			(Some(_), BucketState::Receiving) => self.core.hold_room(id, amount_msat),
+			_ => Ok(()),
+		};
 		let height = cm.current_best_block().height;
-		if let BucketState::Held { deadline_height, .. } = bucket.state {
-			if height >= deadline_height {
-				log_info!(
-					self.core.logger,
-					"Trampoline {payment_hash}: held past its deadline {deadline_height}; failing back"
-				);
-				return self.fail_bucket(id, &bucket, FailureMessage::TemporaryTrampolineFailure);
-			}
-		}
-		let fee = policy.fee_msat(amt_to_forward);
-		let cltv_budget = bucket.min_incoming_cltv.saturating_sub(outgoing_cltv_value);
-		if amount_msat < amt_to_forward.saturating_add(fee)
-			|| cltv_budget < u32::from(policy.cltv_expiry_delta)
-			|| outgoing_cltv_value <= height
-		{
-			log_info!(
-				self.core.logger,
-				"Trampoline {payment_hash}: {amount_msat} msat in for {amt_to_forward} out (fee {fee} needed), cltv budget {cltv_budget}: insufficient"
-			);
-			return self.fail_bucket(id, &bucket, policy.insufficient());
-		}
-
-		let holdable = matches!(bucket.state, BucketState::Receiving | BucketState::Held { .. });
-		if let Some(next) = self.offline_peer(&hop).filter(|_| holdable) {
-			let deadline_height = hold_deadline(outgoing_cltv_value);
-			if height >= deadline_height {
-				log_info!(
-					self.core.logger,
-					"Trampoline {payment_hash}: {next} is offline and no time is left to hold; failing back"
-				);
-				return self.fail_bucket(id, &bucket, FailureMessage::TemporaryTrampolineFailure);
-			}
-			if matches!(bucket.state, BucketState::Receiving) {
-				let since_secs = std::time::SystemTime::now()
-					.duration_since(std::time::UNIX_EPOCH)
-					.map_or(0, |d| d.as_secs());
+		let decision = rules::decide_relay(&RelayInputs {
+			policy: &self.core.policy,
+			limits: &self.core.limits,
+			height,
+			now_secs: now_secs(),
+			amount_msat,
+			min_incoming_cltv: bucket.min_incoming_cltv,
+			claim_deadline: rules::claim_deadline(&bucket),
+			inner: InnerFacts { amt_to_forward, outgoing_cltv_value },
+			state: &bucket.state,
+			next_offline: next_offline.is_some(),
+			hold_room,
+		});
+		let plan = match decision {
+			RelayDecision::Relay(plan) => plan,
+			RelayDecision::KeepHolding => return HookOutcome::Handled,
+			RelayDecision::Hold { deadline_height } => {
+				let since_secs = now_secs();
 				let held = self.core.store.update_bucket(id, |b| {
 					b.state = BucketState::Held { amount_msat, since_secs, deadline_height };
 				});
@@ -253,22 +314,34 @@ where
 				}
 				log_info!(
 					self.core.logger,
-					"Trampoline {payment_hash}: holding until {next} is back (deadline height {deadline_height})"
+					"Trampoline {payment_hash}: holding until {} is back (deadline height {deadline_height})",
+					next_offline.map(|n| n.to_string()).unwrap_or_default()
 				);
-			}
-			return HookOutcome::Handled;
-		}
+				return HookOutcome::Handled;
+			},
+			RelayDecision::Fail(failure) => {
+				log_info!(
+					self.core.logger,
+					"Trampoline {payment_hash}: {amount_msat} msat in for {amt_to_forward} out, incoming cltv {}, claim deadline {}, height {height}: failing back with {failure:?}",
+					bucket.min_incoming_cltv,
+					rules::claim_deadline(&bucket)
+				);
+				return self.fail_bucket(id, &bucket, failure);
+			},
+		};
+		self.send(id, &bucket, hop, amt_to_forward, plan)
+	}
 
-		let final_cltv_delta = outgoing_cltv_value - height;
-		// LDK's router wants the limit strictly above the final delta: when the
-		// payer offered exactly our delta, the outgoing route may take one block
-		// of it (we keep `cltv_expiry_delta - 1`).
-		let max_total_cltv = bucket
-			.min_incoming_cltv
-			.saturating_sub(u32::from(policy.cltv_expiry_delta))
-			.saturating_sub(height)
-			.max(final_cltv_delta + 1);
-		let max_routing_fee = amount_msat - amt_to_forward - fee;
+	/// Pays the next node of `hop` within `plan`, recording the payment id
+	/// first.
+	fn send(
+		&self, id: &BucketId, bucket: &BucketRecord, hop: TrampolineHop, amt_to_forward: u64,
+		plan: RelayPlan,
+	) -> HookOutcome {
+		let cm = self.cm.get_cm();
+		let payment_hash = PaymentHash(bucket.payment_hash);
+		let RelayPlan { final_cltv_delta, max_total_cltv_expiry_delta, max_routing_fee_msat } =
+			plan;
 		let payment_id = PaymentId(self.core.derive(b"payment", &[id]));
 
 		// Recorded before sending: a restart finds the payment by this id.
@@ -281,9 +354,9 @@ where
 		}
 		log_info!(
 			self.core.logger,
-			"Trampoline {payment_hash}: paying {amt_to_forward} msat onwards, fee budget {max_routing_fee} msat"
+			"Trampoline {payment_hash}: paying {amt_to_forward} msat onwards, fee budget {max_routing_fee_msat} msat, at most {max_total_cltv_expiry_delta} blocks"
 		);
-		self.sender.watch_route(payment_hash);
+		self.sender.watch_route(&payment_hash);
 		let sent = match hop {
 			TrampolineHop::ToLegacyRecipient {
 				outgoing_node_id,
@@ -299,13 +372,13 @@ where
 				if payment_data.total_msat != amt_to_forward {
 					return self.fail_bucket(
 						id,
-						&bucket,
+						bucket,
 						FailureMessage::TemporaryTrampolineFailure,
 					);
 				}
 				let mut params =
 					PaymentParameters::from_node_id(outgoing_node_id, final_cltv_delta)
-						.with_max_total_cltv_expiry_delta(max_total_cltv);
+						.with_max_total_cltv_expiry_delta(max_total_cltv_expiry_delta);
 				if let Some(features) = invoice_features {
 					if let Ok(with) = params
 						.clone()
@@ -324,22 +397,22 @@ where
 				}
 				let mut route_params =
 					RouteParameters::from_payment_params_and_value(params, amt_to_forward);
-				route_params.max_total_routing_fee_msat = Some(max_routing_fee);
+				route_params.max_total_routing_fee_msat = Some(max_routing_fee_msat);
 				let mut onion = RecipientOnionFields::secret_only(payment_data.payment_secret);
 				onion.payment_metadata = payment_metadata;
-				cm.send_payment(*payment_hash, onion, payment_id, route_params, OUTGOING_RETRY)
+				cm.send_payment(payment_hash, onion, payment_id, route_params, OUTGOING_RETRY)
 					.map_err(Some)
 			},
 			TrampolineHop::ToTrampoline { outgoing_node_id, layout, .. } => {
 				let Some(packet) = bucket.next_packet.clone() else {
 					return self.fail_bucket(
 						id,
-						&bucket,
+						bucket,
 						FailureMessage::TemporaryTrampolineFailure,
 					);
 				};
 				let send = OuterSend {
-					payment_hash: *payment_hash,
+					payment_hash,
 					trampoline: outgoing_node_id,
 					trampoline_packet: packet,
 					amount_msat: amt_to_forward,
@@ -349,8 +422,8 @@ where
 					outer_secret: PaymentSecret(self.core.derive(b"outer secret", &[id])),
 					payment_id,
 					retry: OUTGOING_RETRY,
-					max_routing_fee_msat: Some(max_routing_fee),
-					max_total_cltv_expiry_delta: Some(max_total_cltv),
+					max_routing_fee_msat: Some(max_routing_fee_msat),
+					max_total_cltv_expiry_delta: Some(max_total_cltv_expiry_delta),
 				};
 				// Type 20 to the next trampoline if the payer spoke spec, else
 				// 66100; its failures are kept to pass back.
@@ -364,10 +437,10 @@ where
 			TrampolineHop::ToBlindedPaths { paths, recipient_features, .. } => {
 				let paths = self.usable_blinded_paths(&paths);
 				if paths.is_empty() {
-					return self.fail_bucket(id, &bucket, FailureMessage::UnknownNextTrampoline);
+					return self.fail_bucket(id, bucket, FailureMessage::UnknownNextTrampoline);
 				}
 				let mut params = PaymentParameters::blinded(paths)
-					.with_max_total_cltv_expiry_delta(max_total_cltv);
+					.with_max_total_cltv_expiry_delta(max_total_cltv_expiry_delta);
 				if let Some(features) = recipient_features {
 					if let Ok(with) = params
 						.clone()
@@ -379,10 +452,10 @@ where
 				let mut route_params =
 					RouteParameters::from_payment_params_and_value(params, amt_to_forward);
 				// The blinded paths' fees come out of the same budget.
-				route_params.max_total_routing_fee_msat = Some(max_routing_fee);
+				route_params.max_total_routing_fee_msat = Some(max_routing_fee_msat);
 				// The recipient's secret is inside its paths' encrypted data.
 				let onion = RecipientOnionFields::spontaneous_empty();
-				cm.send_payment(*payment_hash, onion, payment_id, route_params, OUTGOING_RETRY)
+				cm.send_payment(payment_hash, onion, payment_id, route_params, OUTGOING_RETRY)
 					.map_err(Some)
 			},
 			_ => Err(None),
@@ -391,42 +464,57 @@ where
 			Ok(()) | Err(Some(RetryableSendFailure::DuplicatePayment)) => HookOutcome::Handled,
 			Err(e) => {
 				let failure = if e == Some(RetryableSendFailure::RouteNotFound) {
-					self.route_not_found(payment_hash)
+					self.route_not_found(&payment_hash)
 				} else {
 					FailureMessage::TemporaryTrampolineFailure
 				};
 				log_info!(self.core.logger, "Trampoline {payment_hash}: cannot pay ({e:?})");
-				self.fail_bucket(id, &bucket, failure)
+				self.fail_bucket(id, bucket, failure)
 			},
 		}
 	}
 
 	/// Re-drives settled buckets after a restart: claims again the buckets
-	/// whose outgoing payment succeeded and fails again the failed ones (both
-	/// are no-ops for LDK if already done). Call once the channel manager is
-	/// loaded. Buckets still sending wait for LDK's replayed or pending events.
+	/// whose outgoing payment succeeded (always safe: whatever LDK holds
+	/// under that hash may be claimed) and fails again the failed ones that
+	/// still have an HTLC out and were not superseded (their claimable set
+	/// may be the only one of their hash). Both are no-ops for LDK if done.
+	/// Call once the channel manager is loaded. Buckets still sending wait
+	/// for LDK's replayed or pending events.
 	pub fn resume(&self) {
 		let cm = self.cm.get_cm();
-		for (_, bucket) in self.core.store.buckets() {
+		for (id, bucket) in self.core.store.buckets() {
 			match bucket.state {
 				BucketState::Claimed { preimage } => cm.claim_funds(PaymentPreimage(preimage)),
-				BucketState::Failed { .. } => cm.fail_htlc_backwards_with_reason(
-					&PaymentHash(bucket.payment_hash),
-					FailureCode::TemporaryNodeFailure,
-				),
-				BucketState::Receiving | BucketState::Held { .. } | BucketState::Sending { .. } => {
-				},
+				BucketState::Failed { .. } if self.core.may_fail_by_hash(&id, &bucket) => cm
+					.fail_htlc_backwards_with_reason(
+						&PaymentHash(bucket.payment_hash),
+						FailureCode::TemporaryNodeFailure,
+					),
+				_ => {},
 			}
 		}
 	}
 
+	/// The relay's periodic work (the reference node: every second): the
+	/// held buckets (forwarded once their next node is back, failed back at
+	/// their deadline), records of resolved HTLCs and settled buckets
+	/// pruned, deferred writes flushed.
+	pub fn tick(&self) {
+		self.poll_held();
+		let channels = self.cm.get_cm().list_channels();
+		self.core.prune(&channels);
+		if let Err(e) = self.core.store.flush() {
+			log_error!(self.core.logger, "Cannot write the relay's deferred records: {e}");
+		}
+	}
+
 	/// Forwards the held buckets whose next node is back, and fails back
-	/// those past their deadline. Call it periodically (the reference node:
-	/// every second).
+	/// those past their deadline.
 	pub fn poll_held(&self) {
 		for (id, bucket) in self.core.store.held_buckets() {
 			if let BucketState::Held { amount_msat, .. } = bucket.state {
-				self.on_claimable(&id, &PaymentHash(bucket.payment_hash), amount_msat);
+				self.on_claimable(&id, bucket, amount_msat, None);
 			}
 		}
 	}
@@ -482,8 +570,6 @@ where
 			.collect()
 	}
 
-	/// Records `failure` for the bucket, then fails its HTLCs back; the handler
-	/// puts `failure` on the wire.
 	/// What to answer the payer when no route to the next node was found:
 	/// the payer's fee or CLTV budget was short (NODE|26 with our policy, as
 	/// eclair answers: the payer offers more), the channels lack liquidity
@@ -496,6 +582,8 @@ where
 		}
 	}
 
+	/// Records `failure` for the bucket, then fails its HTLCs back; the
+	/// handler puts `failure` on the wire.
 	fn fail_bucket(
 		&self, id: &BucketId, bucket: &BucketRecord, failure: FailureMessage,
 	) -> HookOutcome {
@@ -516,6 +604,11 @@ where
 			.is_err()
 		{
 			return HookOutcome::Replay;
+		}
+		if bucket.superseded {
+			// Its HTLCs are resolved and the hash's claimable set is another
+			// bucket's: nothing to fail.
+			return HookOutcome::Handled;
 		}
 		self.cm.get_cm().fail_htlc_backwards_with_reason(
 			&PaymentHash(bucket.payment_hash),

@@ -8,24 +8,36 @@
 //! calls first.
 
 mod events;
+pub mod limits;
+#[cfg(test)]
+pub(crate) mod memory_store;
 pub mod policy;
+pub(crate) mod rules;
 pub mod store;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ops::Deref;
+use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
+
+use lightning::ln::channel_state::ChannelDetails;
+use lightning::ln::types::ChannelId;
 
 use bitcoin::hashes::{sha256, Hash, HashEngine, Hmac, HmacEngine};
 use bitcoin::secp256k1::{All, PublicKey, Secp256k1};
 use lightning::ln::channelmanager::AChannelManager;
+use lightning::log_error;
 use lightning::sign::{NodeSigner, Recipient};
 use lightning::types::payment::PaymentHash;
 use lightning::util::logger::Logger;
 use lightning::util::persist::KVStoreSync;
 
 pub use events::HookOutcome;
+pub use limits::RelayLimits;
 pub use policy::TrampolinePolicy;
 pub use store::{BucketState, RecordCounts, RelayStore, StoreError};
+
+use store::{parse_htlc_key, BucketId, BucketRecord};
 
 use crate::handler::TrampolineHandler;
 use crate::htlc_hold::HtlcHold;
@@ -47,17 +59,50 @@ pub enum RelayError {
 	Signer,
 }
 
+/// Seconds an HTLC record whose HTLC LDK never listed is kept (an add LDK
+/// refused, or one a disconnection dropped before it was committed).
+const UNSEEN_GRACE_SECS: u64 = 60;
+
+/// How many settled buckets, and failures sent, operators can still list
+/// once their records are pruned.
+const HISTORY_LEN: usize = 1_000;
+
+/// Seconds since the Unix epoch.
+pub(crate) fn now_secs() -> u64 {
+	std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// What the relay still shows of pruned buckets: the latest ones, and
+/// running totals.
+#[derive(Default)]
+struct History {
+	settled: VecDeque<BucketSummary>,
+	/// (payment hash, encoded failure) of HTLCs whose records are gone.
+	failures: VecDeque<([u8; 32], Vec<u8>)>,
+	relayed: usize,
+	failed: usize,
+	relayed_in_msat: u64,
+}
+
 /// State shared by the message handler and the event hook.
 pub struct RelayCore {
 	pub(crate) store: RelayStore,
 	pub(crate) signer: Arc<dyn NodeSigner + Send + Sync>,
 	pub(crate) secp: Secp256k1<All>,
 	pub(crate) policy: TrampolinePolicy,
+	pub(crate) limits: RelayLimits,
 	pub(crate) logger: Arc<dyn Logger + Send + Sync>,
 	plugin_secret: [u8; 32],
 	/// The peers connected to us now (the message handler keeps it): a next
 	/// node flagged `async_payment` is waited for until it is here.
 	connected: Mutex<HashSet<PublicKey>>,
+	/// Events in a row the hook could not persist the outcome of.
+	pub(crate) replays: AtomicU32,
+	/// HTLC records whose HTLC the prune pass saw in its channel.
+	seen: Mutex<HashSet<String>>,
+	/// Receiving buckets the prune pass found without HTLC records.
+	empty: Mutex<HashSet<BucketId>>,
+	history: Mutex<History>,
 }
 
 impl RelayCore {
@@ -65,7 +110,7 @@ impl RelayCore {
 	/// node key.
 	pub fn new(
 		signer: Arc<dyn NodeSigner + Send + Sync>, kv: Arc<dyn KVStoreSync + Send + Sync>,
-		policy: TrampolinePolicy, logger: Arc<dyn Logger + Send + Sync>,
+		policy: TrampolinePolicy, limits: RelayLimits, logger: Arc<dyn Logger + Send + Sync>,
 	) -> Result<Self, RelayError> {
 		// ECDH with a point nobody knows the discrete log of: only the node's
 		// key yields this secret, and it is the same after every restart.
@@ -77,10 +122,194 @@ impl RelayCore {
 			signer,
 			secp: Secp256k1::new(),
 			policy,
+			limits,
 			logger,
 			plugin_secret: plugin_secret.secret_bytes(),
 			connected: Mutex::new(HashSet::new()),
+			replays: AtomicU32::new(0),
+			seen: Mutex::new(HashSet::new()),
+			empty: Mutex::new(HashSet::new()),
+			history: Mutex::new(History::default()),
 		})
+	}
+
+	fn history(&self) -> std::sync::MutexGuard<'_, History> {
+		self.history.lock().unwrap_or_else(|p| p.into_inner())
+	}
+
+	/// The relay's limits.
+	pub fn limits(&self) -> &RelayLimits {
+		&self.limits
+	}
+
+	/// Whether holding bucket `id` (bringing `amount_msat`) stays within the
+	/// hold limits of each of its payers and of the node; `Err` names the
+	/// limit it would pass.
+	pub(crate) fn hold_room(&self, id: &BucketId, amount_msat: u64) -> Result<(), &'static str> {
+		let held = self.store.held_buckets();
+		if held.len() >= self.limits.max_held {
+			return Err("max_held");
+		}
+		let payers: HashSet<String> =
+			self.store.htlcs_of(id).into_iter().map(|(_, h)| h.peer).collect();
+		let mut per_payer: HashMap<&String, (usize, u64)> = HashMap::new();
+		for (held_id, bucket) in &held {
+			let BucketState::Held { amount_msat, .. } = bucket.state else { continue };
+			let peers: HashSet<String> =
+				self.store.htlcs_of(held_id).into_iter().map(|(_, h)| h.peer).collect();
+			for payer in payers.iter().filter(|p| peers.contains(*p)) {
+				let entry = per_payer.entry(payer).or_default();
+				entry.0 += 1;
+				entry.1 = entry.1.saturating_add(amount_msat);
+			}
+		}
+		for (count, msat) in per_payer.values() {
+			if *count >= self.limits.max_held_per_peer {
+				return Err("max_held_per_peer");
+			}
+			if msat.saturating_add(amount_msat) > self.limits.max_held_msat_per_peer {
+				return Err("max_held_msat_per_peer");
+			}
+		}
+		if payers.is_empty() && amount_msat > self.limits.max_held_msat_per_peer {
+			return Err("max_held_msat_per_peer");
+		}
+		Ok(())
+	}
+
+	/// Whether failing back by payment hash may be done for this settled
+	/// bucket: it still has an HTLC out and no newer bucket of its hash was
+	/// admitted (which only happens once this one is resolved).
+	pub(crate) fn may_fail_by_hash(&self, id: &BucketId, bucket: &BucketRecord) -> bool {
+		!bucket.superseded && self.store.htlcs_of(id).iter().any(|(_, h)| !h.resolved)
+	}
+
+	/// Marks the HTLC of `channel_id` / `htlc_id` resolved (its fulfill or
+	/// failure is going out), if it is one of ours. Writes nothing to disk
+	/// (it runs where every peer waits): the next flush does.
+	pub(crate) fn htlc_resolved(&self, channel_id: &ChannelId, htlc_id: u64) {
+		let key = store::htlc_key(channel_id, htlc_id);
+		self.store.update_htlc_deferred(&key, |h| h.resolved = true);
+	}
+
+	/// Forgets what is over: an HTLC that left its channel (seen there by an
+	/// earlier pass, or never listed by LDK for a minute) is resolved; a
+	/// bucket whose HTLCs are all resolved and that is settled (or that LDK
+	/// gave up on while receiving or held) goes, with its HTLC records, into
+	/// the operators' history. A bucket still sending is kept whatever its
+	/// HTLCs do. Costs in proportion to the records kept, which this keeps to
+	/// the live ones.
+	pub(crate) fn prune(&self, channels: &[ChannelDetails]) {
+		let in_channels: HashSet<(ChannelId, u64)> = channels
+			.iter()
+			.flat_map(|c| c.pending_inbound_htlcs.iter().map(|h| (c.channel_id, h.htlc_id)))
+			.collect();
+		let now = now_secs();
+		{
+			let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+			for (key, htlc) in self.store.htlcs() {
+				let Some(at) = parse_htlc_key(&key) else { continue };
+				if in_channels.contains(&at) {
+					seen.insert(key);
+					continue;
+				}
+				let gone = seen.remove(&key)
+					|| now >= htlc.recorded_secs.saturating_add(UNSEEN_GRACE_SECS);
+				if !gone {
+					continue;
+				}
+				if htlc.bucket.is_none() {
+					if let Some(failure) = htlc.failure_sent {
+						self.remember_failure(htlc.payment_hash, failure);
+					}
+					if let Err(e) = self.store.remove_htlc(&key) {
+						log_error!(self.logger, "Cannot prune HTLC record {key}: {e}");
+					}
+				} else if !htlc.resolved {
+					self.store.update_htlc_deferred(&key, |h| h.resolved = true);
+				}
+			}
+		}
+		let mut empty = self.empty.lock().unwrap_or_else(|p| p.into_inner());
+		for (id, bucket) in self.store.buckets() {
+			let htlcs = self.store.htlcs_of(&id);
+			if htlcs.iter().any(|(_, h)| !h.resolved) {
+				empty.remove(&id);
+				continue;
+			}
+			let over = match bucket.state {
+				BucketState::Claimed { .. } | BucketState::Failed { .. } => true,
+				// Created by an HTLC whose record is about to be written:
+				// only a second pass that finds none forgets it.
+				BucketState::Receiving | BucketState::Held { .. } if htlcs.is_empty() => {
+					!empty.insert(id)
+				},
+				// LDK failed every part by itself.
+				BucketState::Receiving | BucketState::Held { .. } => true,
+				BucketState::Sending { .. } => false,
+			};
+			if !over {
+				continue;
+			}
+			empty.remove(&id);
+			for (_, htlc) in &htlcs {
+				if let Some(failure) = &htlc.failure_sent {
+					self.remember_failure(htlc.payment_hash, failure.clone());
+				}
+			}
+			let summary = self.summary(&id, &bucket);
+			if let Err(e) = self.store.remove_bucket(&id) {
+				log_error!(
+					self.logger,
+					"Cannot prune trampoline bucket {}: {e}",
+					summary.payment_hash
+				);
+				continue;
+			}
+			let mut history = self.history();
+			match summary.state {
+				BucketStage::Relayed => {
+					history.relayed += 1;
+					history.relayed_in_msat =
+						history.relayed_in_msat.saturating_add(summary.outer_total_msat);
+				},
+				_ => history.failed += 1,
+			}
+			let summary = BucketSummary {
+				state: match summary.state {
+					BucketStage::Relayed => BucketStage::Relayed,
+					_ => BucketStage::Failed,
+				},
+				..summary
+			};
+			history.settled.push_back(summary);
+			if history.settled.len() > HISTORY_LEN {
+				history.settled.pop_front();
+			}
+		}
+	}
+
+	fn remember_failure(&self, payment_hash: [u8; 32], failure: Vec<u8>) {
+		let mut history = self.history();
+		history.failures.push_back((payment_hash, failure));
+		if history.failures.len() > HISTORY_LEN {
+			history.failures.pop_front();
+		}
+	}
+
+	fn summary(&self, id: &BucketId, bucket: &BucketRecord) -> BucketSummary {
+		BucketSummary {
+			payment_hash: PaymentHash(bucket.payment_hash),
+			parts: self.store.htlcs_of(id).len(),
+			outer_total_msat: bucket.outer_total_msat,
+			state: match bucket.state {
+				BucketState::Receiving => BucketStage::Receiving,
+				BucketState::Held { .. } => BucketStage::Held,
+				BucketState::Sending { .. } => BucketStage::Sending,
+				BucketState::Claimed { .. } => BucketStage::Relayed,
+				BucketState::Failed { .. } => BucketStage::Failed,
+			},
+		}
 	}
 
 	/// Records that `peer` connected (`true`) or disconnected.
@@ -114,9 +343,18 @@ impl RelayCore {
 		&self.policy
 	}
 
-	/// Counts of the buckets this node has seen, by state (operator visibility).
+	/// Counts of the buckets this node has seen, by state (operator
+	/// visibility): the live ones, and the settled ones pruned since start.
 	pub fn stats(&self) -> RelayStats {
-		let mut stats = RelayStats::default();
+		let mut stats = {
+			let history = self.history();
+			RelayStats {
+				relayed: history.relayed,
+				failed: history.failed,
+				relayed_in_msat: history.relayed_in_msat,
+				..RelayStats::default()
+			}
+		};
 		for (_, bucket) in self.store.buckets() {
 			match bucket.state {
 				BucketState::Receiving => stats.receiving += 1,
@@ -124,7 +362,8 @@ impl RelayCore {
 				BucketState::Sending { .. } => stats.sending += 1,
 				BucketState::Claimed { .. } => {
 					stats.relayed += 1;
-					stats.relayed_in_msat += bucket.outer_total_msat;
+					stats.relayed_in_msat =
+						stats.relayed_in_msat.saturating_add(bucket.outer_total_msat);
 				},
 				BucketState::Failed { .. } => stats.failed += 1,
 			}
@@ -133,24 +372,12 @@ impl RelayCore {
 	}
 
 	/// Every bucket (incoming trampoline payment, possibly multi-part), for
-	/// operators: its parts so far and where it stands.
+	/// operators: its parts so far and where it stands; the settled ones
+	/// whose records were pruned (the latest thousand) first.
 	pub fn buckets(&self) -> Vec<BucketSummary> {
-		self.store
-			.buckets()
-			.into_iter()
-			.map(|(id, bucket)| BucketSummary {
-				payment_hash: PaymentHash(bucket.payment_hash),
-				parts: self.store.htlcs_of(&id).len(),
-				outer_total_msat: bucket.outer_total_msat,
-				state: match bucket.state {
-					BucketState::Receiving => BucketStage::Receiving,
-					BucketState::Held { .. } => BucketStage::Held,
-					BucketState::Sending { .. } => BucketStage::Sending,
-					BucketState::Claimed { .. } => BucketStage::Relayed,
-					BucketState::Failed { .. } => BucketStage::Failed,
-				},
-			})
-			.collect()
+		let mut buckets: Vec<BucketSummary> = self.history().settled.iter().cloned().collect();
+		buckets.extend(self.store.buckets().iter().map(|(id, bucket)| self.summary(id, bucket)));
+		buckets
 	}
 
 	/// The buckets held for an offline next node, oldest first (operators:
@@ -192,12 +419,15 @@ impl RelayCore {
 	/// The failures this node put on the wire for HTLCs of `payment_hash`, in
 	/// no particular order (operator visibility; tests assert on them).
 	pub fn failures_sent(&self, payment_hash: &PaymentHash) -> Vec<FailureMessage> {
-		self.store
-			.failures_sent()
-			.into_iter()
-			.filter(|(_, h)| h.payment_hash == payment_hash.0)
-			.filter_map(|(_, h)| FailureMessage::decode(h.failure_sent.as_deref()?).ok())
-			.collect()
+		let mut sent: Vec<Vec<u8>> = self
+			.history()
+			.failures
+			.iter()
+			.filter(|(hash, _)| *hash == payment_hash.0)
+			.map(|(_, failure)| failure.clone())
+			.collect();
+		sent.extend(self.store.failures_sent(&payment_hash.0));
+		sent.iter().filter_map(|bytes| FailureMessage::decode(bytes).ok()).collect()
 	}
 }
 
@@ -302,12 +532,14 @@ where
 	/// handler passes everything through and there is no relay. `sender` is
 	/// the state the channel manager's [`crate::sender::TrampolineRouter`]
 	/// was given (create it with `SenderState::default()` before the channel
-	/// manager). `hold`, if the node holds HTLCs for often-offline payers,
-	/// is shown every `update_add_htlc` flagged `hold_htlc`.
+	/// manager). `limits` bound what payers may have in flight and held.
+	/// `hold`, if the node holds HTLCs for often-offline payers, is shown
+	/// every `update_add_htlc` flagged `hold_htlc`.
+	#[allow(clippy::too_many_arguments)]
 	pub fn new(
 		channel_manager: CM, signer: Arc<dyn NodeSigner + Send + Sync>,
 		kv: Arc<dyn KVStoreSync + Send + Sync>, policy: Option<TrampolinePolicy>,
-		sender: Arc<SenderState>, hold: Option<Arc<HtlcHold>>,
+		limits: RelayLimits, sender: Arc<SenderState>, hold: Option<Arc<HtlcHold>>,
 		logger: Arc<dyn Logger + Send + Sync>,
 	) -> Result<Self, RelayError> {
 		let Some(policy) = policy else {
@@ -315,7 +547,7 @@ where
 				TrampolineHandler::new(channel_manager, None, Some(Arc::clone(&sender)), hold);
 			return Ok(Self { handler: Arc::new(handler), relay: None, sender });
 		};
-		let core = Arc::new(RelayCore::new(signer, kv, policy, logger)?);
+		let core = Arc::new(RelayCore::new(signer, kv, policy, limits, logger)?);
 		let handler = TrampolineHandler::new(
 			channel_manager.clone(),
 			Some(Arc::clone(&core)),
