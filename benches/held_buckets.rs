@@ -8,8 +8,7 @@
 //! `FilesystemStore` in a temporary directory; memory is counted by a
 //! global allocator wrapper.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -28,30 +27,9 @@ use lightning_persister::fs_store::FilesystemStore;
 mod disk;
 use disk::disk_usage;
 
-/// The system allocator, counting the bytes it holds.
-struct Counting;
-
-static HELD_BYTES: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-	unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-		HELD_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-		unsafe { System.alloc(layout) }
-	}
-	unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-		HELD_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-		unsafe { System.dealloc(ptr, layout) }
-	}
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-fn id(i: u64, tag: u8) -> [u8; 32] {
-	let mut id = [tag; 32];
-	id[..8].copy_from_slice(&i.to_be_bytes());
-	id
-}
+#[path = "common/counting.rs"]
+mod counting;
+use counting::{id, HELD_BYTES};
 
 fn main() {
 	let n: u64 = std::env::var("HELD_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
@@ -94,6 +72,8 @@ fn held_buckets(n: u64) {
 			payment_id: None,
 			claim_deadline: Some(861),
 			superseded: false,
+			retry_until: None,
+			retries_stopped: false,
 			state: BucketState::Held {
 				amount_msat: 10_011_000,
 				since_secs: 1_800_000_000,

@@ -12,8 +12,6 @@
 //! written and synced before the HTLC goes on). `cargo bench` prints the
 //! ratios after criterion's report.
 
-use lightning::io;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -41,36 +39,13 @@ use lightning_persister::fs_store::FilesystemStore;
 const HEIGHT: u32 = 1_000;
 const AMOUNT_MSAT: u64 = 50_000_000;
 
+#[path = "common/memory_kv.rs"]
+mod memory_kv;
+use memory_kv::MemoryStore;
+
 struct NoLogger;
 impl Logger for NoLogger {
 	fn log(&self, _: Record) {}
-}
-
-/// A KV store in memory.
-#[derive(Default)]
-struct MemoryStore(Mutex<HashMap<(String, String, String), Vec<u8>>>);
-
-impl KVStoreSync for MemoryStore {
-	fn read(&self, p: &str, s: &str, k: &str) -> Result<Vec<u8>, io::Error> {
-		let map = self.0.lock().unwrap();
-		let value = map.get(&(p.to_string(), s.to_string(), k.to_string()));
-		value.cloned().ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
-	}
-
-	fn write(&self, p: &str, s: &str, k: &str, buf: Vec<u8>) -> Result<(), io::Error> {
-		self.0.lock().unwrap().insert((p.to_string(), s.to_string(), k.to_string()), buf);
-		Ok(())
-	}
-
-	fn remove(&self, p: &str, s: &str, k: &str, _lazy: bool) -> Result<(), io::Error> {
-		self.0.lock().unwrap().remove(&(p.to_string(), s.to_string(), k.to_string()));
-		Ok(())
-	}
-
-	fn list(&self, p: &str, s: &str) -> Result<Vec<String>, io::Error> {
-		let map = self.0.lock().unwrap();
-		Ok(map.keys().filter(|(kp, ks, _)| kp == p && ks == s).map(|(_, _, k)| k.clone()).collect())
-	}
 }
 
 /// The trampoline node without a channel manager: what

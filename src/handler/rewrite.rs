@@ -365,6 +365,8 @@ fn decide<N: InboundNode + ?Sized>(
 		state: BucketState::Receiving,
 		claim_deadline: None,
 		superseded: false,
+		retry_until: None,
+		retries_stopped: false,
 	};
 	let stored = core.store.update_or_create_bucket(
 		&id,

@@ -340,14 +340,20 @@ where
 	) -> HookOutcome {
 		let cm = self.cm.get_cm();
 		let payment_hash = PaymentHash(bucket.payment_hash);
-		let RelayPlan { final_cltv_delta, max_total_cltv_expiry_delta, max_routing_fee_msat } =
-			plan;
+		let RelayPlan {
+			final_cltv_delta,
+			max_total_cltv_expiry_delta,
+			max_routing_fee_msat,
+			retry_until_height,
+		} = plan;
 		let payment_id = PaymentId(self.core.derive(b"payment", &[id]));
 
 		// Recorded before sending: a restart finds the payment by this id.
 		let stored = self.core.store.update_bucket(id, |b| {
 			b.state = BucketState::Sending { payment_id: payment_id.0 };
 			b.payment_id = Some(payment_id.0);
+			b.retry_until = Some(retry_until_height);
+			b.retries_stopped = false;
 		});
 		if stored.is_err() {
 			return HookOutcome::Replay;
@@ -502,10 +508,36 @@ where
 	/// pruned, deferred writes flushed.
 	pub fn tick(&self) {
 		self.poll_held();
+		self.stop_late_retries();
 		let channels = self.cm.get_cm().list_channels();
 		self.core.prune(&channels);
 		if let Err(e) = self.core.store.flush() {
 			log_error!(self.core.logger, "Cannot write the relay's deferred records: {e}");
+		}
+	}
+
+	/// Tells LDK to stop retrying each outgoing payment from the block at
+	/// which a new attempt could expire after its bucket's claim bound
+	/// (`retry_until`: LDK measures the route's CLTV limit from the height of
+	/// each attempt). Parts in flight may still succeed; once they have all
+	/// failed, LDK reports the payment failed and the bucket is failed back.
+	/// One block early: a retry that LDK makes between a block and this
+	/// tick still ends within the claim bound.
+	fn stop_late_retries(&self) {
+		let cm = self.cm.get_cm();
+		let height = cm.current_best_block().height;
+		for (id, bucket) in self.core.store.sending_buckets() {
+			let BucketState::Sending { payment_id } = bucket.state else { continue };
+			let late = bucket.retry_until.is_some_and(|until| height >= until);
+			if late && !bucket.retries_stopped {
+				log_info!(
+					self.core.logger,
+					"Trampoline {}: no more attempts from height {height} (claim bound)",
+					PaymentHash(bucket.payment_hash)
+				);
+				cm.abandon_payment(PaymentId(payment_id));
+				self.core.store.update_bucket_deferred(&id, |b| b.retries_stopped = true);
+			}
 		}
 	}
 

@@ -137,6 +137,12 @@ impl RelayCore {
 		self.history.lock().unwrap_or_else(|p| p.into_inner())
 	}
 
+	/// The relay's records. Reading them is safe; writing them bypasses the
+	/// relay's rules (benches and tests only).
+	pub fn store(&self) -> &RelayStore {
+		&self.store
+	}
+
 	/// The relay's limits.
 	pub fn limits(&self) -> &RelayLimits {
 		&self.limits
@@ -199,7 +205,10 @@ impl RelayCore {
 	/// the operators' history. A bucket still sending is kept whatever its
 	/// HTLCs do. Costs in proportion to the records kept, which this keeps to
 	/// the live ones.
-	pub(crate) fn prune(&self, channels: &[ChannelDetails]) {
+	///
+	/// [`TrampolineRelay::tick`] calls it with the channel manager's
+	/// `list_channels()`; a node that runs its own loop may call it instead.
+	pub fn prune(&self, channels: &[ChannelDetails]) {
 		let in_channels: HashSet<(ChannelId, u64)> = channels
 			.iter()
 			.flat_map(|c| c.pending_inbound_htlcs.iter().map(|h| (c.channel_id, h.htlc_id)))

@@ -196,6 +196,11 @@ pub(crate) struct RelayPlan {
 	/// The most the outgoing route may spend in fees: the payer's surplus
 	/// beyond our fee.
 	pub max_routing_fee_msat: u64,
+	/// The last height at which an attempt (LDK's retries included) may
+	/// still be made: LDK applies `max_total_cltv_expiry_delta` to the
+	/// height of each attempt, so one made later could expire after the
+	/// claim bound.
+	pub retry_until_height: u32,
 }
 
 /// What to do with a complete bucket.
@@ -275,6 +280,7 @@ pub(crate) fn decide_relay(input: &RelayInputs<'_>) -> RelayDecision {
 		final_cltv_delta,
 		max_total_cltv_expiry_delta,
 		max_routing_fee_msat,
+		retry_until_height: claim_bound - max_total_cltv_expiry_delta,
 	})
 }
 
@@ -305,6 +311,8 @@ mod tests {
 			state,
 			claim_deadline: None,
 			superseded: false,
+			retry_until: None,
+			retries_stopped: false,
 		}
 	}
 
@@ -458,6 +466,10 @@ mod tests {
 		assert_eq!(plan.max_routing_fee_msat, 0);
 		// 300 - 144 from the policy; the claim bound (300 - 39 - 12) is later.
 		assert_eq!(plan.max_total_cltv_expiry_delta, 156);
+		// Attempts may go on while a fresh route from that height still ends
+		// at the claim bound: 93 blocks (144 - 39 - 12).
+		assert_eq!(plan.retry_until_height, HEIGHT + 93);
+		assert!(plan.retry_until_height + plan.max_total_cltv_expiry_delta <= HEIGHT + 249);
 	}
 
 	#[test]
@@ -468,6 +480,8 @@ mod tests {
 		let early = RelayInputs { claim_deadline: HEIGHT + 130, ..input(&policy, &limits, &state) };
 		let RelayDecision::Relay(plan) = decide_relay(&early) else { panic!("relayed") };
 		assert_eq!(plan.max_total_cltv_expiry_delta, 130 - CLAIM_SAFETY_BLOCKS);
+		// The route takes all the room: no attempt after this block.
+		assert_eq!(plan.retry_until_height, HEIGHT);
 		// No room even for the final hop: the payer must offer more.
 		let late = RelayInputs { claim_deadline: HEIGHT + 112, ..input(&policy, &limits, &state) };
 		assert_eq!(decide_relay(&late), RelayDecision::Fail(policy.insufficient()));

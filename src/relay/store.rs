@@ -177,6 +177,15 @@ pub struct BucketRecord {
 	/// may be done for it again.
 	#[serde(default)]
 	pub superseded: bool,
+	/// The last height at which LDK may still retry the outgoing payment:
+	/// its route limit is relative to the height of each attempt, so an
+	/// attempt after this height could expire after the claim bound. The
+	/// relay stops LDK's retries from there on.
+	#[serde(default, skip_serializing_if = "Option::is_none")]
+	pub retry_until: Option<u32>,
+	/// LDK was told to stop retrying the outgoing payment.
+	#[serde(default)]
+	pub retries_stopped: bool,
 }
 
 /// The key of an HTLC record.
@@ -497,6 +506,18 @@ impl RelayStore {
 		cache.held.iter().filter_map(|id| Some((*id, cache.buckets.get(id)?.clone()))).collect()
 	}
 
+	/// The buckets whose outgoing payment is under way (live records only:
+	/// settled ones are pruned).
+	pub fn sending_buckets(&self) -> Vec<(BucketId, BucketRecord)> {
+		let cache = self.lock();
+		cache
+			.buckets
+			.iter()
+			.filter(|(_, b)| matches!(b.state, BucketState::Sending { .. }))
+			.map(|(id, b)| (*id, b.clone()))
+			.collect()
+	}
+
 	/// Writes a bucket record (durably; nothing is written if unchanged).
 	pub fn put_bucket(&self, id: &BucketId, record: BucketRecord) -> Result<(), StoreError> {
 		self.update_or_create_bucket(id, || Some(record.clone()), |b| *b = record.clone())
@@ -618,6 +639,8 @@ mod tests {
 			state: BucketState::Receiving,
 			claim_deadline: None,
 			superseded: false,
+			retry_until: None,
+			retries_stopped: false,
 		}
 	}
 
@@ -667,7 +690,13 @@ mod tests {
 					let record = store
 						.update_or_create_bucket(
 							&id,
-							|| Some(BucketRecord { ldk_secret: [i; 32], ..bucket(1) }),
+							|| {
+								Some(BucketRecord {
+									ldk_secret: [i; 32],
+									min_incoming_cltv: 400 + u32::from(i),
+									..bucket(1)
+								})
+							},
 							|b| b.min_incoming_cltv = b.min_incoming_cltv.min(400 + u32::from(i)),
 						)
 						.expect("store")
