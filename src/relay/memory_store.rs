@@ -1,11 +1,13 @@
-//! A `KVStoreSync` in memory for the relay's unit tests, whose writes can be
-//! made to fail.
+//! Test support for the relay's unit tests: a `KVStoreSync` in memory whose
+//! writes can be made to fail, and record fixtures.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use lightning::io;
+
+use super::store::{BucketId, BucketRecord, BucketState, HtlcRecord};
 use lightning::util::persist::KVStoreSync;
 
 type Key = (String, String, String);
@@ -57,5 +59,42 @@ impl KVStoreSync for MemoryStore {
 			.filter(|(kp, ks, _)| kp == p && ks == s)
 			.map(|(_, _, k)| k.clone())
 			.collect())
+	}
+}
+
+/// A receiving bucket of payment hash `[hash; 32]`.
+pub(crate) fn bucket(hash: u8) -> BucketRecord {
+	BucketRecord {
+		payment_hash: [hash; 32],
+		outer_secret: [1; 32],
+		outer_total_msat: 1000,
+		ldk_secret: [2; 32],
+		min_incoming_cltv: 500,
+		trampoline_payload: vec![0],
+		next_packet: None,
+		payment_id: None,
+		state: BucketState::Receiving,
+		claim_deadline: None,
+		superseded: false,
+		retry_until: None,
+		retries_stopped: false,
+	}
+}
+
+/// An unresolved HTLC record of `peer`, recorded long ago.
+pub(crate) fn htlc(bucket: Option<BucketId>, peer: &str, amount_msat: u64) -> HtlcRecord {
+	HtlcRecord {
+		payment_hash: [9; 32],
+		bucket,
+		outer_shared_secret: [0; 32],
+		trampoline_shared_secret: None,
+		rewrite_shared_secret: [0; 32],
+		reject: None,
+		failure_sent: None,
+		peer: peer.to_string(),
+		amount_msat,
+		cltv_expiry: 600,
+		recorded_secs: 0,
+		resolved: false,
 	}
 }

@@ -14,6 +14,8 @@ pub(crate) mod memory_store;
 pub mod policy;
 pub(crate) mod rules;
 pub mod store;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ops::Deref;

@@ -617,48 +617,13 @@ impl RelayStore {
 #[cfg(test)]
 mod tests {
 	use super::*;
-	use crate::relay::memory_store::MemoryStore;
+	use crate::relay::memory_store::{bucket, htlc, MemoryStore};
 
 	fn store() -> (Arc<MemoryStore>, RelayStore) {
 		let kv = Arc::new(MemoryStore::default());
 		let store =
 			RelayStore::load(Arc::clone(&kv) as Arc<dyn KVStoreSync + Send + Sync>).expect("store");
 		(kv, store)
-	}
-
-	fn bucket(hash: u8) -> BucketRecord {
-		BucketRecord {
-			payment_hash: [hash; 32],
-			outer_secret: [1; 32],
-			outer_total_msat: 1000,
-			ldk_secret: [2; 32],
-			min_incoming_cltv: 500,
-			trampoline_payload: vec![0],
-			next_packet: None,
-			payment_id: None,
-			state: BucketState::Receiving,
-			claim_deadline: None,
-			superseded: false,
-			retry_until: None,
-			retries_stopped: false,
-		}
-	}
-
-	fn htlc(bucket: Option<BucketId>, peer: &str, amount_msat: u64) -> HtlcRecord {
-		HtlcRecord {
-			payment_hash: [9; 32],
-			bucket,
-			outer_shared_secret: [0; 32],
-			trampoline_shared_secret: None,
-			rewrite_shared_secret: [0; 32],
-			reject: None,
-			failure_sent: None,
-			peer: peer.to_string(),
-			amount_msat,
-			cltv_expiry: 600,
-			recorded_secs: 0,
-			resolved: false,
-		}
 	}
 
 	fn written(kv: &MemoryStore, secondary: &str) -> usize {
