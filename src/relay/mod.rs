@@ -86,6 +86,15 @@ struct History {
 	relayed_in_msat: u64,
 }
 
+impl History {
+	fn remember_failure(&mut self, payment_hash: [u8; 32], failure: Vec<u8>) {
+		self.failures.push_back((payment_hash, failure));
+		if self.failures.len() > HISTORY_LEN {
+			self.failures.pop_front();
+		}
+	}
+}
+
 /// State shared by the message handler and the event hook.
 pub struct RelayCore {
 	pub(crate) store: RelayStore,
@@ -230,11 +239,13 @@ impl RelayCore {
 					continue;
 				}
 				if htlc.bucket.is_none() {
-					if let Some(failure) = htlc.failure_sent {
-						self.remember_failure(htlc.payment_hash, failure);
-					}
+					// Under the history lock: a reader sees the failure in
+					// the store or in the history, never in both.
+					let mut history = self.history();
 					if let Err(e) = self.store.remove_htlc(&key) {
 						log_error!(self.logger, "Cannot prune HTLC record {key}: {e}");
+					} else if let Some(failure) = htlc.failure_sent {
+						history.remember_failure(htlc.payment_hash, failure);
 					}
 				} else if !htlc.resolved {
 					self.store.update_htlc_deferred(&key, |h| h.resolved = true);
@@ -263,12 +274,10 @@ impl RelayCore {
 				continue;
 			}
 			empty.remove(&id);
-			for (_, htlc) in &htlcs {
-				if let Some(failure) = &htlc.failure_sent {
-					self.remember_failure(htlc.payment_hash, failure.clone());
-				}
-			}
 			let summary = self.summary(&id, &bucket);
+			// Under the history lock: a reader sees the bucket and its
+			// failures in the store or in the history, never in both.
+			let mut history = self.history();
 			if let Err(e) = self.store.remove_bucket(&id) {
 				log_error!(
 					self.logger,
@@ -277,7 +286,11 @@ impl RelayCore {
 				);
 				continue;
 			}
-			let mut history = self.history();
+			for (_, htlc) in &htlcs {
+				if let Some(failure) = &htlc.failure_sent {
+					history.remember_failure(htlc.payment_hash, failure.clone());
+				}
+			}
 			match summary.state {
 				BucketStage::Relayed => {
 					history.relayed += 1;
@@ -297,14 +310,6 @@ impl RelayCore {
 			if history.settled.len() > HISTORY_LEN {
 				history.settled.pop_front();
 			}
-		}
-	}
-
-	fn remember_failure(&self, payment_hash: [u8; 32], failure: Vec<u8>) {
-		let mut history = self.history();
-		history.failures.push_back((payment_hash, failure));
-		if history.failures.len() > HISTORY_LEN {
-			history.failures.pop_front();
 		}
 	}
 
@@ -357,14 +362,14 @@ impl RelayCore {
 	/// Counts of the buckets this node has seen, by state (operator
 	/// visibility): the live ones, and the settled ones pruned since start.
 	pub fn stats(&self) -> RelayStats {
-		let mut stats = {
-			let history = self.history();
-			RelayStats {
-				relayed: history.relayed,
-				failed: history.failed,
-				relayed_in_msat: history.relayed_in_msat,
-				..RelayStats::default()
-			}
+		// The history lock is held while the store is read: pruning moves a
+		// bucket from one to the other under it.
+		let history = self.history();
+		let mut stats = RelayStats {
+			relayed: history.relayed,
+			failed: history.failed,
+			relayed_in_msat: history.relayed_in_msat,
+			..RelayStats::default()
 		};
 		for (_, bucket) in self.store.buckets() {
 			match bucket.state {
@@ -386,7 +391,8 @@ impl RelayCore {
 	/// operators: its parts so far and where it stands; the settled ones
 	/// whose records were pruned (the latest thousand) first.
 	pub fn buckets(&self) -> Vec<BucketSummary> {
-		let mut buckets: Vec<BucketSummary> = self.history().settled.iter().cloned().collect();
+		let history = self.history();
+		let mut buckets: Vec<BucketSummary> = history.settled.iter().cloned().collect();
 		buckets.extend(self.store.buckets().iter().map(|(id, bucket)| self.summary(id, bucket)));
 		buckets
 	}
@@ -430,8 +436,8 @@ impl RelayCore {
 	/// The failures this node put on the wire for HTLCs of `payment_hash`, in
 	/// no particular order (operator visibility; tests assert on them).
 	pub fn failures_sent(&self, payment_hash: &PaymentHash) -> Vec<FailureMessage> {
-		let mut sent: Vec<Vec<u8>> = self
-			.history()
+		let history = self.history();
+		let mut sent: Vec<Vec<u8>> = history
 			.failures
 			.iter()
 			.filter(|(hash, _)| *hash == payment_hash.0)
