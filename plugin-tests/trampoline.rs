@@ -1374,3 +1374,63 @@ async fn trampoline_holds_for_an_offline_recipient() {
 	wait_lightning_balance(&wallet, before.0 - (AMOUNT_MSAT + fee) / 1000).await;
 	wait_lightning_balance(&trampoline, before.1 + fee / 1000).await;
 }
+
+/// A payer that flags `async_payment` toward a node id nobody knows (to tie
+/// up T's inbound liquidity until the CLTV deadline) gets at most
+/// `max_held_per_peer` payments held: the next is failed back at once with
+/// temporary_trampoline_failure; the held one is failed back at its
+/// deadline; nothing moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn async_payment_holds_are_bounded_per_payer() {
+	use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
+	let Network { mut net, wallet, trampoline, recipient, policy } =
+		network_configured(false, |config| config.trampoline_limits.max_held_per_peer = 1).await;
+	let before = (wallet.balances().lightning_sat, trampoline.balances().lightning_sat);
+	let nobody =
+		PublicKey::from_secret_key(&Secp256k1::new(), &SecretKey::from_slice(&[0x42; 32]).unwrap());
+	let route = [
+		TrampolineRouteHop {
+			node_id: trampoline.node_id(),
+			fee_msat: policy.fee_msat(AMOUNT_MSAT),
+			cltv_expiry_delta: policy.cltv_expiry_delta,
+			async_payment: false,
+		},
+		TrampolineRouteHop {
+			node_id: nobody,
+			fee_msat: 0,
+			cltv_expiry_delta: 144,
+			async_payment: true,
+		},
+	];
+	let first = recipient_invoice(&recipient, AMOUNT_MSAT);
+	let first_id = wallet.pay_invoice_via_trampolines(&first, &route).expect("pay");
+	wait_bucket(&trampoline, hash_of(&first), BucketStage::Held).await;
+
+	let second = recipient_invoice(&recipient, AMOUNT_MSAT);
+	let second_id = wallet.pay_invoice_via_trampolines(&second, &route).expect("pay");
+	let failed = wallet.wait_for_payment(second_id, DEADLINE).await.expect("outcome");
+	assert!(matches!(failed.status, PaymentStatus::Failed { .. }), "{failed:?}");
+	let refused = TrampolineFailure {
+		hop: FailingHop::Trampoline(0),
+		message: FailureMessage::TemporaryTrampolineFailure,
+	};
+	assert_eq!(wallet.trampoline_failure(&hash_of(&second)), Some(refused.clone()));
+	let core = trampoline.trampoline().expect("relay on").core();
+	let held = core.held();
+	assert_eq!(held.len(), 1, "{held:?}");
+	assert_eq!(held[0].payment_hash, hash_of(&first).to_string());
+	assert_eq!(wallet.payment(&first_id).expect("record").status, PaymentStatus::Pending);
+
+	// At its deadline the held one is failed back too.
+	let blocks = held[0].deadline_height.saturating_sub(trampoline.best_block_height()) + 1;
+	net.mine(blocks).await.expect("mine");
+	let failed = wallet.wait_for_payment(first_id, DEADLINE).await.expect("outcome");
+	assert!(matches!(failed.status, PaymentStatus::Failed { .. }), "{failed:?}");
+	assert_eq!(wallet.trampoline_failure(&hash_of(&first)), Some(refused));
+	for node in [&wallet, &trampoline] {
+		wait_no_htlcs(node).await;
+	}
+	wait_lightning_balance(&wallet, before.0).await;
+	wait_lightning_balance(&trampoline, before.1).await;
+	assert_eq!(core.stats().held, 0);
+}
