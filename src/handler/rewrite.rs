@@ -60,7 +60,8 @@ impl<C: AChannelManager + ?Sized> InboundNode for C {
 		self.get_cm()
 			.list_channels_with_counterparty(peer)
 			.iter()
-			.any(|channel| channel.channel_id == *channel_id)
+			// Ready: LDK closes an unfunded or pending channel an add comes on.
+			.any(|channel| channel.channel_id == *channel_id && channel.is_channel_ready)
 	}
 
 	fn has_inbound_htlc(&self, peer: &PublicKey, channel_id: &ChannelId, htlc_id: u64) -> bool {
@@ -124,34 +125,21 @@ pub(super) fn rewrite_add<N: InboundNode + ?Sized>(
 	let outer_ss = outer.shared_secret;
 	let key = htlc_key(&msg.channel_id, msg.htlc_id);
 	let peer_hex = peer.to_string();
-	let known = match core.store.htlc(&key) {
-		Some(old)
-			if old.payment_hash == msg.payment_hash.0
-				&& old.outer_shared_secret == outer_ss.secret_bytes()
-				&& old.amount_msat == msg.amount_msat
-				&& old.cltv_expiry == msg.cltv_expiry
-				&& old.peer == peer_hex =>
-		{
-			// A retransmission: rewritten to the same bytes as before.
-			Some(old)
-		},
-		Some(_) if node.has_inbound_htlc(peer, &msg.channel_id, msg.htlc_id) => {
-			// Another add under an id LDK holds: a protocol violation LDK
-			// rejects; the committed record is never rewritten.
+	// LDK accepts one add per HTLC id: a record under this id is either the
+	// committed HTLC LDK holds (and this add is a protocol violation LDK
+	// rejects; the record is never rewritten), or an add a disconnection
+	// dropped before commitment, whose record is stale: this add (a
+	// retransmission or another one) is judged afresh, admission included.
+	if core.store.htlc(&key).is_some() {
+		if node.has_inbound_htlc(peer, &msg.channel_id, msg.htlc_id) {
 			log_error!(core.logger, "Peer {peer} sent another add under HTLC id {key}");
 			return None;
-		},
-		Some(_) => {
-			// The earlier add under this id was dropped before it was
-			// committed (a disconnection): this one is judged afresh.
-			if let Err(e) = core.store.remove_htlc(&key) {
-				log_error!(core.logger, "Cannot forget the stale HTLC record {key}: {e}");
-				return None;
-			}
-			None
-		},
-		None => None,
-	};
+		}
+		if let Err(e) = core.store.remove_htlc(&key) {
+			log_error!(core.logger, "Cannot forget the stale HTLC record {key}: {e}");
+			return None;
+		}
+	}
 
 	let htlc = HtlcFacts { amount_msat: msg.amount_msat, cltv_expiry: msg.cltv_expiry };
 	let outer_facts = |total_msat| OuterFacts { amt_to_forward, outgoing_cltv_value, total_msat };
@@ -163,14 +151,7 @@ pub(super) fn rewrite_add<N: InboundNode + ?Sized>(
 			match TrampolinePayload::decode(&inner.payload) {
 				Err(e) => Decision::Reject { failure: e.to_failure() },
 				Ok(TrampolinePayload { hop, .. }) => {
-					let context = Context {
-						core,
-						node,
-						msg,
-						key: &key,
-						peer: &peer_hex,
-						known: known.is_some(),
-					};
+					let context = Context { core, node, msg, key: &key, peer: &peer_hex };
 					decide(&context, hop, &inner, htlc, outer_facts, payment_data)
 				},
 			}
@@ -238,12 +219,12 @@ pub(super) fn rewrite_add<N: InboundNode + ?Sized>(
 		trampoline_shared_secret: trampoline_ss.map(|s: SharedSecret| s.secret_bytes()),
 		rewrite_shared_secret: built.shared_secrets[0].secret_bytes(),
 		reject,
-		failure_sent: known.as_ref().and_then(|h| h.failure_sent.clone()),
+		failure_sent: None,
 		peer: peer_hex,
 		amount_msat: msg.amount_msat,
 		cltv_expiry: msg.cltv_expiry,
-		recorded_secs: known.as_ref().map_or_else(now_secs, |h| h.recorded_secs),
-		resolved: known.as_ref().is_some_and(|h| h.resolved),
+		recorded_secs: now_secs(),
+		resolved: false,
 	};
 	if let Err(e) = core.store.put_htlc(&key, record) {
 		log_error!(core.logger, "Cannot record trampoline HTLC {key}, leaving it to LDK: {e}");
@@ -262,8 +243,6 @@ struct Context<'a, N: ?Sized> {
 	key: &'a str,
 	/// The offering peer, hex.
 	peer: &'a str,
-	/// A retransmission of an HTLC already recorded.
-	known: bool,
 }
 
 fn decide<N: InboundNode + ?Sized>(
@@ -313,25 +292,26 @@ fn decide<N: InboundNode + ?Sized>(
 
 	let payment_hash = PaymentHash(msg.payment_hash.0);
 	let id = bucket_id(&payment_hash, &payment_data.payment_secret);
+	// Admission, superseding and creation are one step per payment hash: two
+	// buckets of one hash arriving at once cannot both be admitted.
+	let _hash = core.store.lock_payment_hash(&payment_hash.0);
 	let existing = core.store.bucket(&id);
 	let others: Vec<_> =
 		core.store.buckets_of_hash(&payment_hash.0).into_iter().filter(|(b, _)| *b != id).collect();
-	if !cx.known {
-		let other_live = others.iter().any(|(other, bucket)| {
-			let unresolved = core.store.htlcs_of(other).iter().filter(|(_, h)| !h.resolved).count();
-			rules::is_live(bucket, unresolved)
-		});
-		let load = core.store.peer_load(cx.peer);
-		if let Err(failure) = rules::admit_to_bucket(
-			&id,
-			existing.as_ref(),
-			other_live,
-			&load,
-			msg.amount_msat,
-			&core.limits,
-		) {
-			return Decision::Reject { failure };
-		}
+	let other_live = others.iter().any(|(other, bucket)| {
+		let unresolved = core.store.htlcs_of(other).iter().filter(|(_, h)| !h.resolved).count();
+		rules::is_live(bucket, unresolved)
+	});
+	let load = core.store.peer_load(cx.peer);
+	if let Err(failure) = rules::admit_to_bucket(
+		&id,
+		existing.as_ref(),
+		other_live,
+		&load,
+		msg.amount_msat,
+		&core.limits,
+	) {
+		return Decision::Reject { failure };
 	}
 	let ldk_secret = match &existing {
 		Some(bucket) => PaymentSecret(bucket.ldk_secret),

@@ -14,7 +14,8 @@ use lightning::blinded_path::payment::BlindedPaymentPath;
 use lightning::blinded_path::IntroductionNode;
 use lightning::events::{Event, PaymentFailureReason, PaymentPurpose};
 use lightning::ln::channelmanager::{
-	AChannelManager, FailureCode, PaymentId, RecipientOnionFields, Retry, RetryableSendFailure,
+	AChannelManager, FailureCode, PaymentId, RecentPaymentDetails, RecipientOnionFields, Retry,
+	RetryableSendFailure,
 };
 use lightning::routing::router::{PaymentParameters, RouteParameters};
 use lightning::types::features::{Bolt11InvoiceFeatures, Bolt12InvoiceFeatures};
@@ -51,6 +52,16 @@ pub enum HookOutcome {
 
 /// The payment secret LDK checked for a claimable payment, if it was paid as
 /// an invoice (our rewritten receives are).
+/// The payment id of an entry of `list_recent_payments`.
+fn recent_payment_id(payment: &RecentPaymentDetails) -> PaymentId {
+	match payment {
+		RecentPaymentDetails::AwaitingInvoice { payment_id }
+		| RecentPaymentDetails::Pending { payment_id, .. }
+		| RecentPaymentDetails::Fulfilled { payment_id, .. }
+		| RecentPaymentDetails::Abandoned { payment_id, .. } => *payment_id,
+	}
+}
+
 fn payment_secret(purpose: &PaymentPurpose) -> Option<&PaymentSecret> {
 	match purpose {
 		PaymentPurpose::Bolt11InvoicePayment { payment_secret, .. } => Some(payment_secret),
@@ -98,16 +109,8 @@ where
 				}) else {
 					return HookOutcome::NotOurs;
 				};
-				let cm = self.cm.get_cm();
 				let Some(bucket) = self.core.store.bucket(&id) else {
-					log_error!(
-						self.core.logger,
-						"Claimable payment {payment_hash} names an unknown bucket; failing it"
-					);
-					cm.fail_htlc_backwards_with_reason(
-						payment_hash,
-						FailureCode::TemporaryNodeFailure,
-					);
+					self.fail_foreign_claimable(payment_hash, "names an unknown bucket");
 					return HookOutcome::Handled;
 				};
 				if let Err(forgery) = rules::check_identity(
@@ -115,16 +118,8 @@ where
 					&payment_hash.0,
 					payment_secret(purpose).map(|s| &s.0),
 				) {
-					// Only that claimable set exists for this hash in LDK:
-					// failing it touches no bucket's HTLCs.
-					log_error!(
-						self.core.logger,
-						"Claimable payment {payment_hash} names a bucket it is not ({forgery:?}); failing it, never relayed"
-					);
-					cm.fail_htlc_backwards_with_reason(
-						payment_hash,
-						FailureCode::TemporaryNodeFailure,
-					);
+					let why = format!("names a bucket it is not ({forgery:?}), never relayed");
+					self.fail_foreign_claimable(payment_hash, &why);
 					return HookOutcome::Handled;
 				}
 				self.on_claimable(&id, bucket, *amount_msat, *claim_deadline)
@@ -243,19 +238,33 @@ where
 		let cm = self.cm.get_cm();
 		let payment_hash = PaymentHash(bucket.payment_hash);
 		match &bucket.state {
-			// `Sending` too: the event is replayed when LDK did not persist
-			// after we handled it, and the send may not have survived; sending
-			// again under the same payment id is a no-op if it did.
-			BucketState::Receiving | BucketState::Held { .. } | BucketState::Sending { .. } => {},
+			BucketState::Receiving | BucketState::Held { .. } => {},
+			// A replay (LDK did not persist after we handled it). If LDK
+			// knows the outgoing payment (rebuilt from its monitors after a
+			// crash, say), its HTLCs may be claimable downstream: the bucket
+			// waits for `PaymentSent`/`PaymentFailed` and is never failed
+			// from here. Only a payment LDK lost is decided and sent again
+			// (under the same id).
+			BucketState::Sending { payment_id } => {
+				let known = cm
+					.list_recent_payments()
+					.iter()
+					.any(|p| recent_payment_id(p) == PaymentId(*payment_id));
+				if known {
+					return HookOutcome::Handled;
+				}
+			},
 			BucketState::Claimed { preimage } => {
 				cm.claim_funds(PaymentPreimage(*preimage));
 				return HookOutcome::Handled;
 			},
 			BucketState::Failed { .. } => {
-				cm.fail_htlc_backwards_with_reason(
-					&payment_hash,
-					FailureCode::TemporaryNodeFailure,
-				);
+				if self.core.may_fail_by_hash(id, &bucket) {
+					cm.fail_htlc_backwards_with_reason(
+						&payment_hash,
+						FailureCode::TemporaryNodeFailure,
+					);
+				}
 				return HookOutcome::Handled;
 			},
 		}
@@ -502,9 +511,12 @@ where
 		}
 	}
 
-	/// The relay's periodic work (the reference node: every second): the
-	/// held buckets (forwarded once their next node is back, failed back at
-	/// their deadline), records of resolved HTLCs and settled buckets
+	/// The relay's periodic work, which a node must run at least once per
+	/// block (the reference node: every second): the held buckets
+	/// (forwarded once their next node is back, failed back at their
+	/// deadline), LDK's retries stopped at each outgoing payment's retry
+	/// bound (funds safety: without it a retry could expire after the
+	/// incoming HTLCs), records of resolved HTLCs and settled buckets
 	/// pruned, deferred writes flushed.
 	pub fn tick(&self) {
 		self.poll_held();
@@ -516,18 +528,20 @@ where
 		}
 	}
 
-	/// Tells LDK to stop retrying each outgoing payment from the block at
-	/// which a new attempt could expire after its bucket's claim bound
-	/// (`retry_until`: LDK measures the route's CLTV limit from the height of
-	/// each attempt). Parts in flight may still succeed; once they have all
-	/// failed, LDK reports the payment failed and the bucket is failed back.
-	/// One block early: a retry that LDK makes between a block and this
-	/// tick still ends within the claim bound.
+	/// Tells LDK to stop retrying each outgoing payment once the height
+	/// reaches its bucket's `retry_until`, the last height at which a new
+	/// attempt still expires within the claim bound (LDK measures the
+	/// route's CLTV limit from the height of each attempt): an attempt LDK
+	/// makes in the next block, before the next tick, would not. Parts in
+	/// flight may still succeed; once they have all failed, LDK reports the
+	/// payment failed and the bucket is failed back.
 	fn stop_late_retries(&self) {
 		let cm = self.cm.get_cm();
 		let height = cm.current_best_block().height;
 		for (id, bucket) in self.core.store.sending_buckets() {
 			let BucketState::Sending { payment_id } = bucket.state else { continue };
+			// From the last safe height on: an attempt LDK makes at this
+			// height is within the bound, one in the next block would not be.
 			let late = bucket.retry_until.is_some_and(|until| height >= until);
 			if late && !bucket.retries_stopped {
 				log_info!(
@@ -539,6 +553,31 @@ where
 				self.core.store.update_bucket_deferred(&id, |b| b.retries_stopped = true);
 			}
 		}
+	}
+
+	/// Fails back a claimable set that names no bucket of ours (unknown, or
+	/// forged: wrong hash or secret). LDK fails by payment hash whatever set
+	/// it holds under the hash when asked, which may by then be a live
+	/// bucket's (the forged set timed out by itself and a bucket of the same
+	/// hash formed behind it in the event queue): with a live bucket of the
+	/// hash, the forged set is left to LDK's own timeout (it locks only the
+	/// forger's funds).
+	fn fail_foreign_claimable(&self, payment_hash: &PaymentHash, why: &str) {
+		let live = self.core.store.buckets_of_hash(&payment_hash.0).iter().any(|(id, bucket)| {
+			!bucket.superseded
+				&& (!bucket.state.is_settled() || self.core.may_fail_by_hash(id, bucket))
+		});
+		if live {
+			log_error!(
+				self.core.logger,
+				"Claimable payment {payment_hash} {why}; a bucket of its hash is live, left to LDK's timeout"
+			);
+			return;
+		}
+		log_error!(self.core.logger, "Claimable payment {payment_hash} {why}; failing it");
+		self.cm
+			.get_cm()
+			.fail_htlc_backwards_with_reason(payment_hash, FailureCode::TemporaryNodeFailure);
 	}
 
 	/// Forwards the held buckets whose next node is back, and fails back

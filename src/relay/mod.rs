@@ -39,7 +39,7 @@ pub use limits::RelayLimits;
 pub use policy::TrampolinePolicy;
 pub use store::{BucketState, RecordCounts, RelayStore, StoreError};
 
-use store::{parse_htlc_key, BucketId, BucketRecord};
+use store::{parse_htlc_key, BucketId, BucketRecord, HtlcRecord};
 
 use crate::handler::TrampolineHandler;
 use crate::htlc_hold::HtlcHold;
@@ -218,7 +218,8 @@ impl RelayCore {
 	/// the live ones.
 	///
 	/// [`TrampolineRelay::tick`] calls it with the channel manager's
-	/// `list_channels()`; a node that runs its own loop may call it instead.
+	/// `list_channels()`. It is only the pruning part: a node must run
+	/// `tick` itself, which also stops LDK's late retries.
 	pub fn prune(&self, channels: &[ChannelDetails]) {
 		let in_channels: HashSet<(ChannelId, u64)> = channels
 			.iter()
@@ -253,9 +254,16 @@ impl RelayCore {
 			}
 		}
 		let mut empty = self.empty.lock().unwrap_or_else(|p| p.into_inner());
+		let mut forgotten = Vec::new();
 		for (id, bucket) in self.store.buckets() {
 			let htlcs = self.store.htlcs_of(&id);
-			if htlcs.iter().any(|(_, h)| !h.resolved) {
+			// Resolved and gone from its channel: while LDK still has the
+			// HTLC, a reconnection makes it send its failure again, which
+			// only the record lets us rewrite for the payer.
+			let out = |(key, h): &(String, HtlcRecord)| {
+				!h.resolved || parse_htlc_key(key).is_some_and(|at| in_channels.contains(&at))
+			};
+			if htlcs.iter().any(out) {
 				empty.remove(&id);
 				continue;
 			}
@@ -286,10 +294,11 @@ impl RelayCore {
 				);
 				continue;
 			}
-			for (_, htlc) in &htlcs {
+			for (key, htlc) in &htlcs {
 				if let Some(failure) = &htlc.failure_sent {
 					history.remember_failure(htlc.payment_hash, failure.clone());
 				}
+				forgotten.push(key.clone());
 			}
 			match summary.state {
 				BucketStage::Relayed => {
@@ -310,6 +319,11 @@ impl RelayCore {
 			if history.settled.len() > HISTORY_LEN {
 				history.settled.pop_front();
 			}
+		}
+		drop(empty);
+		let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+		for key in forgotten {
+			seen.remove(&key);
 		}
 	}
 

@@ -241,8 +241,9 @@ pub(crate) fn decide_relay(input: &RelayInputs<'_>) -> RelayDecision {
 	let cltv_budget = input.min_incoming_cltv.saturating_sub(inner.outgoing_cltv_value);
 	if cltv_budget < u32::from(policy.cltv_expiry_delta)
 		|| inner.outgoing_cltv_value <= height
-		// The final hop alone must fit before the claim deadline.
-		|| inner.outgoing_cltv_value >= claim_bound
+		// The final hop alone must fit before the claim deadline (with
+		// LDK's extra block).
+		|| inner.outgoing_cltv_value.saturating_add(1) >= claim_bound
 	{
 		return RelayDecision::Fail(policy.insufficient());
 	}
@@ -275,12 +276,15 @@ pub(crate) fn decide_relay(input: &RelayInputs<'_>) -> RelayDecision {
 		.saturating_sub(u32::from(policy.cltv_expiry_delta))
 		.saturating_sub(height)
 		.max(final_cltv_delta.saturating_add(1));
-	let max_total_cltv_expiry_delta = by_policy.min(claim_bound - height);
+	// LDK sets the first outgoing HTLC's expiry at height + 1 + the route's
+	// total: one block less, so that it ends within the claim bound.
+	let max_total_cltv_expiry_delta = by_policy.min(claim_bound - height - 1);
 	RelayDecision::Relay(RelayPlan {
 		final_cltv_delta,
 		max_total_cltv_expiry_delta,
 		max_routing_fee_msat,
-		retry_until_height: claim_bound - max_total_cltv_expiry_delta,
+		// An attempt at height h expires at h + 1 + the limit at the latest.
+		retry_until_height: claim_bound - max_total_cltv_expiry_delta - 1,
 	})
 }
 
@@ -466,10 +470,11 @@ mod tests {
 		assert_eq!(plan.max_routing_fee_msat, 0);
 		// 300 - 144 from the policy; the claim bound (300 - 39 - 12) is later.
 		assert_eq!(plan.max_total_cltv_expiry_delta, 156);
-		// Attempts may go on while a fresh route from that height still ends
-		// at the claim bound: 93 blocks (144 - 39 - 12).
-		assert_eq!(plan.retry_until_height, HEIGHT + 93);
-		assert!(plan.retry_until_height + plan.max_total_cltv_expiry_delta <= HEIGHT + 249);
+		// Attempts may go on while a fresh route from that height (LDK's
+		// first hop at height + 1 + the limit) still ends at the claim bound
+		// (300 - 39 - 12): 92 blocks.
+		assert_eq!(plan.retry_until_height, HEIGHT + 92);
+		assert_eq!(plan.retry_until_height + 1 + plan.max_total_cltv_expiry_delta, HEIGHT + 249);
 	}
 
 	#[test]
@@ -479,9 +484,14 @@ mod tests {
 		// (an onion value it was handed): the outgoing route must fit before.
 		let early = RelayInputs { claim_deadline: HEIGHT + 130, ..input(&policy, &limits, &state) };
 		let RelayDecision::Relay(plan) = decide_relay(&early) else { panic!("relayed") };
-		assert_eq!(plan.max_total_cltv_expiry_delta, 130 - CLAIM_SAFETY_BLOCKS);
+		// One block less than the room: LDK adds one to the first hop.
+		assert_eq!(plan.max_total_cltv_expiry_delta, 130 - CLAIM_SAFETY_BLOCKS - 1);
 		// The route takes all the room: no attempt after this block.
 		assert_eq!(plan.retry_until_height, HEIGHT);
+		assert_eq!(
+			plan.retry_until_height + 1 + plan.max_total_cltv_expiry_delta,
+			HEIGHT + 130 - CLAIM_SAFETY_BLOCKS
+		);
 		// No room even for the final hop: the payer must offer more.
 		let late = RelayInputs { claim_deadline: HEIGHT + 112, ..input(&policy, &limits, &state) };
 		assert_eq!(decide_relay(&late), RelayDecision::Fail(policy.insufficient()));

@@ -329,6 +329,8 @@ pub struct RelayStore {
 	kv: Arc<dyn KVStoreSync + Send + Sync>,
 	cache: Mutex<Cache>,
 	stripes: Vec<Mutex<()>>,
+	/// Per payment hash (a separate set: taken around the bucket stripes).
+	hash_stripes: Vec<Mutex<()>>,
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
@@ -357,7 +359,8 @@ impl RelayStore {
 			cache.insert_bucket(&id, record);
 		}
 		let stripes = (0..STRIPES).map(|_| Mutex::new(())).collect();
-		Ok(Self { kv, cache: Mutex::new(cache), stripes })
+		let hash_stripes = (0..STRIPES).map(|_| Mutex::new(())).collect();
+		Ok(Self { kv, cache: Mutex::new(cache), stripes, hash_stripes })
 	}
 
 	fn lock(&self) -> MutexGuard<'_, Cache> {
@@ -370,6 +373,16 @@ impl RelayStore {
 		let index =
 			key.iter().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(usize::from(*b)));
 		self.stripes[index % STRIPES].lock().unwrap_or_else(|p| p.into_inner())
+	}
+
+	/// Serialises the decisions about the buckets of one payment hash
+	/// (admission, superseding, creation). Taken before any bucket's stripe,
+	/// never while holding one.
+	pub fn lock_payment_hash(&self, payment_hash: &[u8; 32]) -> MutexGuard<'_, ()> {
+		let index = payment_hash
+			.iter()
+			.fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(usize::from(*b)));
+		self.hash_stripes[index % STRIPES].lock().unwrap_or_else(|p| p.into_inner())
 	}
 
 	fn write(&self, secondary: &str, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
