@@ -1383,7 +1383,7 @@ async fn trampoline_holds_for_an_offline_recipient() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn async_payment_holds_are_bounded_per_payer() {
 	use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
-	let Network { mut net, wallet, trampoline, recipient, policy } =
+	let Network { net, wallet, trampoline, recipient, policy } =
 		network_configured(false, |config| config.trampoline_limits.max_held_per_peer = 1).await;
 	let before = (wallet.balances().lightning_sat, trampoline.balances().lightning_sat);
 	let nobody =
