@@ -559,7 +559,7 @@ impl HtlcHold {
 	where
 		CM::Target: AChannelManager,
 	{
-		self.pass(&Ldk(cm.deref()), height)
+		self.pass(&Ldk(&**cm), height)
 	}
 
 	fn pass(&self, ldk: &impl LdkHold, height: u32) -> Vec<HoldEvent> {

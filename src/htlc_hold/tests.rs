@@ -114,7 +114,7 @@ fn limits_per_peer_and_per_node() {
 	assert_eq!(state_of(&hold, 2, 1, &b), Some(HoldState::Held));
 	// C: the node holds 3 already, once LDK committed them.
 	let ldk = FakeLdk::listing(&[(1, 0, true), (1, 1, true), (1, 2, true), (2, 0, true), (2, 1, true)]);
-	hold.pass(&ldk, HEIGHT);
+	let mut events = hold.pass(&ldk, HEIGHT);
 	hold.on_add(c, &add(3, 0, 1, cltv), HEIGHT, DELTA, false);
 	assert_eq!(
 		state_of(&hold, 3, 0, &c),
@@ -132,7 +132,7 @@ fn limits_per_peer_and_per_node() {
 	roomy.on_add(c, &add(3, 2, 1, LOWEST_CLTV), HEIGHT, DELTA, false);
 	assert_eq!(state_of(&roomy, 3, 2, &c), Some(HoldState::Held));
 
-	let events = take_events(&hold);
+	events.extend(take_events(&hold));
 	let refused = events.iter().filter(|e| matches!(e, HoldEvent::Refused(_))).count();
 	let held = events.iter().filter(|e| matches!(e, HoldEvent::Held(_))).count();
 	assert_eq!((held, refused), (3, 3), "{events:?}");
