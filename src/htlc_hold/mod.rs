@@ -257,7 +257,9 @@ impl<C: AChannelManager + ?Sized> LdkHold for Ldk<'_, C> {
 		channels
 			.iter()
 			.flat_map(|c| {
-				c.pending_inbound_htlcs.iter().map(|h| ((c.channel_id, h.htlc_id), h.state.is_some()))
+				c.pending_inbound_htlcs
+					.iter()
+					.map(|h| ((c.channel_id, h.htlc_id), h.state.is_some()))
 			})
 			.collect()
 	}
@@ -507,8 +509,7 @@ impl HtlcHold {
 	/// before its deadline, and now recorded as released, so LDK may forward
 	/// it.
 	pub fn on_release(
-		&self, intercept_id: &InterceptId, htlc_id: u64, prev_outbound_scid_alias: u64,
-		height: u32,
+		&self, intercept_id: &InterceptId, htlc_id: u64, prev_outbound_scid_alias: u64, height: u32,
 	) -> Result<(), IgnoredRelease> {
 		let now = now_secs();
 		let released = HoldState::Released { prev_outbound_scid_alias, released_secs: now };

@@ -113,7 +113,8 @@ fn limits_per_peer_and_per_node() {
 	hold.on_add(b, &add(2, 1, 5_000, cltv), HEIGHT, DELTA, false);
 	assert_eq!(state_of(&hold, 2, 1, &b), Some(HoldState::Held));
 	// C: the node holds 3 already, once LDK committed them.
-	let ldk = FakeLdk::listing(&[(1, 0, true), (1, 1, true), (1, 2, true), (2, 0, true), (2, 1, true)]);
+	let ldk =
+		FakeLdk::listing(&[(1, 0, true), (1, 1, true), (1, 2, true), (2, 0, true), (2, 1, true)]);
 	let mut events = hold.pass(&ldk, HEIGHT);
 	hold.on_add(c, &add(3, 0, 1, cltv), HEIGHT, DELTA, false);
 	assert_eq!(
@@ -324,7 +325,9 @@ impl FakeLdk {
 	fn list(&self, htlcs: &[(u8, u64, bool)]) {
 		let mut listed = self.listed.lock().unwrap();
 		listed.clear();
-		listed.extend(htlcs.iter().map(|(c, id, committed)| ((ChannelId([*c; 32]), *id), *committed)));
+		listed.extend(
+			htlcs.iter().map(|(c, id, committed)| ((ChannelId([*c; 32]), *id), *committed)),
+		);
 	}
 
 	/// LDK holds `id` (moved it to `pending_intercepted_htlcs`).
@@ -510,8 +513,10 @@ fn the_node_limit_counts_committed_records_only() {
 	// All three committed: the node holds two, the third is refused.
 	let ldk = FakeLdk::listing(&[(1, 0, true), (1, 1, true), (2, 0, true)]);
 	let events = hold.pass(&ldk, HEIGHT);
-	let states: Vec<_> =
-		[(1, 0, a), (1, 1, a), (2, 0, b)].iter().map(|(c, i, p)| state_of(&hold, *c, *i, p)).collect();
+	let states: Vec<_> = [(1, 0, a), (1, 1, a), (2, 0, b)]
+		.iter()
+		.map(|(c, i, p)| state_of(&hold, *c, *i, p))
+		.collect();
 	let held = states.iter().filter(|s| **s == Some(HoldState::Held)).count();
 	let refused = Some(HoldState::Refused { reason: HoldRefusal::NodeCount });
 	assert_eq!((held, states.iter().filter(|s| **s == refused).count()), (2, 1), "{states:?}");
@@ -519,7 +524,10 @@ fn the_node_limit_counts_committed_records_only() {
 	// Not committed (RemoteAnnounced, listed without a state): still
 	// provisional.
 	send(&hold, b, &add(2, 1, 1_000, HEIGHT + 500));
-	hold.pass(&FakeLdk::listing(&[(1, 0, true), (1, 1, true), (2, 0, true), (2, 1, false)]), HEIGHT);
+	hold.pass(
+		&FakeLdk::listing(&[(1, 0, true), (1, 1, true), (2, 0, true), (2, 1, false)]),
+		HEIGHT,
+	);
 	assert!(!hold.registry().get(&id_of(2, 1, &b)).unwrap().committed);
 }
 
@@ -536,7 +544,11 @@ fn fail_intercepted_htlc_only_for_what_ldk_holds_once() {
 	for _ in 0..5 {
 		hold.pass(&ldk, HEIGHT);
 	}
-	assert_eq!(ldk.fail_calls(), 0, "no call (and no ChannelManager save) for what LDK does not hold");
+	assert_eq!(
+		ldk.fail_calls(),
+		0,
+		"no call (and no ChannelManager save) for what LDK does not hold"
+	);
 	// LDK holds it: failed once; the payer has not acked the failure yet, so
 	// it stays listed for a while.
 	ldk.hold(refused);
