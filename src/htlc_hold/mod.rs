@@ -459,7 +459,7 @@ impl HtlcHold {
 		};
 		match self.registry.admit(&self.policy, record, height) {
 			Ok(Admission::Recorded(record)) => {
-				let summary = HeldHtlcSummary::from(&record);
+				let summary = HeldHtlcSummary::from(&*record);
 				match record.state {
 					HoldState::Refused { reason } => {
 						log_warn!(

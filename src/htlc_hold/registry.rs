@@ -143,7 +143,7 @@ mod ser {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Admission {
 	/// Recorded, `Held` or `Refused`, and written.
-	Recorded(HeldHtlc),
+	Recorded(Box<HeldHtlc>),
 	/// Already recorded: the same add again (a retransmission), or any add
 	/// under the id of a committed record; the record is unchanged.
 	Known,
@@ -281,7 +281,7 @@ impl HoldRegistry {
 		record.committed = false;
 		self.write(&record)?;
 		cache.insert(id, Entry { record: record.clone(), handled: None });
-		Ok(Admission::Recorded(record))
+		Ok(Admission::Recorded(Box::new(record)))
 	}
 
 	/// LDK has handled the add of `id` (accepted or rejected it); `pass` is
