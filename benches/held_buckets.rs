@@ -166,7 +166,7 @@ fn held_htlcs(n: u64) {
 		// One payment's onion (its HMAC covers the hash): the registry keys
 		// records by HTLC id.
 		add.htlc_id = i;
-		hold.on_add(payer, &add, 1_000, 72);
+		hold.on_add(payer, &add, 1_000, 72, false);
 	}
 	let write_s = start.elapsed().as_secs_f64();
 	drop(hold);

@@ -76,18 +76,22 @@ where
 {
 	/// Shows `hold` an add flagged `hold_htlc`, on a channel we have with
 	/// `peer` (LDK rejects the others; recording them would let any peer
-	/// fill the registry).
-	fn record_hold(&self, hold: &HtlcHold, peer: PublicKey, msg: &msgs::UpdateAddHTLC) {
+	/// fill the registry), with whether the channel already lists an HTLC
+	/// with its id. Whether `hold` saw it (then it must hear
+	/// [`HtlcHold::add_handled`] once LDK has handled it).
+	fn record_hold(&self, hold: &HtlcHold, peer: PublicKey, msg: &msgs::UpdateAddHTLC) -> bool {
 		let cm = self.cm.get_cm();
 		let Some(channel) = cm
 			.list_channels_with_counterparty(&peer)
 			.into_iter()
 			.find(|c| c.channel_id == msg.channel_id)
 		else {
-			return;
+			return false;
 		};
 		let delta = channel.config.map_or(MIN_CLTV_EXPIRY_DELTA, |c| c.cltv_expiry_delta);
-		hold.on_add(peer, msg, cm.current_best_block().height, delta);
+		let listed = channel.pending_inbound_htlcs.iter().any(|h| h.htlc_id == msg.htlc_id);
+		hold.on_add(peer, msg, cm.current_best_block().height, delta, listed);
+		true
 	}
 }
 
@@ -183,12 +187,18 @@ where
 			.as_ref()
 			.and_then(|core| rewrite::rewrite_add(core, &*self.cm, &their_node_id, msg));
 		// A trampoline HTLC the relay rewrote is a receive for LDK: not held.
-		if let (Some(hold), Some(()), None) = (&self.hold, msg.hold_htlc, &rewritten) {
-			self.record_hold(hold, their_node_id, msg);
-		}
+		let hold = match (&self.hold, msg.hold_htlc, &rewritten) {
+			(Some(hold), Some(()), None) => {
+				self.record_hold(hold, their_node_id, msg).then_some(hold)
+			},
+			_ => None,
+		};
 		match rewritten {
 			Some(rewritten) => self.cm.get_cm().handle_update_add_htlc(their_node_id, &rewritten),
 			None => self.cm.get_cm().handle_update_add_htlc(their_node_id, msg),
+		}
+		if let Some(hold) = hold {
+			hold.add_handled(&their_node_id, msg);
 		}
 	}
 

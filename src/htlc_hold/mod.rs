@@ -10,14 +10,17 @@
 //!
 //! * [`HtlcHold::on_add`] (called by [`crate::handler::TrampolineHandler`]
 //!   for every `update_add_htlc` flagged `hold_htlc`, before LDK sees it)
-//!   records the HTLC durably, `Held` or `Refused` by the per-peer and
-//!   per-node limits of [`HtlcHoldPolicy`];
+//!   records the HTLC durably and provisionally, `Held` or `Refused` by the
+//!   per-peer and per-node limits of [`HtlcHoldPolicy`]; the hold loop marks
+//!   it committed once LDK lists it in a commitment, and drops it if LDK
+//!   does not list it (an add LDK rejected or dropped);
 //! * [`HoldReleaseHandler`] (the onion messenger's async payments handler)
 //!   lets a `release_held_htlc` through to LDK only for an HTLC that is
 //!   `Held`: a replay, or one for a refused or expired HTLC, is dropped;
 //! * [`HtlcHold::tick`] fails refused and expired HTLCs back
-//!   (`ChannelManager::fail_intercepted_htlc`), hands releases to LDK again
-//!   after a restart, and forgets HTLCs once they are settled.
+//!   (`ChannelManager::fail_intercepted_htlc`, once, and only while LDK
+//!   holds them), hands releases to LDK again after a restart (never past
+//!   the deadline), and forgets HTLCs once they are settled.
 
 mod policy;
 mod registry;
@@ -27,6 +30,7 @@ mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -46,7 +50,7 @@ use lightning::{log_error, log_info, log_warn};
 use crate::onion::{self, FailureMessage, OnionPacket, OuterHop, OuterPayload};
 
 pub use policy::HtlcHoldPolicy;
-pub use registry::{HeldHtlc, HoldRefusal, HoldRegistry, HoldState};
+pub use registry::{Admission, HeldHtlc, HoldRefusal, HoldRegistry, HoldState};
 pub use release::HoldReleaseHandler;
 
 /// LDK 0.2.7 times a held HTLC out this many blocks before the CLTV expiry
@@ -170,7 +174,8 @@ pub enum IgnoredRelease {
 	/// That HTLC was refused by a limit and is being failed back.
 	#[error("the HTLC was refused by a limit")]
 	Refused,
-	/// That HTLC's deadline passed; it is being failed back.
+	/// That HTLC's deadline passed (it is being failed back, or will be at
+	/// the hold loop's next pass).
 	#[error("the HTLC's deadline passed")]
 	Expired,
 	/// The registry could not record the release.
@@ -183,10 +188,11 @@ pub enum IgnoredRelease {
 struct Whereabouts {
 	/// Among its channel's pending inbound HTLCs now.
 	in_channel: bool,
-	/// Seen there by an earlier pass of this process.
-	seen: bool,
-	/// Its channel is still open.
-	channel_open: bool,
+	/// LDK listed it as part of a commitment (now or at an earlier pass).
+	committed: bool,
+	/// LDK had handled its add before this pass read the listing (an add
+	/// LDK accepted is in it, unless it has left the channel since).
+	add_handled: bool,
 	/// Its deadline (height or time) has come.
 	past_deadline: bool,
 }
@@ -194,35 +200,83 @@ struct Whereabouts {
 /// What one pass does with a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Step {
-	/// The HTLC left its channel: forget the record.
+	/// The HTLC left its channel, or LDK never took its add: forget the
+	/// record.
 	Forget,
 	/// Keep holding.
 	Hold,
 	/// Past its deadline unreleased: record `Expired`, then fail it back.
 	Expire,
-	/// Fail it back (refused, or expired).
+	/// Fail it back if LDK holds it (refused, expired, or released but past
+	/// its deadline before LDK acted on the release).
 	FailBack,
-	/// Hand its release to LDK again (a no-op once LDK acted on one), and
-	/// fail it back if LDK still holds it.
-	Release {
-		/// Past its deadline.
-		fail_if_still_held: bool,
-	},
+	/// Hand its release to LDK again (a no-op once LDK acted on one).
+	Release,
 }
 
-/// The rules of [`HtlcHold::tick`]. A record goes only when its HTLC is out
-/// of the channel and that means settled: seen there before, or its
-/// channel closed, or never seen (an add LDK refused, or one settled while
-/// the node was down) and past its deadline.
+/// The rules of [`HtlcHold::tick`]. A record goes when its HTLC is not in
+/// the channel and will not be: it was committed (so it has left), or LDK
+/// had handled its add before the listing was read (so LDK rejected it, or
+/// dropped it on a disconnect: the payer may send it again, and it is then
+/// recorded afresh), or its deadline passed. Past the deadline nothing is
+/// released: failing comes first.
 fn next_step(state: &HoldState, at: Whereabouts) -> Step {
-	if !at.in_channel && (at.seen || !at.channel_open || at.past_deadline) {
+	if !at.in_channel && (at.committed || at.add_handled || at.past_deadline) {
 		return Step::Forget;
 	}
 	match state {
 		HoldState::Held if at.past_deadline => Step::Expire,
 		HoldState::Held => Step::Hold,
 		HoldState::Refused { .. } | HoldState::Expired => Step::FailBack,
-		HoldState::Released { .. } => Step::Release { fail_if_still_held: at.past_deadline },
+		HoldState::Released { .. } if at.past_deadline => Step::FailBack,
+		HoldState::Released { .. } => Step::Release,
+	}
+}
+
+/// What a pass of the hold loop needs of LDK (the channel manager, or a
+/// unit test's stand-in).
+trait LdkHold {
+	/// The pending inbound HTLCs of every channel, by channel and HTLC id:
+	/// `true` when part of a commitment (any state but `RemoteAnnounced`).
+	fn inbound_htlcs(&self) -> HashMap<(ChannelId, u64), bool>;
+	/// Whether LDK holds `id` (it is in its `pending_intercepted_htlcs`):
+	/// read without side effects.
+	fn holds(&self, id: &InterceptId) -> bool;
+	/// `fail_intercepted_htlc`: whether LDK took it.
+	fn fail(&self, id: InterceptId) -> bool;
+	/// Hands LDK a release.
+	fn release(&self, context: AsyncPaymentsContext);
+}
+
+/// The channel manager as [`LdkHold`].
+struct Ldk<'a, C: AChannelManager + ?Sized>(&'a C);
+
+impl<C: AChannelManager + ?Sized> LdkHold for Ldk<'_, C> {
+	fn inbound_htlcs(&self) -> HashMap<(ChannelId, u64), bool> {
+		let channels = self.0.get_cm().list_channels();
+		channels
+			.iter()
+			.flat_map(|c| {
+				c.pending_inbound_htlcs
+					.iter()
+					.map(|h| ((c.channel_id, h.htlc_id), h.state.is_some()))
+			})
+			.collect()
+	}
+
+	fn holds(&self, id: &InterceptId) -> bool {
+		// LDK 0.2.7 has no other way to ask; `fail_intercepted_htlc` on an
+		// HTLC it does not hold errs, but flags the ChannelManager for a save
+		// first.
+		self.0.get_cm().intercepted_htlc_inbound_amount_msat(*id).is_some()
+	}
+
+	fn fail(&self, id: InterceptId) -> bool {
+		self.0.get_cm().fail_intercepted_htlc(id).is_ok()
+	}
+
+	fn release(&self, context: AsyncPaymentsContext) {
+		self.0.get_cm().handle_release_held_htlc(ReleaseHeldHtlc {}, context)
 	}
 }
 
@@ -247,14 +301,16 @@ pub struct HtlcHold {
 	registry: HoldRegistry,
 	logger: Arc<dyn Logger + Send + Sync>,
 	events: Mutex<Vec<HoldEvent>>,
-	/// HTLCs a pass has seen in their channel (committed, or being added).
-	seen: Mutex<HashSet<InterceptId>>,
-	/// HTLCs LDK accepted to fail back (announced once; their record goes
-	/// when they leave the channel).
+	/// Passes of [`HtlcHold::tick`] begun (counted before each reads LDK's
+	/// listing).
+	passes: AtomicU64,
+	/// HTLCs LDK accepted to fail back from us (failed once, announced once;
+	/// their record goes when they leave the channel).
 	failed_back: Mutex<HashSet<InterceptId>>,
-	/// HTLCs being failed back, by channel and HTLC id, with the onion
-	/// secret to create the payer's `temporary_node_failure` with, until
-	/// their record goes.
+	/// HTLCs the hold failed back itself (`fail_intercepted_htlc` taken), by
+	/// channel and HTLC id, with the onion secret to create the payer's
+	/// `temporary_node_failure` with, until their record goes. A failure LDK
+	/// made for its own reasons is not here and is not replaced.
 	failing: Mutex<HashMap<(ChannelId, u64), [u8; 32]>>,
 }
 
@@ -276,7 +332,7 @@ impl HtlcHold {
 			registry: HoldRegistry::load(kv)?,
 			logger,
 			events: Mutex::new(Vec::new()),
-			seen: Mutex::new(HashSet::new()),
+			passes: AtomicU64::new(0),
 			failed_back: Mutex::new(HashSet::new()),
 			failing: Mutex::new(HashMap::new()),
 		})
@@ -351,15 +407,28 @@ impl HtlcHold {
 	}
 
 	/// Records `msg` (flagged `hold_htlc`) from `peer` at chain height
-	/// `height`, before LDK sees it; an HTLC for us (not a forward) is not
-	/// held by LDK and not recorded. `forwarding_cltv_delta` (our channel's
-	/// `cltv_expiry_delta`) stands in for the onion's outgoing CLTV when it
-	/// cannot be read. A registry that cannot write logs the error: LDK still
-	/// holds the HTLC and times it out itself, and no release reaches it (the
-	/// filter does not know it).
+	/// `height`, before LDK sees it, provisionally; an HTLC for us (not a
+	/// forward) is not held by LDK and not recorded. `forwarding_cltv_delta`
+	/// (our channel's `cltv_expiry_delta`) stands in for the onion's outgoing
+	/// CLTV when it cannot be read. `listed`: LDK already lists an HTLC with
+	/// this id in the channel, so it rejects this add (a skipped id) and
+	/// nothing is recorded or changed. Call [`HtlcHold::add_handled`] once LDK
+	/// has handled the add. A registry that cannot write logs the error, as
+	/// does a peer with [`HtlcHoldPolicy::max_records_per_peer`] records: LDK
+	/// still holds the HTLC and times it out itself, and no release reaches
+	/// it (the filter does not know it).
 	pub fn on_add(
 		&self, peer: PublicKey, msg: &UpdateAddHTLC, height: u32, forwarding_cltv_delta: u16,
+		listed: bool,
 	) {
+		if listed {
+			log_warn!(
+				self.logger,
+				"Not recording HTLC {} from {peer}: its channel already has an HTLC with that id",
+				msg.htlc_id
+			);
+			return;
+		}
 		let now = now_secs();
 		let (onion_shared_secret, outgoing_cltv) = match self.peel(msg) {
 			OurLayer::Forward { shared_secret, outgoing_cltv } => {
@@ -386,10 +455,11 @@ impl HtlcHold {
 			deadline_secs: now.saturating_add(self.policy.max_hold.as_secs()),
 			state: HoldState::Held,
 			onion_shared_secret,
+			committed: false,
 		};
 		match self.registry.admit(&self.policy, record, height) {
-			Ok(Some(record)) => {
-				let summary = HeldHtlcSummary::from(&record);
+			Ok(Admission::Recorded(record)) => {
+				let summary = HeldHtlcSummary::from(&*record);
 				match record.state {
 					HoldState::Refused { reason } => {
 						log_warn!(
@@ -413,22 +483,43 @@ impl HtlcHold {
 					},
 				}
 			},
-			Ok(None) => {},
+			Ok(Admission::Known) => {},
+			Ok(Admission::PeerFull) => log_warn!(
+				self.logger,
+				"Not recording HTLC {} of {} from {peer}: the peer has {} records already \
+				 (max_records_per_peer); LDK times it out itself",
+				msg.htlc_id,
+				msg.payment_hash,
+				self.policy.max_records_per_peer()
+			),
 			Err(e) => log_error!(self.logger, "Cannot record held HTLC {}: {e}", msg.htlc_id),
 		}
 	}
 
+	/// LDK has handled `msg` from `peer` (after [`HtlcHold::on_add`]): from
+	/// the next pass on, a provisional record of it that LDK does not list is
+	/// dropped.
+	pub fn add_handled(&self, peer: &PublicKey, msg: &UpdateAddHTLC) {
+		let id = intercept_id(msg.htlc_id, &msg.channel_id, peer);
+		self.registry.add_handled(&id, self.passes.load(Ordering::SeqCst));
+	}
+
 	/// Decides on a `release_held_htlc` for `intercept_id` (the context LDK
-	/// authenticated): `Ok` when the HTLC is held and now recorded as
-	/// released, so LDK may forward it.
+	/// authenticated) at chain height `height`: `Ok` when the HTLC is held,
+	/// before its deadline, and now recorded as released, so LDK may forward
+	/// it.
 	pub fn on_release(
-		&self, intercept_id: &InterceptId, htlc_id: u64, prev_outbound_scid_alias: u64,
+		&self, intercept_id: &InterceptId, htlc_id: u64, prev_outbound_scid_alias: u64, height: u32,
 	) -> Result<(), IgnoredRelease> {
-		let released = HoldState::Released { prev_outbound_scid_alias, released_secs: now_secs() };
+		let now = now_secs();
+		let released = HoldState::Released { prev_outbound_scid_alias, released_secs: now };
 		let outcome = self
 			.registry
 			.transition(intercept_id, released, |r| {
-				r.state == HoldState::Held && r.htlc_id == htlc_id
+				r.state == HoldState::Held
+					&& r.htlc_id == htlc_id
+					&& height < r.deadline_height
+					&& now < r.deadline_secs
 			})
 			.map_err(|e| {
 				log_error!(self.logger, "Cannot record the release of a held HTLC: {e}");
@@ -456,46 +547,62 @@ impl HtlcHold {
 		}
 	}
 
-	/// One pass over the registry at chain height `height`: fails back
-	/// refused HTLCs and held ones past their deadline, hands recorded
-	/// releases to LDK again while their HTLC waits (LDK drops a release
-	/// that comes before the HTLC is ready for it, and after a restart;
-	/// it ignores one it already acted on), and forgets HTLCs once they left
-	/// their channel (seen there before, or their channel closed, or never
-	/// seen and past their deadline). Returns what happened since the last
-	/// pass.
+	/// One pass over the registry at chain height `height`: marks records
+	/// committed once LDK lists their HTLC in a commitment; fails back
+	/// refused HTLCs and held ones past their deadline, once, while LDK holds
+	/// them (never calling LDK for one it does not hold); hands recorded
+	/// releases to LDK again while their HTLC waits and the deadline has not
+	/// come (LDK drops a release that comes before the HTLC is ready for it,
+	/// and after a restart; it ignores one it already acted on); and forgets
+	/// records whose HTLC left the channel or whose add LDK never took.
+	/// Returns what happened since the last pass.
 	pub fn tick<CM: Deref>(&self, cm: &CM, height: u32) -> Vec<HoldEvent>
 	where
 		CM::Target: AChannelManager,
 	{
-		let cm = cm.get_cm();
+		self.pass(&Ldk(&**cm), height)
+	}
+
+	fn pass(&self, ldk: &impl LdkHold, height: u32) -> Vec<HoldEvent> {
+		// Counted before the listing is read: an add handled at a lower count
+		// is in the listing if LDK kept it.
+		let pass = self.passes.fetch_add(1, Ordering::SeqCst).saturating_add(1);
 		let now = now_secs();
-		let channels = cm.list_channels();
-		let open: HashSet<ChannelId> = channels.iter().map(|c| c.channel_id).collect();
-		let present: HashSet<(ChannelId, u64)> = channels
-			.iter()
-			.flat_map(|c| c.pending_inbound_htlcs.iter().map(|h| (c.channel_id, h.htlc_id)))
-			.collect();
+		let listed = ldk.inbound_htlcs();
 		let mut settled = Vec::new();
-		let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
 		let mut failed_back = self.failed_back.lock().unwrap_or_else(|p| p.into_inner());
-		for mut record in self.registry.all() {
+		for (mut record, handled) in self.registry.entries() {
 			let id = record.intercept_id;
-			let in_channel = present.contains(&(record.channel_id, record.htlc_id));
-			if in_channel {
-				seen.insert(id);
+			let listing = listed.get(&(record.channel_id, record.htlc_id)).copied();
+			if listing == Some(true) && !record.committed {
+				match self.registry.commit(&id, self.policy.max_htlcs) {
+					Ok(Some(committed)) => {
+						if committed.state != record.state {
+							log_warn!(
+								self.logger,
+								"Refusing to hold HTLC {} of {} from {}: {}",
+								committed.htlc_id,
+								committed.payment_hash,
+								committed.peer,
+								HoldRefusal::NodeCount
+							);
+							self.push(HoldEvent::Refused(HeldHtlcSummary::from(&committed)));
+						}
+						record = committed;
+					},
+					Ok(None) => {},
+					Err(e) => log_error!(self.logger, "Cannot record a committed held HTLC: {e}"),
+				}
 			}
 			let whereabouts = Whereabouts {
-				in_channel,
-				seen: seen.contains(&id),
-				channel_open: open.contains(&record.channel_id),
+				in_channel: listing.is_some(),
+				committed: record.committed,
+				add_handled: handled.is_some_and(|at| at < pass),
 				past_deadline: height >= record.deadline_height || now >= record.deadline_secs,
 			};
 			let fail_back = match next_step(&record.state, whereabouts) {
 				Step::Forget => {
-					let event = (!failed_back.remove(&id))
-						.then(|| HoldEvent::Settled(HeldHtlcSummary::from(&record)));
-					settled.push((record, event));
+					settled.push((record, handled));
 					continue;
 				},
 				Step::Hold => false,
@@ -523,19 +630,20 @@ impl HtlcHold {
 						},
 					}
 				},
-				Step::Release { fail_if_still_held } => {
+				Step::Release => {
 					if let HoldState::Released { prev_outbound_scid_alias, .. } = record.state {
-						let context = AsyncPaymentsContext::ReleaseHeldHtlc {
+						ldk.release(AsyncPaymentsContext::ReleaseHeldHtlc {
 							intercept_id: id,
 							prev_outbound_scid_alias,
 							htlc_id: record.htlc_id,
-						};
-						cm.handle_release_held_htlc(ReleaseHeldHtlc {}, context);
+						});
 					}
-					fail_if_still_held
+					false
 				},
 			};
-			if fail_back {
+			// Only an HTLC LDK holds, and once: `fail_intercepted_htlc` on
+			// any other errs after flagging the ChannelManager for a save.
+			if fail_back && !failed_back.contains(&id) && ldk.holds(&id) {
 				// LDK fails an intercepted HTLC with `unknown_next_peer`, a
 				// permanent failure of the next channel; the payer is told
 				// `temporary_node_failure` instead: it may pay again. Set
@@ -544,29 +652,25 @@ impl HtlcHold {
 				if let Some(secret) = record.onion_shared_secret {
 					self.lock_failing().insert(key, secret);
 				}
-				if cm.fail_intercepted_htlc(id).is_ok() {
-					if failed_back.insert(id) {
-						self.push(HoldEvent::FailedBack(HeldHtlcSummary::from(&record)));
-					}
-				} else if matches!(record.state, HoldState::Released { .. })
-					&& !failed_back.contains(&id)
-				{
-					// The release took: LDK forwarded it, and a failure from
-					// further on is the payer's to read, not ours to replace.
+				if ldk.fail(id) {
+					failed_back.insert(id);
+					self.push(HoldEvent::FailedBack(HeldHtlcSummary::from(&record)));
+				} else {
+					// LDK let go of it meanwhile: its failure, if any, is not ours.
 					self.lock_failing().remove(&key);
 				}
 			}
 		}
-		for (record, event) in settled {
+		for (record, handled) in settled {
 			let id = record.intercept_id;
-			match self.registry.remove(&id) {
-				Ok(()) => {
-					seen.remove(&id);
+			match self.registry.remove_unless_sent_again(&id, handled) {
+				Ok(true) => {
 					self.lock_failing().remove(&(record.channel_id, record.htlc_id));
-					if let Some(event) = event {
-						self.push(event);
+					if !failed_back.remove(&id) {
+						self.push(HoldEvent::Settled(HeldHtlcSummary::from(&record)));
 					}
 				},
+				Ok(false) => {},
 				Err(e) => log_error!(self.logger, "Cannot forget a settled held HTLC: {e}"),
 			}
 		}

@@ -16,7 +16,8 @@ pub struct HtlcHoldPolicy {
 	pub max_htlcs_per_peer: usize,
 	/// Value held at once for one peer, msat.
 	pub max_msat_per_peer: u64,
-	/// HTLCs held at once for all peers together.
+	/// HTLCs held at once for all peers together (committed ones: an add
+	/// LDK has not committed yet locks no funds and does not count).
 	pub max_htlcs: usize,
 	/// A held HTLC is failed back this many blocks before LDK would time it
 	/// out itself (39 blocks before the CLTV expiry of the HTLC it is to be
@@ -25,6 +26,15 @@ pub struct HtlcHoldPolicy {
 	pub deadline_margin_blocks: u32,
 	/// A held HTLC is failed back after this long even if its expiry is far.
 	pub max_hold: Duration,
+}
+
+impl HtlcHoldPolicy {
+	/// Records a peer may have at once, whatever their state (held, refused,
+	/// released, expired; committed or not): `max_htlcs_per_peer` held and as
+	/// many refused (at least one). An add beyond is not recorded.
+	pub fn max_records_per_peer(&self) -> usize {
+		self.max_htlcs_per_peer.saturating_add(self.max_htlcs_per_peer.max(1))
+	}
 }
 
 impl Default for HtlcHoldPolicy {

@@ -2,6 +2,13 @@
 //! under the `htlc_hold` namespace: one record per held HTLC, written before
 //! LDK sees the `update_add_htlc` and before any release or failure is
 //! handed to LDK.
+//!
+//! A record is *provisional* until the hold loop sees LDK list its HTLC as
+//! part of a commitment, then *committed*. Every record of a peer, whatever
+//! its state, counts against the peer ([`HtlcHoldPolicy::max_records_per_peer`]);
+//! the node-wide limit counts committed records only (a provisional record
+//! locks no funds); a committed record is never rewritten by an add sent
+//! again under its id.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -49,6 +56,10 @@ pub struct HeldHtlc {
 	/// The shared secret of our layer of its onion (`None` when it could not
 	/// be peeled): a failure we send back is created with it.
 	pub onion_shared_secret: Option<[u8; 32]>,
+	/// LDK has listed the HTLC as part of a commitment (any state but
+	/// `RemoteAnnounced`): the payer's funds are locked in it and its id can
+	/// never be sent again with other contents. `false` while provisional.
+	pub committed: bool,
 }
 
 /// Where a held HTLC stands.
@@ -110,6 +121,7 @@ mod ser {
 		(18, deadline_secs, required),
 		(20, state, required),
 		(22, onion_shared_secret, option),
+		(23, committed, (default_value, false)),
 	});
 
 	impl_writeable_tlv_based_enum!(HoldState,
@@ -127,10 +139,34 @@ mod ser {
 	);
 }
 
+/// What [`HoldRegistry::admit`] did with an add.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admission {
+	/// Recorded, `Held` or `Refused`, and written.
+	Recorded(Box<HeldHtlc>),
+	/// Already recorded: the same add again (a retransmission), or any add
+	/// under the id of a committed record; the record is unchanged.
+	Known,
+	/// The peer already has [`HtlcHoldPolicy::max_records_per_peer`] records:
+	/// not recorded (LDK holds it, no release reaches it, and LDK fails it
+	/// back itself before its expiry).
+	PeerFull,
+}
+
+/// A cached record and when LDK had handled the add it came from.
+#[derive(Clone, Debug)]
+struct Entry {
+	record: HeldHtlc,
+	/// `None` while LDK has not handled the add yet; else the hold loop's pass
+	/// counter read just after LDK handled it (0 for records loaded at start:
+	/// LDK drops uncommitted adds on restart).
+	handled: Option<u64>,
+}
+
 /// The registry: records on disk, and a cache of them.
 pub struct HoldRegistry {
 	kv: Arc<dyn KVStoreSync + Send + Sync>,
-	cache: Mutex<HashMap<InterceptId, HeldHtlc>>,
+	cache: Mutex<HashMap<InterceptId, Entry>>,
 }
 
 fn key(id: &InterceptId) -> String {
@@ -149,12 +185,12 @@ impl HoldRegistry {
 			let bytes = kv.read(NAMESPACE, HELD, &key).map_err(io("reading a held HTLC"))?;
 			let record = HeldHtlc::read(&mut Cursor::new(&bytes))
 				.map_err(|e| HoldError::Corrupt { key: key.clone(), reason: format!("{e:?}") })?;
-			cache.insert(record.intercept_id, record);
+			cache.insert(record.intercept_id, Entry { record, handled: Some(0) });
 		}
 		Ok(Self { kv, cache: Mutex::new(cache) })
 	}
 
-	fn lock(&self) -> MutexGuard<'_, HashMap<InterceptId, HeldHtlc>> {
+	fn lock(&self) -> MutexGuard<'_, HashMap<InterceptId, Entry>> {
 		self.cache.lock().unwrap_or_else(|p| p.into_inner())
 	}
 
@@ -166,12 +202,18 @@ impl HoldRegistry {
 
 	/// The record of `id`.
 	pub fn get(&self, id: &InterceptId) -> Option<HeldHtlc> {
-		self.lock().get(id).cloned()
+		self.lock().get(id).map(|e| e.record.clone())
 	}
 
 	/// Every record.
 	pub fn all(&self) -> Vec<HeldHtlc> {
-		self.lock().values().cloned().collect()
+		self.lock().values().map(|e| e.record.clone()).collect()
+	}
+
+	/// Every record, with when LDK had handled its add (see
+	/// [`HoldRegistry::add_handled`]).
+	pub(super) fn entries(&self) -> Vec<(HeldHtlc, Option<u64>)> {
+		self.lock().values().map(|e| (e.record.clone(), e.handled)).collect()
 	}
 
 	/// How many records there are.
@@ -184,33 +226,48 @@ impl HoldRegistry {
 		self.lock().is_empty()
 	}
 
-	/// Records a new HTLC, `Held` if `policy` allows it (counting only the
-	/// HTLCs still held), `Refused` otherwise; written before it is returned.
-	/// `None` when the same HTLC is already recorded (a retransmission).
+	/// Records a new HTLC, provisional, `Held` if `policy` allows it,
+	/// `Refused` otherwise; written before it is returned. Every record of
+	/// the peer counts: those not refused against its count and value limits,
+	/// all of them against [`HtlcHoldPolicy::max_records_per_peer`]; the
+	/// node-wide limit counts committed records only. The same add again, or
+	/// any add under a committed record's id, changes nothing
+	/// ([`Admission::Known`]); an add that differs from a provisional record
+	/// under its id (the first was dropped on a disconnect before it was
+	/// committed) replaces it and is judged afresh.
 	pub fn admit(
 		&self, policy: &HtlcHoldPolicy, mut record: HeldHtlc, height: u32,
-	) -> Result<Option<HeldHtlc>, HoldError> {
+	) -> Result<Admission, HoldError> {
 		let mut cache = self.lock();
-		if let Some(known) = cache.get(&record.intercept_id) {
-			// The same add again (a retransmission); one that differs
-			// replaces an add that was never committed (a committed one
-			// cannot be sent again differently) and is judged afresh.
-			if (known.amount_msat, known.cltv_expiry, known.payment_hash)
-				== (record.amount_msat, record.cltv_expiry, record.payment_hash)
+		let id = record.intercept_id;
+		if let Some(known) = cache.get_mut(&id) {
+			let known_record = &known.record;
+			if known_record.committed
+				|| (known_record.amount_msat, known_record.cltv_expiry, known_record.payment_hash)
+					== (record.amount_msat, record.cltv_expiry, record.payment_hash)
 			{
-				return Ok(None);
+				if !known_record.committed {
+					// Sent again: LDK has not handled this add yet.
+					known.handled = None;
+				}
+				return Ok(Admission::Known);
 			}
 		}
-		let id = record.intercept_id;
-		let held =
-			|| cache.values().filter(move |r| r.state == HoldState::Held && r.intercept_id != id);
-		let of_peer = || held().filter(|r| r.peer == record.peer);
-		let peer_msat: u64 = of_peer().map(|r| r.amount_msat).sum();
+		let others = || cache.values().map(|e| &e.record).filter(move |r| r.intercept_id != id);
+		let of_peer = || others().filter(|r| r.peer == record.peer);
+		if of_peer().count() >= policy.max_records_per_peer() {
+			return Ok(Admission::PeerFull);
+		}
+		let not_refused = |r: &&HeldHtlc| !matches!(r.state, HoldState::Refused { .. });
+		let peer_count = of_peer().filter(not_refused).count();
+		let peer_msat =
+			of_peer().filter(not_refused).fold(0u64, |sum, r| sum.saturating_add(r.amount_msat));
+		let node_count = others().filter(|r| r.committed).filter(not_refused).count();
 		let refusal = if height >= record.deadline_height {
 			Some(HoldRefusal::TooCloseToExpiry)
-		} else if held().count() >= policy.max_htlcs {
+		} else if node_count >= policy.max_htlcs {
 			Some(HoldRefusal::NodeCount)
-		} else if of_peer().count() >= policy.max_htlcs_per_peer {
+		} else if peer_count >= policy.max_htlcs_per_peer {
 			Some(HoldRefusal::PeerCount)
 		} else if peer_msat.saturating_add(record.amount_msat) > policy.max_msat_per_peer {
 			Some(HoldRefusal::PeerValue)
@@ -221,8 +278,49 @@ impl HoldRegistry {
 			Some(reason) => HoldState::Refused { reason },
 			None => HoldState::Held,
 		};
+		record.committed = false;
 		self.write(&record)?;
-		cache.insert(record.intercept_id, record.clone());
+		cache.insert(id, Entry { record: record.clone(), handled: None });
+		Ok(Admission::Recorded(Box::new(record)))
+	}
+
+	/// LDK has handled the add of `id` (accepted or rejected it); `pass` is
+	/// the hold loop's pass counter read after that. A provisional record
+	/// that a later pass does not find in LDK's listing is dropped.
+	pub(super) fn add_handled(&self, id: &InterceptId, pass: u64) {
+		if let Some(entry) = self.lock().get_mut(id) {
+			if entry.handled.is_none() {
+				entry.handled = Some(pass);
+			}
+		}
+	}
+
+	/// Marks the provisional record `id` committed (LDK lists its HTLC as
+	/// part of a commitment); a `Held` one becomes `Refused { NodeCount }`
+	/// when the node already has `max_htlcs` committed records not refused.
+	/// The new record, written, or `None` when there is nothing to change.
+	pub(super) fn commit(
+		&self, id: &InterceptId, max_htlcs: usize,
+	) -> Result<Option<HeldHtlc>, HoldError> {
+		let mut cache = self.lock();
+		let Some(current) = cache.get(id).filter(|e| !e.record.committed) else {
+			return Ok(None);
+		};
+		let mut record = HeldHtlc { committed: true, ..current.record.clone() };
+		if record.state == HoldState::Held {
+			let committed = cache
+				.values()
+				.map(|e| &e.record)
+				.filter(|r| r.committed && r.intercept_id != *id)
+				.filter(|r| !matches!(r.state, HoldState::Refused { .. }))
+				.count();
+			if committed >= max_htlcs {
+				record.state = HoldState::Refused { reason: HoldRefusal::NodeCount };
+			}
+		}
+		self.write(&record)?;
+		let handled = current.handled;
+		cache.insert(*id, Entry { record: record.clone(), handled });
 		Ok(Some(record))
 	}
 
@@ -233,15 +331,15 @@ impl HoldRegistry {
 		&self, id: &InterceptId, state: HoldState, allowed: impl FnOnce(&HeldHtlc) -> bool,
 	) -> Result<Result<HeldHtlc, Option<HeldHtlc>>, HoldError> {
 		let mut cache = self.lock();
-		let Some(current) = cache.get(id) else {
+		let Some(current) = cache.get_mut(id) else {
 			return Ok(Err(None));
 		};
-		if !allowed(current) {
-			return Ok(Err(Some(current.clone())));
+		if !allowed(&current.record) {
+			return Ok(Err(Some(current.record.clone())));
 		}
-		let record = HeldHtlc { state, ..current.clone() };
+		let record = HeldHtlc { state, ..current.record.clone() };
 		self.write(&record)?;
-		cache.insert(*id, record.clone());
+		current.record = record.clone();
 		Ok(Ok(record))
 	}
 
@@ -251,5 +349,19 @@ impl HoldRegistry {
 		self.kv.remove(NAMESPACE, HELD, &key(id), false).map_err(io("removing a held HTLC"))?;
 		cache.remove(id);
 		Ok(())
+	}
+
+	/// Forgets `id` unless its add was sent again since `handled` was read
+	/// (a pass decided on a listing older than that add). Whether it went.
+	pub(super) fn remove_unless_sent_again(
+		&self, id: &InterceptId, handled: Option<u64>,
+	) -> Result<bool, HoldError> {
+		let mut cache = self.lock();
+		if cache.get(id).is_some_and(|e| e.handled != handled) {
+			return Ok(false);
+		}
+		self.kv.remove(NAMESPACE, HELD, &key(id), false).map_err(io("removing a held HTLC"))?;
+		cache.remove(id);
+		Ok(true)
 	}
 }

@@ -20,7 +20,7 @@ use super::HtlcHold;
 
 /// Delegates every async payments message to the channel manager, except a
 /// `release_held_htlc` for an HTLC that is not held (unknown, replayed,
-/// refused or expired), which it drops with a log line. Without a hold (the
+/// refused, or past its deadline), which it drops with a log line. Without a hold (the
 /// role is off) it is a pure pass-through.
 pub struct HoldReleaseHandler<CM: Deref>
 where
@@ -87,7 +87,10 @@ where
 			},
 		) = (&self.hold, &context)
 		{
-			if let Err(why) = hold.on_release(intercept_id, *htlc_id, *prev_outbound_scid_alias) {
+			let height = self.cm.get_cm().current_best_block().height;
+			if let Err(why) =
+				hold.on_release(intercept_id, *htlc_id, *prev_outbound_scid_alias, height)
+			{
 				log_info!(hold.logger, "Ignoring release_held_htlc for HTLC {htlc_id}: {why}");
 				return;
 			}
