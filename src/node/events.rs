@@ -10,7 +10,7 @@ use lightning::ln::channelmanager::PaymentId;
 use lightning::ln::types::ChannelId;
 use lightning::types::payment::PaymentHash;
 use lightning::util::logger::Logger;
-use lightning::{log_error, log_info, log_warn};
+use lightning::{log_error, log_info};
 use tokio::sync::broadcast;
 
 use super::chain::FeeEstimator;

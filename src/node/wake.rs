@@ -280,12 +280,12 @@ pub(super) fn announce_held(
 			bucket.payment_hash,
 			bucket.next_node
 		);
-		// No subscriber is fine.
-		let _ = events.send(NodeEvent::PaymentHeld { held: bucket });
 		if let Some(notifier) = notifier {
 			let runtime = tokio::runtime::Handle::current();
 			notifier.wake(WakeKind::PaymentIncoming, &bucket.next_node, &runtime, logger);
 		}
+		// No subscriber is fine.
+		let _ = events.send(NodeEvent::PaymentHeld { held: bucket });
 	}
 }
 

@@ -51,7 +51,8 @@ fn stores_serves_lists_and_replaces_slots() {
 	assert_eq!(listed.len(), 1);
 	assert_eq!(listed[0].recipient_id, "010203");
 	assert_eq!(listed[0].slot, 3);
-	assert_eq!(listed[0].size_bytes, inv.serialized_length() as u64);
+	let stored = inv.serialized_length() + message_path().serialized_length();
+	assert_eq!(listed[0].size_bytes, stored as u64, "the invoice and its request path");
 	assert_eq!(listed[0].expires_at, (inv.created_at() + DAY).as_secs());
 	// The same slot again replaces, it does not add.
 	put(&s, &[1, 2, 3], 3).unwrap();
@@ -63,7 +64,8 @@ fn stores_serves_lists_and_replaces_slots() {
 #[test]
 fn slot_and_byte_quotas_per_recipient() {
 	let dir = tempfile::tempdir().unwrap();
-	let size = invoice(now(), DAY, 0).serialized_length() as u64;
+	let size = (invoice(now(), DAY, 0).serialized_length()
+		+ message_path().serialized_length()) as u64;
 	let policy = StaticInvoicePolicy {
 		max_slots_per_recipient: 4,
 		max_bytes_per_recipient: size * 2,
@@ -174,7 +176,7 @@ fn invoices_survive_a_reload() {
 	assert_eq!(record.invoice, inv);
 	assert_eq!(record.slot, 7);
 	// Quotas count reloaded invoices.
-	let size = inv.serialized_length() as u64;
+	let size = (inv.serialized_length() + message_path().serialized_length()) as u64;
 	let tight = StaticInvoicePolicy { max_bytes_per_recipient: size, ..generous() };
 	let s = server(dir.path(), tight);
 	assert!(matches!(
