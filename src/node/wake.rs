@@ -112,8 +112,7 @@ impl WakeGate {
 		if recent.last.len() >= MAX_TRACKED_WAKES {
 			return Err(WakeSkipped::TooManyPeers);
 		}
-		let permit =
-			Arc::clone(&self.slots).try_acquire_owned().map_err(|_| WakeSkipped::Busy)?;
+		let permit = Arc::clone(&self.slots).try_acquire_owned().map_err(|_| WakeSkipped::Busy)?;
 		recent.last.insert(key.clone(), now);
 		recent.order.push_back((now, key));
 		Ok(permit)
@@ -336,9 +335,7 @@ mod tests {
 		(url.parse().expect("url"), calls)
 	}
 
-	fn notifier(
-		url: reqwest::Url, dir: &std::path::Path,
-	) -> (Arc<WakeNotifier>, Arc<NodeLogger>) {
+	fn notifier(url: reqwest::Url, dir: &std::path::Path) -> (Arc<WakeNotifier>, Arc<NodeLogger>) {
 		let keys = Arc::new(KeysManager::new(&[7; 32], 1, 1, true));
 		let logger = NodeLogger::open(&dir.join("log"), Level::Info, "test").expect("log");
 		(Arc::new(WakeNotifier::new(url, keys)), Arc::new(logger))

@@ -97,10 +97,8 @@ impl Queue {
 	/// oldest small one; `false` when only protected messages are left.
 	fn drop_one(&mut self) -> bool {
 		let unprotected = || self.messages.iter().enumerate().skip(PROTECTED_PER_PEER);
-		let victim = unprotected()
-			.find(|(_, m)| !m.small)
-			.or_else(|| unprotected().next())
-			.map(|(i, _)| i);
+		let victim =
+			unprotected().find(|(_, m)| !m.small).or_else(|| unprotected().next()).map(|(i, _)| i);
 		let Some(message) = victim.and_then(|i| self.messages.remove(i)) else {
 			return false;
 		};
@@ -235,7 +233,12 @@ mod tests {
 		hop_data[0] = tag;
 		OnionMessage {
 			blinding_point: key(9),
-			onion_routing_packet: Packet { version: 0, public_key: key(8), hop_data, hmac: [0; 32] },
+			onion_routing_packet: Packet {
+				version: 0,
+				public_key: key(8),
+				hop_data,
+				hmac: [0; 32],
+			},
 		}
 	}
 

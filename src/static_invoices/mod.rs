@@ -358,12 +358,13 @@ impl StaticInvoices {
 		key.extend_from_slice(&(recipient_id.len() as u16).to_be_bytes());
 		key.extend_from_slice(recipient_id);
 		key.extend_from_slice(requester);
-		let allowed = self.request_limiter.lock().unwrap_or_else(|p| p.into_inner()).allow(&key, at)
-			&& self
-				.recipient_limiter
-				.lock()
-				.unwrap_or_else(|p| p.into_inner())
-				.allow(recipient_id, at);
+		let allowed =
+			self.request_limiter.lock().unwrap_or_else(|p| p.into_inner()).allow(&key, at)
+				&& self
+					.recipient_limiter
+					.lock()
+					.unwrap_or_else(|p| p.into_inner())
+					.allow(recipient_id, at);
 		if !allowed {
 			self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
 			return Err(StaticInvoiceError::RateLimited);
@@ -447,8 +448,7 @@ where
 		&self, peer: PublicKey, message: OnionMessage,
 	) -> Result<Held, MailboxRefusal> {
 		let cm = self.cm.get_cm();
-		self.mailbox
-			.hold(peer, message, |id| !cm.list_channels_with_counterparty(id).is_empty())
+		self.mailbox.hold(peer, message, |id| !cm.list_channels_with_counterparty(id).is_empty())
 	}
 
 	/// Paths for a new async recipient to configure with

@@ -64,8 +64,8 @@ fn stores_serves_lists_and_replaces_slots() {
 #[test]
 fn slot_and_byte_quotas_per_recipient() {
 	let dir = tempfile::tempdir().unwrap();
-	let size = (invoice(now(), DAY, 0).serialized_length()
-		+ message_path().serialized_length()) as u64;
+	let size =
+		(invoice(now(), DAY, 0).serialized_length() + message_path().serialized_length()) as u64;
 	let policy = StaticInvoicePolicy {
 		max_slots_per_recipient: 4,
 		max_bytes_per_recipient: size * 2,
@@ -297,8 +297,7 @@ fn a_flood_through_one_introduction_node_does_not_shut_out_other_payers() {
 	assert!(s.lookup(b"a", 0, b"payer's LSP", now()).is_ok(), "a real payer is shut out");
 	// A flood naming fresh introduction nodes each time is bounded per
 	// recipient: burst x RECIPIENT_ALLOWANCE_FACTOR in all.
-	let fresh = (0..100u32)
-		.filter(|i| s.lookup(b"a", 0, &i.to_be_bytes(), now()).is_ok())
-		.count() as u32;
+	let fresh =
+		(0..100u32).filter(|i| s.lookup(b"a", 0, &i.to_be_bytes(), now()).is_ok()).count() as u32;
 	assert_eq!(fresh + 6, 5 * policy::RECIPIENT_ALLOWANCE_FACTOR);
 }
