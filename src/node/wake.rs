@@ -120,6 +120,7 @@ impl WakeGate {
 }
 
 /// What the notifier did since the node started.
+#[cfg(test)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) struct WakeStats {
 	/// Calls started.
@@ -210,6 +211,7 @@ impl WakeNotifier {
 	}
 
 	/// What the notifier did since the node started.
+	#[cfg(test)]
 	pub(super) fn stats(&self) -> WakeStats {
 		WakeStats {
 			started: self.started.load(Ordering::Relaxed),

@@ -31,15 +31,7 @@ pub enum HookOutcome {
 /// back from the responder's encoding (a TLV stream whose type 0 is the
 /// path).
 pub fn requester_key(reply_path: &Responder) -> Vec<u8> {
-	let bytes = reply_path.encode();
-	let mut r = &bytes[..];
-	let path = (|| {
-		let _stream_len: BigSize = Readable::read(&mut r).ok()?;
-		let tlv_type: BigSize = Readable::read(&mut r).ok()?;
-		let _tlv_len: BigSize = Readable::read(&mut r).ok()?;
-		(tlv_type.0 == 0).then_some(())?;
-		BlindedMessagePath::read(&mut r).ok()
-	})();
+	let path = reply_path_of(&reply_path.encode());
 	match path.as_ref().map(BlindedMessagePath::introduction_node) {
 		Some(IntroductionNode::NodeId(id)) => id.serialize().to_vec(),
 		Some(IntroductionNode::DirectedShortChannelId(direction, scid)) => {
@@ -49,6 +41,15 @@ pub fn requester_key(reply_path: &Responder) -> Vec<u8> {
 		},
 		None => Vec::new(),
 	}
+}
+
+/// The path of an encoded `Responder`: stream length, then TLV type 0.
+fn reply_path_of(mut r: &[u8]) -> Option<BlindedMessagePath> {
+	let _stream_len: BigSize = Readable::read(&mut r).ok()?;
+	let tlv_type: BigSize = Readable::read(&mut r).ok()?;
+	let _tlv_len: BigSize = Readable::read(&mut r).ok()?;
+	(tlv_type.0 == 0).then_some(())?;
+	BlindedMessagePath::read(&mut r).ok()
 }
 
 impl<CM: Deref> StaticInvoiceServer<CM>

@@ -301,3 +301,21 @@ fn a_flood_through_one_introduction_node_does_not_shut_out_other_payers() {
 		(0..100u32).filter(|i| s.lookup(b"a", 0, &i.to_be_bytes(), now()).is_ok()).count() as u32;
 	assert_eq!(fresh + 6, 5 * policy::RECIPIENT_ALLOWANCE_FACTOR);
 }
+
+#[test]
+fn the_requester_key_is_the_reply_paths_introduction_node() {
+	use lightning::onion_message::messenger::Responder;
+	use lightning::util::ser::{BigSize, Readable};
+	let path = message_path().encode();
+	let mut tlv = BigSize(0).encode();
+	tlv.extend(BigSize(path.len() as u64).encode());
+	tlv.extend(path);
+	let mut bytes = BigSize(tlv.len() as u64).encode();
+	bytes.extend(tlv);
+	let responder = Responder::read(&mut &bytes[..]).expect("a responder");
+	let intro = match message_path().introduction_node() {
+		lightning::blinded_path::IntroductionNode::NodeId(id) => id.serialize().to_vec(),
+		other => panic!("fixture path starts at {other:?}"),
+	};
+	assert_eq!(requester_key(&responder), intro);
+}
