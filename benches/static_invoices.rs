@@ -195,7 +195,7 @@ fn main() {
 	let store_s = start.elapsed().as_secs_f64();
 	let start = Instant::now();
 	for i in 0..n {
-		ours.lookup(&id(i), 0, now).expect("served");
+		ours.lookup(&id(i), 0, b"", now).expect("served");
 	}
 	let serve_s = start.elapsed().as_secs_f64();
 	let (bytes, allocated, _) = disk_usage(dir.path());

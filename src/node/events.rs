@@ -10,7 +10,7 @@ use lightning::ln::channelmanager::PaymentId;
 use lightning::ln::types::ChannelId;
 use lightning::types::payment::PaymentHash;
 use lightning::util::logger::Logger;
-use lightning::{log_error, log_info, log_warn};
+use lightning::{log_error, log_info};
 use tokio::sync::broadcast;
 
 use super::chain::FeeEstimator;
@@ -137,18 +137,17 @@ impl EventHandler {
 		let _ = self.events.send(event);
 	}
 
-	/// Tells subscribers and the wake-up webhook (in a task of its own) that
-	/// messages wait for offline `peer`.
-	fn announce_message_held(&self, peer: PublicKey) {
-		log_info!(self.logger, "Keeping onion messages for offline peer {peer}");
-		self.publish(NodeEvent::MessageHeld { peer });
+	/// Tells subscribers (for the peer's first held message) and the wake-up
+	/// webhook (gated per peer, see [`WakeNotifier::wake`]) that messages wait
+	/// for offline `peer`.
+	fn announce_message_held(&self, peer: PublicKey, first: bool) {
+		if first {
+			log_info!(self.logger, "Keeping onion messages for offline peer {peer}");
+			self.publish(NodeEvent::MessageHeld { peer });
+		}
 		if let Some(wake) = &self.wake {
-			let (wake, logger) = (Arc::clone(wake), Arc::clone(&self.logger));
-			self.runtime.spawn(async move {
-				if let Err(e) = wake.onion_message_incoming().await {
-					log_warn!(logger, "Wake-up call failed: {e}");
-				}
-			});
+			let kind = super::wake::WakeKind::OnionMessageIncoming;
+			wake.wake(kind, &peer.to_string(), &self.runtime, &self.logger);
 		}
 	}
 
@@ -171,7 +170,6 @@ impl EventHandler {
 			match server.handle_event(&event) {
 				StaticInvoiceOutcome::NotOurs => {},
 				StaticInvoiceOutcome::Handled => return Ok(()),
-				StaticInvoiceOutcome::Replay => return Err(ReplayEvent()),
 			}
 		}
 		match event {
@@ -366,10 +364,12 @@ impl EventHandler {
 				// Only generated with the static invoice server on (offline-peer
 				// interception): hold it until the peer connects.
 				if let Some(server) = &self.static_invoices {
-					let first = server.mailbox().held_for(&peer_node_id) == 0;
-					server.mailbox().hold(peer_node_id, message);
-					if first {
-						self.announce_message_held(peer_node_id);
+					match server.hold_message(peer_node_id, message) {
+						Ok(held) => self.announce_message_held(peer_node_id, held.first),
+						Err(e) => log_info!(
+							self.logger,
+							"Not keeping an onion message for offline {peer_node_id}: {e}"
+						),
 					}
 				}
 			},

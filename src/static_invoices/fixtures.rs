@@ -44,13 +44,23 @@ pub fn message_path() -> BlindedMessagePath {
 /// expires `relative_expiry` later, padded with `padding` bytes of blinded
 /// payment path payload (about 600 bytes with no padding).
 pub fn invoice(created_at: Duration, relative_expiry: Duration, padding: usize) -> StaticInvoice {
+	invoice_of_offer(created_at, relative_expiry, padding, None)
+}
+
+/// [`invoice`] for an offer that expires at `offer_expiry` (since the Unix
+/// epoch), if given.
+pub fn invoice_of_offer(
+	created_at: Duration, relative_expiry: Duration, padding: usize, offer_expiry: Option<Duration>,
+) -> StaticInvoice {
 	let secp = Secp256k1::new();
 	let expanded_key = ExpandedKey::new([42; 32]);
 	let nonce = Nonce::from_entropy_source(&FixedEntropy([42; 32]));
-	let offer = OfferBuilder::deriving_signing_pubkey(pubkey(43), &expanded_key, nonce, &secp)
-		.path(message_path())
-		.build()
-		.expect("offer builds");
+	let mut offer = OfferBuilder::deriving_signing_pubkey(pubkey(43), &expanded_key, nonce, &secp)
+		.path(message_path());
+	if let Some(expiry) = offer_expiry {
+		offer = offer.absolute_expiry(expiry);
+	}
+	let offer = offer.build().expect("offer builds");
 	let payment_path = BlindedPaymentPath::from_blinded_path_and_payinfo(
 		pubkey(40),
 		pubkey(41),

@@ -15,10 +15,19 @@
 //! Refusals are typed ([`StaticInvoiceError`]), logged, and leave nothing
 //! stored; the recipient then gets no confirmation and keeps its offer unused.
 //!
+//! No event is ever handed back to LDK for replay: every store error is
+//! logged, counted ([`StaticInvoiceStats::store_errors`]) and answered as a
+//! failure (no confirmation, no invoice), because LDK replays an event
+//! before any later one and a lasting error would stop the node.
+//!
 //! Rate limiting: `Event::StaticInvoiceRequested` does not say which peer the
-//! request came from (onion messages hide it), so requests are limited per
-//! recipient id, which protects every recipient from a flood aimed at another
-//! and bounds the work per recipient. Persists are limited the same way.
+//! request came from (onion messages hide it). Requests are limited per
+//! (recipient id, introduction node of the payer's reply path), so a flood
+//! through one introduction node does not shut out payers replying through
+//! others, and per recipient id with a wider allowance
+//! ([`policy::RECIPIENT_ALLOWANCE_FACTOR`]), which bounds the work per
+//! recipient whatever reply paths a flood names. Persists are limited per
+//! recipient id.
 
 mod events;
 pub mod fixtures;
@@ -31,8 +40,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bitcoin::secp256k1::PublicKey;
 use lightning::blinded_path::message::BlindedMessagePath;
 use lightning::ln::channelmanager::AChannelManager;
+use lightning::ln::msgs::OnionMessage;
 use lightning::log_info;
 use lightning::offers::static_invoice::StaticInvoice;
 use lightning::util::logger::Logger;
@@ -40,8 +51,8 @@ use lightning::util::persist::KVStoreSync;
 use lightning::util::ser::Writeable;
 use serde::{Deserialize, Serialize};
 
-pub use events::HookOutcome;
-pub use mailbox::OnionMessageMailbox;
+pub use events::{requester_key, HookOutcome};
+pub use mailbox::{Held, MailboxRefusal, OnionMessageMailbox};
 pub use policy::{RateLimiter, StaticInvoicePolicy};
 pub use store::{InvoiceRecord, InvoiceStore, StoreError, StoredStaticInvoice};
 
@@ -89,6 +100,15 @@ pub enum StaticInvoiceError {
 	/// The recipient id sent too many requests recently.
 	#[error("rate limited: too many requests for this recipient")]
 	RateLimited,
+	/// The slot holds a newer invoice than this one (a replayed or reordered
+	/// older invoice must not roll the slot back).
+	#[error("slot holds an invoice created at {stored}, newer than this one ({offered})")]
+	Stale {
+		/// Creation time of the stored invoice, seconds since the Unix epoch.
+		stored: u64,
+		/// Creation time of the refused one.
+		offered: u64,
+	},
 	/// No invoice is stored for the (recipient, slot).
 	#[error("no invoice stored for this recipient and slot")]
 	NotFound,
@@ -102,6 +122,7 @@ pub enum StaticInvoiceError {
 
 /// Counters of what the server did since it started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StaticInvoiceStats {
 	/// Invoices stored (new or replacing a slot).
 	pub stored: u64,
@@ -115,6 +136,9 @@ pub struct StaticInvoiceStats {
 	pub rate_limited: u64,
 	/// Invoices removed because they expired.
 	pub evicted: u64,
+	/// Store errors (I/O, corrupt records): each answered as a failure, never
+	/// retried by replaying the event.
+	pub store_errors: u64,
 }
 
 #[derive(Default)]
@@ -125,6 +149,7 @@ struct Counters {
 	not_found: AtomicU64,
 	rate_limited: AtomicU64,
 	evicted: AtomicU64,
+	store_errors: AtomicU64,
 }
 
 /// Seconds since the Unix epoch.
@@ -138,6 +163,7 @@ pub struct StaticInvoices {
 	store: Mutex<InvoiceStore>,
 	policy: StaticInvoicePolicy,
 	request_limiter: Mutex<RateLimiter>,
+	recipient_limiter: Mutex<RateLimiter>,
 	persist_limiter: Mutex<RateLimiter>,
 	counters: Counters,
 	logger: Arc<dyn Logger + Send + Sync>,
@@ -155,6 +181,10 @@ impl StaticInvoices {
 			request_limiter: Mutex::new(RateLimiter::new(
 				policy.rate_limit_burst,
 				policy.rate_limit_refill,
+			)),
+			recipient_limiter: Mutex::new(RateLimiter::new(
+				policy.rate_limit_burst.saturating_mul(policy::RECIPIENT_ALLOWANCE_FACTOR),
+				policy.rate_limit_refill / policy::RECIPIENT_ALLOWANCE_FACTOR,
 			)),
 			persist_limiter: Mutex::new(RateLimiter::new(
 				policy.rate_limit_burst,
@@ -190,7 +220,12 @@ impl StaticInvoices {
 			not_found: c.not_found.load(Ordering::Relaxed),
 			rate_limited: c.rate_limited.load(Ordering::Relaxed),
 			evicted: c.evicted.load(Ordering::Relaxed),
+			store_errors: c.store_errors.load(Ordering::Relaxed),
 		}
+	}
+
+	fn count_store_error(&self) {
+		self.counters.store_errors.fetch_add(1, Ordering::Relaxed);
 	}
 
 	fn count_served(&self) {
@@ -226,7 +261,7 @@ impl StaticInvoices {
 			Err(StaticInvoiceError::RateLimited) => {
 				self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
 			},
-			Err(StaticInvoiceError::Store(_)) => {},
+			Err(StaticInvoiceError::Store(_)) => self.count_store_error(),
 			Err(_) => {
 				self.counters.refused.fetch_add(1, Ordering::Relaxed);
 			},
@@ -258,7 +293,10 @@ impl StaticInvoices {
 		if size > policy.max_invoice_bytes {
 			return Err(StaticInvoiceError::Oversized { size, max: policy.max_invoice_bytes });
 		}
-		let expires_at = invoice.created_at().saturating_add(invoice.relative_expiry()).as_secs();
+		let invoice_expiry = invoice.created_at().saturating_add(invoice.relative_expiry());
+		let expires_at =
+			invoice.absolute_expiry().map_or(invoice_expiry, |offer| offer.min(invoice_expiry));
+		let expires_at = expires_at.as_secs();
 		if invoice.is_expired_no_std(now) || invoice.is_offer_expired_no_std(now) {
 			return Err(StaticInvoiceError::Expired { expires_at, now: now.as_secs() });
 		}
@@ -269,6 +307,17 @@ impl StaticInvoices {
 			});
 		}
 		let mut store = self.store();
+		let created_at = invoice.created_at().as_secs();
+		if let Some(stored) = store.meta(recipient_id, slot) {
+			if stored.created_at > created_at {
+				return Err(StaticInvoiceError::Stale {
+					stored: stored.created_at,
+					offered: created_at,
+				});
+			}
+		}
+		// The request path is kept (and served) with the invoice: it counts too.
+		let size = size.saturating_add(invoice_request_path.serialized_length() as u64);
 		let total = store.recipient_bytes(recipient_id, Some(slot)).saturating_add(size);
 		if total > policy.max_bytes_per_recipient {
 			return Err(StaticInvoiceError::ByteQuota {
@@ -295,27 +344,54 @@ impl StaticInvoices {
 		Ok(())
 	}
 
-	/// Looks up the invoice to serve for a request at `now`; an expired one is
-	/// evicted and reported as [`StaticInvoiceError::Expired`].
+	/// Looks up the invoice to serve for a request at `now` that came with a
+	/// reply path through `requester` (an opaque key: the introduction node
+	/// of the payer's reply path, see [`events::requester_key`]). An expired
+	/// invoice is evicted and reported as [`StaticInvoiceError::Expired`]; a
+	/// corrupt record is removed (the recipient stores a fresh one when it
+	/// next refreshes), counted and reported as a store error.
 	pub fn lookup(
-		&self, recipient_id: &[u8], slot: u16, now: Duration,
+		&self, recipient_id: &[u8], slot: u16, requester: &[u8], now: Duration,
 	) -> Result<InvoiceRecord, StaticInvoiceError> {
-		if !self
-			.request_limiter
-			.lock()
-			.unwrap_or_else(|p| p.into_inner())
-			.allow(recipient_id, Instant::now())
-		{
+		let at = Instant::now();
+		let mut key = Vec::with_capacity(recipient_id.len() + requester.len() + 2);
+		key.extend_from_slice(&(recipient_id.len() as u16).to_be_bytes());
+		key.extend_from_slice(recipient_id);
+		key.extend_from_slice(requester);
+		let allowed =
+			self.request_limiter.lock().unwrap_or_else(|p| p.into_inner()).allow(&key, at)
+				&& self
+					.recipient_limiter
+					.lock()
+					.unwrap_or_else(|p| p.into_inner())
+					.allow(recipient_id, at);
+		if !allowed {
 			self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
 			return Err(StaticInvoiceError::RateLimited);
 		}
 		let mut store = self.store();
-		let Some(record) = store.get(recipient_id, slot)? else {
+		let found = match store.get(recipient_id, slot) {
+			Ok(found) => found,
+			Err(e) => {
+				self.count_store_error();
+				if matches!(e, StoreError::Corrupt { .. }) {
+					// A retry cannot cure it: drop it so the slot is usable again.
+					if let Err(removal) = store.remove(recipient_id, slot) {
+						lightning::log_error!(self.logger, "Static invoice server: {removal}");
+					}
+				}
+				return Err(e.into());
+			},
+		};
+		let Some(record) = found else {
 			self.counters.not_found.fetch_add(1, Ordering::Relaxed);
 			return Err(StaticInvoiceError::NotFound);
 		};
 		if record.expires_at <= now.as_secs() || record.invoice.is_offer_expired_no_std(now) {
-			store.remove(recipient_id, slot)?;
+			if let Err(e) = store.remove(recipient_id, slot) {
+				self.count_store_error();
+				return Err(e.into());
+			}
 			self.counters.evicted.fetch_add(1, Ordering::Relaxed);
 			self.counters.not_found.fetch_add(1, Ordering::Relaxed);
 			return Err(StaticInvoiceError::Expired {
@@ -362,6 +438,17 @@ where
 	/// Onion messages held for offline peers (see [`OnionMessageMailbox`]).
 	pub fn mailbox(&self) -> &OnionMessageMailbox {
 		&self.mailbox
+	}
+
+	/// Holds an onion message LDK could not forward to the offline `peer`
+	/// (`Event::OnionMessageIntercepted`), if `peer` is one of our channel
+	/// peers: an async recipient of this server has a channel with it, and
+	/// other ids are not worth memory.
+	pub fn hold_message(
+		&self, peer: PublicKey, message: OnionMessage,
+	) -> Result<Held, MailboxRefusal> {
+		let cm = self.cm.get_cm();
+		self.mailbox.hold(peer, message, |id| !cm.list_channels_with_counterparty(id).is_empty())
 	}
 
 	/// Paths for a new async recipient to configure with

@@ -21,8 +21,11 @@ pub const NAMESPACE: &str = "static_invoices";
 /// Secondary namespace of every record.
 pub const SECONDARY_NAMESPACE: &str = "invoices";
 
-/// Version byte of the record encoding.
-const RECORD_VERSION: u8 = 1;
+/// Version byte of the record encoding. Version 2 added the invoice's
+/// creation time; version 1 records are read with it unknown (0).
+const RECORD_VERSION: u8 = 2;
+/// The version before the invoice's creation time was recorded.
+const RECORD_VERSION_1: u8 = 1;
 
 /// Errors of the invoice store.
 #[derive(Debug, thiserror::Error)]
@@ -52,21 +55,26 @@ pub struct StoredStaticInvoice {
 	pub recipient_id: String,
 	/// The recipient's slot.
 	pub slot: u16,
-	/// Size of the invoice, in bytes.
+	/// Bytes counted against the recipient's quota: the invoice plus its
+	/// invoice-request path.
 	pub size_bytes: u64,
 	/// When we stored it (seconds since the Unix epoch).
 	pub stored_at: u64,
 	/// When it expires (seconds since the Unix epoch): the earlier of the
 	/// invoice's and its offer's expiry.
 	pub expires_at: u64,
+	/// The invoice's creation time (seconds since the Unix epoch; 0 when
+	/// read from a version 1 record, which did not keep it).
+	pub created_at: u64,
 }
 
 /// What the index keeps per stored invoice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Meta {
+pub(super) struct Meta {
 	size: u64,
 	stored_at: u64,
 	expires_at: u64,
+	pub(super) created_at: u64,
 }
 
 /// A stored invoice with what is needed to serve it.
@@ -87,19 +95,20 @@ pub struct InvoiceRecord {
 }
 
 impl InvoiceRecord {
-	/// Serializes the record: version, recipient id, slot, times, request
-	/// path, then the invoice bytes.
+	/// Serializes the record: version, recipient id, slot, times (stored,
+	/// expires, invoice created), request path, then the invoice bytes.
 	pub fn encode(&self) -> Vec<u8> {
 		let invoice = self.invoice.encode();
 		let path = self.invoice_request_path.encode();
 		let mut out =
-			Vec::with_capacity(1 + 2 + self.recipient_id.len() + 22 + path.len() + invoice.len());
+			Vec::with_capacity(1 + 2 + self.recipient_id.len() + 30 + path.len() + invoice.len());
 		out.push(RECORD_VERSION);
 		out.extend_from_slice(&(self.recipient_id.len() as u16).to_be_bytes());
 		out.extend_from_slice(&self.recipient_id);
 		out.extend_from_slice(&self.slot.to_be_bytes());
 		out.extend_from_slice(&self.stored_at.to_be_bytes());
 		out.extend_from_slice(&self.expires_at.to_be_bytes());
+		out.extend_from_slice(&self.invoice.created_at().as_secs().to_be_bytes());
 		out.extend_from_slice(&(path.len() as u32).to_be_bytes());
 		out.extend_from_slice(&path);
 		out.extend_from_slice(&invoice);
@@ -133,6 +142,7 @@ struct RecordHeader<'a> {
 	slot: u16,
 	stored_at: u64,
 	expires_at: u64,
+	created_at: u64,
 	path: &'a [u8],
 	invoice: &'a [u8],
 }
@@ -148,7 +158,8 @@ impl<'a> RecordHeader<'a> {
 			r = tail;
 			Ok(head)
 		};
-		if take(1)?[0] != RECORD_VERSION {
+		let version = take(1)?[0];
+		if version != RECORD_VERSION && version != RECORD_VERSION_1 {
 			return Err("unknown record version".into());
 		}
 		let id_len = u16::from_be_bytes(take(2)?.try_into().map_err(|_| "id length")?);
@@ -156,19 +167,26 @@ impl<'a> RecordHeader<'a> {
 		let slot = u16::from_be_bytes(take(2)?.try_into().map_err(|_| "slot")?);
 		let stored_at = u64::from_be_bytes(take(8)?.try_into().map_err(|_| "stored_at")?);
 		let expires_at = u64::from_be_bytes(take(8)?.try_into().map_err(|_| "expires_at")?);
+		let created_at = if version == RECORD_VERSION_1 {
+			0
+		} else {
+			u64::from_be_bytes(take(8)?.try_into().map_err(|_| "created_at")?)
+		};
 		let path_len = u32::from_be_bytes(take(4)?.try_into().map_err(|_| "path length")?);
 		let path = take(path_len as usize)?;
 		if r.is_empty() {
 			return Err("no invoice".into());
 		}
-		Ok(Self { recipient_id, slot, stored_at, expires_at, path, invoice: r })
+		Ok(Self { recipient_id, slot, stored_at, expires_at, created_at, path, invoice: r })
 	}
 
 	fn meta(&self) -> Meta {
 		Meta {
-			size: self.invoice.len() as u64,
+			// Both are kept for the recipient, so both count against its quota.
+			size: (self.invoice.len() as u64).saturating_add(self.path.len() as u64),
 			stored_at: self.stored_at,
 			expires_at: self.expires_at,
+			created_at: self.created_at,
 		}
 	}
 }
@@ -227,7 +245,13 @@ impl InvoiceStore {
 		self.index.get(recipient_id).is_some_and(|s| s.contains_key(&slot))
 	}
 
-	/// Bytes of `recipient_id`'s invoices, leaving out `except_slot`.
+	/// What the index knows of (recipient, slot).
+	pub(super) fn meta(&self, recipient_id: &[u8], slot: u16) -> Option<Meta> {
+		self.index.get(recipient_id).and_then(|s| s.get(&slot)).copied()
+	}
+
+	/// Bytes of `recipient_id`'s invoices and request paths, leaving out
+	/// `except_slot`.
 	pub fn recipient_bytes(&self, recipient_id: &[u8], except_slot: Option<u16>) -> u64 {
 		self.index.get(recipient_id).map_or(0, |slots| {
 			slots.iter().filter(|(s, _)| Some(**s) != except_slot).map(|(_, m)| m.size).sum()
@@ -309,6 +333,7 @@ impl InvoiceStore {
 					size_bytes: m.size,
 					stored_at: m.stored_at,
 					expires_at: m.expires_at,
+					created_at: m.created_at,
 				})
 			})
 			.collect();

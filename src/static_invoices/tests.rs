@@ -9,7 +9,7 @@ use lightning::util::persist::KVStoreSync;
 use lightning::util::ser::Writeable;
 use lightning_persister::fs_store::FilesystemStore;
 
-use super::fixtures::{invoice, message_path};
+use super::fixtures::{invoice, invoice_of_offer, message_path};
 use super::*;
 
 struct NoLog;
@@ -42,16 +42,17 @@ fn stores_serves_lists_and_replaces_slots() {
 	let s = server(dir.path(), generous());
 	let inv = invoice(now(), DAY, 0);
 	s.persist(inv.clone(), message_path(), 3, vec![1, 2, 3], now()).unwrap();
-	let record = s.lookup(&[1, 2, 3], 3, now()).unwrap();
+	let record = s.lookup(&[1, 2, 3], 3, b"", now()).unwrap();
 	assert_eq!(record.invoice, inv);
 	assert_eq!(record.invoice_request_path, message_path());
-	assert!(matches!(s.lookup(&[1, 2, 3], 4, now()), Err(StaticInvoiceError::NotFound)));
-	assert!(matches!(s.lookup(&[9], 3, now()), Err(StaticInvoiceError::NotFound)));
+	assert!(matches!(s.lookup(&[1, 2, 3], 4, b"", now()), Err(StaticInvoiceError::NotFound)));
+	assert!(matches!(s.lookup(&[9], 3, b"", now()), Err(StaticInvoiceError::NotFound)));
 	let listed = s.list();
 	assert_eq!(listed.len(), 1);
 	assert_eq!(listed[0].recipient_id, "010203");
 	assert_eq!(listed[0].slot, 3);
-	assert_eq!(listed[0].size_bytes, inv.serialized_length() as u64);
+	let stored = inv.serialized_length() + message_path().serialized_length();
+	assert_eq!(listed[0].size_bytes, stored as u64, "the invoice and its request path");
 	assert_eq!(listed[0].expires_at, (inv.created_at() + DAY).as_secs());
 	// The same slot again replaces, it does not add.
 	put(&s, &[1, 2, 3], 3).unwrap();
@@ -63,7 +64,8 @@ fn stores_serves_lists_and_replaces_slots() {
 #[test]
 fn slot_and_byte_quotas_per_recipient() {
 	let dir = tempfile::tempdir().unwrap();
-	let size = invoice(now(), DAY, 0).serialized_length() as u64;
+	let size =
+		(invoice(now(), DAY, 0).serialized_length() + message_path().serialized_length()) as u64;
 	let policy = StaticInvoicePolicy {
 		max_slots_per_recipient: 4,
 		max_bytes_per_recipient: size * 2,
@@ -128,9 +130,9 @@ fn expired_invoices_are_evicted_and_not_served() {
 		s.persist(inv, message_path(), 0, id.to_vec(), t0).unwrap();
 	}
 	// Served while valid, refused once expired (and dropped then).
-	assert!(s.lookup(b"a", 0, t0).is_ok());
+	assert!(s.lookup(b"a", 0, b"", t0).is_ok());
 	let later = t0 + Duration::from_secs(61);
-	assert!(matches!(s.lookup(b"a", 0, later), Err(StaticInvoiceError::Expired { .. })));
+	assert!(matches!(s.lookup(b"a", 0, b"", later), Err(StaticInvoiceError::Expired { .. })));
 	assert_eq!(s.list().len(), 2);
 	assert_eq!(s.evict_expired_at(t0 + Duration::from_secs(601)).unwrap(), 1);
 	let ids: Vec<_> = s.list().into_iter().map(|i| i.recipient_id).collect();
@@ -149,10 +151,10 @@ fn request_flood_is_rate_limited_per_recipient() {
 	let s = server(dir.path(), policy);
 	put(&s, b"a", 0).unwrap();
 	put(&s, b"b", 0).unwrap();
-	let served = (0..20).filter(|_| s.lookup(b"a", 0, now()).is_ok()).count();
+	let served = (0..20).filter(|_| s.lookup(b"a", 0, b"", now()).is_ok()).count();
 	assert_eq!(served, 5, "the burst, then nothing");
-	assert!(matches!(s.lookup(b"a", 0, now()), Err(StaticInvoiceError::RateLimited)));
-	assert!(s.lookup(b"b", 0, now()).is_ok(), "other recipients unaffected");
+	assert!(matches!(s.lookup(b"a", 0, b"", now()), Err(StaticInvoiceError::RateLimited)));
+	assert!(s.lookup(b"b", 0, b"", now()).is_ok(), "other recipients unaffected");
 	assert_eq!(s.stats().rate_limited, 16);
 	// Persists are limited too (a already used one of its five).
 	let stored = (0..10).filter(|_| put(&s, b"a", 0).is_ok()).count();
@@ -170,11 +172,11 @@ fn invoices_survive_a_reload() {
 	}
 	let s = server(dir.path(), generous());
 	assert_eq!(s.list().len(), 2);
-	let record = s.lookup(&[0xab; 16], 7, now()).unwrap();
+	let record = s.lookup(&[0xab; 16], 7, b"", now()).unwrap();
 	assert_eq!(record.invoice, inv);
 	assert_eq!(record.slot, 7);
 	// Quotas count reloaded invoices.
-	let size = inv.serialized_length() as u64;
+	let size = (inv.serialized_length() + message_path().serialized_length()) as u64;
 	let tight = StaticInvoicePolicy { max_bytes_per_recipient: size, ..generous() };
 	let s = server(dir.path(), tight);
 	assert!(matches!(
@@ -215,8 +217,105 @@ fn a_corrupt_invoice_behind_a_sound_header_is_refused_when_served() {
 	// The index loads from the headers; the invoice is checked when served.
 	let s = StaticInvoices::new(kv, generous(), Arc::new(NoLog)).expect("loads");
 	assert_eq!(s.list().len(), 1);
+	// Answered as a failure (the event handler sends nothing and moves on;
+	// there is no replay), counted, and dropped: a retry could not cure it.
 	assert!(matches!(
-		s.lookup(b"x", 0, now()),
+		s.lookup(b"x", 0, b"", now()),
 		Err(StaticInvoiceError::Store(StoreError::Corrupt { .. }))
 	));
+	assert_eq!(s.stats().store_errors, 1);
+	assert!(
+		matches!(s.lookup(b"x", 0, b"", now()), Err(StaticInvoiceError::NotFound)),
+		"the corrupt record is still served from"
+	);
+	assert!(s.list().is_empty());
+	// The recipient's next invoice takes the slot again.
+	put(&s, b"x", 0).unwrap();
+	assert!(s.lookup(b"x", 0, b"", now()).is_ok());
+	assert_eq!(s.stats().store_errors, 1);
+}
+
+#[test]
+fn a_replayed_older_invoice_does_not_roll_a_slot_back() {
+	let dir = tempfile::tempdir().unwrap();
+	let s = server(dir.path(), generous());
+	let t = now();
+	let older = invoice(t - Duration::from_secs(600), DAY, 0);
+	let newer = invoice(t, DAY, 0);
+	s.persist(older.clone(), message_path(), 0, b"r".to_vec(), t).unwrap();
+	s.persist(newer.clone(), message_path(), 0, b"r".to_vec(), t).unwrap();
+	let err = s.persist(older, message_path(), 0, b"r".to_vec(), t).unwrap_err();
+	assert!(matches!(err, StaticInvoiceError::Stale { .. }), "{err}");
+	assert_eq!(s.lookup(b"r", 0, b"", t).unwrap().invoice, newer);
+	// Sending the same invoice again is fine, and the order survives a reload.
+	s.persist(newer.clone(), message_path(), 0, b"r".to_vec(), t).unwrap();
+	let reloaded = server(dir.path(), generous());
+	let older = invoice(t - Duration::from_secs(1), DAY, 0);
+	assert!(matches!(
+		reloaded.persist(older, message_path(), 0, b"r".to_vec(), t),
+		Err(StaticInvoiceError::Stale { .. })
+	));
+}
+
+#[test]
+fn expiry_is_the_earlier_of_the_invoice_and_its_offer() {
+	let dir = tempfile::tempdir().unwrap();
+	let s = server(dir.path(), generous());
+	let t = now();
+	let offer_expiry = t + Duration::from_secs(3600);
+	let inv = invoice_of_offer(t, DAY, 0, Some(offer_expiry));
+	s.persist(inv, message_path(), 0, b"r".to_vec(), t).unwrap();
+	assert_eq!(s.list()[0].expires_at, offer_expiry.as_secs());
+	assert_eq!(s.evict_expired_at(offer_expiry).unwrap(), 1, "evicted with its offer");
+}
+
+#[test]
+fn the_request_path_counts_in_the_byte_quota() {
+	let dir = tempfile::tempdir().unwrap();
+	let size = invoice(now(), DAY, 0).serialized_length() as u64;
+	let path = message_path().serialized_length() as u64;
+	// Room for two invoices, not for two invoices and their request paths.
+	let policy = StaticInvoicePolicy { max_bytes_per_recipient: 2 * size + path, ..generous() };
+	let s = server(dir.path(), policy);
+	put(&s, b"a", 0).unwrap();
+	assert_eq!(s.list()[0].size_bytes, size + path);
+	assert!(matches!(put(&s, b"a", 1), Err(StaticInvoiceError::ByteQuota { .. })));
+}
+
+#[test]
+fn a_flood_through_one_introduction_node_does_not_shut_out_other_payers() {
+	let dir = tempfile::tempdir().unwrap();
+	let policy = StaticInvoicePolicy {
+		rate_limit_burst: 5,
+		rate_limit_refill: Duration::from_secs(3600),
+		..Default::default()
+	};
+	let s = server(dir.path(), policy);
+	put(&s, b"a", 0).unwrap();
+	let served = (0..20).filter(|_| s.lookup(b"a", 0, b"attacker", now()).is_ok()).count();
+	assert_eq!(served, 5);
+	assert!(s.lookup(b"a", 0, b"payer's LSP", now()).is_ok(), "a real payer is shut out");
+	// A flood naming fresh introduction nodes each time is bounded per
+	// recipient: burst x RECIPIENT_ALLOWANCE_FACTOR in all.
+	let fresh =
+		(0..100u32).filter(|i| s.lookup(b"a", 0, &i.to_be_bytes(), now()).is_ok()).count() as u32;
+	assert_eq!(fresh + 6, 5 * policy::RECIPIENT_ALLOWANCE_FACTOR);
+}
+
+#[test]
+fn the_requester_key_is_the_reply_paths_introduction_node() {
+	use lightning::onion_message::messenger::Responder;
+	use lightning::util::ser::{BigSize, Readable};
+	let path = message_path().encode();
+	let mut tlv = BigSize(0).encode();
+	tlv.extend(BigSize(path.len() as u64).encode());
+	tlv.extend(path);
+	let mut bytes = BigSize(tlv.len() as u64).encode();
+	bytes.extend(tlv);
+	let responder = Responder::read(&mut &bytes[..]).expect("a responder");
+	let intro = match message_path().introduction_node() {
+		lightning::blinded_path::IntroductionNode::NodeId(id) => id.serialize().to_vec(),
+		other => panic!("fixture path starts at {other:?}"),
+	};
+	assert_eq!(requester_key(&responder), intro);
 }
