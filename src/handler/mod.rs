@@ -127,8 +127,18 @@ where
 					}
 				}
 				if let Some(sender) = &self.sender {
+					let cm = self.cm.get_cm();
+					let height = cm.current_best_block().height;
 					for add in &mut updates.update_add_htlcs {
-						sender.rewrite_add(node_id, add);
+						let scids = |channel_id: &ChannelId| {
+							cm.list_channels_with_counterparty(node_id)
+								.into_iter()
+								.filter(|c| c.channel_id == *channel_id)
+								.flat_map(|c| [c.short_channel_id, c.outbound_scid_alias])
+								.flatten()
+								.collect()
+						};
+						sender.rewrite_add(node_id, add, scids, height);
 						sender.tamper_add(node_id, add);
 					}
 				}
