@@ -379,7 +379,7 @@ impl Node {
 				// The trampoline is coming back (it restarted): send once its
 				// channel is usable again, or after REESTABLISH_WAIT anyway
 				// (LDK then fails it as it would have at once).
-				self.peers.reconnect_soon();
+				self.peers.reconnect_soon(crate::sender::REESTABLISH_WAIT);
 				let route = route.to_vec();
 				runtime.spawn(async move {
 					let wait = crate::sender::REESTABLISH_WAIT;

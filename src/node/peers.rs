@@ -21,6 +21,10 @@ const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(60);
 /// doubles with each failed attempt, up to the node's reconnect interval.
 const FIRST_RECONNECT_DELAY: Duration = Duration::from_millis(100);
 
+/// The longest delay between calls to a dropped peer while a payment waits
+/// for it.
+const URGENT_RECONNECT_DELAY: Duration = Duration::from_millis(250);
+
 /// How often the reconnect loop looks for channel peers that dropped.
 const DROP_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -48,6 +52,9 @@ pub(super) struct PeerStore {
 	store: Arc<Store>,
 	/// Wakes the reconnect loop to call every dropped peer back at once.
 	reconnect_now: tokio::sync::Notify,
+	/// Until when dropped peers are called back every
+	/// [`URGENT_RECONNECT_DELAY`] (a payment waits for one).
+	urgent_until: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl PeerStore {
@@ -66,13 +73,33 @@ impl PeerStore {
 				.map_err(|_| stored(format!("bad address for {key}")))?;
 			addresses.insert(node_id, addr);
 		}
-		Ok(Self { addresses: Mutex::new(addresses), store, reconnect_now: tokio::sync::Notify::new() })
+		Ok(Self {
+			addresses: Mutex::new(addresses),
+			store,
+			reconnect_now: tokio::sync::Notify::new(),
+			urgent_until: Mutex::new(None),
+		})
 	}
 
-	/// Asks the reconnect loop to call every dropped channel peer back now
-	/// (a payment waits for one), whatever its backoff.
-	pub(super) fn reconnect_soon(&self) {
+	/// Asks the reconnect loop to call every dropped channel peer back now,
+	/// whatever its backoff, and then every [`URGENT_RECONNECT_DELAY`] for
+	/// `urgent` (a payment waits for one of them).
+	pub(super) fn reconnect_soon(&self, urgent: Duration) {
+		let until = tokio::time::Instant::now() + urgent;
+		let mut urgent_until = self.urgent_until.lock().unwrap_or_else(|p| p.into_inner());
+		*urgent_until = Some(urgent_until.map_or(until, |u| u.max(until)));
+		drop(urgent_until);
 		self.reconnect_now.notify_one();
+	}
+
+	/// The longest delay between two calls to a dropped peer now: `max`,
+	/// or [`URGENT_RECONNECT_DELAY`] while a payment waits.
+	fn max_delay(&self, max: Duration) -> Duration {
+		let urgent_until = *self.urgent_until.lock().unwrap_or_else(|p| p.into_inner());
+		match urgent_until {
+			Some(until) if tokio::time::Instant::now() < until => URGENT_RECONNECT_DELAY.min(max),
+			_ => max,
+		}
 	}
 
 	fn remember(&self, node_id: PublicKey, addr: SocketAddr) -> Result<(), NodeError> {
@@ -169,7 +196,6 @@ impl Node {
 	/// while attempts fail; every dropped peer at once when
 	/// [`PeerStore::reconnect_soon`] asks.
 	pub(super) async fn reconnect_peers(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-		let max = self.config.reconnect_interval;
 		let mut backoff: HashMap<PublicKey, Backoff> = HashMap::new();
 		loop {
 			let dropped: Vec<(PublicKey, SocketAddr)> = self
@@ -181,7 +207,11 @@ impl Node {
 			let with_channels: Vec<PublicKey> = if dropped.is_empty() {
 				Vec::new()
 			} else {
-				self.channel_manager.list_channels().iter().map(|c| c.counterparty.node_id).collect()
+				self.channel_manager
+					.list_channels()
+					.iter()
+					.map(|c| c.counterparty.node_id)
+					.collect()
 			};
 			let now = tokio::time::Instant::now();
 			backoff.retain(|node_id, _| {
@@ -199,7 +229,10 @@ impl Node {
 					Ok(()) => {
 						backoff.remove(&node_id);
 					},
-					Err(_) => entry.failed(tokio::time::Instant::now(), max),
+					Err(_) => {
+						let max = self.peers.max_delay(self.config.reconnect_interval);
+						entry.failed(tokio::time::Instant::now(), max);
+					},
 				}
 			}
 			let now = tokio::time::Instant::now();

@@ -201,8 +201,7 @@ where
 	/// message, or (`Err`) a packet from further down the trampoline route
 	/// to pass back.
 	fn outgoing_failure(
-		&self, payment_id: &PaymentId, bucket: &BucketRecord,
-		reason: Option<&PaymentFailureReason>,
+		&self, payment_id: &PaymentId, bucket: &BucketRecord, reason: Option<&PaymentFailureReason>,
 	) -> Result<FailureMessage, Vec<u8>> {
 		let hash = PaymentHash(bucket.payment_hash);
 		match self.sender.relayed_failure(payment_id) {

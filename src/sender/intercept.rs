@@ -130,7 +130,15 @@ impl Inner {
 		ids.iter().find_map(|id| {
 			let payment = self.payments.get(id)?;
 			let index = payment.paths.iter().position(|sent| {
-				!sent.used && is_htlc_of(&sent.path, &payment.onion.trampoline, node_id, add, scids, height)
+				!sent.used
+					&& is_htlc_of(
+						&sent.path,
+						&payment.onion.trampoline,
+						node_id,
+						add,
+						scids,
+						height,
+					)
 			})?;
 			Some((*id, index))
 		})
@@ -143,7 +151,10 @@ fn is_htlc_of(
 	height: u32,
 ) -> bool {
 	let (Some(first), Some(last)) = (path.hops.first(), path.hops.last()) else { return false };
-	if first.pubkey != *node_id || last.pubkey != *trampoline || !scids.contains(&first.short_channel_id) {
+	if first.pubkey != *node_id
+		|| last.pubkey != *trampoline
+		|| !scids.contains(&first.short_channel_id)
+	{
 		return false;
 	}
 	let amount = path.hops.iter().try_fold(0u64, |sum, hop| sum.checked_add(hop.fee_msat));
@@ -151,7 +162,8 @@ fn is_htlc_of(
 	let (Some(amount), Some(delta)) = (amount, delta) else { return false };
 	// LDK's first HTLC expiry: the best block + 1 + every hop's delta.
 	let sent_at = add.cltv_expiry.checked_sub(delta).and_then(|c| c.checked_sub(1));
-	amount == add.amount_msat && sent_at.is_some_and(|h| h == height || h.checked_add(1) == Some(height))
+	amount == add.amount_msat
+		&& sent_at.is_some_and(|h| h == height || h.checked_add(1) == Some(height))
 }
 
 /// One hop of an outer path being built: who, what it receives, and its
