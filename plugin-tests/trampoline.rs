@@ -46,9 +46,19 @@ async fn network_with(public_recipient: bool) -> Network {
 async fn network_configured(
 	public_recipient: bool, configure: impl FnOnce(&mut ldk_trampoline::node::NodeConfig),
 ) -> Network {
+	network_of(public_recipient, |_| {}, configure).await
+}
+
+/// [`network_configured`], W's configuration amended by `configure_wallet`.
+async fn network_of(
+	public_recipient: bool, configure_wallet: impl FnOnce(&mut ldk_trampoline::node::NodeConfig),
+	configure: impl FnOnce(&mut ldk_trampoline::node::NodeConfig),
+) -> Network {
 	let mut net = RegtestNetwork::start().expect("regtest");
 	let policy = TrampolinePolicy::default();
-	let wallet = net.add_node("wallet").await.expect("wallet");
+	let mut wallet_config = net.node_config("wallet");
+	configure_wallet(&mut wallet_config);
+	let wallet = net.add_node_with(wallet_config).await.expect("wallet");
 	let mut config = net.node_config("trampoline");
 	config.trampoline = Some(policy);
 	configure(&mut config);
@@ -1433,4 +1443,35 @@ async fn async_payment_holds_are_bounded_per_payer() {
 	wait_lightning_balance(&wallet, before.0).await;
 	wait_lightning_balance(&trampoline, before.1).await;
 	assert_eq!(core.stats().held, 0);
+}
+
+/// Issue 12 (kill -9 paragraph): a payment sent right after T comes back,
+/// before W (reconnecting at most every 5 s, as a wallet's default) has
+/// its channel to T again, failed at once with RouteNotFound. W now calls
+/// T back at once and sends once the channel is reestablished: the payment
+/// succeeds, R gets the amount, T its fee.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn payment_sent_right_after_the_trampoline_restarts_succeeds() {
+	let Network { mut net, wallet, trampoline, recipient, policy } =
+		network_of(false, |w| w.reconnect_interval = Duration::from_secs(5), |_| {}).await;
+	let fee_msat = policy.fee_msat(AMOUNT_MSAT);
+	let (w_before, t_before) =
+		(wallet.balances().lightning_sat, trampoline.balances().lightning_sat);
+	let t_id = trampoline.node_id();
+	let stopped = net.stop(&trampoline).await.expect("stop T");
+	wait_peer_offline(&wallet, t_id).await;
+	let trampoline = net.start_again(stopped).await.expect("start T");
+	let usable = wallet.list_channels().iter().any(|c| c.usable);
+	println!("W's channel to T usable when the payment is sent: {usable}");
+
+	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
+	let id = wallet
+		.pay_invoice_via_trampoline(&invoice, t_id, fee_msat, policy.cltv_expiry_delta)
+		.expect("pay right after T restarts");
+	let paid = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
+	assert_eq!(paid.status, PaymentStatus::Succeeded, "{paid:?}");
+	let received = common::wait_ldk_received(&recipient).await;
+	assert_eq!(received, AMOUNT_MSAT);
+	wait_lightning_balance(&wallet, w_before - (AMOUNT_MSAT + fee_msat) / 1000).await;
+	wait_lightning_balance(&trampoline, t_before + fee_msat / 1000).await;
 }

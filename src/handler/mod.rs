@@ -131,9 +131,20 @@ where
 					}
 				}
 				if let Some(sender) = &self.sender {
+					let cm = self.cm.get_cm();
+					let height = cm.current_best_block().height;
+					let peer = *node_id;
 					for add in &mut updates.update_add_htlcs {
-						sender.rewrite_add(node_id, add);
-						sender.tamper_add(node_id, add);
+						let scids = |channel_id: &ChannelId| {
+							cm.list_channels_with_counterparty(&peer)
+								.into_iter()
+								.filter(|c| c.channel_id == *channel_id)
+								.flat_map(|c| [c.short_channel_id, c.outbound_scid_alias])
+								.flatten()
+								.collect()
+						};
+						sender.rewrite_add(&peer, add, scids, height);
+						sender.tamper_add(&peer, add);
 					}
 				}
 			}

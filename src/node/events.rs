@@ -284,7 +284,7 @@ impl EventHandler {
 				// known as superseded.
 				self.channel_manager.abandon_payment(payment_id);
 			},
-			Event::PaymentFailed { payment_id, reason, payment_hash } => {
+			Event::PaymentFailed { payment_id, reason, .. } => {
 				let mut reason =
 					reason.map(|r| format!("{r:?}")).unwrap_or_else(|| "unknown".into());
 				let payment_id = match self.trampoline_retries.on_failed(
@@ -298,13 +298,11 @@ impl EventHandler {
 						log_info!(self.logger, "Retrying {payment_id} through {route:?}");
 						return Ok(());
 					},
-					AfterFailure::Failed { payment_id, why } => {
-						if let Some(failure) =
-							payment_hash.and_then(|h| self.trampoline_sender.failure(&h))
-						{
+					AfterFailure::Failed { payment_id: first, why } => {
+						if let Some(failure) = self.trampoline_sender.failure_of(&payment_id) {
 							reason = format!("{reason}: {failure:?}, not retried: {why}");
 						}
-						payment_id
+						first
 					},
 				};
 				self.fail_payment(payment_id, reason);
@@ -401,6 +399,17 @@ impl EventHandler {
 
 impl lightning::events::EventHandler for EventHandler {
 	fn handle_event(&self, event: Event) -> Result<(), ReplayEvent> {
-		self.handle(event)
+		let resolved = match &event {
+			Event::PaymentSent { payment_id, .. } => *payment_id,
+			Event::PaymentFailed { payment_id, .. } => Some(*payment_id),
+			_ => None,
+		};
+		self.handle(event)?;
+		// Handled (by the relay or the wallet): the sender keeps live
+		// payments only.
+		if let Some(payment_id) = resolved {
+			self.trampoline_sender.forget_payment(&payment_id);
+		}
+		Ok(())
 	}
 }

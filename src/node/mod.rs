@@ -63,7 +63,8 @@ pub struct NodeConfig {
 	pub alias: String,
 	/// How often to poll bitcoind for new blocks.
 	pub chain_poll_interval: Duration,
-	/// How often to reconnect to channel peers that dropped.
+	/// The longest delay between attempts to reconnect to a channel peer
+	/// that dropped (the first attempt is at once, then the delay doubles).
 	pub reconnect_interval: Duration,
 	/// The lowest level written to `<data_dir>/logs/ldk.log`.
 	pub log_level: Level,

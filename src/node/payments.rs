@@ -194,6 +194,31 @@ fn unix_now_ms() -> u64 {
 /// How long LDK keeps retrying a payment over other routes.
 const PAYMENT_RETRY: Retry = Retry::Timeout(Duration::from_secs(30));
 
+/// What sending a trampoline payment needs, to send it from a task of its
+/// own (after waiting for the first trampoline's channel).
+struct DeferredSend {
+	cm: Arc<super::types::ChannelManager>,
+	sender: Arc<crate::sender::SenderState>,
+	retries: Arc<crate::sender::TrampolineRetries>,
+	payments: Arc<PaymentStore>,
+	events: tokio::sync::broadcast::Sender<NodeEvent>,
+}
+
+impl DeferredSend {
+	/// Sends attempt 0 of payment `id`; if LDK refuses it, the payment is
+	/// forgotten and recorded as failed.
+	fn pay(
+		&self, invoice: &TrampolineInvoice, route: &[TrampolineRouteHop], id: PaymentId,
+	) -> Result<PaymentId, NodeError> {
+		crate::sender::pay_via_trampolines(&*self.cm, invoice, route, Some(&self.sender), id)
+			.map(|sent| sent.payment_id)
+			.map_err(|e| {
+				self.retries.forget(&id);
+				self.payments.fail_to_start(id, e.to_string())
+			})
+	}
+}
+
 impl Node {
 	/// Creates a BOLT 11 invoice; `amount_msat: None` lets the payer choose.
 	pub fn create_invoice(
@@ -325,29 +350,49 @@ impl Node {
 	/// that its fee or CLTV delta is insufficient, pays again offering what
 	/// its policy asks as long as every trampoline's fees and deltas together
 	/// stay within `budget` (at most [`crate::sender::MAX_ATTEMPTS`] times).
-	/// The attempts are reported under the returned id.
+	/// The attempts are reported under the returned id. When we have
+	/// channels with the first trampoline but none usable (it restarted and
+	/// is reconnecting), the payment is sent once one is usable again, within
+	/// [`crate::sender::REESTABLISH_WAIT`].
 	pub fn pay_invoice_via_trampolines_within(
 		&self, invoice: &Bolt11Invoice, route: &[TrampolineRouteHop], budget: TrampolineBudget,
 	) -> Result<PaymentId, NodeError> {
 		let id = PaymentId(invoice.payment_hash().to_byte_array());
 		let hash = PaymentHash(invoice.payment_hash().to_byte_array());
-		let fees: u64 = route.iter().map(|hop| hop.fee_msat).sum();
-		let amount = invoice.amount_milli_satoshis().map(|a| a + fees);
+		let fees = route.iter().try_fold(0u64, |sum, hop| sum.checked_add(hop.fee_msat));
+		let amount = invoice.amount_milli_satoshis().and_then(|a| a.checked_add(fees?));
 		self.payments.insert_outbound(id, Some(hash), amount, "trampoline");
 		let invoice = TrampolineInvoice::Bolt11(invoice.clone());
 		self.trampoline_retries.track(id, invoice.clone(), route, budget);
-		crate::sender::pay_via_trampolines(
-			&*self.channel_manager,
-			&invoice,
-			route,
-			Some(&self.trampoline_sender),
-			id,
-		)
-		.map(|sent| sent.payment_id)
-		.map_err(|e| {
-			self.trampoline_retries.forget(&id);
-			self.payments.fail_to_start(id, e.to_string())
-		})
+		let send = DeferredSend {
+			cm: Arc::clone(&self.channel_manager),
+			sender: Arc::clone(&self.trampoline_sender),
+			retries: Arc::clone(&self.trampoline_retries),
+			payments: Arc::clone(&self.payments),
+			events: self.events.clone(),
+		};
+		let first = route.first().map(|hop| hop.node_id);
+		let channels = self.channel_manager.list_channels();
+		let runtime = tokio::runtime::Handle::try_current();
+		if let (Some(first), Ok(runtime)) = (first, runtime) {
+			if crate::sender::awaits_reestablish(&channels, &first) {
+				// The trampoline is coming back (it restarted): send once its
+				// channel is usable again, or after REESTABLISH_WAIT anyway
+				// (LDK then fails it as it would have at once).
+				self.peers.reconnect_soon(crate::sender::REESTABLISH_WAIT);
+				let route = route.to_vec();
+				runtime.spawn(async move {
+					let wait = crate::sender::REESTABLISH_WAIT;
+					crate::sender::wait_for_usable_channel(&*send.cm, &first, wait).await;
+					if let Err(e) = send.pay(&invoice, &route, id) {
+						let reason = e.to_string();
+						send.events.send(NodeEvent::PaymentFailed { payment_id: id, reason }).ok();
+					}
+				});
+				return Ok(id);
+			}
+		}
+		send.pay(&invoice, route, id)
 	}
 
 	/// Pays a BOLT 12 offer: requests an invoice over onion messages, then pays it.

@@ -17,10 +17,44 @@ use super::{Node, NodeError};
 const PEERS_NAMESPACE: &str = "peers";
 const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(60);
 
+/// How soon a channel peer that dropped is first called back; the delay
+/// doubles with each failed attempt, up to the node's reconnect interval.
+const FIRST_RECONNECT_DELAY: Duration = Duration::from_millis(100);
+
+/// The longest delay between calls to a dropped peer while a payment waits
+/// for it.
+const URGENT_RECONNECT_DELAY: Duration = Duration::from_millis(250);
+
+/// How often the reconnect loop looks for channel peers that dropped.
+const DROP_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+
+/// When to call a dropped peer back next, and the delay after that.
+struct Backoff {
+	due: tokio::time::Instant,
+	delay: Duration,
+}
+
+impl Backoff {
+	fn new(now: tokio::time::Instant) -> Self {
+		Self { due: now, delay: FIRST_RECONNECT_DELAY }
+	}
+
+	/// After a failed attempt: wait the delay, double it up to `max`.
+	fn failed(&mut self, now: tokio::time::Instant, max: Duration) {
+		self.due = now + self.delay.min(max);
+		self.delay = self.delay.saturating_mul(2).min(max);
+	}
+}
+
 /// Addresses of the peers we connected to, persisted in the node's store.
 pub(super) struct PeerStore {
 	addresses: Mutex<HashMap<PublicKey, SocketAddr>>,
 	store: Arc<Store>,
+	/// Wakes the reconnect loop to call every dropped peer back at once.
+	reconnect_now: tokio::sync::Notify,
+	/// Until when dropped peers are called back every
+	/// [`URGENT_RECONNECT_DELAY`] (a payment waits for one).
+	urgent_until: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl PeerStore {
@@ -39,7 +73,33 @@ impl PeerStore {
 				.map_err(|_| stored(format!("bad address for {key}")))?;
 			addresses.insert(node_id, addr);
 		}
-		Ok(Self { addresses: Mutex::new(addresses), store })
+		Ok(Self {
+			addresses: Mutex::new(addresses),
+			store,
+			reconnect_now: tokio::sync::Notify::new(),
+			urgent_until: Mutex::new(None),
+		})
+	}
+
+	/// Asks the reconnect loop to call every dropped channel peer back now,
+	/// whatever its backoff, and then every [`URGENT_RECONNECT_DELAY`] for
+	/// `urgent` (a payment waits for one of them).
+	pub(super) fn reconnect_soon(&self, urgent: Duration) {
+		let until = tokio::time::Instant::now() + urgent;
+		let mut urgent_until = self.urgent_until.lock().unwrap_or_else(|p| p.into_inner());
+		*urgent_until = Some(urgent_until.map_or(until, |u| u.max(until)));
+		drop(urgent_until);
+		self.reconnect_now.notify_one();
+	}
+
+	/// The longest delay between two calls to a dropped peer now: `max`,
+	/// or [`URGENT_RECONNECT_DELAY`] while a payment waits.
+	fn max_delay(&self, max: Duration) -> Duration {
+		let urgent_until = *self.urgent_until.lock().unwrap_or_else(|p| p.into_inner());
+		match urgent_until {
+			Some(until) if tokio::time::Instant::now() < until => URGENT_RECONNECT_DELAY.min(max),
+			_ => max,
+		}
 	}
 
 	fn remember(&self, node_id: PublicKey, addr: SocketAddr) -> Result<(), NodeError> {
@@ -130,23 +190,66 @@ impl Node {
 		self.peer_manager.list_peers().into_iter().map(|p| p.counterparty_node_id).collect()
 	}
 
-	/// Reconnects to every remembered peer we have a channel with.
+	/// Reconnects to every remembered peer we have a channel with, when it
+	/// drops: at once, then with a delay doubling from
+	/// [`FIRST_RECONNECT_DELAY`] up to the configured reconnect interval
+	/// while attempts fail; every dropped peer at once when
+	/// [`PeerStore::reconnect_soon`] asks.
 	pub(super) async fn reconnect_peers(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+		let mut backoff: HashMap<PublicKey, Backoff> = HashMap::new();
 		loop {
-			let with_channels: Vec<PublicKey> = self
-				.channel_manager
-				.list_channels()
-				.iter()
-				.map(|c| c.counterparty.node_id)
+			let dropped: Vec<(PublicKey, SocketAddr)> = self
+				.peers
+				.snapshot()
+				.into_iter()
+				.filter(|(node_id, _)| !self.is_connected(node_id))
 				.collect();
-			for (node_id, addr) in self.peers.snapshot() {
-				if with_channels.contains(&node_id) && !self.is_connected(&node_id) {
-					let _ = connect(&self.peer_manager, node_id, addr).await;
+			let with_channels: Vec<PublicKey> = if dropped.is_empty() {
+				Vec::new()
+			} else {
+				self.channel_manager
+					.list_channels()
+					.iter()
+					.map(|c| c.counterparty.node_id)
+					.collect()
+			};
+			let now = tokio::time::Instant::now();
+			backoff.retain(|node_id, _| {
+				with_channels.contains(node_id) && dropped.iter().any(|(d, _)| d == node_id)
+			});
+			for (node_id, addr) in dropped {
+				if !with_channels.contains(&node_id) {
+					continue;
+				}
+				let entry = backoff.entry(node_id).or_insert_with(|| Backoff::new(now));
+				if entry.due > now {
+					continue;
+				}
+				match connect(&self.peer_manager, node_id, addr).await {
+					Ok(()) => {
+						backoff.remove(&node_id);
+					},
+					Err(_) => {
+						let max = self.peers.max_delay(self.config.reconnect_interval);
+						entry.failed(tokio::time::Instant::now(), max);
+					},
 				}
 			}
+			let now = tokio::time::Instant::now();
+			let next = backoff
+				.values()
+				.map(|b| b.due)
+				.min()
+				.unwrap_or(now + DROP_CHECK_INTERVAL)
+				.min(now + DROP_CHECK_INTERVAL);
 			tokio::select! {
 				_ = stop.changed() => return,
-				_ = tokio::time::sleep(self.config.reconnect_interval) => {},
+				_ = self.peers.reconnect_now.notified() => {
+					for entry in backoff.values_mut() {
+						entry.due = now;
+					}
+				},
+				_ = tokio::time::sleep_until(next) => {},
 			}
 		}
 	}

@@ -76,6 +76,14 @@ where
 	/// Handles the events of relayed buckets and their outgoing payments.
 	pub fn handle_event(&self, event: &Event) -> HookOutcome {
 		let outcome = self.handle(event);
+		if outcome == HookOutcome::Handled {
+			// The sender keeps live payments only.
+			match event {
+				Event::PaymentSent { payment_id: Some(payment_id), .. }
+				| Event::PaymentFailed { payment_id, .. } => self.sender.forget_payment(payment_id),
+				_ => {},
+			}
+		}
 		if outcome != HookOutcome::Replay {
 			self.core.replays.store(0, std::sync::atomic::Ordering::Relaxed);
 			return outcome;
@@ -128,7 +136,7 @@ where
 				let Some((id, bucket)) = self.core.store.bucket_by_payment(&payment_id.0) else {
 					return HookOutcome::NotOurs;
 				};
-				self.sender.take_route_shortfall(&PaymentHash(bucket.payment_hash));
+				self.sender.take_route_shortfall(payment_id);
 				// Funds safety: the outgoing payment is done, claim the
 				// incoming one at once (always safe), then record it so that a
 				// restart claims again.
@@ -155,7 +163,7 @@ where
 					// its HTLCs may be another bucket's by now.
 					return HookOutcome::Handled;
 				}
-				let failure = self.outgoing_failure(&bucket, reason.as_ref());
+				let failure = self.outgoing_failure(payment_id, &bucket, reason.as_ref());
 				match failure {
 					Ok(failure) => self.fail_bucket(&id, &bucket, failure),
 					Err(packet) => self.fail_bucket_with(
@@ -188,10 +196,10 @@ where
 	/// message, or (`Err`) a packet from further down the trampoline route
 	/// to pass back.
 	fn outgoing_failure(
-		&self, bucket: &BucketRecord, reason: Option<&PaymentFailureReason>,
+		&self, payment_id: &PaymentId, bucket: &BucketRecord, reason: Option<&PaymentFailureReason>,
 	) -> Result<FailureMessage, Vec<u8>> {
 		let hash = PaymentHash(bucket.payment_hash);
-		match self.sender.relayed_failure(&hash) {
+		match self.sender.relayed_failure(payment_id) {
 			Some(RelayedFailure::Opaque(packet)) => {
 				log_info!(
 					self.core.logger,
@@ -211,7 +219,7 @@ where
 			Some(RelayedFailure::Outer(_)) | None => {},
 		}
 		let failure = match reason {
-			Some(PaymentFailureReason::RouteNotFound) => self.route_not_found(&hash),
+			Some(PaymentFailureReason::RouteNotFound) => self.route_not_found(payment_id),
 			Some(PaymentFailureReason::UnknownRequiredFeatures) => {
 				FailureMessage::UnknownNextTrampoline
 			},
@@ -371,7 +379,7 @@ where
 			self.core.logger,
 			"Trampoline {payment_hash}: paying {amt_to_forward} msat onwards, fee budget {max_routing_fee_msat} msat, at most {max_total_cltv_expiry_delta} blocks"
 		);
-		self.sender.watch_route(&payment_hash);
+		self.sender.watch_route(payment_id);
 		let sent = match hop {
 			TrampolineHop::ToLegacyRecipient {
 				outgoing_node_id,
@@ -385,6 +393,7 @@ where
 				// payment the payer split over several trampolines cannot be
 				// relayed yet.
 				if payment_data.total_msat != amt_to_forward {
+					self.sender.forget_payment(&payment_id);
 					return self.fail_bucket(
 						id,
 						bucket,
@@ -420,6 +429,7 @@ where
 			},
 			TrampolineHop::ToTrampoline { outgoing_node_id, layout, .. } => {
 				let Some(packet) = bucket.next_packet.clone() else {
+					self.sender.forget_payment(&payment_id);
 					return self.fail_bucket(
 						id,
 						bucket,
@@ -452,6 +462,7 @@ where
 			TrampolineHop::ToBlindedPaths { paths, recipient_features, .. } => {
 				let paths = self.usable_blinded_paths(&paths);
 				if paths.is_empty() {
+					self.sender.forget_payment(&payment_id);
 					return self.fail_bucket(id, bucket, FailureMessage::UnknownNextTrampoline);
 				}
 				let mut params = PaymentParameters::blinded(paths)
@@ -479,10 +490,12 @@ where
 			Ok(()) | Err(Some(RetryableSendFailure::DuplicatePayment)) => HookOutcome::Handled,
 			Err(e) => {
 				let failure = if e == Some(RetryableSendFailure::RouteNotFound) {
-					self.route_not_found(&payment_hash)
+					self.route_not_found(&payment_id)
 				} else {
 					FailureMessage::TemporaryTrampolineFailure
 				};
+				// Never started: the sender keeps live payments only.
+				self.sender.forget_payment(&payment_id);
 				log_info!(self.core.logger, "Trampoline {payment_hash}: cannot pay ({e:?})");
 				self.fail_bucket(id, bucket, failure)
 			},
@@ -645,8 +658,8 @@ where
 	/// the payer's fee or CLTV budget was short (NODE|26 with our policy, as
 	/// eclair answers: the payer offers more), the channels lack liquidity
 	/// (NODE|25), or the next node cannot be reached at all (NODE|27).
-	fn route_not_found(&self, payment_hash: &PaymentHash) -> FailureMessage {
-		match self.sender.take_route_shortfall(payment_hash) {
+	fn route_not_found(&self, payment_id: &PaymentId) -> FailureMessage {
+		match self.sender.take_route_shortfall(payment_id) {
 			Some(RouteShortfall::Budget) => self.core.policy.insufficient(),
 			Some(RouteShortfall::Liquidity) => FailureMessage::TemporaryTrampolineFailure,
 			Some(RouteShortfall::Unreachable) | None => FailureMessage::UnknownNextTrampoline,

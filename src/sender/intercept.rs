@@ -8,19 +8,24 @@
 //! key it keeps, and peels the failures that come back: through the
 //! trampoline layers too for the wallet's own payments, or only the outer
 //! layers for a packet this node relays, whose failure is passed on to the
-//! payer. The path of an HTLC that is not sent straight to the trampoline is
-//! the one LDK's router chose for it, recorded by
-//! [`super::TrampolineRouter`]. LDK still sees the failure unchanged (it
+//! payer. The path of each HTLC is the one LDK's router chose for it,
+//! recorded by [`super::TrampolineRouter`] (which must be the node's router). LDK still sees the failure unchanged (it
 //! cannot attribute it and fails the payment without penalizing a channel).
-//! State is in memory: after a restart, failures of payments sent before it
-//! are not decoded (a relay re-registers when it sends again).
+//! An HTLC is substituted only if it is the one LDK sends along a path its
+//! router chose for a registered payment (first channel, amount, expiry;
+//! each path once): a forwarded HTLC that shares the payment hash keeps its
+//! onion. State is in memory and kept for live payments only: after a
+//! restart, failures of payments sent before it are not decoded (a relay
+//! re-registers when it sends again).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use bitcoin::secp256k1::ecdh::SharedSecret;
 use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
+use lightning::ln::channelmanager::PaymentId;
 use lightning::ln::msgs::{self, UpdateAddHTLC, UpdateFailHTLC};
+use lightning::ln::types::ChannelId;
 use lightning::routing::router::Path;
 use lightning::types::payment::{PaymentHash, PaymentSecret};
 
@@ -50,11 +55,115 @@ pub struct SentOnion {
 	pub total_msat: u64,
 }
 
+/// An HTLC whose onion we substituted.
 struct SentHtlc {
-	payment_hash: [u8; 32],
+	payment_id: PaymentId,
 	/// One per hop of the outer path, the trampoline last.
 	outer_shared_secrets: Vec<SharedSecret>,
 	trampoline_shared_secrets: Vec<SharedSecret>,
+}
+
+/// A path LDK's router chose for a registered payment. It substitutes the
+/// onion of one HTLC at most: the one LDK sends along it.
+struct SentPath {
+	path: Path,
+	used: bool,
+}
+
+/// A registered payment, live until [`SenderState::forget_payment`].
+struct LivePayment {
+	payment_hash: PaymentHash,
+	onion: SentOnion,
+	/// Every path LDK's router chose for it (retries add more).
+	paths: Vec<SentPath>,
+	/// What a trampoline (or the outer hop) answered, for our own packets.
+	failure: Option<TrampolineFailure>,
+	/// What came back, for a packet we relay.
+	relayed: Option<RelayedFailure>,
+}
+
+/// How many failures of resolved payments [`SenderState::failure`] still
+/// answers for (the oldest are forgotten first).
+pub const FAILURE_HISTORY: usize = 1024;
+
+/// How many items [`SenderState`] keeps, by kind (for tests and benches:
+/// every count but the bounded failure history returns to zero once the
+/// payments are resolved and forgotten).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SenderCounts {
+	/// Registered payments not yet forgotten.
+	pub payments: usize,
+	/// Paths recorded for them.
+	pub paths: usize,
+	/// HTLCs whose onion was substituted and whose payment is live.
+	pub htlcs: usize,
+	/// Payments whose route-finding failures are classified.
+	pub routes: usize,
+	/// Failures of resolved payments kept for [`SenderState::failure`].
+	pub history: usize,
+}
+
+#[derive(Default)]
+struct Inner {
+	payments: HashMap<PaymentId, LivePayment>,
+	/// The live payments of each hash, oldest first.
+	by_hash: HashMap<PaymentHash, Vec<PaymentId>>,
+	htlcs: HashMap<String, SentHtlc>,
+	/// Relayed payments whose route-finding failures are classified, with
+	/// the latest classification.
+	routes: HashMap<PaymentId, Option<RouteShortfall>>,
+	/// Failures of forgotten payments, oldest first, at most
+	/// [`FAILURE_HISTORY`].
+	history: VecDeque<(PaymentHash, TrampolineFailure)>,
+}
+
+impl Inner {
+	/// The first unused path of a live payment of `add`'s hash that `add`
+	/// is the HTLC of: sent on that path's first channel (`scids`: the
+	/// add's channel's ids) to `node_id`, with the path's amount, and the
+	/// expiry LDK gives it at `height` (or the block before: one may have
+	/// come between the send and this message).
+	fn find_path(
+		&self, node_id: &PublicKey, add: &UpdateAddHTLC, scids: &[u64], height: u32,
+	) -> Option<(PaymentId, usize)> {
+		let ids = self.by_hash.get(&add.payment_hash)?;
+		ids.iter().find_map(|id| {
+			let payment = self.payments.get(id)?;
+			let index = payment.paths.iter().position(|sent| {
+				!sent.used
+					&& is_htlc_of(
+						&sent.path,
+						&payment.onion.trampoline,
+						node_id,
+						add,
+						scids,
+						height,
+					)
+			})?;
+			Some((*id, index))
+		})
+	}
+}
+
+/// Whether `add` is the HTLC LDK sends along `path` (to `trampoline`).
+fn is_htlc_of(
+	path: &Path, trampoline: &PublicKey, node_id: &PublicKey, add: &UpdateAddHTLC, scids: &[u64],
+	height: u32,
+) -> bool {
+	let (Some(first), Some(last)) = (path.hops.first(), path.hops.last()) else { return false };
+	if first.pubkey != *node_id
+		|| last.pubkey != *trampoline
+		|| !scids.contains(&first.short_channel_id)
+	{
+		return false;
+	}
+	let amount = path.hops.iter().try_fold(0u64, |sum, hop| sum.checked_add(hop.fee_msat));
+	let delta = path.hops.iter().try_fold(0u32, |sum, hop| sum.checked_add(hop.cltv_expiry_delta));
+	let (Some(amount), Some(delta)) = (amount, delta) else { return false };
+	// LDK's first HTLC expiry: the best block + 1 + every hop's delta.
+	let sent_at = add.cltv_expiry.checked_sub(delta).and_then(|c| c.checked_sub(1));
+	amount == add.amount_msat
+		&& sent_at.is_some_and(|h| h == height || h.checked_add(1) == Some(height))
 }
 
 /// One hop of an outer path being built: who, what it receives, and its
@@ -80,18 +189,13 @@ pub enum RelayedFailure {
 	Opaque(Vec<u8>),
 }
 
-/// Trampoline payments this node sent, and what came back for them.
+/// Trampoline payments this node sent, and what came back for them. Only
+/// live payments are kept: the node's event handler calls
+/// [`SenderState::forget_payment`] once it has handled a payment's
+/// `PaymentSent` or `PaymentFailed` (the relay's hook does for its own).
 #[derive(Default)]
 pub struct SenderState {
-	pending: Mutex<HashMap<[u8; 32], SentOnion>>,
-	/// Multi-hop paths LDK's router chose for registered payments.
-	paths: Mutex<HashMap<[u8; 32], Vec<Path>>>,
-	htlcs: Mutex<HashMap<String, SentHtlc>>,
-	failures: Mutex<HashMap<[u8; 32], TrampolineFailure>>,
-	relayed: Mutex<HashMap<[u8; 32], RelayedFailure>>,
-	/// Relayed payments whose route-finding failures are classified, with
-	/// the latest classification.
-	routes: Mutex<HashMap<[u8; 32], Option<RouteShortfall>>>,
+	inner: Mutex<Inner>,
 	/// Adversarial tests only: rewrites every outgoing `update_add_htlc`.
 	tamper: Mutex<Option<OutboundTamper>>,
 }
@@ -105,62 +209,128 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl SenderState {
-	/// Remembers a payment about to be sent through `onion.trampoline`.
-	/// What an earlier attempt of the same payment answered is forgotten.
-	pub(crate) fn register(&self, payment_hash: PaymentHash, onion: SentOnion) {
-		lock(&self.relayed).remove(&payment_hash.0);
-		lock(&self.failures).remove(&payment_hash.0);
-		lock(&self.paths).remove(&payment_hash.0);
-		lock(&self.pending).insert(payment_hash.0, onion);
+	fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+		lock(&self.inner)
+	}
+
+	/// Remembers payment `payment_id` about to be sent through
+	/// `onion.trampoline`; `false` (and nothing changed) if that payment is
+	/// live already (sent again: LDK refuses the duplicate). What an earlier
+	/// payment of the hash answered (a forgotten one's) is forgotten.
+	pub(crate) fn register(
+		&self, payment_id: PaymentId, payment_hash: PaymentHash, onion: SentOnion,
+	) -> bool {
+		let mut inner = self.inner();
+		if inner.payments.contains_key(&payment_id) {
+			return false;
+		}
+		inner.history.retain(|(hash, _)| *hash != payment_hash);
+		let live =
+			LivePayment { payment_hash, onion, paths: Vec::new(), failure: None, relayed: None };
+		inner.payments.insert(payment_id, live);
+		inner.by_hash.entry(payment_hash).or_default().push(payment_id);
+		true
+	}
+
+	/// Forgets everything about payment `payment_id` (its onion, paths,
+	/// HTLCs and route classification), keeping its failure, if any, for
+	/// [`Self::failure`] unless a newer payment of its hash is live. Call it
+	/// once the payment's `PaymentSent` or `PaymentFailed` is handled, or
+	/// when LDK refused to start it.
+	pub fn forget_payment(&self, payment_id: &PaymentId) {
+		let mut inner = self.inner();
+		inner.routes.remove(payment_id);
+		let Some(payment) = inner.payments.remove(payment_id) else { return };
+		inner.htlcs.retain(|_, htlc| htlc.payment_id != *payment_id);
+		let others_live = match inner.by_hash.get_mut(&payment.payment_hash) {
+			Some(ids) => {
+				ids.retain(|id| id != payment_id);
+				!ids.is_empty()
+			},
+			None => false,
+		};
+		if !others_live {
+			inner.by_hash.remove(&payment.payment_hash);
+			if let Some(failure) = payment.failure {
+				if inner.history.len() >= FAILURE_HISTORY {
+					inner.history.pop_front();
+				}
+				inner.history.push_back((payment.payment_hash, failure));
+			}
+		}
+	}
+
+	/// How many items are kept, by kind.
+	pub fn counts(&self) -> SenderCounts {
+		let inner = self.inner();
+		SenderCounts {
+			payments: inner.payments.len(),
+			paths: inner.payments.values().map(|p| p.paths.len()).sum(),
+			htlcs: inner.htlcs.len(),
+			routes: inner.routes.len(),
+			history: inner.history.len(),
+		}
 	}
 
 	/// Asks [`super::TrampolineRouter`] to classify why no route is found
-	/// for the payment with this hash, if that happens.
-	pub(crate) fn watch_route(&self, payment_hash: &PaymentHash) {
-		lock(&self.routes).insert(payment_hash.0, None);
+	/// for payment `payment_id`, if that happens.
+	pub(crate) fn watch_route(&self, payment_id: PaymentId) {
+		self.inner().routes.insert(payment_id, None);
 	}
 
 	/// Whether route-finding failures of this payment are classified.
-	pub(crate) fn is_route_watched(&self, payment_hash: &PaymentHash) -> bool {
-		lock(&self.routes).contains_key(&payment_hash.0)
+	pub(crate) fn is_route_watched(&self, payment_id: &PaymentId) -> bool {
+		self.inner().routes.contains_key(payment_id)
 	}
 
 	/// Records why no route was found for a watched payment.
-	pub(crate) fn record_shortfall(&self, payment_hash: &PaymentHash, shortfall: RouteShortfall) {
-		if let Some(slot) = lock(&self.routes).get_mut(&payment_hash.0) {
+	pub(crate) fn record_shortfall(&self, payment_id: &PaymentId, shortfall: RouteShortfall) {
+		if let Some(slot) = self.inner().routes.get_mut(payment_id) {
 			*slot = Some(shortfall);
 		}
 	}
 
 	/// Why no route was found for a watched payment, if that happened;
 	/// stops watching it.
-	pub(crate) fn take_route_shortfall(
-		&self, payment_hash: &PaymentHash,
-	) -> Option<RouteShortfall> {
-		lock(&self.routes).remove(&payment_hash.0).flatten()
+	pub(crate) fn take_route_shortfall(&self, payment_id: &PaymentId) -> Option<RouteShortfall> {
+		self.inner().routes.remove(payment_id).flatten()
 	}
 
-	/// Whether a payment with this hash is registered.
-	pub(crate) fn is_registered(&self, payment_hash: &PaymentHash) -> bool {
-		lock(&self.pending).contains_key(&payment_hash.0)
+	/// Whether payment `payment_id` is registered (and live).
+	pub(crate) fn is_registered(&self, payment_id: &PaymentId) -> bool {
+		self.inner().payments.contains_key(payment_id)
 	}
 
-	/// Remembers the multi-hop paths LDK's router chose for a registered
-	/// payment, to build the onion of the HTLCs sent along them.
-	pub(crate) fn record_paths(&self, payment_hash: &PaymentHash, paths: &[Path]) {
-		let multi_hop = paths.iter().filter(|p| p.hops.len() > 1 && p.blinded_tail.is_none());
-		lock(&self.paths).entry(payment_hash.0).or_default().extend(multi_hop.cloned());
+	/// Remembers the paths LDK's router chose for a registered payment, to
+	/// recognise the HTLCs sent along them and build their onion.
+	pub(crate) fn record_paths(&self, payment_id: &PaymentId, paths: &[Path]) {
+		let mut inner = self.inner();
+		let Some(payment) = inner.payments.get_mut(payment_id) else { return };
+		let plain = paths.iter().filter(|p| p.blinded_tail.is_none());
+		payment.paths.extend(plain.map(|path| SentPath { path: path.clone(), used: false }));
 	}
 
 	/// The failure a trampoline (or the outer hop) reported for a payment of
-	/// ours, decrypted through both layers.
+	/// ours with this hash, decrypted through both layers: the newest live
+	/// payment's, else the last forgotten one's (at most
+	/// [`FAILURE_HISTORY`] are kept).
 	pub fn failure(&self, payment_hash: &PaymentHash) -> Option<TrampolineFailure> {
-		lock(&self.failures).get(&payment_hash.0).cloned()
+		let inner = self.inner();
+		if let Some(ids) = inner.by_hash.get(payment_hash) {
+			return ids.last().and_then(|id| inner.payments.get(id)?.failure.clone());
+		}
+		inner.history.iter().rev().find(|(hash, _)| hash == payment_hash).map(|(_, f)| f.clone())
 	}
 
-	/// The failure that came back for a packet we relayed.
-	pub fn relayed_failure(&self, payment_hash: &PaymentHash) -> Option<RelayedFailure> {
-		lock(&self.relayed).get(&payment_hash.0).cloned()
+	/// The failure reported for live payment `payment_id`.
+	pub(crate) fn failure_of(&self, payment_id: &PaymentId) -> Option<TrampolineFailure> {
+		self.inner().payments.get(payment_id)?.failure.clone()
+	}
+
+	/// The failure that came back for a packet we relay as payment
+	/// `payment_id`.
+	pub fn relayed_failure(&self, payment_id: &PaymentId) -> Option<RelayedFailure> {
+		self.inner().payments.get(payment_id)?.relayed.clone()
 	}
 
 	/// Makes this node a hostile payer: `tamper` sees (and may rewrite) every
@@ -179,116 +349,56 @@ impl SenderState {
 		}
 	}
 
-	/// Substitutes our own onion in an outgoing `update_add_htlc` of a
-	/// registered payment: sent straight to its trampoline, or along a path
-	/// LDK's router chose for it.
-	pub(crate) fn rewrite_add(&self, node_id: &PublicKey, add: &mut UpdateAddHTLC) {
-		let pending = lock(&self.pending);
-		let Some(send) = pending.get(&add.payment_hash.0) else { return };
-		let Some(mut hops) = self.outer_hops(send, node_id, add) else { return };
-		// The trampoline's payload as LDK wrote it: the amount and expiry the
-		// path delivers, the outer secret and total, and the trampoline onion.
-		let Some(last) = hops.last_mut() else { return };
-		let (amt_to_forward, outgoing_cltv_value) = (last.amount_msat, last.cltv_expiry);
-		let payload = OuterPayload::new(OuterHop::TrampolineEntry {
-			amt_to_forward,
-			outgoing_cltv_value,
-			payment_data: Some(PaymentData {
-				payment_secret: send.outer_secret,
-				total_msat: send.total_msat,
-			}),
-			current_path_key: None,
-			trampoline_onion: send.packet.clone(),
-			layout: send.layout,
-		});
-		let Ok(payload) = payload.encode() else { return };
-		last.payload = payload;
-		let Ok(session_key) = SecretKey::from_slice(&rand::random::<[u8; 32]>()) else { return };
-		let sphinx: Vec<SphinxHop> = hops
-			.into_iter()
-			.map(|hop| SphinxHop { node_id: hop.node_id, payload: hop.payload })
-			.collect();
-		let Ok(built) = onion::build(
-			&Secp256k1::new(),
-			&session_key,
-			&sphinx,
-			&add.payment_hash.0,
-			PAYMENT_ONION_HOP_PAYLOADS_LEN,
-		) else {
+	/// Substitutes our own onion in an outgoing `update_add_htlc` that is
+	/// the HTLC LDK sends along a path its router chose for a registered
+	/// payment: to `node_id`, on that path's first channel (`scids` gives
+	/// the add's channel's short channel ids and aliases, asked only when a
+	/// live payment has the add's hash), with the path's amount and expiry
+	/// (LDK's at `height`, the best block). Each path takes one HTLC; any
+	/// other add (a forwarded HTLC of the same hash) is left untouched.
+	pub(crate) fn rewrite_add(
+		&self, node_id: &PublicKey, add: &mut UpdateAddHTLC,
+		scids: impl FnOnce(&ChannelId) -> Vec<u64>, height: u32,
+	) {
+		let mut inner = self.inner();
+		if !inner.by_hash.contains_key(&add.payment_hash) {
+			return;
+		}
+		let scids = scids(&add.channel_id);
+		let Some((payment_id, index)) = inner.find_path(node_id, add, &scids, height) else {
 			return;
 		};
+		let Some(payment) = inner.payments.get_mut(&payment_id) else { return };
+		let Some(sent) = payment.paths.get_mut(index) else { return };
+		sent.used = true;
+		let Some(built) = outer_onion(&payment.onion, &sent.path, add) else { return };
 		let Ok(packet) = msgs::OnionPacket::try_from(&built.packet) else { return };
 		add.onion_routing_packet = packet;
-
-		lock(&self.htlcs).insert(
+		let trampoline_shared_secrets = payment.onion.trampoline_shared_secrets.clone();
+		inner.htlcs.insert(
 			htlc_key(&add.channel_id, add.htlc_id),
 			SentHtlc {
-				payment_hash: add.payment_hash.0,
+				payment_id,
 				outer_shared_secrets: built.shared_secrets,
-				trampoline_shared_secrets: send.trampoline_shared_secrets.clone(),
+				trampoline_shared_secrets,
 			},
 		);
-	}
-
-	/// The hops of the outer path an HTLC to `node_id` takes, with what each
-	/// receives; every payload but the trampoline's (left empty) filled in.
-	/// Straight to the trampoline: one hop. Otherwise the recorded path
-	/// through `node_id` to the trampoline whose amount is the HTLC's; the
-	/// amounts and expiries follow from the HTLC's by the path's fees and
-	/// CLTV deltas, as LDK computes them.
-	fn outer_hops(
-		&self, send: &SentOnion, node_id: &PublicKey, add: &UpdateAddHTLC,
-	) -> Option<Vec<OuterHopPlan>> {
-		if send.trampoline == *node_id {
-			return Some(vec![OuterHopPlan {
-				node_id: *node_id,
-				amount_msat: add.amount_msat,
-				cltv_expiry: add.cltv_expiry,
-				payload: Vec::new(),
-			}]);
-		}
-		let paths = lock(&self.paths);
-		let path = paths.get(&add.payment_hash.0)?.iter().find(|path| {
-			path.hops.first().is_some_and(|hop| hop.pubkey == *node_id)
-				&& path.hops.last().is_some_and(|hop| hop.pubkey == send.trampoline)
-				&& path.hops.iter().map(|hop| hop.fee_msat).sum::<u64>() == add.amount_msat
-		})?;
-		let mut plan = Vec::with_capacity(path.hops.len());
-		let (mut amount_msat, mut cltv_expiry) = (add.amount_msat, add.cltv_expiry);
-		for (hop, next) in path.hops.iter().zip(path.hops.iter().skip(1)) {
-			let amt_to_forward = amount_msat.checked_sub(hop.fee_msat)?;
-			let outgoing_cltv_value = cltv_expiry.checked_sub(hop.cltv_expiry_delta)?;
-			let payload = OuterPayload::new(OuterHop::Forward {
-				short_channel_id: next.short_channel_id,
-				amt_to_forward,
-				outgoing_cltv_value,
-			})
-			.encode()
-			.ok()?;
-			plan.push(OuterHopPlan { node_id: hop.pubkey, amount_msat, cltv_expiry, payload });
-			(amount_msat, cltv_expiry) = (amt_to_forward, outgoing_cltv_value);
-		}
-		plan.push(OuterHopPlan {
-			node_id: send.trampoline,
-			amount_msat,
-			cltv_expiry,
-			payload: Vec::new(),
-		});
-		Some(plan)
 	}
 
 	/// Reads an incoming `update_fail_htlc` of an HTLC we rewrote.
 	pub(crate) fn on_fail(&self, fail: &UpdateFailHTLC) {
 		let key = htlc_key(&fail.channel_id, fail.htlc_id);
-		let Some(htlc) = lock(&self.htlcs).remove(&key) else { return };
+		let mut inner = self.inner();
+		let Some(htlc) = inner.htlcs.remove(&key) else { return };
 		let Some(reason) = crate::handler::reason_of(fail) else { return };
+		let Some(payment) = inner.payments.get_mut(&htlc.payment_id) else { return };
 		if !htlc.trampoline_shared_secrets.is_empty() {
 			if let Ok(failure) = onion::decrypt_trampoline_error_packet(
 				&reason,
 				&htlc.outer_shared_secrets,
 				&htlc.trampoline_shared_secrets,
 			) {
-				lock(&self.failures).insert(htlc.payment_hash, failure);
+				payment.failure = Some(failure);
 			}
 			return;
 		}
@@ -301,6 +411,251 @@ impl SenderState {
 			Ok(PeeledError::Opaque(packet)) => RelayedFailure::Opaque(packet),
 			Err(_) => return,
 		};
-		lock(&self.relayed).insert(htlc.payment_hash, relayed);
+		payment.relayed = Some(relayed);
+	}
+}
+
+/// Our outer onion for the HTLC `add` LDK sends along `path`: the
+/// intermediate hops' forward payloads, then the trampoline's (the amount
+/// and expiry the path delivers, the outer secret and total, the trampoline
+/// packet), under a fresh session key.
+fn outer_onion(send: &SentOnion, path: &Path, add: &UpdateAddHTLC) -> Option<onion::BuiltOnion> {
+	let mut hops = outer_hops(path, add)?;
+	let last = hops.last_mut()?;
+	let payload = OuterPayload::new(OuterHop::TrampolineEntry {
+		amt_to_forward: last.amount_msat,
+		outgoing_cltv_value: last.cltv_expiry,
+		payment_data: Some(PaymentData {
+			payment_secret: send.outer_secret,
+			total_msat: send.total_msat,
+		}),
+		current_path_key: None,
+		trampoline_onion: send.packet.clone(),
+		layout: send.layout,
+	});
+	last.payload = payload.encode().ok()?;
+	let session_key = SecretKey::from_slice(&rand::random::<[u8; 32]>()).ok()?;
+	let sphinx: Vec<SphinxHop> = hops
+		.into_iter()
+		.map(|hop| SphinxHop { node_id: hop.node_id, payload: hop.payload })
+		.collect();
+	onion::build(
+		&Secp256k1::new(),
+		&session_key,
+		&sphinx,
+		&add.payment_hash.0,
+		PAYMENT_ONION_HOP_PAYLOADS_LEN,
+	)
+	.ok()
+}
+
+/// The hops of `path` (which ends at the trampoline) for the HTLC `add`,
+/// with what each receives; every payload but the trampoline's (left empty)
+/// filled in. The amounts and expiries follow from the HTLC's by the path's
+/// fees and CLTV deltas, as LDK computes them.
+fn outer_hops(path: &Path, add: &UpdateAddHTLC) -> Option<Vec<OuterHopPlan>> {
+	let mut plan = Vec::with_capacity(path.hops.len());
+	let (mut amount_msat, mut cltv_expiry) = (add.amount_msat, add.cltv_expiry);
+	for (hop, next) in path.hops.iter().zip(path.hops.iter().skip(1)) {
+		let amt_to_forward = amount_msat.checked_sub(hop.fee_msat)?;
+		let outgoing_cltv_value = cltv_expiry.checked_sub(hop.cltv_expiry_delta)?;
+		let payload = OuterPayload::new(OuterHop::Forward {
+			short_channel_id: next.short_channel_id,
+			amt_to_forward,
+			outgoing_cltv_value,
+		})
+		.encode()
+		.ok()?;
+		plan.push(OuterHopPlan { node_id: hop.pubkey, amount_msat, cltv_expiry, payload });
+		(amount_msat, cltv_expiry) = (amt_to_forward, outgoing_cltv_value);
+	}
+	let trampoline = path.hops.last()?.pubkey;
+	plan.push(OuterHopPlan { node_id: trampoline, amount_msat, cltv_expiry, payload: Vec::new() });
+	Some(plan)
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use lightning::routing::router::RouteHop;
+	use lightning::types::features::{ChannelFeatures, NodeFeatures};
+
+	use crate::onion::FailingHop;
+
+	const HEIGHT: u32 = 800;
+	const SCID: u64 = 42;
+
+	fn key(byte: u8) -> PublicKey {
+		PublicKey::from_secret_key(&Secp256k1::new(), &SecretKey::from_slice(&[byte; 32]).unwrap())
+	}
+
+	fn trampoline() -> PublicKey {
+		key(2)
+	}
+
+	fn sent_onion() -> SentOnion {
+		SentOnion {
+			trampoline: trampoline(),
+			packet: OnionPacket::new(key(3), vec![0; 400], [0; 32]).unwrap(),
+			layout: TlvLayout::Legacy,
+			trampoline_shared_secrets: Vec::new(),
+			outer_secret: PaymentSecret([5; 32]),
+			total_msat: 10_000,
+		}
+	}
+
+	fn hop(pubkey: PublicKey, scid: u64, fee_msat: u64, cltv_expiry_delta: u32) -> RouteHop {
+		RouteHop {
+			pubkey,
+			node_features: NodeFeatures::empty(),
+			short_channel_id: scid,
+			channel_features: ChannelFeatures::empty(),
+			fee_msat,
+			cltv_expiry_delta,
+			maybe_announced_channel: true,
+		}
+	}
+
+	/// A path straight to the trampoline over channel [`SCID`].
+	fn direct_path(amount_msat: u64) -> Path {
+		Path { hops: vec![hop(trampoline(), SCID, amount_msat, 40)], blinded_tail: None }
+	}
+
+	/// The add LDK sends along [`direct_path`] at [`HEIGHT`].
+	fn add(htlc_id: u64, hash: PaymentHash, amount_msat: u64, cltv_expiry: u32) -> UpdateAddHTLC {
+		UpdateAddHTLC {
+			channel_id: ChannelId([1; 32]),
+			htlc_id,
+			amount_msat,
+			payment_hash: hash,
+			cltv_expiry,
+			skimmed_fee_msat: None,
+			onion_routing_packet: msgs::OnionPacket {
+				version: 0,
+				public_key: Ok(key(9)),
+				hop_data: [7; 20 * 65],
+				hmac: [7; 32],
+			},
+			blinding_point: None,
+			hold_htlc: None,
+		}
+	}
+
+	fn our_channel(_: &ChannelId) -> Vec<u64> {
+		vec![SCID]
+	}
+
+	/// Registers payment `id` of `hash` with one direct path of
+	/// `amount_msat`.
+	fn registered(state: &SenderState, id: u8, hash: PaymentHash, amount_msat: u64) -> PaymentId {
+		let payment_id = PaymentId([id; 32]);
+		assert!(state.register(payment_id, hash, sent_onion()));
+		state.record_paths(&payment_id, &[direct_path(amount_msat)]);
+		payment_id
+	}
+
+	fn rewritten(state: &SenderState, add: &mut UpdateAddHTLC) -> bool {
+		let before = add.onion_routing_packet.clone();
+		state.rewrite_add(&trampoline(), add, our_channel, HEIGHT);
+		add.onion_routing_packet != before
+	}
+
+	#[test]
+	fn a_forwarded_htlc_sharing_a_registered_hash_keeps_its_onion() {
+		let state = SenderState::default();
+		let hash = PaymentHash([4; 32]);
+		registered(&state, 1, hash, 10_000);
+		let ours_cltv = HEIGHT + 1 + 40;
+		// A third party's HTLC of the same hash, forwarded to the same
+		// trampoline: another amount, another expiry, another channel.
+		let mut other_amount = add(0, hash, 9_000, ours_cltv);
+		assert!(!rewritten(&state, &mut other_amount), "another amount got our onion");
+		let mut other_cltv = add(1, hash, 10_000, ours_cltv + 10);
+		assert!(!rewritten(&state, &mut other_cltv), "another expiry got our onion");
+		let mut other_channel = add(2, hash, 10_000, ours_cltv);
+		let before = other_channel.onion_routing_packet.clone();
+		state.rewrite_add(&trampoline(), &mut other_channel, |_| vec![SCID + 1], HEIGHT);
+		assert_eq!(other_channel.onion_routing_packet, before, "another channel got our onion");
+		assert_eq!(state.counts().htlcs, 0);
+		// Ours is rewritten (with a block found since it was sent, too);
+		// its path then takes no other HTLC.
+		let mut ours = add(3, hash, 10_000, ours_cltv - 1);
+		assert!(rewritten(&state, &mut ours), "our HTLC kept LDK's onion");
+		let mut again = add(4, hash, 10_000, ours_cltv);
+		assert!(!rewritten(&state, &mut again), "one path substituted two HTLCs");
+		assert_eq!(state.counts().htlcs, 1);
+	}
+
+	#[test]
+	fn maps_return_to_empty_once_payments_are_forgotten() {
+		let state = SenderState::default();
+		let mut ids = Vec::new();
+		for n in 0..10u8 {
+			let hash = PaymentHash([n; 32]);
+			let id = registered(&state, n, hash, 10_000);
+			state.watch_route(id);
+			let mut htlc = add(u64::from(n), hash, 10_000, HEIGHT + 41);
+			assert!(rewritten(&state, &mut htlc));
+			ids.push(id);
+		}
+		// A relayed payment that is not registered (to a legacy recipient)
+		// has its route watched only.
+		state.watch_route(PaymentId([99; 32]));
+		let live = state.counts();
+		assert_eq!(
+			live,
+			SenderCounts { payments: 10, paths: 10, htlcs: 10, routes: 11, history: 0 }
+		);
+		for id in ids.iter().chain([&PaymentId([99; 32])]) {
+			state.forget_payment(id);
+		}
+		assert_eq!(state.counts(), SenderCounts::default());
+		let inner = state.inner();
+		assert!(inner.by_hash.is_empty());
+	}
+
+	fn failure(message: FailureMessage) -> TrampolineFailure {
+		TrampolineFailure { hop: FailingHop::Trampoline(0), message }
+	}
+
+	#[test]
+	fn a_forgotten_failure_is_kept_for_its_hash_unless_a_newer_attempt_is_live() {
+		let state = SenderState::default();
+		let hash = PaymentHash([4; 32]);
+		let first = registered(&state, 1, hash, 10_000);
+		state.inner().payments.get_mut(&first).unwrap().failure =
+			Some(failure(FailureMessage::UnknownNextTrampoline));
+		assert_eq!(state.failure_of(&first), Some(failure(FailureMessage::UnknownNextTrampoline)));
+		// A retry is registered before the first attempt's event is done:
+		// the hash's failure is the retry's (none yet).
+		let retry = registered(&state, 2, hash, 11_000);
+		state.forget_payment(&first);
+		assert_eq!(state.failure(&hash), None);
+		state.inner().payments.get_mut(&retry).unwrap().failure =
+			Some(failure(FailureMessage::TemporaryTrampolineFailure));
+		state.forget_payment(&retry);
+		assert_eq!(state.failure(&hash), Some(failure(FailureMessage::TemporaryTrampolineFailure)));
+		assert_eq!(state.counts().history, 1);
+		// The history is bounded.
+		for n in 0..=FAILURE_HISTORY {
+			let mut bytes = [0; 32];
+			bytes[..8].copy_from_slice(&(n as u64).to_be_bytes());
+			let (id, hash) = (PaymentId(bytes), PaymentHash(bytes));
+			assert!(state.register(id, hash, sent_onion()));
+			state.inner().payments.get_mut(&id).unwrap().failure =
+				Some(failure(FailureMessage::MppTimeout));
+			state.forget_payment(&id);
+		}
+		assert_eq!(state.counts().history, FAILURE_HISTORY);
+		assert_eq!(state.failure(&PaymentHash([4; 32])), None, "the oldest went first");
+	}
+
+	#[test]
+	fn a_payment_sent_again_under_a_live_id_keeps_its_state() {
+		let state = SenderState::default();
+		let hash = PaymentHash([4; 32]);
+		let id = registered(&state, 1, hash, 10_000);
+		assert!(!state.register(id, hash, sent_onion()));
+		assert_eq!(state.counts().paths, 1);
 	}
 }

@@ -11,6 +11,7 @@
 //! pays again with the fee a trampoline asks for, within a budget.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::ecdh::SharedSecret;
@@ -28,7 +29,9 @@ use lightning_invoice::Bolt11Invoice;
 mod intercept;
 mod retry;
 mod router;
-pub use intercept::{OutboundTamper, RelayedFailure, SenderState, SentOnion};
+pub use intercept::{
+	OutboundTamper, RelayedFailure, SenderCounts, SenderState, SentOnion, FAILURE_HISTORY,
+};
 pub use retry::{
 	next_route, AfterFailure, NoRetry, ReceivedInvoice, TrampolineBudget, TrampolineRetries,
 	MAX_ATTEMPTS,
@@ -70,6 +73,43 @@ pub enum SenderError {
 	/// LDK refused to start the payment.
 	#[error("LDK refused the payment: {0:?}")]
 	Send(RetryableSendFailure),
+	/// An amount of the route (the invoice's, a trampoline's fee, a blinded
+	/// path's fee) does not fit in a u64 of msat.
+	#[error("the {what} overflows a u64 of msat")]
+	AmountOverflow {
+		/// Which amount.
+		what: &'static str,
+	},
+	/// A CLTV expiry of the route (the invoice's final delta, a blinded
+	/// path's or a trampoline's delta) does not fit in a u32 of blocks.
+	#[error("the {what} overflows a u32 of blocks")]
+	CltvOverflow {
+		/// Which expiry.
+		what: &'static str,
+	},
+}
+
+/// `a + b`, or [`SenderError::AmountOverflow`] naming `what`.
+fn add_msat(a: u64, b: u64, what: &'static str) -> Result<u64, SenderError> {
+	a.checked_add(b).ok_or(SenderError::AmountOverflow { what })
+}
+
+/// `a + b`, or [`SenderError::CltvOverflow`] naming `what`.
+fn add_blocks(a: u32, b: u32, what: &'static str) -> Result<u32, SenderError> {
+	a.checked_add(b).ok_or(SenderError::CltvOverflow { what })
+}
+
+/// The fee a blinded path's payinfo asks for forwarding `amount_msat`:
+/// `fee_base_msat + amount_msat * fee_proportional_millionths / 1_000_000`,
+/// computed without overflow (the payinfo is the invoice's: anyone's).
+pub fn blinded_path_fee_msat(
+	amount_msat: u64, fee_base_msat: u32, fee_proportional_millionths: u32,
+) -> Result<u64, SenderError> {
+	let proportional =
+		u128::from(amount_msat) * u128::from(fee_proportional_millionths) / 1_000_000;
+	let proportional = u64::try_from(proportional)
+		.map_err(|_| SenderError::AmountOverflow { what: "blinded path's proportional fee" })?;
+	add_msat(u64::from(fee_base_msat), proportional, "blinded path's fee")
 }
 
 /// One trampoline node of a trampoline route, with what it is offered.
@@ -171,8 +211,8 @@ struct FinalLeg {
 fn bolt11_leg(invoice: &Bolt11Invoice, height: u32) -> Result<FinalLeg, SenderError> {
 	let amount_msat = invoice.amount_milli_satoshis().ok_or(SenderError::NoAmount)?;
 	let final_cltv_delta = u32::try_from(invoice.min_final_cltv_expiry_delta())
-		.unwrap_or(u32::MAX / 2)
-		+ FINAL_CLTV_MARGIN;
+		.map_err(|_| SenderError::CltvOverflow { what: "invoice's final CLTV delta" })
+		.and_then(|delta| add_blocks(delta, FINAL_CLTV_MARGIN, "invoice's final CLTV delta"))?;
 	let hints = invoice
 		.route_hints()
 		.iter()
@@ -189,7 +229,7 @@ fn bolt11_leg(invoice: &Bolt11Invoice, height: u32) -> Result<FinalLeg, SenderEr
 				.collect()
 		})
 		.collect();
-	let outgoing_cltv_value = height + final_cltv_delta;
+	let outgoing_cltv_value = add_blocks(height, final_cltv_delta, "recipient's CLTV expiry")?;
 	Ok(FinalLeg {
 		payload: TrampolineHop::ToLegacyRecipient {
 			amt_to_forward: amount_msat,
@@ -214,7 +254,7 @@ fn bolt11_leg(invoice: &Bolt11Invoice, height: u32) -> Result<FinalLeg, SenderEr
 /// trampoline is offered the dearest path's fee and CLTV delta, and forwards
 /// with the CLTV that path needs (its delta includes the recipient's final
 /// delta).
-fn bolt12_leg(invoice: &Bolt12Invoice, height: u32, count: usize) -> FinalLeg {
+fn bolt12_leg(invoice: &Bolt12Invoice, height: u32, count: usize) -> Result<FinalLeg, SenderError> {
 	let amount_msat = invoice.amount_msats();
 	let paths: Vec<PaymentBlindedPath> = invoice
 		.payment_paths()
@@ -222,19 +262,8 @@ fn bolt12_leg(invoice: &Bolt12Invoice, height: u32, count: usize) -> FinalLeg {
 		.take(count)
 		.filter_map(PaymentBlindedPath::from_ldk)
 		.collect();
-	let fee_msat = paths
-		.iter()
-		.map(|path| {
-			let info = path.payinfo();
-			u64::from(info.fee_base_msat)
-				+ amount_msat * u64::from(info.fee_proportional_millionths) / 1_000_000
-		})
-		.max()
-		.unwrap_or(0);
-	let path_cltv =
-		paths.iter().map(|path| u32::from(path.payinfo().cltv_expiry_delta)).max().unwrap_or(0);
-	let outgoing_cltv_value = height + path_cltv + FINAL_CLTV_MARGIN;
-	FinalLeg {
+	let (fee_msat, outgoing_cltv_value) = blinded_leg_costs(amount_msat, &paths, height)?;
+	Ok(FinalLeg {
 		payload: TrampolineHop::ToBlindedPaths {
 			amt_to_forward: amount_msat,
 			outgoing_cltv_value,
@@ -246,7 +275,31 @@ fn bolt12_leg(invoice: &Bolt12Invoice, height: u32, count: usize) -> FinalLeg {
 		},
 		fee_msat,
 		outgoing_cltv_value,
+	})
+}
+
+/// What paying `amount_msat` over the dearest of `paths` costs the last
+/// trampoline (the largest fee, msat) and the CLTV it forwards with (`height`
+/// plus the largest delta plus [`FINAL_CLTV_MARGIN`]): checked, the
+/// payinfos being the invoice's.
+fn blinded_leg_costs(
+	amount_msat: u64, paths: &[PaymentBlindedPath], height: u32,
+) -> Result<(u64, u32), SenderError> {
+	let mut fee_msat = 0;
+	let mut path_cltv = 0;
+	for path in paths {
+		let info = path.payinfo();
+		let fee = blinded_path_fee_msat(
+			amount_msat,
+			info.fee_base_msat,
+			info.fee_proportional_millionths,
+		)?;
+		fee_msat = fee_msat.max(fee);
+		path_cltv = path_cltv.max(u32::from(info.cltv_expiry_delta));
 	}
+	let outgoing_cltv_value = add_blocks(height, path_cltv, "blinded paths' CLTV expiry")
+		.and_then(|cltv| add_blocks(cltv, FINAL_CLTV_MARGIN, "blinded paths' CLTV expiry"))?;
+	Ok((fee_msat, outgoing_cltv_value))
 }
 
 /// Builds the trampoline onion through `route` to the recipient of `invoice`:
@@ -278,7 +331,7 @@ pub fn trampoline_onion(
 						"no blinded path of the invoice fits in a trampoline onion".into(),
 					));
 				}
-				let leg = bolt12_leg(bolt12, height, count);
+				let leg = bolt12_leg(bolt12, height, count)?;
 				match build_trampoline_onion(
 					invoice.payment_hash().0,
 					leg,
@@ -301,17 +354,20 @@ fn build_trampoline_onion(
 	let last = route.last().ok_or(SenderError::NoTrampoline)?;
 	let encode =
 		|hop| TrampolinePayload::new(hop).encode().map_err(|e| SenderError::Onion(e.to_string()));
-	let final_cltv_delta = leg.outgoing_cltv_value - height;
+	let final_cltv_delta = leg
+		.outgoing_cltv_value
+		.checked_sub(height)
+		.ok_or(SenderError::CltvOverflow { what: "recipient's CLTV delta" })?;
 	// What the last trampoline forwards, with what it pays on the recipient's side.
-	let mut amount = amount_msat + leg.fee_msat;
+	let mut amount = add_msat(amount_msat, leg.fee_msat, "amount with the recipient's fees")?;
 	let mut cltv = leg.outgoing_cltv_value;
 	let mut payloads = vec![encode(leg.payload)?];
 	// Backwards from the last trampoline: each one is told what the next one
 	// must receive.
 	let mut next = last;
 	for hop in route.iter().rev().skip(1) {
-		amount += next.fee_msat;
-		cltv += u32::from(next.cltv_expiry_delta);
+		amount = add_msat(amount, next.fee_msat, "amount with the trampolines' fees")?;
+		cltv = add_blocks(cltv, next.cltv_expiry_delta.into(), "trampolines' CLTV expiry")?;
 		payloads.push(encode(TrampolineHop::ToTrampoline {
 			amt_to_forward: amount,
 			outgoing_cltv_value: cltv,
@@ -321,8 +377,11 @@ fn build_trampoline_onion(
 		})?);
 		next = hop;
 	}
-	let first_amount_msat = amount + next.fee_msat;
-	let first_cltv_delta = cltv + u32::from(next.cltv_expiry_delta) - height;
+	let first_amount_msat = add_msat(amount, next.fee_msat, "amount with the trampolines' fees")?;
+	let first_cltv_delta =
+		add_blocks(cltv, next.cltv_expiry_delta.into(), "trampolines' CLTV expiry")?
+			.checked_sub(height)
+			.ok_or(SenderError::CltvOverflow { what: "trampolines' CLTV delta" })?;
 	let hops: Vec<SphinxHop> = route
 		.iter()
 		.zip(payloads.into_iter().rev())
@@ -404,6 +463,45 @@ pub fn choose_trampoline(channels: &[ChannelDetails], amount_msat: u64) -> Optio
 		.map(|(node_id, _)| node_id)
 }
 
+/// How long a payment waits for a channel to its first trampoline that is
+/// coming back (the trampoline restarted, the connection is being
+/// re-established) before it is sent anyway.
+pub const REESTABLISH_WAIT: Duration = Duration::from_secs(10);
+
+/// Whether a payment through `trampoline` should wait for its channel: we
+/// have a channel with it that is ready (funded, not closing) but none that
+/// is usable, the peer being disconnected or the channel reestablishing.
+/// Sent now, LDK would find no route and fail it at once.
+pub fn awaits_reestablish(channels: &[ChannelDetails], trampoline: &PublicKey) -> bool {
+	let mut with = channels.iter().filter(|c| c.counterparty.node_id == *trampoline);
+	let mut ready = false;
+	for channel in &mut with {
+		if channel.is_usable {
+			return false;
+		}
+		ready |= channel.is_channel_ready;
+	}
+	ready
+}
+
+/// Waits until a channel to `trampoline` is usable, at most `timeout`;
+/// whether one is.
+pub async fn wait_for_usable_channel<C: AChannelManager + ?Sized>(
+	cm: &C, trampoline: &PublicKey, timeout: Duration,
+) -> bool {
+	let usable =
+		|| cm.get_cm().list_channels_with_counterparty(trampoline).iter().any(|c| c.is_usable);
+	let deadline = tokio::time::Instant::now() + timeout;
+	while !usable() {
+		if tokio::time::Instant::now() >= deadline {
+			return false;
+		}
+		// LDK announces no event when a channel is reestablished.
+		tokio::time::sleep(Duration::from_millis(50)).await;
+	}
+	true
+}
+
 /// Features of a trampoline node as a payee: it takes multi-part payments
 /// (LDK aggregates them for the relay).
 fn trampoline_payee_features() -> Bolt11InvoiceFeatures {
@@ -425,21 +523,6 @@ pub fn send_to_trampoline<C: AChannelManager + ?Sized>(
 	cm: &C, send: &OuterSend, state: Option<(&SenderState, TlvLayout, Vec<SharedSecret>)>,
 ) -> Result<PaymentId, SenderError> {
 	let cm = cm.get_cm();
-	if let Some((state, layout, trampoline_shared_secrets)) = state {
-		if let Ok(packet) = OnionPacket::from_bytes(&send.trampoline_packet) {
-			state.register(
-				send.payment_hash,
-				SentOnion {
-					trampoline: send.trampoline,
-					packet,
-					layout,
-					trampoline_shared_secrets,
-					outer_secret: send.outer_secret,
-					total_msat: send.total_msat,
-				},
-			);
-		}
-	}
 	let outer = RecipientOnionFields::secret_only(send.outer_secret)
 		.with_custom_tlvs(vec![(types::LEGACY_TRAMPOLINE_ONION, send.trampoline_packet.clone())])
 		.map_err(|()| SenderError::Onion("custom TLV rejected by LDK".into()))?;
@@ -459,13 +542,40 @@ pub fn send_to_trampoline<C: AChannelManager + ?Sized>(
 		// Paying our own trampoline peer (the wallet case): offer the delta
 		// asked, without LDK's shadow CLTV offset on top (LDK's router needs
 		// one block of room above the final delta).
-		params = params.with_max_total_cltv_expiry_delta(send.cltv_expiry_delta + 1);
+		let max = add_blocks(send.cltv_expiry_delta, 1, "trampoline's CLTV delta")?;
+		params = params.with_max_total_cltv_expiry_delta(max);
 	}
 	let mut route_params = RouteParameters::from_payment_params_and_value(params, send.amount_msat);
 	route_params.max_total_routing_fee_msat = send.max_routing_fee_msat;
-	cm.send_payment(send.payment_hash, outer, send.payment_id, route_params, send.retry)
-		.map_err(SenderError::Send)?;
-	Ok(send.payment_id)
+	let mut registered = None;
+	if let Some((state, layout, trampoline_shared_secrets)) = state {
+		if let Ok(packet) = OnionPacket::from_bytes(&send.trampoline_packet) {
+			let new = state.register(
+				send.payment_id,
+				send.payment_hash,
+				SentOnion {
+					trampoline: send.trampoline,
+					packet,
+					layout,
+					trampoline_shared_secrets,
+					outer_secret: send.outer_secret,
+					total_msat: send.total_msat,
+				},
+			);
+			registered = new.then_some(state);
+		}
+	}
+	match cm.send_payment(send.payment_hash, outer, send.payment_id, route_params, send.retry) {
+		Ok(()) => Ok(send.payment_id),
+		Err(e) => {
+			// Never started (no event will end it), unless the id was live
+			// already (a duplicate): forget what this call registered.
+			if let Some(state) = registered {
+				state.forget_payment(&send.payment_id);
+			}
+			Err(SenderError::Send(e))
+		},
+	}
 }
 
 /// Pays `invoice` through the trampolines of `route`, each offered its fee
@@ -481,7 +591,7 @@ pub fn pay_via_trampolines<C: AChannelManager + ?Sized>(
 	let onion = trampoline_onion(invoice, route, height)?;
 	let send = OuterSend {
 		payment_hash: invoice.payment_hash(),
-		trampoline: route[0].node_id,
+		trampoline: route.first().ok_or(SenderError::NoTrampoline)?.node_id,
 		trampoline_packet: onion.packet.to_bytes(),
 		amount_msat: onion.first_amount_msat,
 		total_msat: onion.first_amount_msat,
@@ -505,4 +615,130 @@ pub fn pay_via_trampolines<C: AChannelManager + ?Sized>(
 		amount_msat: onion.first_amount_msat,
 		trampoline_shared_secrets: onion.shared_secrets,
 	})
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use lightning::blinded_path::payment::BlindedPayInfo;
+	use lightning::blinded_path::{BlindedHop, IntroductionNode};
+
+	fn key(byte: u8) -> PublicKey {
+		PublicKey::from_secret_key(&Secp256k1::new(), &SecretKey::from_slice(&[byte; 32]).unwrap())
+	}
+
+	fn blinded_path(fee_base_msat: u32, ppm: u32, cltv_expiry_delta: u16) -> PaymentBlindedPath {
+		PaymentBlindedPath::new(
+			IntroductionNode::NodeId(key(1)),
+			key(2),
+			vec![BlindedHop { blinded_node_id: key(3), encrypted_payload: vec![1; 10] }],
+			BlindedPayInfo {
+				fee_base_msat,
+				fee_proportional_millionths: ppm,
+				cltv_expiry_delta,
+				htlc_minimum_msat: 1,
+				htlc_maximum_msat: u64::MAX,
+				features: lightning::types::features::BlindedHopFeatures::empty(),
+			},
+		)
+		.unwrap()
+	}
+
+	fn route_hop(fee_msat: u64, cltv_expiry_delta: u16) -> TrampolineRouteHop {
+		TrampolineRouteHop { node_id: key(4), fee_msat, cltv_expiry_delta, async_payment: false }
+	}
+
+	fn leg(fee_msat: u64, outgoing_cltv_value: u32) -> FinalLeg {
+		FinalLeg {
+			payload: TrampolineHop::ToBlindedPaths {
+				amt_to_forward: 1_000,
+				outgoing_cltv_value,
+				paths: vec![blinded_path(0, 0, 0)],
+				recipient_features: None,
+				layout: TlvLayout::Spec,
+			},
+			fee_msat,
+			outgoing_cltv_value,
+		}
+	}
+
+	#[test]
+	fn a_remote_payinfo_fee_is_computed_without_overflow() {
+		// 10^15 msat at u32::MAX ppm: the product overflowed a u64, the fee
+		// does not.
+		assert_eq!(
+			blinded_path_fee_msat(1_000_000_000_000_000, 0, u32::MAX).unwrap(),
+			1_000_000_000 * u64::from(u32::MAX)
+		);
+		assert!(matches!(
+			blinded_path_fee_msat(u64::MAX, u32::MAX, u32::MAX),
+			Err(SenderError::AmountOverflow { .. })
+		));
+		// At the edge: u64::MAX at 1 ppm, plus u32::MAX base, fits.
+		assert_eq!(
+			blinded_path_fee_msat(u64::MAX, u32::MAX, 1).unwrap(),
+			u64::from(u32::MAX) + u64::MAX / 1_000_000
+		);
+		assert_eq!(blinded_path_fee_msat(10_000_000, 1_000, 100).unwrap(), 1_000 + 1_000);
+		let paths = [blinded_path(1_000, 100, 144), blinded_path(u32::MAX, u32::MAX, 40)];
+		assert!(matches!(
+			blinded_leg_costs(u64::MAX, &paths, 800),
+			Err(SenderError::AmountOverflow { .. })
+		));
+		assert_eq!(
+			blinded_leg_costs(10_000_000, &paths, 800).unwrap(),
+			(u64::from(u32::MAX) + 10_000_000 * u64::from(u32::MAX) / 1_000_000, 800 + 144 + 6)
+		);
+		// A CLTV delta of u16::MAX at a height near u32::MAX.
+		assert!(matches!(
+			blinded_leg_costs(1, &[blinded_path(0, 0, u16::MAX)], u32::MAX - 10),
+			Err(SenderError::CltvOverflow { .. })
+		));
+	}
+
+	#[test]
+	fn route_amounts_and_expiries_are_checked() {
+		let hash = [9; 32];
+		// The recipient's fee on top of the amount.
+		let built = build_trampoline_onion(hash, leg(u64::MAX, 900), 1, &[route_hop(0, 0)], 800);
+		assert!(matches!(built, Err(SenderError::AmountOverflow { .. })), "{built:?}");
+		// A trampoline's fee on top of what the next one gets.
+		let route = [route_hop(u64::MAX, 10), route_hop(u64::MAX, 10)];
+		let built = build_trampoline_onion(hash, leg(0, 900), 1_000, &route, 800);
+		assert!(matches!(built, Err(SenderError::AmountOverflow { .. })), "{built:?}");
+		// The trampolines' deltas on top of an expiry near u32::MAX.
+		let route = [route_hop(1, u16::MAX), route_hop(1, u16::MAX)];
+		let built = build_trampoline_onion(hash, leg(0, u32::MAX - 10), 1_000, &route, 800);
+		assert!(matches!(built, Err(SenderError::CltvOverflow { .. })), "{built:?}");
+		// An expiry below the height (a height past the leg's expiry).
+		let built = build_trampoline_onion(hash, leg(0, 700), 1_000, &[route_hop(1, 1)], 800);
+		assert!(matches!(built, Err(SenderError::CltvOverflow { .. })), "{built:?}");
+		// Sane values build.
+		let route = [route_hop(1_000, 100), route_hop(2_000, 100)];
+		let built = build_trampoline_onion(hash, leg(50, 900), 10_000, &route, 800).unwrap();
+		assert_eq!(built.first_amount_msat, 13_050);
+		assert_eq!(built.first_cltv_delta, 300);
+	}
+
+	#[test]
+	fn budgets_and_escalations_saturate_on_huge_fees() {
+		let route = [route_hop(u64::MAX, u16::MAX), route_hop(u64::MAX, u16::MAX)];
+		let budget = TrampolineBudget::of_route(&route);
+		assert_eq!(budget.max_fee_msat, u64::MAX);
+		assert_eq!(budget.max_cltv_expiry_delta, 2 * u32::from(u16::MAX));
+		// A trampoline asking u32::MAX ppm of an amount near u64::MAX, after
+		// a hop paid u64::MAX: over any budget, no panic.
+		let failure = crate::onion::TrampolineFailure {
+			hop: crate::onion::FailingHop::Trampoline(0),
+			message: crate::onion::FailureMessage::TrampolineFeeOrExpiryInsufficient {
+				fee_base_msat: u32::MAX,
+				fee_proportional_millionths: u32::MAX,
+				cltv_expiry_delta: u16::MAX,
+			},
+		};
+		let small = TrampolineBudget { max_fee_msat: 1_000, max_cltv_expiry_delta: 100 };
+		let next =
+			next_route(&[route_hop(1, 1), route_hop(u64::MAX, 1)], u64::MAX, &failure, &small);
+		assert!(matches!(next, Err(NoRetry::OverBudget { .. })), "{next:?}");
+	}
 }

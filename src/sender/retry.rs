@@ -32,10 +32,13 @@ pub struct TrampolineBudget {
 
 impl TrampolineBudget {
 	/// Exactly what `route` offers: no escalation.
+	/// The sums saturate (a route past `u64::MAX` msat is over any budget).
 	pub fn of_route(route: &[TrampolineRouteHop]) -> Self {
 		Self {
-			max_fee_msat: route.iter().map(|hop| hop.fee_msat).sum(),
-			max_cltv_expiry_delta: route.iter().map(|hop| u32::from(hop.cltv_expiry_delta)).sum(),
+			max_fee_msat: route.iter().fold(0, |sum, hop| sum.saturating_add(hop.fee_msat)),
+			max_cltv_expiry_delta: route
+				.iter()
+				.fold(0, |sum, hop| sum.saturating_add(u32::from(hop.cltv_expiry_delta))),
 		}
 	}
 
@@ -97,7 +100,8 @@ pub fn next_route(
 		_ => return Err(NoRetry::Final),
 	};
 	let Some(hop) = route.get(index) else { return Err(NoRetry::Final) };
-	let forwarded: u64 = amount_msat + route[index + 1..].iter().map(|h| h.fee_msat).sum::<u64>();
+	let after = route.get(index + 1..).unwrap_or_default();
+	let forwarded = after.iter().fold(amount_msat, |sum, h| sum.saturating_add(h.fee_msat));
 	let asked_fee = u64::from(fee_base_msat).saturating_add(
 		forwarded.saturating_mul(u64::from(fee_proportional_millionths)) / 1_000_000,
 	);
@@ -297,11 +301,10 @@ impl TrampolineRetries {
 		}
 		let Some(failed) = self.lock().remove(attempt) else { return AfterFailure::NotOurs };
 		let payment_id = failed.payment_id;
-		let hash = failed.invoice.payment_hash();
 		let route = if failed.number + 1 >= MAX_ATTEMPTS {
 			Err(NoRetry::Exhausted)
 		} else if let (Some(failure), Some(amount)) =
-			(state.failure(&hash), failed.invoice.amount_msat())
+			(state.failure_of(attempt), failed.invoice.amount_msat())
 		{
 			next_route(&failed.route, amount, &failure, &failed.budget)
 		} else {

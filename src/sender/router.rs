@@ -1,6 +1,6 @@
 //! A [`Router`] wrapper that tells the message handler which paths LDK chose
-//! for a trampoline payment, so that it can build the outer onion of HTLCs
-//! that reach the trampoline through other nodes, and tells the relay why no
+//! for a trampoline payment (by payment id), so that it recognises the HTLCs
+//! LDK sends along them and builds their outer onion, and tells the relay why no
 //! route was found for a payment it relays, so that it answers the payer
 //! with the right failure.
 
@@ -91,7 +91,7 @@ where
 		first_hops: Option<&[&ChannelDetails]>, inflight_htlcs: InFlightHtlcs,
 		payment_hash: PaymentHash, payment_id: PaymentId,
 	) -> Result<Route, &'static str> {
-		let watched = self.sender.is_route_watched(&payment_hash);
+		let watched = self.sender.is_route_watched(&payment_id);
 		let inflight = watched.then(|| inflight_htlcs.clone());
 		let found = self.inner.find_route_with_id(
 			payer,
@@ -105,13 +105,13 @@ where
 			(Ok(route), _) => route,
 			(Err(e), Some(inflight)) => {
 				let shortfall = self.classify(payer, route_params, first_hops, inflight);
-				self.sender.record_shortfall(&payment_hash, shortfall);
+				self.sender.record_shortfall(&payment_id, shortfall);
 				return Err(e);
 			},
 			(Err(e), None) => return Err(e),
 		};
-		if self.sender.is_registered(&payment_hash) {
-			self.sender.record_paths(&payment_hash, &route.paths);
+		if self.sender.is_registered(&payment_id) {
+			self.sender.record_paths(&payment_id, &route.paths);
 		}
 		Ok(route)
 	}
