@@ -131,6 +131,14 @@ fn read_or_create_seed(dir: &Path) -> Result<[u8; 32], NodeError> {
 	}
 }
 
+/// Locks the data directory and reads (or creates) the seed: the part of a
+/// start that touches the keys on disk.
+fn prepare_data_dir(dir: &Path) -> Result<(File, [u8; 32]), NodeError> {
+	let lock = lock_data_dir(dir)?;
+	let seed = read_or_create_seed(dir)?;
+	Ok((lock, seed))
+}
+
 fn read_optional(
 	store: &FilesystemStore, ns: (&str, &str), key: &str,
 ) -> Result<Option<Vec<u8>>, NodeError> {
@@ -176,8 +184,7 @@ impl Node {
 		}
 		let wake_webhook = config.wake_webhook.as_deref().map(parse_webhook).transpose()?;
 		let dir = config.data_dir.clone();
-		let data_dir_lock = lock_data_dir(&dir)?;
-		let seed = read_or_create_seed(&dir)?;
+		let (data_dir_lock, seed) = prepare_data_dir(&dir)?;
 		let logger = Arc::new(
 			NodeLogger::open(&dir.join("logs").join("ldk.log"), config.log_level, &config.alias)
 				.map_err(|e| data_dir_err(&dir, e))?,
@@ -694,5 +701,49 @@ async fn evict_expired_invoices(server: Arc<StaticInvoiceServer>, mut stop: watc
 			_ = stop.changed() => return,
 			_ = tokio::time::sleep(EVICTION_INTERVAL) => {},
 		}
+	}
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+	use std::os::unix::fs::PermissionsExt;
+
+	use super::*;
+
+	fn mode(path: &Path) -> u32 {
+		std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+	}
+
+	#[test]
+	fn fresh_data_dir_is_private_to_the_owner() {
+		let parent = tempfile::tempdir().expect("tempdir");
+		let dir = parent.path().join("node");
+		let (_lock, _seed) = prepare_data_dir(&dir).expect("prepare");
+		assert_eq!(mode(&dir), 0o700, "data dir");
+		assert_eq!(mode(&dir.join("seed")), 0o600, "seed");
+		assert_eq!(mode(&dir.join("wallet.db")), 0o600, "wallet db");
+		assert!(!dir.join("seed.tmp").exists());
+		assert!(!dir.join("wallet.db.tmp").exists());
+	}
+
+	#[test]
+	fn seed_readable_by_others_is_refused_with_the_fix() {
+		let parent = tempfile::tempdir().expect("tempdir");
+		let dir = parent.path().join("node");
+		drop(prepare_data_dir(&dir).expect("first start"));
+		let seed = dir.join("seed");
+		std::fs::set_permissions(&seed, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+		let err = prepare_data_dir(&dir).expect_err("a 0644 seed must be refused");
+		assert!(
+			matches!(&err, NodeError::SecretExposed { path, mode: 0o644 } if path == &seed.display().to_string()),
+			"{err:?}"
+		);
+		let message = err.to_string();
+		assert!(message.contains(&format!("chmod 600 {}", seed.display())), "{message}");
+		// Readable by the group only is refused as well; 0400 is accepted.
+		std::fs::set_permissions(&seed, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+		assert!(matches!(prepare_data_dir(&dir), Err(NodeError::SecretExposed { mode: 0o640, .. })));
+		std::fs::set_permissions(&seed, std::fs::Permissions::from_mode(0o400)).expect("chmod");
+		prepare_data_dir(&dir).expect("a 0400 seed is private");
 	}
 }
