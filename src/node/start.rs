@@ -98,10 +98,21 @@ fn stored_err(what: &'static str) -> impl Fn(&dyn std::fmt::Display) -> NodeErro
 	move |e| NodeError::StoredState { what, reason: e.to_string() }
 }
 
-/// Creates the data directory and takes its lock, so that two processes never
-/// run one node.
+/// Owner-only permissions of the data directory.
+#[cfg(unix)]
+const PRIVATE_DIR_MODE: u32 = 0o700;
+/// Owner-only permissions of a file holding keys.
+#[cfg(unix)]
+const PRIVATE_FILE_MODE: u32 = 0o600;
+
+/// Creates the data directory (and any missing parent) readable by its owner
+/// only, and takes its lock, so that two processes never run one node.
 fn lock_data_dir(dir: &Path) -> Result<File, NodeError> {
-	std::fs::create_dir_all(dir).map_err(|e| data_dir_err(dir, e))?;
+	let mut builder = std::fs::DirBuilder::new();
+	builder.recursive(true);
+	#[cfg(unix)]
+	std::os::unix::fs::DirBuilderExt::mode(&mut builder, PRIVATE_DIR_MODE);
+	builder.create(dir).map_err(|e| data_dir_err(dir, e))?;
 	let lock_path = dir.join("lock");
 	let lock = OpenOptions::new()
 		.create(true)
@@ -113,31 +124,83 @@ fn lock_data_dir(dir: &Path) -> Result<File, NodeError> {
 	Ok(lock)
 }
 
-/// Reads the node's 32-byte seed, creating it on first start.
+/// Writes `contents` to `dir/name` through `name.tmp`, both created readable
+/// and writable by the owner only (never widened by a later chmod), synced
+/// before the rename.
+fn write_private_file(dir: &Path, name: &str, contents: &[u8]) -> Result<(), NodeError> {
+	let path = dir.join(name);
+	let tmp = dir.join(format!("{name}.tmp"));
+	// A leftover from an interrupted start may have other permissions.
+	match std::fs::remove_file(&tmp) {
+		Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(data_dir_err(dir, e)),
+		_ => {},
+	}
+	let mut options = OpenOptions::new();
+	options.write(true).create_new(true);
+	#[cfg(unix)]
+	std::os::unix::fs::OpenOptionsExt::mode(&mut options, PRIVATE_FILE_MODE);
+	let mut file = options.open(&tmp).map_err(|e| data_dir_err(dir, e))?;
+	std::io::Write::write_all(&mut file, contents).map_err(|e| data_dir_err(dir, e))?;
+	file.sync_all().map_err(|e| data_dir_err(dir, e))?;
+	std::fs::rename(&tmp, &path).map_err(|e| data_dir_err(dir, e))
+}
+
+/// Refuses a key file that other local users can read (as ssh does with
+/// private keys).
+#[cfg(unix)]
+fn check_private(file: &File, path: &Path) -> Result<(), NodeError> {
+	use std::os::unix::fs::PermissionsExt;
+	let mode = file.metadata().map_err(|e| data_dir_err(path, e))?.permissions().mode() & 0o777;
+	if mode & 0o077 != 0 {
+		return Err(NodeError::SecretExposed { path: path.display().to_string(), mode });
+	}
+	Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_file: &File, _path: &Path) -> Result<(), NodeError> {
+	Ok(())
+}
+
+/// Reads the node's 32-byte seed, creating it on first start; refuses one
+/// that other users can read.
 fn read_or_create_seed(dir: &Path) -> Result<[u8; 32], NodeError> {
 	let path = dir.join("seed");
-	match std::fs::read(&path) {
-		Ok(bytes) => bytes
-			.try_into()
-			.map_err(|_| data_dir_err(dir, format!("{} is not a 32-byte seed", path.display()))),
+	match File::open(&path) {
+		Ok(mut file) => {
+			check_private(&file, &path)?;
+			let mut bytes = Vec::with_capacity(32);
+			std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, 33), &mut bytes)
+				.map_err(|e| data_dir_err(dir, format!("cannot read {}: {e}", path.display())))?;
+			bytes.try_into().map_err(|_| {
+				data_dir_err(dir, format!("{} is not a 32-byte seed", path.display()))
+			})
+		},
 		Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
 			let seed: [u8; 32] = rand::random();
-			let tmp = dir.join("seed.tmp");
-			std::fs::write(&tmp, seed).map_err(|e| data_dir_err(dir, e))?;
-			std::fs::rename(&tmp, &path).map_err(|e| data_dir_err(dir, e))?;
+			write_private_file(dir, "seed", &seed)?;
 			Ok(seed)
 		},
 		Err(e) => Err(data_dir_err(dir, format!("cannot read {}: {e}", path.display()))),
 	}
 }
 
-/// Locks the data directory and reads (or creates) the seed: the part of a
-/// start that touches the keys on disk.
+/// Locks the data directory, reads (or creates) the seed and creates the
+/// wallet database if there is none: the part of a start that touches the
+/// keys on disk, all of it readable by the owner only.
 fn prepare_data_dir(dir: &Path) -> Result<(File, [u8; 32]), NodeError> {
 	let lock = lock_data_dir(dir)?;
 	let seed = read_or_create_seed(dir)?;
+	// BDK would create it with the process umask (0644): created here empty
+	// but for its magic bytes, BDK loads it as a new wallet.
+	if !dir.join(WALLET_DB).exists() {
+		write_private_file(dir, WALLET_DB, super::wallet::STORE_MAGIC)?;
+	}
 	Ok((lock, seed))
 }
+
+/// The on-chain wallet's database in the data directory.
+const WALLET_DB: &str = "wallet.db";
 
 fn read_optional(
 	store: &FilesystemStore, ns: (&str, &str), key: &str,
@@ -209,7 +272,7 @@ impl Node {
 		let wake_notifier =
 			wake_webhook.map(|url| Arc::new(WakeNotifier::new(url, Arc::clone(&keys_manager))));
 		let wallet = Arc::new(OnchainWallet::open(
-			&dir.join("wallet.db"),
+			&dir.join(WALLET_DB),
 			&seed,
 			config.network,
 			Arc::clone(&bitcoind),
