@@ -199,9 +199,13 @@ pub fn outer_onion(data: &[u8]) {
 		return;
 	}
 	let fx = fixture();
-	let Some(packet) =
-		craft_packet(&fx.shared_secret, fx.ephemeral, rest, PAYMENT_ONION_HOP_PAYLOADS_LEN, &[7; 32])
-	else {
+	let Some(packet) = craft_packet(
+		&fx.shared_secret,
+		fx.ephemeral,
+		rest,
+		PAYMENT_ONION_HOP_PAYLOADS_LEN,
+		&[7; 32],
+	) else {
 		return;
 	};
 	if let Some(peeled) = peel_fixed(&packet, &[7; 32]) {
@@ -361,7 +365,8 @@ impl InboundNode for FuzzNode {
 	fn create_inbound_payment_for_hash(
 		&self, payment_hash: PaymentHash, _expiry: u32,
 	) -> Option<PaymentSecret> {
-		self.issues_secrets.then(|| PaymentSecret(sha256::Hash::hash(&payment_hash.0).to_byte_array()))
+		self.issues_secrets
+			.then(|| PaymentSecret(sha256::Hash::hash(&payment_hash.0).to_byte_array()))
 	}
 
 	fn has_channel(&self, _peer: &PublicKey, _channel_id: &ChannelId) -> bool {
@@ -445,8 +450,7 @@ fn fuzz_add(input: &mut Input<'_>) -> UpdateAddHTLC {
 				Err(_) => Vec::new(),
 			}
 		};
-		let plaintext =
-			if kind == 1 { with_length_prefix(&outer_stream) } else { outer_stream };
+		let plaintext = if kind == 1 { with_length_prefix(&outer_stream) } else { outer_stream };
 		match craft_packet(
 			&fx.shared_secret,
 			fx.ephemeral,
@@ -533,7 +537,10 @@ pub fn update_add(data: &[u8]) {
 		if let Some(rewritten) = rewrite_update_add(&core, &node, &fx.payer, &msg) {
 			// Only the onion changes: what LDK commits is the payer's HTLC.
 			assert_eq!(
-				UpdateAddHTLC { onion_routing_packet: msg.onion_routing_packet.clone(), ..rewritten },
+				UpdateAddHTLC {
+					onion_routing_packet: msg.onion_routing_packet.clone(),
+					..rewritten
+				},
 				msg,
 				"the rewrite changed more than the onion"
 			);

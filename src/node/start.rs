@@ -172,9 +172,9 @@ fn read_or_create_seed(dir: &Path) -> Result<[u8; 32], NodeError> {
 			let mut bytes = Vec::with_capacity(32);
 			std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, 33), &mut bytes)
 				.map_err(|e| data_dir_err(dir, format!("cannot read {}: {e}", path.display())))?;
-			bytes.try_into().map_err(|_| {
-				data_dir_err(dir, format!("{} is not a 32-byte seed", path.display()))
-			})
+			bytes
+				.try_into()
+				.map_err(|_| data_dir_err(dir, format!("{} is not a 32-byte seed", path.display())))
 		},
 		Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
 			let seed: [u8; 32] = rand::random();
@@ -805,7 +805,10 @@ mod tests {
 		assert!(message.contains(&format!("chmod 600 {}", seed.display())), "{message}");
 		// Readable by the group only is refused as well; 0400 is accepted.
 		std::fs::set_permissions(&seed, std::fs::Permissions::from_mode(0o640)).expect("chmod");
-		assert!(matches!(prepare_data_dir(&dir), Err(NodeError::SecretExposed { mode: 0o640, .. })));
+		assert!(matches!(
+			prepare_data_dir(&dir),
+			Err(NodeError::SecretExposed { mode: 0o640, .. })
+		));
 		std::fs::set_permissions(&seed, std::fs::Permissions::from_mode(0o400)).expect("chmod");
 		prepare_data_dir(&dir).expect("a 0400 seed is private");
 	}
