@@ -90,9 +90,11 @@ pub struct ReferenceNodeConfig {
 	pub htlc_hold_max_msat_per_peer: Option<u64>,
 }
 
-/// The smallest trampoline CLTV delta accepted: below it the outgoing payment's
-/// own route leaves no safety margin before the incoming HTLC expires.
-pub const MIN_TRAMPOLINE_CLTV_EXPIRY_DELTA: u16 = 18;
+/// The smallest trampoline CLTV delta accepted, derived from LDK's constants
+/// ([`crate::relay::policy::MIN_CLTV_EXPIRY_DELTA`]: the fail-back buffer plus
+/// the claim safety margin): below it even an honest payer leaves the outgoing
+/// payment claimable after LDK has failed the incoming HTLCs back.
+pub const MIN_TRAMPOLINE_CLTV_EXPIRY_DELTA: u16 = crate::relay::policy::MIN_CLTV_EXPIRY_DELTA;
 
 /// Where a setting came from, for error messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -360,11 +362,8 @@ impl ReferenceNodeConfig {
 			"--trampoline-cltv-expiry-delta",
 		) {
 			policy.cltv_expiry_delta = parse_number(&delta)?;
-			if policy.cltv_expiry_delta < MIN_TRAMPOLINE_CLTV_EXPIRY_DELTA {
-				return Err(delta.invalid(
-					&delta.value,
-					format!("at least {MIN_TRAMPOLINE_CLTV_EXPIRY_DELTA} blocks"),
-				));
+			if let Err(e) = policy.validate() {
+				return Err(delta.invalid(&delta.value, e.to_string()));
 			}
 		}
 		node.trampoline = relay.then_some(policy);
@@ -519,9 +518,32 @@ mod tests {
 				.unwrap_err()
 				.to_string();
 		assert!(
-			err.contains("`trampoline_cltv_expiry_delta` in /etc/n.toml") && err.contains("18"),
+			err.contains("`trampoline_cltv_expiry_delta` in /etc/n.toml")
+				&& err.contains("minimum of 52 blocks"),
 			"{err}"
 		);
+	}
+
+	#[test]
+	fn trampoline_cltv_expiry_delta_below_ldk_fail_back_buffer_is_refused() {
+		assert_eq!(MIN_TRAMPOLINE_CLTV_EXPIRY_DELTA, 52);
+		let resolve = |delta| {
+			let flags =
+				ReferenceNodeConfig { trampoline_cltv_expiry_delta: Some(delta), ..base_flags() };
+			ReferenceNodeConfig::resolve(flags, None)
+		};
+		// 18 passed before; 39 is LDK's own fail-back buffer; 51 misses the
+		// strict bound by one block.
+		for delta in [18, 39, 51] {
+			let err = resolve(delta).expect_err("unsafe delta accepted");
+			assert!(
+				matches!(&err, ConfigError::Invalid { origin: Origin::Flag("--trampoline-cltv-expiry-delta"), value, .. } if value == &delta.to_string()),
+				"{err:?}"
+			);
+			assert!(err.to_string().contains("minimum of 52 blocks"), "{err}");
+		}
+		let settings = resolve(52).expect("52 is safe");
+		assert_eq!(settings.node.trampoline.map(|p| p.cltv_expiry_delta), Some(52));
 	}
 
 	#[test]

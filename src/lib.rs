@@ -17,6 +17,8 @@ pub mod bench;
 pub mod config;
 pub mod control;
 pub mod demo;
+#[doc(hidden)]
+pub mod fuzz_targets;
 pub mod handler;
 pub mod htlc_hold;
 pub mod node;

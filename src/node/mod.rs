@@ -123,6 +123,14 @@ pub enum NodeError {
 		/// What failed.
 		reason: String,
 	},
+	/// A file holding the node's keys can be read by other local users.
+	#[error("{path} holds the node's keys and can be read by other users (mode {mode:o}); run `chmod 600 {path}` and start again")]
+	SecretExposed {
+		/// The file.
+		path: String,
+		/// Its permission bits.
+		mode: u32,
+	},
 	/// Stored state could not be read back.
 	#[error("cannot read the node's stored {what}: {reason} (the data directory may be corrupt or from an incompatible version)")]
 	StoredState {

@@ -98,10 +98,21 @@ fn stored_err(what: &'static str) -> impl Fn(&dyn std::fmt::Display) -> NodeErro
 	move |e| NodeError::StoredState { what, reason: e.to_string() }
 }
 
-/// Creates the data directory and takes its lock, so that two processes never
-/// run one node.
+/// Owner-only permissions of the data directory.
+#[cfg(unix)]
+const PRIVATE_DIR_MODE: u32 = 0o700;
+/// Owner-only permissions of a file holding keys.
+#[cfg(unix)]
+const PRIVATE_FILE_MODE: u32 = 0o600;
+
+/// Creates the data directory (and any missing parent) readable by its owner
+/// only, and takes its lock, so that two processes never run one node.
 fn lock_data_dir(dir: &Path) -> Result<File, NodeError> {
-	std::fs::create_dir_all(dir).map_err(|e| data_dir_err(dir, e))?;
+	let mut builder = std::fs::DirBuilder::new();
+	builder.recursive(true);
+	#[cfg(unix)]
+	std::os::unix::fs::DirBuilderExt::mode(&mut builder, PRIVATE_DIR_MODE);
+	builder.create(dir).map_err(|e| data_dir_err(dir, e))?;
 	let lock_path = dir.join("lock");
 	let lock = OpenOptions::new()
 		.create(true)
@@ -113,23 +124,83 @@ fn lock_data_dir(dir: &Path) -> Result<File, NodeError> {
 	Ok(lock)
 }
 
-/// Reads the node's 32-byte seed, creating it on first start.
+/// Writes `contents` to `dir/name` through `name.tmp`, both created readable
+/// and writable by the owner only (never widened by a later chmod), synced
+/// before the rename.
+fn write_private_file(dir: &Path, name: &str, contents: &[u8]) -> Result<(), NodeError> {
+	let path = dir.join(name);
+	let tmp = dir.join(format!("{name}.tmp"));
+	// A leftover from an interrupted start may have other permissions.
+	match std::fs::remove_file(&tmp) {
+		Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(data_dir_err(dir, e)),
+		_ => {},
+	}
+	let mut options = OpenOptions::new();
+	options.write(true).create_new(true);
+	#[cfg(unix)]
+	std::os::unix::fs::OpenOptionsExt::mode(&mut options, PRIVATE_FILE_MODE);
+	let mut file = options.open(&tmp).map_err(|e| data_dir_err(dir, e))?;
+	std::io::Write::write_all(&mut file, contents).map_err(|e| data_dir_err(dir, e))?;
+	file.sync_all().map_err(|e| data_dir_err(dir, e))?;
+	std::fs::rename(&tmp, &path).map_err(|e| data_dir_err(dir, e))
+}
+
+/// Refuses a key file that other local users can read (as ssh does with
+/// private keys).
+#[cfg(unix)]
+fn check_private(file: &File, path: &Path) -> Result<(), NodeError> {
+	use std::os::unix::fs::PermissionsExt;
+	let mode = file.metadata().map_err(|e| data_dir_err(path, e))?.permissions().mode() & 0o777;
+	if mode & 0o077 != 0 {
+		return Err(NodeError::SecretExposed { path: path.display().to_string(), mode });
+	}
+	Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_file: &File, _path: &Path) -> Result<(), NodeError> {
+	Ok(())
+}
+
+/// Reads the node's 32-byte seed, creating it on first start; refuses one
+/// that other users can read.
 fn read_or_create_seed(dir: &Path) -> Result<[u8; 32], NodeError> {
 	let path = dir.join("seed");
-	match std::fs::read(&path) {
-		Ok(bytes) => bytes
-			.try_into()
-			.map_err(|_| data_dir_err(dir, format!("{} is not a 32-byte seed", path.display()))),
+	match File::open(&path) {
+		Ok(mut file) => {
+			check_private(&file, &path)?;
+			let mut bytes = Vec::with_capacity(32);
+			std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, 33), &mut bytes)
+				.map_err(|e| data_dir_err(dir, format!("cannot read {}: {e}", path.display())))?;
+			bytes
+				.try_into()
+				.map_err(|_| data_dir_err(dir, format!("{} is not a 32-byte seed", path.display())))
+		},
 		Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
 			let seed: [u8; 32] = rand::random();
-			let tmp = dir.join("seed.tmp");
-			std::fs::write(&tmp, seed).map_err(|e| data_dir_err(dir, e))?;
-			std::fs::rename(&tmp, &path).map_err(|e| data_dir_err(dir, e))?;
+			write_private_file(dir, "seed", &seed)?;
 			Ok(seed)
 		},
 		Err(e) => Err(data_dir_err(dir, format!("cannot read {}: {e}", path.display()))),
 	}
 }
+
+/// Locks the data directory, reads (or creates) the seed and creates the
+/// wallet database if there is none: the part of a start that touches the
+/// keys on disk, all of it readable by the owner only.
+fn prepare_data_dir(dir: &Path) -> Result<(File, [u8; 32]), NodeError> {
+	let lock = lock_data_dir(dir)?;
+	let seed = read_or_create_seed(dir)?;
+	// BDK would create it with the process umask (0644): created here empty
+	// but for its magic bytes, BDK loads it as a new wallet.
+	if !dir.join(WALLET_DB).exists() {
+		write_private_file(dir, WALLET_DB, super::wallet::STORE_MAGIC)?;
+	}
+	Ok((lock, seed))
+}
+
+/// The on-chain wallet's database in the data directory.
+const WALLET_DB: &str = "wallet.db";
 
 fn read_optional(
 	store: &FilesystemStore, ns: (&str, &str), key: &str,
@@ -176,8 +247,7 @@ impl Node {
 		}
 		let wake_webhook = config.wake_webhook.as_deref().map(parse_webhook).transpose()?;
 		let dir = config.data_dir.clone();
-		let data_dir_lock = lock_data_dir(&dir)?;
-		let seed = read_or_create_seed(&dir)?;
+		let (data_dir_lock, seed) = prepare_data_dir(&dir)?;
 		let logger = Arc::new(
 			NodeLogger::open(&dir.join("logs").join("ldk.log"), config.log_level, &config.alias)
 				.map_err(|e| data_dir_err(&dir, e))?,
@@ -202,7 +272,7 @@ impl Node {
 		let wake_notifier =
 			wake_webhook.map(|url| Arc::new(WakeNotifier::new(url, Arc::clone(&keys_manager))));
 		let wallet = Arc::new(OnchainWallet::open(
-			&dir.join("wallet.db"),
+			&dir.join(WALLET_DB),
 			&seed,
 			config.network,
 			Arc::clone(&bitcoind),
@@ -694,5 +764,52 @@ async fn evict_expired_invoices(server: Arc<StaticInvoiceServer>, mut stop: watc
 			_ = stop.changed() => return,
 			_ = tokio::time::sleep(EVICTION_INTERVAL) => {},
 		}
+	}
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+	use std::os::unix::fs::PermissionsExt;
+
+	use super::*;
+
+	fn mode(path: &Path) -> u32 {
+		std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+	}
+
+	#[test]
+	fn fresh_data_dir_is_private_to_the_owner() {
+		let parent = tempfile::tempdir().expect("tempdir");
+		let dir = parent.path().join("node");
+		let (_lock, _seed) = prepare_data_dir(&dir).expect("prepare");
+		assert_eq!(mode(&dir), 0o700, "data dir");
+		assert_eq!(mode(&dir.join("seed")), 0o600, "seed");
+		assert_eq!(mode(&dir.join("wallet.db")), 0o600, "wallet db");
+		assert!(!dir.join("seed.tmp").exists());
+		assert!(!dir.join("wallet.db.tmp").exists());
+	}
+
+	#[test]
+	fn seed_readable_by_others_is_refused_with_the_fix() {
+		let parent = tempfile::tempdir().expect("tempdir");
+		let dir = parent.path().join("node");
+		drop(prepare_data_dir(&dir).expect("first start"));
+		let seed = dir.join("seed");
+		std::fs::set_permissions(&seed, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+		let err = prepare_data_dir(&dir).expect_err("a 0644 seed must be refused");
+		assert!(
+			matches!(&err, NodeError::SecretExposed { path, mode: 0o644 } if path == &seed.display().to_string()),
+			"{err:?}"
+		);
+		let message = err.to_string();
+		assert!(message.contains(&format!("chmod 600 {}", seed.display())), "{message}");
+		// Readable by the group only is refused as well; 0400 is accepted.
+		std::fs::set_permissions(&seed, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+		assert!(matches!(
+			prepare_data_dir(&dir),
+			Err(NodeError::SecretExposed { mode: 0o640, .. })
+		));
+		std::fs::set_permissions(&seed, std::fs::Permissions::from_mode(0o400)).expect("chmod");
+		prepare_data_dir(&dir).expect("a 0400 seed is private");
 	}
 }

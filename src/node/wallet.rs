@@ -18,7 +18,8 @@ use lightning::{log_error, log_info};
 use super::chain::BitcoindClient;
 use super::logger::NodeLogger;
 
-const STORE_MAGIC: &[u8] = b"ldk-trampoline-wallet";
+/// The magic bytes at the start of the wallet database.
+pub(super) const STORE_MAGIC: &[u8] = b"ldk-trampoline-wallet";
 
 /// Errors of the on-chain wallet.
 #[derive(Debug, thiserror::Error)]

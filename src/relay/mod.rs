@@ -36,7 +36,7 @@ use lightning::util::persist::KVStoreSync;
 
 pub use events::HookOutcome;
 pub use limits::RelayLimits;
-pub use policy::TrampolinePolicy;
+pub use policy::{PolicyError, TrampolinePolicy};
 pub use store::{BucketState, RecordCounts, RelayStore, StoreError};
 
 use store::{parse_htlc_key, BucketId, BucketRecord, HtlcRecord};
@@ -59,6 +59,9 @@ pub enum RelayError {
 	/// The node signer refused the ECDH the plugin secret is derived from.
 	#[error("the node signer cannot derive the plugin secret")]
 	Signer,
+	/// The relay policy is unsafe.
+	#[error(transparent)]
+	Policy(#[from] PolicyError),
 }
 
 /// Seconds an HTLC record whose HTLC LDK never listed is kept (an add LDK
@@ -123,6 +126,7 @@ impl RelayCore {
 		signer: Arc<dyn NodeSigner + Send + Sync>, kv: Arc<dyn KVStoreSync + Send + Sync>,
 		policy: TrampolinePolicy, limits: RelayLimits, logger: Arc<dyn Logger + Send + Sync>,
 	) -> Result<Self, RelayError> {
+		policy.validate()?;
 		// ECDH with a point nobody knows the discrete log of: only the node's
 		// key yields this secret, and it is the same after every restart.
 		let point = nums_point();

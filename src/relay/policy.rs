@@ -22,6 +22,24 @@ pub struct TrampolinePolicy {
 	pub cltv_expiry_delta: u16,
 }
 
+/// A [`TrampolinePolicy`] the relay refuses to run with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+	/// The delta does not cover LDK's fail-back buffer and the claim safety
+	/// margin.
+	#[error(
+		"trampoline cltv_expiry_delta {delta} is below the minimum of {min} blocks (LDK fails \
+		 incoming HTLCs back {LDK_FAIL_BACK_BUFFER} blocks before they expire, and the outgoing \
+		 payment must stop being claimable {CLAIM_SAFETY_BLOCKS} blocks before that)"
+	)]
+	CltvExpiryDeltaTooSmall {
+		/// The delta asked for.
+		delta: u16,
+		/// The smallest delta accepted.
+		min: u16,
+	},
+}
+
 impl Default for TrampolinePolicy {
 	/// 1 sat + 0.1%, 288 blocks: between eclair's trampoline defaults and
 	/// Electrum's cheapest fee level, with a delta that leaves room for an
@@ -39,6 +57,18 @@ impl TrampolinePolicy {
 			fee_proportional_millionths: self.fee_proportional_millionths,
 			cltv_expiry_delta: self.cltv_expiry_delta,
 		}
+	}
+
+	/// Refuses a policy that leaves the relay exposed: a `cltv_expiry_delta`
+	/// below [`MIN_CLTV_EXPIRY_DELTA`].
+	pub fn validate(&self) -> Result<(), PolicyError> {
+		if self.cltv_expiry_delta < MIN_CLTV_EXPIRY_DELTA {
+			return Err(PolicyError::CltvExpiryDeltaTooSmall {
+				delta: self.cltv_expiry_delta,
+				min: MIN_CLTV_EXPIRY_DELTA,
+			});
+		}
+		Ok(())
 	}
 
 	/// The fee for forwarding `amount_msat`.
@@ -66,3 +96,59 @@ pub const CLAIM_SAFETY_BLOCKS: u32 = lightning::chain::channelmonitor::ANTI_REOR
 /// payer offering exactly the delta leaves the outgoing payment claimable
 /// after LDK has failed the incoming HTLCs back.
 pub const MIN_CLTV_EXPIRY_DELTA: u16 = (LDK_FAIL_BACK_BUFFER + CLAIM_SAFETY_BLOCKS + 1) as u16;
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+
+	#[test]
+	fn validate_refuses_a_delta_below_the_ldk_derived_minimum() {
+		// 39 (LDK's fail-back buffer) + 12 (claim safety) + 1: the relay rule
+		// wants the next node's expiry strictly below the claim bound.
+		assert_eq!(MIN_CLTV_EXPIRY_DELTA, 52);
+		let policy = |cltv_expiry_delta| TrampolinePolicy {
+			cltv_expiry_delta,
+			..TrampolinePolicy::default()
+		};
+		assert_eq!(policy(MIN_CLTV_EXPIRY_DELTA).validate(), Ok(()));
+		assert_eq!(TrampolinePolicy::default().validate(), Ok(()));
+		for delta in [0, 18, 39, MIN_CLTV_EXPIRY_DELTA - 1] {
+			let err = policy(delta).validate().unwrap_err();
+			assert_eq!(err, PolicyError::CltvExpiryDeltaTooSmall { delta, min: 52 });
+			assert!(err.to_string().contains("minimum of 52 blocks"), "{err}");
+		}
+	}
+
+	struct NoLog;
+	impl lightning::util::logger::Logger for NoLog {
+		fn log(&self, _: lightning::util::logger::Record) {}
+	}
+
+	#[test]
+	fn relay_core_refuses_an_unsafe_policy() {
+		use std::sync::Arc;
+
+		use super::super::memory_store::MemoryStore;
+		use super::super::{RelayCore, RelayError, RelayLimits};
+
+		let keys = Arc::new(lightning::sign::KeysManager::new(&[3; 32], 1, 0, true));
+		let core = |cltv_expiry_delta| {
+			RelayCore::new(
+				Arc::clone(&keys) as _,
+				Arc::new(MemoryStore::default()),
+				TrampolinePolicy { cltv_expiry_delta, ..TrampolinePolicy::default() },
+				RelayLimits::default(),
+				Arc::new(NoLog),
+			)
+		};
+		let refused = core(18).err().expect("a delta of 18 is refused");
+		assert!(
+			matches!(
+				refused,
+				RelayError::Policy(PolicyError::CltvExpiryDeltaTooSmall { delta: 18, min: 52 })
+			),
+			"{refused:?}"
+		);
+		assert!(core(MIN_CLTV_EXPIRY_DELTA).is_ok());
+	}
+}
