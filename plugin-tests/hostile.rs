@@ -23,13 +23,13 @@ use ldk_trampoline::onion::{
 	FailingHop, FailureMessage, PaymentData, TlvLayout, TrampolineFailure,
 };
 use ldk_trampoline::regtest::{RegtestNetwork, DEADLINE};
-use ldk_trampoline::relay::policy::LDK_FAIL_BACK_BUFFER;
 use ldk_trampoline::relay::store::bucket_id;
 use ldk_trampoline::relay::{BucketStage, RecordCounts, TrampolinePolicy, BUCKET_TLV_TYPE};
 use ldk_trampoline::sender::{
 	send_to_trampoline, trampoline_onion, OuterSend, TrampolineBudget, TrampolineOnion,
 	TrampolineRouteHop,
 };
+use lightning::chain::channelmonitor::HTLC_FAIL_BACK_BUFFER;
 use lightning::ln::channelmanager::{PaymentId, Retry};
 use lightning::types::payment::{PaymentHash, PaymentSecret};
 
@@ -198,7 +198,7 @@ async fn outer_cltv_lie_cannot_outlive_the_incoming_htlc(n: &mut Network) {
 
 	// Past the height at which LDK failed back a claimable expiring at the
 	// lie (and one more block, so that T handled that height completely).
-	let lie_deadline = inner_cltv - LDK_FAIL_BACK_BUFFER;
+	let lie_deadline = inner_cltv - HTLC_FAIL_BACK_BUFFER;
 	let now = n.trampoline.best_block_height();
 	n.net.mine(lie_deadline + 1 - now).await.expect("mine");
 	n.net.mine(1).await.expect("mine");
@@ -212,6 +212,7 @@ async fn outer_cltv_lie_cannot_outlive_the_incoming_htlc(n: &mut Network) {
 		Outcome::Sent,
 		"T failed H's HTLC back before R's claim: T paid R for nothing"
 	);
+	assert_eq!(common::wait_ldk_received(&n.recipient).await, AMOUNT_MSAT);
 	let expected = (before.0 - (AMOUNT_MSAT + fee) / 1000, before.1 + fee / 1000);
 	n.settled(before, expected).await;
 }
@@ -251,7 +252,7 @@ async fn claimable_naming_another_bucket_is_failed(n: &mut Network) {
 	assert_eq!(n.trampoline.trampoline().unwrap().core().failures_sent(&hash), vec![
 		FailureMessage::MppTimeout
 	]);
-	assert!(n.recipient.next_event().is_none(), "R saw nothing");
+	recipient_saw_nothing(&n.recipient, hash);
 	n.settled(before, before).await;
 }
 
@@ -288,6 +289,7 @@ async fn restart_never_fails_the_live_retry_by_hash(n: &mut Network) {
 	n.recipient.bolt11_payment().claim_for_hash(r_hash, AMOUNT_MSAT, preimage).expect("R claims");
 	let paid = n.wallet().wait_for_payment(id, DEADLINE).await.expect("outcome");
 	assert_eq!(paid.status, PaymentStatus::Succeeded, "the restart failed the live retry: {paid:?}");
+	assert_eq!(common::wait_ldk_received(&n.recipient).await, AMOUNT_MSAT);
 	let expected = (before.0 - (AMOUNT_MSAT + fee) / 1000, before.1 + fee / 1000);
 	n.settled(before, expected).await;
 }
@@ -468,6 +470,19 @@ fn hold_invoice(
 		.receive_for_hash(AMOUNT_MSAT, &description, 3600, hash)
 		.expect("hold invoice");
 	(invoice.to_string().parse().unwrap(), hash)
+}
+
+/// Checks that R has no event about `hash` (and acknowledges R's events).
+fn recipient_saw_nothing(recipient: &ldk_node::Node, hash: PaymentHash) {
+	while let Some(event) = recipient.next_event() {
+		recipient.event_handled().expect("event handled");
+		let about = match &event {
+			ldk_node::Event::PaymentReceived { payment_hash, .. }
+			| ldk_node::Event::PaymentClaimable { payment_hash, .. } => Some(payment_hash.0),
+			_ => None,
+		};
+		assert_ne!(about, Some(hash.0), "R saw the payment: {event:?}");
+	}
 }
 
 fn hash_of(invoice: &lightning_invoice::Bolt11Invoice) -> PaymentHash {
