@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bitcoin::hashes::{sha256, Hash};
-use hostile_payer::{outcome, wait_until, HostilePayer, OuterLie, Outcome, RawPeer};
+use hostile_payer::{outcome, wait_until, HostilePayer, Outcome, OuterLie, RawPeer};
 use ldk_trampoline::node::{Node, NodeConfig, NodeEvent, PaymentStatus};
 use ldk_trampoline::onion::{
 	FailingHop, FailureMessage, PaymentData, TlvLayout, TrampolineFailure,
@@ -249,9 +249,10 @@ async fn claimable_naming_another_bucket_is_failed(n: &mut Network) {
 
 	// The half times out; R never saw anything of it.
 	tick_until_failed(&n.trampoline, half_events, half_id).await;
-	assert_eq!(n.trampoline.trampoline().unwrap().core().failures_sent(&hash), vec![
-		FailureMessage::MppTimeout
-	]);
+	assert_eq!(
+		n.trampoline.trampoline().unwrap().core().failures_sent(&hash),
+		vec![FailureMessage::MppTimeout]
+	);
 	recipient_saw_nothing(&n.recipient, hash);
 	n.settled(before, before).await;
 }
@@ -274,7 +275,8 @@ async fn restart_never_fails_the_live_retry_by_hash(n: &mut Network) {
 		max_fee_msat: 2 * fee,
 		max_cltv_expiry_delta: 2 * u32::from(n.policy.cltv_expiry_delta),
 	};
-	let id = n.wallet().pay_invoice_via_trampolines_within(&invoice, &[short], budget).expect("pay");
+	let id =
+		n.wallet().pay_invoice_via_trampolines_within(&invoice, &[short], budget).expect("pay");
 	common::wait_ldk_event(&n.recipient, DEADLINE, "R holds the retry", |e| {
 		matches!(e, ldk_node::Event::PaymentClaimable { .. }).then_some(())
 	})
@@ -288,7 +290,11 @@ async fn restart_never_fails_the_live_retry_by_hash(n: &mut Network) {
 	let preimage = ldk_node::lightning_types::payment::PaymentPreimage(preimage);
 	n.recipient.bolt11_payment().claim_for_hash(r_hash, AMOUNT_MSAT, preimage).expect("R claims");
 	let paid = n.wallet().wait_for_payment(id, DEADLINE).await.expect("outcome");
-	assert_eq!(paid.status, PaymentStatus::Succeeded, "the restart failed the live retry: {paid:?}");
+	assert_eq!(
+		paid.status,
+		PaymentStatus::Succeeded,
+		"the restart failed the live retry: {paid:?}"
+	);
 	assert_eq!(common::wait_ldk_received(&n.recipient).await, AMOUNT_MSAT);
 	let expected = (before.0 - (AMOUNT_MSAT + fee) / 1000, before.1 + fee / 1000);
 	n.settled(before, expected).await;

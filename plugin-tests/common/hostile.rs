@@ -84,7 +84,9 @@ impl OuterLie {
 }
 
 /// A one-hop payment onion to `node_id` carrying `payload`.
-pub fn one_hop_onion(node_id: PublicKey, payload: Vec<u8>, hash: &PaymentHash) -> msgs::OnionPacket {
+pub fn one_hop_onion(
+	node_id: PublicKey, payload: Vec<u8>, hash: &PaymentHash,
+) -> msgs::OnionPacket {
 	let session_key = SecretKey::from_slice(&rand::random::<[u8; 32]>()).expect("key");
 	let built = onion::build(
 		&Secp256k1::new(),
@@ -112,7 +114,8 @@ impl HostilePayer {
 		let table = Arc::clone(&lies);
 		node.trampoline_sender().set_outbound_tamper(Some(Arc::new(
 			move |peer: &PublicKey, add: &mut UpdateAddHTLC| {
-				let lie = table.lock().unwrap().get(&(add.payment_hash.0, add.amount_msat)).cloned();
+				let lie =
+					table.lock().unwrap().get(&(add.payment_hash.0, add.amount_msat)).cloned();
 				if let Some(lie) = lie.filter(|lie| lie.trampoline == *peer) {
 					add.onion_routing_packet = lie.onion_for(add);
 				}
