@@ -39,12 +39,13 @@ const AMOUNT_MSAT: u64 = 10_000_000;
 const LIVE_BUCKETS_PER_PEER: usize = 3;
 
 struct Network {
-	net: RegtestNetwork,
 	payer: HostilePayer,
 	trampoline: Arc<Node>,
 	recipient: Arc<ldk_node::Node>,
 	policy: TrampolinePolicy,
 	baseline: RecordCounts,
+	/// Last: dropped after the nodes (its directory holds their logs).
+	net: RegtestNetwork,
 }
 
 /// T's limits in this network: few live buckets per payer.
@@ -319,7 +320,8 @@ async fn adds_on_channels_that_do_not_exist_write_nothing(n: &mut Network) {
 				hash,
 				onion.first_amount_msat,
 				cltv,
-				hostile_payer::one_hop_onion(n.trampoline.node_id(), Vec::new(), &hash),
+				// A placeholder (one empty TLV record), replaced by the lie below.
+				hostile_payer::one_hop_onion(n.trampoline.node_id(), vec![2, 2, 0], &hash),
 			);
 			add.onion_routing_packet = lie.onion_for(&add);
 			add

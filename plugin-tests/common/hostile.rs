@@ -30,9 +30,7 @@ use lightning::ln::msgs::{
 	self, BaseMessageHandler, ChannelMessageHandler, CommitmentUpdate, MessageSendEvent,
 	UpdateAddHTLC,
 };
-use lightning::ln::peer_handler::{
-	ErroringMessageHandler, IgnoringMessageHandler, MessageHandler, PeerManager,
-};
+use lightning::ln::peer_handler::{IgnoringMessageHandler, MessageHandler, PeerManager};
 use lightning::ln::types::ChannelId;
 use lightning::routing::router::{PaymentParameters, RouteParameters};
 use lightning::sign::KeysManager;
@@ -258,11 +256,12 @@ impl BaseMessageHandler for RawHandler {
 	fn peer_disconnected(&self, _their_node_id: PublicKey) {}
 
 	fn provided_node_features(&self) -> NodeFeatures {
-		ErroringMessageHandler::new().provided_node_features()
+		NodeFeatures::empty()
 	}
 
-	fn provided_init_features(&self, their_node_id: PublicKey) -> InitFeatures {
-		ErroringMessageHandler::new().provided_init_features(their_node_id)
+	fn provided_init_features(&self, _their_node_id: PublicKey) -> InitFeatures {
+		// What a default LDK node offers, so that T accepts the connection.
+		lightning::ln::channelmanager::provided_init_features(&Default::default())
 	}
 
 	fn peer_connected(
