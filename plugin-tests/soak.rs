@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::PublicKey;
 use common::relay_process::{ctl, free_port, node_args, NodeProcess};
 use ldk_trampoline::control::client::ControlClient;
@@ -120,7 +121,7 @@ macro_rules! wait_until {
 		let until = tokio::time::Instant::now() + $deadline;
 		loop {
 			$relay.process.assert_running();
-			match $check {
+			match async { $check }.await {
 				Ok(value) => break value,
 				Err(last) if tokio::time::Instant::now() > until => {
 					panic!("timed out waiting for {}; last: {:?}", $what, last)
@@ -294,7 +295,7 @@ async fn relay_survives_sigkill_with_payments_in_flight() {
 		if pending.is_empty() {
 			Ok(t_payments)
 		} else {
-			Err(pending)
+			Err(pending.join("; "))
 		}
 	});
 	wait_until!(relay, SETTLE_DEADLINE, "no HTLC pending on any node", {
@@ -455,7 +456,7 @@ fn rebalance(relay: &Relay, w: &Node, kills: usize) -> Option<Sent> {
 		return None;
 	}
 	let invoice = w.create_invoice(Some(amount_msat), "rebalance", 3600).expect("invoice");
-	let id = PaymentId(*invoice.payment_hash().as_ref());
+	let id = PaymentId(invoice.payment_hash().to_byte_array());
 	let request = PayRequest {
 		request: invoice.to_string(),
 		amount_msat: None,
@@ -520,12 +521,10 @@ async fn no_pending_htlcs(relay: &Relay, w: &Node, r: &ldk_node::Node) -> Result
 			pending.push(format!("R: {b:?}"));
 		}
 	}
-	if pending.is_empty() {
-		Ok(())
-	} else {
-		Err(pending)
+	match pending.is_empty() {
+		true => Ok(()),
+		false => Err(pending.join("; ")),
 	}
-	.map_err(|p| p.join("; "))
 }
 
 /// How many channels W and T have lost since they were opened (W's two to
