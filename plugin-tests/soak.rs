@@ -61,7 +61,9 @@ struct Relay {
 }
 
 impl Relay {
-	fn spawn_process(args: &[String], work: &std::path::Path, data_dir: &std::path::Path) -> NodeProcess {
+	fn spawn_process(
+		args: &[String], work: &std::path::Path, data_dir: &std::path::Path,
+	) -> NodeProcess {
 		let args: Vec<&str> = args.iter().map(String::as_str).collect();
 		NodeProcess::spawn(&args, work, data_dir)
 	}
@@ -149,10 +151,8 @@ async fn links_up(relay: &Relay, w: &Node) -> Result<(), String> {
 async fn relay_survives_sigkill_with_payments_in_flight() {
 	let kills_wanted: usize =
 		std::env::var("SOAK_KILLS").ok().and_then(|k| k.parse().ok()).unwrap_or(30);
-	let seed: u64 = std::env::var("SOAK_SEED")
-		.ok()
-		.and_then(|s| s.parse().ok())
-		.unwrap_or_else(rand::random);
+	let seed: u64 =
+		std::env::var("SOAK_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
 	println!("soak: {kills_wanted} kills, SOAK_SEED={seed}");
 	let mut rng = StdRng::seed_from_u64(seed);
 
@@ -167,8 +167,14 @@ async fn relay_survives_sigkill_with_payments_in_flight() {
 	let data_dir = work.path().join("data");
 	let control = format!("127.0.0.1:{}", free_port());
 	let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
-	let mut args =
-		node_args("regtest", &data_dir.display().to_string(), &rpc.endpoint(), user, password, &control);
+	let mut args = node_args(
+		"regtest",
+		&data_dir.display().to_string(),
+		&rpc.endpoint(),
+		user,
+		password,
+		&control,
+	);
 	let at = args.iter().position(|a| a == "--listen").expect("--listen") + 1;
 	args[at] = listen.to_string();
 	let client = ControlClient::new(&control).expect("client");
@@ -280,8 +286,7 @@ async fn relay_survives_sigkill_with_payments_in_flight() {
 		if mine_while_settling {
 			net.mine(1).await.map_err(|e| e.to_string())?;
 		}
-		let t_payments =
-			relay.client.list_payments().await.map_err(|e| e.to_string())?.payments;
+		let t_payments = relay.client.list_payments().await.map_err(|e| e.to_string())?.payments;
 		let pending: Vec<String> = sent
 			.iter()
 			.filter(|s| match s.kind {
@@ -353,7 +358,9 @@ async fn relay_survives_sigkill_with_payments_in_flight() {
 	let w_in_msat: u64 = w
 		.list_payments()
 		.iter()
-		.filter(|p| p.direction == PaymentDirection::Inbound && p.status == PaymentStatus::Succeeded)
+		.filter(|p| {
+			p.direction == PaymentDirection::Inbound && p.status == PaymentStatus::Succeeded
+		})
 		.filter_map(|p| p.amount_msat)
 		.sum();
 	println!(
@@ -361,6 +368,30 @@ async fn relay_survives_sigkill_with_payments_in_flight() {
 		 {rebalanced_msat} (W received {w_in_msat}); {stale_closes} channel(s) force-closed on \
 		 restart as stale (rust-lightning 4286), {stale_monitors} stale monitor(s)"
 	);
+	let w_succeeded: Vec<[u8; 32]> = sent
+		.iter()
+		.filter(|s| s.kind != Kind::Rebalance)
+		.filter(|s| w.payment(&s.id).map(|p| p.status) == Some(PaymentStatus::Succeeded))
+		.map(|s| s.id.0)
+		.collect();
+	for p in r.list_payments() {
+		let paid_by_w = w_succeeded.contains(&p.id.0);
+		if p.direction == ldk_node::payment::PaymentDirection::Inbound
+			&& p.status == ldk_node::payment::PaymentStatus::Succeeded
+			&& (!paid_by_w || p.amount_msat.is_some_and(|a| a % 1_000_000 != 0))
+		{
+			let ours = sent.iter().find(|s| s.id.0 == p.id.0);
+			let w_status = ours.and_then(|s| w.payment(&s.id)).map(|r| r.status);
+			println!(
+				"soak: R received {:?} msat for {:?} ({:?} of {:?} msat sent after {:?} kills; W: {w_status:?})",
+				p.amount_msat,
+				p.id,
+				ours.map(|s| s.kind),
+				ours.map(|s| s.amount_msat),
+				ours.map(|s| s.after_kills)
+			);
+		}
+	}
 	assert_eq!(stale_monitors, 0, "a ChannelMonitor older than the ChannelManager");
 	assert_eq!(w_in_msat, rebalanced_msat, "W received what T says it paid it");
 	assert_eq!(
@@ -424,16 +455,18 @@ fn pay(
 		.collect();
 	let (max, total) = (limits.iter().copied().max().unwrap_or(0), limits.iter().sum::<u64>());
 	let mpp_amount = (max / SAT_K + rng.gen_range(1..=20)) * SAT_K;
-	let (kind, amount_msat) =
-		if limits.len() > 1 && rng.gen_ratio(1, 4) && mpp_amount + policy.fee_msat(mpp_amount) < total * 9 / 10 {
-			(Kind::Mpp, mpp_amount)
-		} else {
-			let amount = rng.gen_range(1..=20) * SAT_K;
-			if amount + policy.fee_msat(amount) > max * 9 / 10 {
-				return Ok(None);
-			}
-			(Kind::Single, amount)
-		};
+	let (kind, amount_msat) = if limits.len() > 1
+		&& rng.gen_ratio(1, 4)
+		&& mpp_amount + policy.fee_msat(mpp_amount) < total * 9 / 10
+	{
+		(Kind::Mpp, mpp_amount)
+	} else {
+		let amount = rng.gen_range(1..=20) * SAT_K;
+		if amount + policy.fee_msat(amount) > max * 9 / 10 {
+			return Ok(None);
+		}
+		(Kind::Single, amount)
+	};
 	let fee_msat = policy.fee_msat(amount_msat);
 	let invoice = ldk_invoice(r, amount_msat);
 	let id = w
@@ -564,9 +597,24 @@ async fn sweep_closed_channels(
 
 /// Reopens what a force close took: T's channel to R, or W's channels to T
 /// when none is left. Returns how many channels it opened.
-async fn reopen_closed(net: &RegtestNetwork, relay: &Relay, w: &Arc<Node>, r: &ldk_node::Node) -> usize {
+async fn reopen_closed(
+	net: &RegtestNetwork, relay: &Relay, w: &Arc<Node>, r: &ldk_node::Node,
+) -> usize {
 	let mut opened = 0;
-	let t_channels = relay.client.list_channels().await.expect("T's channels").channels;
+	// W learns of the close from T's error on reconnection (or the
+	// commitment transaction on chain): wait until it lists only what T does.
+	let until = tokio::time::Instant::now() + DEADLINE;
+	let t_channels = loop {
+		let t_channels = relay.client.list_channels().await.expect("T's channels").channels;
+		let t_ids: Vec<&str> = t_channels.iter().map(|c| c.channel_id.as_str()).collect();
+		let w_ids: Vec<String> =
+			wt_channels(w, &relay.node_id).iter().map(|c| c.channel_id.to_string()).collect();
+		if w_ids.iter().all(|id| t_ids.contains(&id.as_str())) {
+			break t_channels;
+		}
+		assert!(tokio::time::Instant::now() < until, "W never saw T's force close: {w_ids:?}");
+		net.mine(1).await.expect("mine");
+	};
 	if !t_channels.iter().any(|c| c.capacity_sat == TR_CHANNEL_SAT) {
 		open_t_to_r(net, relay, r).await;
 		opened += 1;

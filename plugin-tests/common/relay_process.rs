@@ -35,11 +35,7 @@ impl NodeProcess {
 	/// Runs `ldk-trampoline <args>` with its output in `out_dir`.
 	pub fn spawn(args: &[&str], out_dir: &Path, data_dir: &Path) -> Self {
 		let append = |name: &str| {
-			std::fs::OpenOptions::new()
-				.create(true)
-				.append(true)
-				.open(out_dir.join(name))
-				.unwrap()
+			std::fs::OpenOptions::new().create(true).append(true).open(out_dir.join(name)).unwrap()
 		};
 		let child = Command::new(BIN)
 			.args(args)
