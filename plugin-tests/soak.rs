@@ -274,10 +274,10 @@ async fn relay_survives_sigkill_with_payments_in_flight() {
 
 	// The end: T runs again; everything settles.
 	relay.process.wait_ready(&relay.client).await;
-	wait_until!(relay, DEADLINE, "the links at the end", links_up(&relay, &w).await);
 	if relay.log_count(STALE_MANAGER) > stale_seen {
 		reopened += reopen_closed(&net, &relay, &w, &r).await;
 	}
+	wait_until!(relay, DEADLINE, "the links at the end", links_up(&relay, &w).await);
 	let stale_closes = relay.log_count(STALE_MANAGER);
 	let stale_monitors = relay.log_count(STALE_MONITOR);
 	// HTLCs of a force-closed channel resolve on chain: blocks must come.
