@@ -352,6 +352,7 @@ async fn relay_survives_sigkill_with_payments_in_flight() {
 		.list_payments()
 		.iter()
 		.filter(|p| p.direction == ldk_node::payment::PaymentDirection::Inbound)
+		.filter(|p| matches!(p.kind, ldk_node::payment::PaymentKind::Bolt11 { .. }))
 		.filter(|p| p.status == ldk_node::payment::PaymentStatus::Succeeded)
 		.filter_map(|p| p.amount_msat)
 		.sum();
@@ -377,6 +378,7 @@ async fn relay_survives_sigkill_with_payments_in_flight() {
 	for p in r.list_payments() {
 		let paid_by_w = w_succeeded.contains(&p.id.0);
 		if p.direction == ldk_node::payment::PaymentDirection::Inbound
+			&& matches!(p.kind, ldk_node::payment::PaymentKind::Bolt11 { .. })
 			&& p.status == ldk_node::payment::PaymentStatus::Succeeded
 			&& (!paid_by_w || p.amount_msat.is_some_and(|a| a % 1_000_000 != 0))
 		{
