@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // Each test binary uses its own subset.
 
+pub mod relay_process;
+
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;

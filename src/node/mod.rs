@@ -190,6 +190,12 @@ pub struct ChannelInfo {
 	pub usable: bool,
 	/// Announced to the network for forwarding.
 	pub public: bool,
+	/// HTLCs the peer offered us that are not yet settled on both commitments.
+	#[serde(default)]
+	pub pending_inbound_htlcs: usize,
+	/// HTLCs we offered the peer that are not yet settled on both commitments.
+	#[serde(default)]
+	pub pending_outbound_htlcs: usize,
 }
 
 /// The node's balances.
@@ -436,6 +442,8 @@ impl Node {
 				ready: c.is_channel_ready,
 				usable: c.is_usable,
 				public: c.is_announced,
+				pending_inbound_htlcs: c.pending_inbound_htlcs.len(),
+				pending_outbound_htlcs: c.pending_outbound_htlcs.len(),
 			})
 			.collect()
 	}
