@@ -445,10 +445,7 @@ fn fuzz_add(input: &mut Input<'_>) -> UpdateAddHTLC {
 				},
 				unknown_tlvs: UnknownTlvs::new(),
 			};
-			match outer.encode() {
-				Ok(encoded) => encoded,
-				Err(_) => Vec::new(),
-			}
+			outer.encode().unwrap_or_default()
 		};
 		let plaintext = if kind == 1 { with_length_prefix(&outer_stream) } else { outer_stream };
 		match craft_packet(

@@ -97,18 +97,21 @@ pub fn one_hop_onion(
 	msgs::OnionPacket::try_from(&built.packet).expect("LDK onion")
 }
 
+/// The lies to tell, by (payment hash, HTLC amount).
+type Lies = Arc<Mutex<HashMap<([u8; 32], u64), OuterLie>>>;
+
 /// Our node as a hostile payer: the outgoing HTLCs of a payment hash and
 /// amount it was told about carry the [`OuterLie`] given for them.
 pub struct HostilePayer {
 	/// The node.
 	pub node: Arc<Node>,
-	lies: Arc<Mutex<HashMap<([u8; 32], u64), OuterLie>>>,
+	lies: Lies,
 }
 
 impl HostilePayer {
 	/// Makes `node` a hostile payer (its sender's outbound tamper hook).
 	pub fn new(node: Arc<Node>) -> Self {
-		let lies: Arc<Mutex<HashMap<([u8; 32], u64), OuterLie>>> = Arc::default();
+		let lies: Lies = Arc::default();
 		let table = Arc::clone(&lies);
 		node.trampoline_sender().set_outbound_tamper(Some(Arc::new(
 			move |peer: &PublicKey, add: &mut UpdateAddHTLC| {
