@@ -284,7 +284,10 @@ async fn bad_input_fails_with_a_clear_error() {
 	.await;
 	let corrupt = path("corrupt");
 	std::fs::create_dir(&corrupt).unwrap();
-	std::fs::write(Path::new(&corrupt).join("seed"), "short").unwrap();
+	// Private, as the node insists (a readable seed is refused first).
+	let seed = Path::new(&corrupt).join("seed");
+	std::fs::write(&seed, "short").unwrap();
+	std::fs::set_permissions(&seed, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
 	check(
 		"corrupt seed",
 		node_args(&corrupt, &endpoint, "regtest"),
