@@ -10,11 +10,12 @@
 //! buckets are pruned). `HOSTILE_CASE=<name>` runs one case only.
 
 mod common;
+
+use common::{hash_of, relayed, tick_until_failed};
 #[path = "common/hostile.rs"]
 mod hostile_payer;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bitcoin::hashes::{sha256, Hash};
 use hostile_payer::{outcome, wait_until, HostilePayer, Outcome, OuterLie, RawPeer};
@@ -428,29 +429,6 @@ fn send_half(
 	(id, events)
 }
 
-/// Ticks T's timers until H's payment `id` failed: LDK's MPP timer fails an
-/// incomplete bucket three ticks after its first part.
-async fn tick_until_failed(
-	trampoline: &Node, mut events: tokio::sync::broadcast::Receiver<NodeEvent>, id: PaymentId,
-) {
-	let deadline = tokio::time::Instant::now() + DEADLINE;
-	loop {
-		assert!(tokio::time::Instant::now() < deadline, "the incomplete bucket never timed out");
-		trampoline.channel_manager().timer_tick_occurred();
-		while let Ok(Ok(event)) =
-			tokio::time::timeout(Duration::from_millis(200), events.recv()).await
-		{
-			match event {
-				NodeEvent::PaymentFailed { payment_id, .. } if payment_id == id => return,
-				NodeEvent::PaymentSent { payment_id, .. } if payment_id == id => {
-					panic!("an incomplete bucket was relayed")
-				},
-				_ => {},
-			}
-		}
-	}
-}
-
 fn recipient_invoice(
 	recipient: &ldk_node::Node, amount_msat: u64,
 ) -> lightning_invoice::Bolt11Invoice {
@@ -491,16 +469,6 @@ fn recipient_saw_nothing(recipient: &ldk_node::Node, hash: PaymentHash) {
 		};
 		assert_ne!(about, Some(hash.0), "R saw the payment: {event:?}");
 	}
-}
-
-fn hash_of(invoice: &lightning_invoice::Bolt11Invoice) -> PaymentHash {
-	PaymentHash(invoice.payment_hash().to_byte_array())
-}
-
-/// The stages of `node`'s relay buckets for `hash`.
-fn relayed(node: &Node, hash: PaymentHash) -> Vec<BucketStage> {
-	let core = node.trampoline().expect("relay on").core();
-	core.buckets().into_iter().filter(|b| b.payment_hash == hash).map(|b| b.state).collect()
 }
 
 /// Waits until `node`'s relay has a bucket for `hash` at `stage`.

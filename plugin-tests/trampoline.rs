@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::{hash_of, relayed, tick_until_failed};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -130,10 +132,6 @@ fn recipient_invoice(
 	invoice.to_string().parse().unwrap()
 }
 
-fn hash_of(invoice: &lightning_invoice::Bolt11Invoice) -> PaymentHash {
-	PaymentHash(invoice.payment_hash().to_byte_array())
-}
-
 /// Waits until `node`'s Lightning balance is `sat`.
 async fn wait_lightning_balance(node: &Node, sat: u64) {
 	let deadline = tokio::time::Instant::now() + DEADLINE;
@@ -145,12 +143,6 @@ async fn wait_lightning_balance(node: &Node, sat: u64) {
 		assert!(tokio::time::Instant::now() < deadline, "balance is {now} sat, expected {sat}");
 		tokio::time::sleep(Duration::from_millis(50)).await;
 	}
-}
-
-/// The stages of `node`'s relay buckets for `hash`.
-fn relayed(node: &Node, hash: PaymentHash) -> Vec<BucketStage> {
-	let core = node.trampoline().expect("relay on").core();
-	core.buckets().into_iter().filter(|b| b.payment_hash == hash).map(|b| b.state).collect()
 }
 
 fn failures(trampoline: &Node, hash: &PaymentHash) -> Vec<FailureMessage> {
@@ -847,30 +839,6 @@ fn send_half(
 	let state = (&**wallet.trampoline_sender(), TlvLayout::Legacy, onion.shared_secrets.clone());
 	let id = send_to_trampoline(&**wallet.channel_manager(), &send, Some(state)).expect("send");
 	(id, events)
-}
-
-/// Ticks T's timers until W's payment `id` failed: LDK's MPP timer fails an
-/// incomplete bucket three ticks after its first part (the background
-/// processor ticks once a minute; ticking here is harmless and quicker).
-async fn tick_until_failed(
-	trampoline: &Node, mut events: tokio::sync::broadcast::Receiver<NodeEvent>, id: PaymentId,
-) {
-	let deadline = tokio::time::Instant::now() + DEADLINE;
-	loop {
-		assert!(tokio::time::Instant::now() < deadline, "the incomplete bucket never timed out");
-		trampoline.channel_manager().timer_tick_occurred();
-		while let Ok(Ok(event)) =
-			tokio::time::timeout(Duration::from_millis(200), events.recv()).await
-		{
-			match event {
-				NodeEvent::PaymentFailed { payment_id, .. } if payment_id == id => return,
-				NodeEvent::PaymentSent { payment_id, .. } if payment_id == id => {
-					panic!("an incomplete bucket was relayed")
-				},
-				_ => {},
-			}
-		}
-	}
 }
 
 /// W pays over three channels to T, which pays R over two: three incoming

@@ -9,10 +9,15 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bitcoin::hashes::Hash as _;
 use ldk_node::bitcoin::Network;
 use ldk_node::lightning::ln::msgs::SocketAddress;
 use ldk_trampoline::node::RpcAuth;
+use ldk_trampoline::node::{Node, NodeEvent};
 use ldk_trampoline::regtest::{RegtestNetwork, DEADLINE};
+use ldk_trampoline::relay::BucketStage;
+use lightning::ln::channelmanager::PaymentId;
+use lightning::types::payment::PaymentHash;
 
 /// Starts an ldk-node 0.7.1 node against the harness' bitcoind, listening on a
 /// free loopback port, with its data in the harness directory.
@@ -168,4 +173,38 @@ pub async fn expect_wake_call(
 	lightning_liquidity::lsps5::validator::LSPS5Validator::new()
 		.validate(signer, &timestamp, &call.signature, &notification)
 		.expect("signed by the node");
+}
+
+/// Ticks the trampoline's timers until the payer's payment `id` failed: LDK's MPP timer fails an
+/// incomplete bucket three ticks after its first part (the background
+/// processor ticks once a minute; ticking here is harmless and quicker).
+pub async fn tick_until_failed(
+	trampoline: &Node, mut events: tokio::sync::broadcast::Receiver<NodeEvent>, id: PaymentId,
+) {
+	let deadline = tokio::time::Instant::now() + DEADLINE;
+	loop {
+		assert!(tokio::time::Instant::now() < deadline, "the incomplete bucket never timed out");
+		trampoline.channel_manager().timer_tick_occurred();
+		while let Ok(Ok(event)) =
+			tokio::time::timeout(Duration::from_millis(200), events.recv()).await
+		{
+			match event {
+				NodeEvent::PaymentFailed { payment_id, .. } if payment_id == id => return,
+				NodeEvent::PaymentSent { payment_id, .. } if payment_id == id => {
+					panic!("an incomplete bucket was relayed")
+				},
+				_ => {},
+			}
+		}
+	}
+}
+
+pub fn hash_of(invoice: &lightning_invoice::Bolt11Invoice) -> PaymentHash {
+	PaymentHash(invoice.payment_hash().to_byte_array())
+}
+
+/// The stages of `node`'s relay buckets for `hash`.
+pub fn relayed(node: &Node, hash: PaymentHash) -> Vec<BucketStage> {
+	let core = node.trampoline().expect("relay on").core();
+	core.buckets().into_iter().filter(|b| b.payment_hash == hash).map(|b| b.state).collect()
 }
