@@ -429,6 +429,12 @@ async fn relay_survives_sigkill_with_payments_in_flight() {
 			"funds lost beyond the on-chain fees of {closes} close(s): {deltas:?}"
 		);
 	}
+	// The node writes a monitor only after a manager that knows its update
+	// (node::persist): no kill may leave a manager behind its monitor.
+	assert_eq!(
+		stale_closes, 0,
+		"{stale_closes} channel(s) force-closed as stale (rust-lightning 4286) in {kills} kills"
+	);
 }
 
 impl Sent {

@@ -10,6 +10,7 @@ mod events;
 mod logger;
 mod payments;
 mod peers;
+pub mod persist;
 mod start;
 pub mod types;
 mod wake;

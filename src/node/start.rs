@@ -43,6 +43,7 @@ use super::events::EventHandler;
 use super::logger::NodeLogger;
 use super::payments::PaymentStore;
 use super::peers::PeerStore;
+use super::persist::ManagerFirst;
 use super::types::{
 	ChainMonitor, ChannelManager, GossipSync, NetworkGraph, OnionMessenger, PaymentRouter,
 	PeerManager, Scorer, StaticInvoiceServer, Sweeper,
@@ -285,12 +286,16 @@ impl Node {
 			Arc::clone(&keys_manager),
 		)
 		.map_err(|e| stored_err("channel monitors")(&e))?;
+		let manager_first = ManagerFirst::new(Arc::clone(&store), Arc::clone(&logger));
+		// The background processor's and the sweeper's store: its manager
+		// writes go through `manager_first`'s flush.
+		let bp_store = Arc::new(manager_first.manager_store());
 		let chain_monitor: Arc<ChainMonitor> = Arc::new(ChainMonitor::new(
 			None::<Arc<dyn Filter + Send + Sync>>,
 			Arc::clone(&bitcoind),
 			Arc::clone(&logger),
 			Arc::clone(&fee_estimator),
-			Arc::clone(&store),
+			Arc::new(manager_first.persister()),
 			Arc::clone(&keys_manager),
 			keys_manager.get_peer_storage_key(),
 		));
@@ -396,7 +401,7 @@ impl Node {
 			None::<Arc<dyn Filter + Send + Sync>>,
 			Arc::clone(&keys_manager),
 			Arc::clone(&wallet),
-			Arc::clone(&store),
+			Arc::clone(&bp_store),
 			Arc::clone(&logger),
 		);
 		let sweeper: Arc<Sweeper> = Arc::new(
@@ -461,6 +466,9 @@ impl Node {
 				stored_err("channel monitor")(&format!("{channel_id} cannot be watched"))
 			})?;
 		}
+		// From here on a monitor reaches the disk only after a manager that
+		// knows its update (rust-lightning issue 4286's window, closed).
+		manager_first.attach(&channel_manager, &chain_monitor);
 
 		let gossip_sync: Arc<GossipSync> = Arc::new(P2PGossipSync::new(
 			Arc::clone(&network_graph),
@@ -565,7 +573,7 @@ impl Node {
 			relay.resume();
 		}
 		let background = BackgroundProcessor::start(
-			Arc::clone(&store),
+			bp_store,
 			event_handler,
 			Arc::clone(&chain_monitor),
 			Arc::clone(&channel_manager),

@@ -15,6 +15,7 @@ use lightning_persister::fs_store::FilesystemStore;
 
 use super::chain::{BitcoindClient, FeeEstimator};
 use super::logger::NodeLogger;
+use super::persist::{ManagerFirstStore, MonitorPersister};
 use super::wallet::OnchainWallet;
 
 /// The node's logger.
@@ -31,7 +32,7 @@ pub type ChainMonitor = chainmonitor::ChainMonitor<
 	Arc<Broadcaster>,
 	Arc<FeeEstimator>,
 	Arc<Logger>,
-	Arc<Store>,
+	Arc<MonitorPersister>,
 	Arc<KeysManager>,
 >;
 
@@ -124,7 +125,7 @@ pub type Sweeper = OutputSweeperSync<
 	Arc<OnchainWallet>,
 	Arc<FeeEstimator>,
 	Arc<dyn lightning::chain::Filter + Send + Sync>,
-	Arc<Store>,
+	Arc<ManagerFirstStore>,
 	Arc<Logger>,
 	Arc<KeysManager>,
 >;
