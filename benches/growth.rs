@@ -21,21 +21,13 @@ use ldk_trampoline::relay::store::{BucketRecord, BucketState, HtlcRecord};
 use ldk_trampoline::relay::{RelayCore, RelayLimits, TrampolinePolicy};
 use lightning::ln::types::ChannelId;
 use lightning::sign::{KeysManager, NodeSigner};
-use lightning::util::logger::{Logger, Record};
 use lightning::util::persist::KVStoreSync;
 
-#[path = "common/memory_kv.rs"]
-mod memory_kv;
-use memory_kv::MemoryStore;
+use ldk_trampoline::testkit::{MemoryStore, NoLogger};
 
 #[path = "common/counting.rs"]
 mod counting;
 use counting::{id, HELD_BYTES};
-
-struct NoLogger;
-impl Logger for NoLogger {
-	fn log(&self, _: Record) {}
-}
 
 /// Live payments while the per-event and per-tick costs are timed.
 const LIVE: u64 = 100;

@@ -15,78 +15,29 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bitcoin::hashes::{sha256, Hash};
 use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
 use criterion::{BatchSize, Criterion};
-use ldk_trampoline::handler::{rewrite_update_add, InboundNode};
-use ldk_trampoline::onion::{
-	self, OuterHop, OuterPayload, PaymentData, SphinxHop, TlvLayout, PAYMENT_ONION_HOP_PAYLOADS_LEN,
-};
+use ldk_trampoline::handler::rewrite_update_add;
+use ldk_trampoline::onion::{OuterHop, PaymentData};
 use ldk_trampoline::relay::{RelayCore, RelayLimits, TrampolinePolicy};
-use ldk_trampoline::sender::{trampoline_onion, TrampolineRouteHop};
-use lightning::ln::inbound_payment::{self, ExpandedKey};
-use lightning::ln::msgs::{self, UpdateAddHTLC};
+use ldk_trampoline::testkit::{
+	invoice, onion_htlc, trampoline_htlc, HtlcShape, MemoryStore, NoLogger, StandInNode,
+};
+use lightning::ln::msgs::UpdateAddHTLC;
 use lightning::ln::onion_payment::peel_payment_onion;
 use lightning::ln::types::ChannelId;
-use lightning::sign::{KeysManager, NodeSigner, Recipient};
+use lightning::sign::{KeysManager, NodeSigner};
 use lightning::types::payment::{PaymentHash, PaymentSecret};
-use lightning::util::logger::{Logger, Record};
 use lightning::util::persist::KVStoreSync;
-use lightning_invoice::{Currency, InvoiceBuilder};
 use lightning_persister::fs_store::FilesystemStore;
 
 /// The trampoline's height when the HTLCs arrive.
 const HEIGHT: u32 = 1_000;
 const AMOUNT_MSAT: u64 = 50_000_000;
 
-#[path = "common/memory_kv.rs"]
-mod memory_kv;
-use memory_kv::MemoryStore;
-
-struct NoLogger;
-impl Logger for NoLogger {
-	fn log(&self, _: Record) {}
-}
-
-/// The trampoline node without a channel manager: what
-/// `ChannelManager::create_inbound_payment_for_hash` does, with the same key.
-struct Trampoline {
-	node_id: PublicKey,
-	inbound_key: ExpandedKey,
-	now: u64,
-}
-
-impl InboundNode for Trampoline {
-	fn our_node_id(&self) -> PublicKey {
-		self.node_id
-	}
-
-	fn create_inbound_payment_for_hash(
-		&self, payment_hash: PaymentHash, invoice_expiry_delta_secs: u32,
-	) -> Option<PaymentSecret> {
-		inbound_payment::create_from_hash(
-			&self.inbound_key,
-			None,
-			payment_hash,
-			invoice_expiry_delta_secs,
-			self.now,
-			None,
-		)
-		.ok()
-	}
-
-	fn has_channel(&self, _peer: &PublicKey, _channel_id: &ChannelId) -> bool {
-		true
-	}
-
-	fn has_inbound_htlc(&self, _peer: &PublicKey, _channel_id: &ChannelId, _htlc_id: u64) -> bool {
-		false
-	}
-}
-
 struct Setup {
 	keys: Arc<KeysManager>,
-	trampoline: Trampoline,
+	trampoline: StandInNode,
 	recipient_key: SecretKey,
 	/// The wallet whose channel every HTLC arrives on.
 	payer: PublicKey,
@@ -98,11 +49,7 @@ impl Setup {
 	fn new() -> Self {
 		let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs();
 		let keys = Arc::new(KeysManager::new(&[42; 32], now, 0, true));
-		let trampoline = Trampoline {
-			node_id: keys.get_node_id(Recipient::Node).expect("node id"),
-			inbound_key: keys.get_expanded_key(),
-			now,
-		};
+		let trampoline = StandInNode::new(&keys, now);
 		let recipient_key = SecretKey::from_slice(&[7; 32]).expect("key");
 		let secp = Secp256k1::new();
 		let payer =
@@ -121,86 +68,35 @@ impl Setup {
 		.expect("relay core")
 	}
 
-	/// An HTLC from the wallet's channel with a fresh payment and HTLC id,
-	/// carrying `hop` as the trampoline's (final) outer payload.
-	fn htlc(&self, payment_hash: PaymentHash, hop: OuterHop) -> UpdateAddHTLC {
-		let payload = OuterPayload::new(hop).encode().expect("payload");
-		let session_key = SecretKey::from_slice(&rand::random::<[u8; 32]>()).expect("key");
-		let built = onion::build(
-			&self.secp,
-			&session_key,
-			&[SphinxHop { node_id: self.trampoline.node_id, payload }],
-			&payment_hash.0,
-			PAYMENT_ONION_HOP_PAYLOADS_LEN,
-		)
-		.expect("onion");
-		let mut hop_data = [0u8; 20 * 65];
-		hop_data.copy_from_slice(built.packet.hop_payloads());
+	/// Where the next HTLC arrives: the wallet's channel, a fresh HTLC id.
+	fn shape(&self) -> HtlcShape {
 		let htlc_id = {
 			let mut id = self.htlc_id.lock().unwrap();
 			*id += 1;
 			*id
 		};
-		UpdateAddHTLC {
+		HtlcShape {
 			channel_id: ChannelId([1; 32]),
 			htlc_id,
 			amount_msat: AMOUNT_MSAT + 10_000,
-			payment_hash,
 			cltv_expiry: HEIGHT + 400,
-			skimmed_fee_msat: None,
-			onion_routing_packet: msgs::OnionPacket {
-				version: 0,
-				public_key: Ok(*built.packet.public_key()),
-				hop_data,
-				hmac: *built.packet.hmac(),
-			},
-			blinding_point: None,
-			hold_htlc: None,
 		}
 	}
 
 	/// A legacy trampoline payment for a fresh BOLT 11 invoice, as
 	/// `sender::pay_invoice_via_trampoline` and the wallet's handler send it.
 	fn trampoline_htlc(&self) -> UpdateAddHTLC {
-		let preimage: [u8; 32] = rand::random();
-		let hash = sha256::Hash::hash(&preimage);
-		let invoice = InvoiceBuilder::new(Currency::Regtest)
-			.description("bench".into())
-			.payment_hash(hash)
-			.payment_secret(PaymentSecret(rand::random()))
-			.current_timestamp()
-			.min_final_cltv_expiry_delta(144)
-			.amount_milli_satoshis(AMOUNT_MSAT)
-			.build_signed(|h| self.secp.sign_ecdsa_recoverable(h, &self.recipient_key))
-			.expect("invoice");
-		let hop = TrampolineRouteHop {
-			node_id: self.trampoline.node_id,
-			fee_msat: 10_000,
-			cltv_expiry_delta: 288,
-			async_payment: false,
-		};
-		let onion = trampoline_onion(&invoice.clone().into(), &[hop], HEIGHT).expect("onion");
-		let amount = AMOUNT_MSAT + 10_000;
-		self.htlc(
-			PaymentHash(hash.to_byte_array()),
-			OuterHop::TrampolineEntry {
-				amt_to_forward: amount,
-				outgoing_cltv_value: HEIGHT + 400,
-				payment_data: Some(PaymentData {
-					payment_secret: PaymentSecret(rand::random()),
-					total_msat: amount,
-				}),
-				current_path_key: None,
-				trampoline_onion: onion.packet,
-				layout: TlvLayout::Legacy,
-			},
-		)
+		let (invoice, _) = invoice(&self.secp, &self.recipient_key, AMOUNT_MSAT);
+		let node_id = self.trampoline.node_id;
+		trampoline_htlc(&self.secp, node_id, &invoice, 10_000, HEIGHT, &self.shape())
 	}
 
 	/// An ordinary final HTLC paying the trampoline node itself.
 	fn plain_htlc(&self) -> UpdateAddHTLC {
 		let amount = AMOUNT_MSAT + 10_000;
-		self.htlc(
+		onion_htlc(
+			&self.secp,
+			self.trampoline.node_id,
 			PaymentHash(rand::random()),
 			OuterHop::Receive {
 				amt_to_forward: amount,
@@ -212,6 +108,7 @@ impl Setup {
 				payment_metadata: None,
 				keysend_preimage: None,
 			},
+			&self.shape(),
 		)
 	}
 

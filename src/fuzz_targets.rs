@@ -11,28 +11,25 @@
 //! `update_add_htlc` changes nothing but its onion): under `cfg(fuzzing)`
 //! LDK's ChaCha20 is a no-op, so no check rests on an encrypted round trip.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use bitcoin::hashes::{hmac, sha256, Hash, HashEngine};
 use bitcoin::secp256k1::ecdh::SharedSecret;
 use bitcoin::secp256k1::{All, PublicKey, Secp256k1, SecretKey};
 use chacha20_poly1305::chacha20::ChaCha20;
 use chacha20_poly1305::{Key, Nonce};
-use lightning::io;
 use lightning::ln::msgs::{self, UpdateAddHTLC};
 use lightning::ln::types::ChannelId;
 use lightning::sign::{KeysManager, NodeSigner, Recipient};
 use lightning::types::payment::{PaymentHash, PaymentSecret};
-use lightning::util::logger::{Logger, Record};
-use lightning::util::persist::KVStoreSync;
 
-use crate::handler::{rewrite_update_add, InboundNode};
+use crate::handler::rewrite_update_add;
 use crate::onion::{
 	self, derive_key, FailureMessage, KeyType, OnionPacket, OuterHop, OuterPayload, PaymentData,
 	TlvLayout, TrampolineHop, TrampolinePayload, UnknownTlvs, PAYMENT_ONION_HOP_PAYLOADS_LEN,
 };
 use crate::relay::{RelayCore, RelayLimits, TrampolinePolicy};
+use crate::testkit::{MemoryStore, NoLogger, SecretIssuer, StandInNode};
 
 /// The largest trampoline `hop_payloads` the targets build (the fuzzer may
 /// still hand the decoders anything).
@@ -311,73 +308,6 @@ pub fn error_packet(data: &[u8]) {
 	let _ = onion::decrypt_trampoline_error_packet(&packet, &outer, &trampoline);
 }
 
-struct NoLogger;
-
-impl Logger for NoLogger {
-	fn log(&self, _: Record) {}
-}
-
-/// A KV store in memory.
-#[derive(Default)]
-struct MemoryStore(Mutex<HashMap<(String, String, String), Vec<u8>>>);
-
-impl MemoryStore {
-	fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String, String), Vec<u8>>> {
-		self.0.lock().unwrap_or_else(|p| p.into_inner())
-	}
-}
-
-impl KVStoreSync for MemoryStore {
-	fn read(&self, p: &str, s: &str, k: &str) -> Result<Vec<u8>, io::Error> {
-		let value = self.map().get(&(p.to_string(), s.to_string(), k.to_string())).cloned();
-		value.ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
-	}
-
-	fn write(&self, p: &str, s: &str, k: &str, buf: Vec<u8>) -> Result<(), io::Error> {
-		self.map().insert((p.to_string(), s.to_string(), k.to_string()), buf);
-		Ok(())
-	}
-
-	fn remove(&self, p: &str, s: &str, k: &str, _lazy: bool) -> Result<(), io::Error> {
-		self.map().remove(&(p.to_string(), s.to_string(), k.to_string()));
-		Ok(())
-	}
-
-	fn list(&self, p: &str, s: &str) -> Result<Vec<String>, io::Error> {
-		let map = self.map();
-		Ok(map.keys().filter(|(kp, ks, _)| kp == p && ks == s).map(|(_, _, k)| k.clone()).collect())
-	}
-}
-
-/// The node as the handler sees it, answering as the fuzz input says.
-struct FuzzNode {
-	node_id: PublicKey,
-	has_channel: bool,
-	has_inbound_htlc: bool,
-	issues_secrets: bool,
-}
-
-impl InboundNode for FuzzNode {
-	fn our_node_id(&self) -> PublicKey {
-		self.node_id
-	}
-
-	fn create_inbound_payment_for_hash(
-		&self, payment_hash: PaymentHash, _expiry: u32,
-	) -> Option<PaymentSecret> {
-		self.issues_secrets
-			.then(|| PaymentSecret(sha256::Hash::hash(&payment_hash.0).to_byte_array()))
-	}
-
-	fn has_channel(&self, _peer: &PublicKey, _channel_id: &ChannelId) -> bool {
-		self.has_channel
-	}
-
-	fn has_inbound_htlc(&self, _peer: &PublicKey, _channel_id: &ChannelId, _htlc_id: u64) -> bool {
-		self.has_inbound_htlc
-	}
-}
-
 /// One `update_add_htlc` built from the input.
 fn fuzz_add(input: &mut Input<'_>) -> UpdateAddHTLC {
 	let fx = fixture();
@@ -514,11 +444,11 @@ pub fn update_add(data: &[u8]) {
 	let fx = fixture();
 	let mut input = Input(data);
 	let node_flags = input.u8();
-	let node = FuzzNode {
+	let node = StandInNode {
 		node_id: fx.node_id,
+		secrets: if node_flags & 4 != 0 { SecretIssuer::HashOfHash } else { SecretIssuer::Refuse },
 		has_channel: node_flags & 1 != 0,
 		has_inbound_htlc: node_flags & 2 != 0,
-		issues_secrets: node_flags & 4 != 0,
 	};
 	let Ok(core) = RelayCore::new(
 		Arc::clone(&fx.keys) as Arc<dyn NodeSigner + Send + Sync>,

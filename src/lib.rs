@@ -27,3 +27,5 @@ pub mod regtest;
 pub mod relay;
 pub mod sender;
 pub mod static_invoices;
+#[doc(hidden)]
+pub mod testkit;

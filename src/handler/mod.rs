@@ -15,6 +15,8 @@
 
 mod fail;
 mod rewrite;
+#[cfg(test)]
+mod tests;
 
 use std::ops::Deref;
 use std::sync::Arc;

@@ -235,6 +235,8 @@ pub struct Node {
 	onion_messenger: Arc<OnionMessenger>,
 	events: broadcast::Sender<NodeEvent>,
 	background: Mutex<Option<BackgroundProcessor>>,
+	/// Manager-first persistence (stopped after the background processor).
+	persistence: Arc<persist::ManagerFirst>,
 	tasks: Mutex<Vec<JoinHandle<()>>>,
 	stop_signal: watch::Sender<bool>,
 	/// Held while the node runs; released by [`Node::stop`].
@@ -543,6 +545,8 @@ impl Node {
 					reason: format!("final persist failed: {e}"),
 				})?;
 		}
+		// Nothing of this instance may write once another may own the data.
+		self.persistence.stop();
 		// Another process (or a restart) may now take the data directory.
 		self.data_dir_lock.lock().unwrap_or_else(|p| p.into_inner()).take();
 		Ok(())

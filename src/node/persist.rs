@@ -24,6 +24,7 @@
 //! manager's is in flight yet.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
@@ -62,6 +63,9 @@ pub struct ManagerFirst {
 	/// Held across each manager write and the monitor writes it licenses.
 	writes: Mutex<()>,
 	attached: OnceLock<Attached>,
+	/// Set when the node stops: nothing is written any more (a restarted
+	/// node may own the data directory by then).
+	stopped: AtomicBool,
 }
 
 struct Attached {
@@ -128,6 +132,7 @@ impl ManagerFirst {
 			wake: Condvar::new(),
 			writes: Mutex::new(()),
 			attached: OnceLock::new(),
+			stopped: AtomicBool::new(false),
 		})
 	}
 
@@ -196,10 +201,30 @@ impl ManagerFirst {
 		)
 	}
 
+	/// Stops writing, for good: call after the background processor's last
+	/// manager write. The flusher thread ends.
+	pub fn stop(&self) {
+		self.stopped.store(true, Ordering::SeqCst);
+		self.wake.notify_all();
+	}
+
 	/// Writes a fresh manager, then every monitor queued before it was
 	/// encoded, then reports their updates complete. Returns the first write
 	/// error (what failed stays queued).
 	pub fn flush(&self) -> io::Result<()> {
+		self.flush_if(true)
+	}
+
+	/// [`Self::flush`] when monitors are queued; else only retries the
+	/// completions `watch_channel` was not ready for.
+	fn flush_queued(&self) -> io::Result<()> {
+		self.flush_if(false)
+	}
+
+	fn flush_if(&self, always: bool) -> io::Result<()> {
+		if self.stopped.load(Ordering::SeqCst) {
+			return Ok(());
+		}
 		let Some(attached) = self.attached.get() else { return Ok(()) };
 		let Some(manager) = attached.manager.upgrade() else { return Ok(()) };
 		let order = self.writes.lock().unwrap_or_else(|p| p.into_inner());
@@ -207,6 +232,11 @@ impl ManagerFirst {
 			let mut queue = self.lock_queue();
 			(std::mem::take(&mut queue.monitors), std::mem::take(&mut queue.completions))
 		};
+		if batch.is_empty() && !always {
+			drop((order, manager));
+			self.complete(attached, retried);
+			return Ok(());
+		}
 		// Encoded after the batch was taken: it knows every update in it.
 		let encoded = manager.encode();
 		drop(manager);
@@ -264,21 +294,22 @@ impl ManagerFirst {
 fn run_flusher(shared: Weak<ManagerFirst>) {
 	loop {
 		let Some(me) = shared.upgrade() else { return };
+		if me.stopped.load(Ordering::SeqCst) {
+			return;
+		}
 		{
 			let queue = me.lock_queue();
 			if queue.is_idle() {
 				let _ = me.wake.wait_timeout(queue, IDLE_WAIT);
-			} else if !queue.monitors.is_empty() {
-				// Let a burst of updates (one commitment dance) share a flush.
-				drop(queue);
-				std::thread::yield_now();
-			} else {
+				continue;
+			}
+			if queue.monitors.is_empty() {
 				// Only completions waiting for `watch_channel`.
 				drop(queue);
 				std::thread::sleep(RETRY_WAIT / 10);
 			}
 		}
-		if me.flush().is_err() {
+		if me.flush_queued().is_err() {
 			drop(me);
 			std::thread::sleep(RETRY_WAIT);
 		}

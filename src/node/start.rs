@@ -606,6 +606,7 @@ impl Node {
 			onion_messenger: Arc::clone(&onion_messenger),
 			events,
 			background: Mutex::new(Some(background)),
+			persistence: manager_first,
 			tasks: Mutex::new(Vec::new()),
 			stop_signal,
 			data_dir_lock: Mutex::new(Some(data_dir_lock)),

@@ -6,18 +6,13 @@ use std::sync::Arc;
 use lightning::ln::types::ChannelId;
 use lightning::sign::{KeysManager, NodeSigner};
 use lightning::types::payment::PaymentHash;
-use lightning::util::logger::{Logger, Record};
 use lightning::util::persist::KVStoreSync;
 
 use super::memory_store::{bucket, htlc, MemoryStore};
 use super::store::{htlc_key, BucketId, BucketState};
 use super::{BucketStage, RelayCore, RelayLimits, TrampolinePolicy};
 use crate::onion::FailureMessage;
-
-struct NoLogger;
-impl Logger for NoLogger {
-	fn log(&self, _: Record) {}
-}
+use crate::testkit::NoLogger;
 
 fn core(limits: RelayLimits) -> RelayCore {
 	let keys = Arc::new(KeysManager::new(&[42; 32], 1_800_000_000, 0, true));
