@@ -291,7 +291,7 @@ async fn channels_close_cooperatively_and_by_force_and_funds_return_on_chain() {
 		.map(|c| c.outbound_msat)
 		.expect("coop channel");
 	let closed = alice.subscribe();
-	alice.close_channel(&coop, false).expect("close");
+	alice.close_channel(&coop, false).await.expect("close");
 	alice
 		.wait_for_event(closed, DEADLINE, "coop close", |e| {
 			matches!(e, NodeEvent::ChannelClosed { channel_id, .. } if *channel_id == coop)
@@ -306,7 +306,7 @@ async fn channels_close_cooperatively_and_by_force_and_funds_return_on_chain() {
 	// Force close by Bob: his own output waits out the CSV delay, Alice's is
 	// swept at once; both end up in the wallets through the output sweeper.
 	let closed = bob.subscribe();
-	bob.close_channel(&forced, true).expect("force close");
+	bob.close_channel(&forced, true).await.expect("force close");
 	bob.wait_for_event(closed, DEADLINE, "force close", |e| {
 		matches!(e, NodeEvent::ChannelClosed { channel_id, .. } if *channel_id == forced)
 			.then_some(())

@@ -220,7 +220,7 @@ async fn close_channel(State(ctx): Ctx, body: Bytes) -> ApiResult<CloseChannelRe
 	if !ctx.node.list_channels().iter().any(|c| c.channel_id == hex_id) {
 		return Err(ApiError::not_found(format!("no channel {hex_id}")));
 	}
-	ctx.node.close_channel(&channel_id, request.force)?;
+	ctx.node.close_channel(&channel_id, request.force).await?;
 	Ok(Json(CloseChannelResponse { channel_id: hex_id, force: request.force }))
 }
 

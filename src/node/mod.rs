@@ -25,6 +25,7 @@ use bitcoin::secp256k1::PublicKey;
 use bitcoin::{Address, Amount, Network, Txid};
 use lightning::chain::channelmonitor::Balance;
 use lightning::ln::types::ChannelId;
+use lightning::util::errors::APIError;
 use lightning::util::logger::Level;
 use lightning_background_processor::BackgroundProcessor;
 use serde::{Deserialize, Serialize};
@@ -48,6 +49,10 @@ use self::wallet::OnchainWallet;
 use crate::htlc_hold::{HeldHtlcSummary, HtlcHold, HtlcHoldPolicy};
 use crate::relay::{RelayLimits, TrampolinePolicy};
 use crate::static_invoices::{StaticInvoicePolicy, StoredStaticInvoice};
+
+/// How long a cooperative close is retried while LDK refuses it for an
+/// in-flight monitor update or a disconnected peer.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 /// What a node needs to start.
 #[derive(Clone, Debug)]
@@ -490,8 +495,12 @@ impl Node {
 		.await?
 	}
 
-	/// Closes a channel cooperatively, or unilaterally with `force`.
-	pub fn close_channel(&self, channel_id: &ChannelId, force: bool) -> Result<(), NodeError> {
+	/// Closes a channel cooperatively, or unilaterally with `force`. A
+	/// cooperative close waits up to 10 s for the channel to become
+	/// closable (an in-flight monitor update, a reconnecting peer).
+	pub async fn close_channel(
+		&self, channel_id: &ChannelId, force: bool,
+	) -> Result<(), NodeError> {
 		let counterparty = self
 			.channel_manager
 			.list_channels()
@@ -499,16 +508,32 @@ impl Node {
 			.find(|c| c.channel_id == *channel_id)
 			.map(|c| c.counterparty.node_id)
 			.ok_or_else(|| NodeError::Channel(format!("no channel {channel_id}")))?;
-		let result = if force {
-			self.channel_manager.force_close_broadcasting_latest_txn(
-				channel_id,
-				&counterparty,
-				"closed by the operator".to_string(),
-			)
-		} else {
-			self.channel_manager.close_channel(channel_id, &counterparty)
-		};
-		result.map_err(|e| NodeError::Channel(format!("{e:?}")))
+		if force {
+			return self
+				.channel_manager
+				.force_close_broadcasting_latest_txn(
+					channel_id,
+					&counterparty,
+					"closed by the operator".to_string(),
+				)
+				.map_err(|e| NodeError::Channel(format!("{e:?}")));
+		}
+		// LDK refuses to begin a shutdown while a monitor update is in
+		// flight (monitors are written after the manager, `persist`): right
+		// after a payment that lasts until the next flush, so try again
+		// until `CLOSE_WAIT` has passed (also over a short disconnection).
+		let deadline = deadline_after(CLOSE_WAIT);
+		loop {
+			match self.channel_manager.close_channel(channel_id, &counterparty) {
+				Ok(()) => return Ok(()),
+				Err(APIError::ChannelUnavailable { .. })
+					if tokio::time::Instant::now() < deadline =>
+				{
+					tokio::time::sleep(Duration::from_millis(20)).await;
+				},
+				Err(e) => return Err(NodeError::Channel(format!("{e:?}"))),
+			}
+		}
 	}
 
 	/// Waits until the channel manager and the wallet have seen block `height`.
