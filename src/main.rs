@@ -109,6 +109,10 @@ struct NodeArgs {
 	/// payment [default: 288; at least 18].
 	#[arg(long, value_name = "BLOCKS")]
 	trampoline_cltv_expiry_delta: Option<u16>,
+	/// Advertise Electrum's trampoline feature bit 151 next to 57
+	/// [default: true].
+	#[arg(long, value_name = "BOOL")]
+	trampoline_legacy_feature_bit: Option<bool>,
 	/// Serve static invoices for often-offline recipients [default: true].
 	#[arg(long, value_name = "BOOL")]
 	static_invoice_server: Option<bool>,
@@ -298,6 +302,7 @@ fn run_node(args: NodeArgs) -> Result<(), AppError> {
 		trampoline_fee_base_msat: args.trampoline_fee_base_msat,
 		trampoline_fee_proportional_millionths: args.trampoline_fee_proportional_millionths,
 		trampoline_cltv_expiry_delta: args.trampoline_cltv_expiry_delta,
+		trampoline_legacy_feature_bit: args.trampoline_legacy_feature_bit,
 		static_invoice_server: args.static_invoice_server,
 		wake_webhook_url: args.wake_webhook_url,
 		htlc_hold: args.htlc_hold,
