@@ -230,6 +230,9 @@ enum CtlCommand {
 	},
 	/// What this node has relayed as a trampoline.
 	TrampolineStats,
+	/// Every incoming trampoline payment: payment hash, parts, outer total,
+	/// the dialect its payer spoke (spec or legacy) and its stage.
+	TrampolineBuckets,
 	/// What this node holds: trampoline payments for an offline next node
 	/// (payment hash, next node, amount, since, deadline height) and HTLCs of
 	/// often-offline payers awaiting their recipient's release (peer,
@@ -480,6 +483,7 @@ async fn ctl_main(client: ControlClient, command: CtlCommand) -> Result<(), AppE
 		},
 		CtlCommand::ListPayments => print_json(&client.list_payments().await?),
 		CtlCommand::TrampolineStats => print_json(&client.trampoline_stats().await?),
+		CtlCommand::TrampolineBuckets => print_json(&client.trampoline_buckets().await?),
 		CtlCommand::ListHeld => print_json(&client.list_held().await?),
 		CtlCommand::ListStaticInvoices => print_json(&client.list_static_invoices().await?),
 		CtlCommand::Stop => print_json(&client.stop().await?),
