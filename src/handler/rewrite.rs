@@ -312,6 +312,7 @@ fn decide<N: InboundNode + ?Sized>(
 	outer_facts: impl Fn(u64) -> OuterFacts, payment_data: Option<PaymentData>,
 ) -> Decision {
 	let Context { core, node, msg, key, dialect, .. } = *cx;
+	let payment_data_outer = payment_data;
 	let (inner_amt, inner_cltv, next_packet) = match (hop, &inner.next) {
 		// LDK 0.2.7 receives a type-20 trampoline payment itself.
 		(TrampolineHop::Receive { .. }, _) if dialect == Dialect::Spec => {
@@ -350,6 +351,28 @@ fn decide<N: InboundNode + ?Sized>(
 				// A route through us twice: not relayed.
 				_ => Decision::Reject { reason: FailReason::UnknownNextNode },
 			};
+		},
+		// A legacy recipient that is us (Electrum pays an invoice of ours
+		// without trampoline bits through us as a legacy relay): the invoice
+		// data is all a receive needs.
+		(
+			TrampolineHop::ToLegacyRecipient {
+				amt_to_forward,
+				outgoing_cltv_value,
+				outgoing_node_id,
+				payment_data,
+				payment_metadata,
+				..
+			},
+			_,
+		) if outgoing_node_id == node.our_node_id() => {
+			let receive = TrampolineHop::Receive {
+				amt_to_forward,
+				outgoing_cltv_value,
+				payment_data: Some(payment_data),
+				payment_metadata,
+			};
+			return receive_for_us(receive, htlc, outer_facts, payment_data_outer);
 		},
 		(
 			TrampolineHop::ToLegacyRecipient { amt_to_forward, outgoing_cltv_value, .. }

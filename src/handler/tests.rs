@@ -519,3 +519,30 @@ fn a_relay_advertises_57_and_151_unless_told_not_to() {
 	// No relay: LDK's features as they are.
 	assert_eq!(features(None), ldk);
 }
+
+#[test]
+fn a_legacy_recipient_that_is_us_is_received() {
+	// Electrum's legacy relay payload naming us as the recipient (an
+	// invoice of ours without trampoline bits, us as its trampoline).
+	let relay = relay();
+	let to_us = TrampolineHop::ToLegacyRecipient {
+		amt_to_forward: 1_000_000,
+		outgoing_cltv_value: HEIGHT + 18,
+		outgoing_node_id: relay.node.0,
+		payment_data: PaymentData {
+			payment_secret: PaymentSecret([0x1e; 32]),
+			total_msat: 1_000_000,
+		},
+		payment_metadata: None,
+		invoice_features: None,
+		invoice_routing_info: Vec::new(),
+	};
+	let sent = send(&relay, TlvLayout::Legacy, &[to_us], 1_001_100, 1_001_100, 0);
+	let rewritten = rewrite::rewrite_add(&relay.core, &relay.node, &relay.payer, &sent.add)
+		.expect("a receive for LDK");
+	let OuterHop::Receive { payment_data, .. } = handed_to_ldk(&relay, &rewritten).hop else {
+		panic!("not a receive")
+	};
+	assert_eq!(payment_data.map(|d| d.payment_secret), Some(PaymentSecret([0x1e; 32])));
+	assert!(relay.core.store.buckets().is_empty());
+}
