@@ -58,6 +58,7 @@ use serde::{Deserialize, Serialize};
 
 use super::policy::TrampolinePolicy;
 use crate::onion::{FailureMessage, TlvLayout};
+use crate::sender::RelayedFailure;
 
 /// Electrum's trampoline feature bit (optional; 150 is its required twin),
 /// which we advertise next to the spec's 57 when
@@ -185,6 +186,34 @@ impl FailReason {
 			},
 			message => Self::Verbatim { message },
 		}
+	}
+}
+
+/// What a payer speaking `dialect` is told when our outgoing payment to the
+/// next trampoline failed with `relayed`: a reason, a packet from further
+/// down to pass back (`Err`, spec payers only), or `None`: decide from LDK's
+/// view of the payment.
+///
+/// - A packet encrypted for the payer (from a later trampoline or the
+///   recipient's trampoline layer): passed back to a spec payer; a legacy
+///   payer decrypts outer layers only and cannot read it:
+///   [`FailReason::DownstreamUnreadable`].
+/// - The next trampoline's own readable answer: passed on to a legacy payer
+///   (eclair's `translateError` does so; a second trampoline's NODE|51
+///   raises the payer's fee level); for a spec payer LDK's view decides, as
+///   before.
+/// - A node on the way failed: [`FailReason::FailedOnTheWay`].
+pub fn answer_relayed(
+	relayed: RelayedFailure, dialect: Dialect,
+) -> Option<Result<FailReason, Vec<u8>>> {
+	match (relayed, dialect) {
+		(RelayedFailure::Opaque(_), Dialect::Legacy) => Some(Ok(FailReason::DownstreamUnreadable)),
+		(RelayedFailure::Opaque(packet), Dialect::Spec) => Some(Err(packet)),
+		(RelayedFailure::Outer(message), Dialect::Legacy) => {
+			Some(Ok(FailReason::NextNodeFailed { message }))
+		},
+		(RelayedFailure::Outer(_), Dialect::Spec) => None,
+		(RelayedFailure::OnTheWay(_), _) => Some(Ok(FailReason::FailedOnTheWay)),
 	}
 }
 
@@ -539,6 +568,29 @@ mod tests {
 					.contains(&code),
 				"{reason:?} -> {code:#06x}"
 			);
+		}
+	}
+
+	#[test]
+	fn what_comes_back_from_beyond_us_is_answered_in_the_payers_dialect() {
+		let packet = vec![7; 292];
+		let opaque = || RelayedFailure::Opaque(packet.clone());
+		assert_eq!(answer_relayed(opaque(), Dialect::Spec), Some(Err(packet.clone())));
+		assert_eq!(
+			answer_relayed(opaque(), Dialect::Legacy),
+			Some(Ok(FailReason::DownstreamUnreadable))
+		);
+		let said = || RelayedFailure::Outer(FailureMessage::TrampolineFeeInsufficient);
+		assert_eq!(answer_relayed(said(), Dialect::Spec), None);
+		assert_eq!(
+			answer_relayed(said(), Dialect::Legacy),
+			Some(Ok(FailReason::NextNodeFailed {
+				message: FailureMessage::TrampolineFeeInsufficient
+			}))
+		);
+		for dialect in [Dialect::Spec, Dialect::Legacy] {
+			let on_the_way = RelayedFailure::OnTheWay(FailureMessage::TemporaryNodeFailure);
+			assert_eq!(answer_relayed(on_the_way, dialect), Some(Ok(FailReason::FailedOnTheWay)));
 		}
 	}
 

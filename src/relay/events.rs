@@ -22,14 +22,14 @@ use lightning::types::features::{Bolt11InvoiceFeatures, Bolt12InvoiceFeatures};
 use lightning::types::payment::{PaymentHash, PaymentPreimage, PaymentSecret};
 use lightning::{log_error, log_info};
 
-use super::dialect::{wire_failure, Dialect, FailReason};
+use super::dialect::{self, wire_failure, Dialect, FailReason};
 use super::rules::{self, InnerFacts, RelayDecision, RelayInputs, RelayPlan};
 use super::store::{BucketId, BucketRecord, BucketState};
 use super::{now_secs, TrampolineRelay, BUCKET_TLV_TYPE};
 use crate::onion::{
 	legacy_route_hints_to_ldk, PaymentBlindedPath, TrampolineHop, TrampolinePayload,
 };
-use crate::sender::{send_to_trampoline, OuterSend, RelayedFailure, RouteShortfall, SenderError};
+use crate::sender::{send_to_trampoline, OuterSend, RouteShortfall, SenderError};
 
 /// How many times LDK may retry the outgoing payment over other routes.
 const OUTGOING_RETRY: Retry = Retry::Attempts(3);
@@ -203,39 +203,15 @@ where
 		&self, payment_id: &PaymentId, bucket: &BucketRecord, reason: Option<&PaymentFailureReason>,
 	) -> Result<FailReason, Vec<u8>> {
 		let hash = PaymentHash(bucket.payment_hash);
-		let legacy = bucket.dialect == Dialect::Legacy;
-		match self.sender.relayed_failure(payment_id) {
-			Some(RelayedFailure::Opaque(_)) if legacy => {
-				log_info!(
-					self.core.logger,
-					"Trampoline payment {hash} failed further down the route, unreadable for the legacy payer"
-				);
-				return Ok(FailReason::DownstreamUnreadable);
-			},
-			Some(RelayedFailure::Opaque(packet)) => {
-				log_info!(
-					self.core.logger,
-					"Trampoline payment {hash} failed further down the route: passing the failure back"
-				);
-				return Err(packet);
-			},
-			Some(RelayedFailure::Outer(message)) if legacy => {
-				log_info!(
-					self.core.logger,
-					"Trampoline payment {hash}: the next trampoline said {message:?}"
-				);
-				return Ok(FailReason::NextNodeFailed { message });
-			},
-			Some(RelayedFailure::OnTheWay(failure)) => {
-				// LDK could not read this failure (the onion was ours) and
-				// gave up; the payer may try again later.
-				log_info!(
-					self.core.logger,
-					"Trampoline payment {hash} failed on the way to the next trampoline: {failure:?}"
-				);
-				return Ok(FailReason::FailedOnTheWay);
-			},
-			Some(RelayedFailure::Outer(_)) | None => {},
+		if let Some(relayed) = self.sender.relayed_failure(payment_id) {
+			log_info!(
+				self.core.logger,
+				"Trampoline payment {hash} failed beyond us ({:?} payer): {relayed:?}",
+				bucket.dialect
+			);
+			if let Some(answer) = dialect::answer_relayed(relayed, bucket.dialect) {
+				return answer;
+			}
 		}
 		let failure = match reason {
 			Some(PaymentFailureReason::RouteNotFound) => self.route_not_found(payment_id),
