@@ -49,6 +49,7 @@ fn bucket(i: u64, state: BucketState) -> BucketRecord {
 		superseded: false,
 		retry_until: Some(800),
 		retries_stopped: false,
+		dialect: Default::default(),
 	}
 }
 
@@ -66,6 +67,9 @@ fn htlc(i: u64, resolved: bool) -> HtlcRecord {
 		cltv_expiry: 900,
 		recorded_secs: u64::MAX / 2,
 		resolved,
+		reject_reason: None,
+		dialect: Default::default(),
+		final_receive: false,
 	}
 }
 

@@ -58,6 +58,9 @@ fn held_buckets(n: u64) {
 			cltv_expiry: 900,
 			recorded_secs: 1_800_000_000,
 			resolved: false,
+			reject_reason: None,
+			dialect: Default::default(),
+			final_receive: false,
 		};
 		store.put_htlc(&format!("{}_{i}", "ab".repeat(32)), htlc).expect("htlc");
 		let record = BucketRecord {
@@ -74,6 +77,7 @@ fn held_buckets(n: u64) {
 			superseded: false,
 			retry_until: None,
 			retries_stopped: false,
+			dialect: Default::default(),
 			state: BucketState::Held {
 				amount_msat: 10_011_000,
 				since_secs: 1_800_000_000,

@@ -99,7 +99,7 @@ impl Network {
 		OuterLie {
 			trampoline: self.trampoline.node_id(),
 			packet: onion.packet.clone(),
-			layout: TlvLayout::Legacy,
+			layout: TlvLayout::Spec,
 			amt_to_forward: None,
 			outgoing_cltv_value: None,
 			payment_data: Some(PaymentData { payment_secret: secret, total_msat }),
@@ -424,7 +424,7 @@ fn send_half(
 		max_total_cltv_expiry_delta: None,
 	};
 	let sender = &**n.wallet().trampoline_sender();
-	let state = (sender, TlvLayout::Legacy, onion.shared_secrets.clone());
+	let state = (sender, TlvLayout::Spec, onion.shared_secrets.clone());
 	let id = send_to_trampoline(&**n.wallet().channel_manager(), &send, Some(state)).expect("send");
 	(id, events)
 }

@@ -836,7 +836,7 @@ fn send_half(
 		max_routing_fee_msat: None,
 		max_total_cltv_expiry_delta: None,
 	};
-	let state = (&**wallet.trampoline_sender(), TlvLayout::Legacy, onion.shared_secrets.clone());
+	let state = (&**wallet.trampoline_sender(), TlvLayout::Spec, onion.shared_secrets.clone());
 	let id = send_to_trampoline(&**wallet.channel_manager(), &send, Some(state)).expect("send");
 	(id, events)
 }

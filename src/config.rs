@@ -74,6 +74,9 @@ pub struct ReferenceNodeConfig {
 	/// Blocks kept between the incoming and the outgoing expiry of a relayed
 	/// trampoline payment (default 288, at least 18).
 	pub trampoline_cltv_expiry_delta: Option<u16>,
+	/// Also advertise Electrum's trampoline feature bit 151 next to 57 (in
+	/// `init`, the node announcement and our invoices; default `true`).
+	pub trampoline_legacy_feature_bit: Option<bool>,
 	/// Serve static invoices for often-offline (async) recipients, with the
 	/// default quotas (default `true`).
 	pub static_invoice_server: Option<bool>,
@@ -366,6 +369,11 @@ impl ReferenceNodeConfig {
 				return Err(delta.invalid(&delta.value, e.to_string()));
 			}
 		}
+		if let Some(advertise) =
+			flags.trampoline_legacy_feature_bit.or(file.trampoline_legacy_feature_bit)
+		{
+			policy.advertise_legacy_feature_bit = advertise;
+		}
 		node.trampoline = relay.then_some(policy);
 		let serve = flags.static_invoice_server.or(file.static_invoice_server).unwrap_or(true);
 		node.static_invoice_server =
@@ -504,9 +512,18 @@ mod tests {
 			Some(TrampolinePolicy {
 				fee_base_msat: 2_000,
 				fee_proportional_millionths: 50,
-				cltv_expiry_delta: 144
+				cltv_expiry_delta: 144,
+				advertise_legacy_feature_bit: true,
 			})
 		);
+		let quiet = ReferenceNodeConfig {
+			trampoline_legacy_feature_bit: Some(false),
+			..Default::default()
+		};
+		let settings =
+			ReferenceNodeConfig::resolve(base_flags(), Some((Path::new("/etc/n.toml"), quiet)))
+				.unwrap();
+		assert!(!settings.node.trampoline.unwrap().advertise_legacy_feature_bit);
 
 		let off = ReferenceNodeConfig { trampoline_relay: Some(false), ..base_flags() };
 		assert_eq!(ReferenceNodeConfig::resolve(off, None).unwrap().node.trampoline, None);

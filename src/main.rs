@@ -109,6 +109,10 @@ struct NodeArgs {
 	/// payment [default: 288; at least 18].
 	#[arg(long, value_name = "BLOCKS")]
 	trampoline_cltv_expiry_delta: Option<u16>,
+	/// Advertise Electrum's trampoline feature bit 151 next to 57
+	/// [default: true].
+	#[arg(long, value_name = "BOOL")]
+	trampoline_legacy_feature_bit: Option<bool>,
 	/// Serve static invoices for often-offline recipients [default: true].
 	#[arg(long, value_name = "BOOL")]
 	static_invoice_server: Option<bool>,
@@ -226,6 +230,9 @@ enum CtlCommand {
 	},
 	/// What this node has relayed as a trampoline.
 	TrampolineStats,
+	/// Every incoming trampoline payment: payment hash, parts, outer total,
+	/// the dialect its payer spoke (spec or legacy) and its stage.
+	TrampolineBuckets,
 	/// What this node holds: trampoline payments for an offline next node
 	/// (payment hash, next node, amount, since, deadline height) and HTLCs of
 	/// often-offline payers awaiting their recipient's release (peer,
@@ -298,6 +305,7 @@ fn run_node(args: NodeArgs) -> Result<(), AppError> {
 		trampoline_fee_base_msat: args.trampoline_fee_base_msat,
 		trampoline_fee_proportional_millionths: args.trampoline_fee_proportional_millionths,
 		trampoline_cltv_expiry_delta: args.trampoline_cltv_expiry_delta,
+		trampoline_legacy_feature_bit: args.trampoline_legacy_feature_bit,
 		static_invoice_server: args.static_invoice_server,
 		wake_webhook_url: args.wake_webhook_url,
 		htlc_hold: args.htlc_hold,
@@ -475,6 +483,7 @@ async fn ctl_main(client: ControlClient, command: CtlCommand) -> Result<(), AppE
 		},
 		CtlCommand::ListPayments => print_json(&client.list_payments().await?),
 		CtlCommand::TrampolineStats => print_json(&client.trampoline_stats().await?),
+		CtlCommand::TrampolineBuckets => print_json(&client.trampoline_buckets().await?),
 		CtlCommand::ListHeld => print_json(&client.list_held().await?),
 		CtlCommand::ListStaticInvoices => print_json(&client.list_static_invoices().await?),
 		CtlCommand::Stop => print_json(&client.stop().await?),

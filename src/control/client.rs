@@ -225,6 +225,14 @@ impl ControlClient {
 		self.call_empty(paths::TRAMPOLINE_STATS).await
 	}
 
+	/// `trampoline-buckets`: every incoming trampoline payment, with the
+	/// dialect its payer spoke.
+	pub async fn trampoline_buckets(
+		&self,
+	) -> Result<super::TrampolineBucketsResponse, ClientError> {
+		self.call_empty(paths::TRAMPOLINE_BUCKETS).await
+	}
+
 	/// `list-held`: trampoline payments held for an offline next node and
 	/// HTLCs held for often-offline payers.
 	pub async fn list_held(&self) -> Result<super::ListHeldResponse, ClientError> {

@@ -74,6 +74,44 @@ pub mod paths {
 	pub const TRAMPOLINE_STATS: &str = "/v1/trampoline-stats";
 	/// [`ListHeldResponse`](super::ListHeldResponse) for an empty request.
 	pub const LIST_HELD: &str = "/v1/list-held";
+	/// [`TrampolineBucketsResponse`](super::TrampolineBucketsResponse) for an
+	/// empty request.
+	pub const TRAMPOLINE_BUCKETS: &str = "/v1/trampoline-buckets";
+}
+
+/// What `trampoline-buckets` answers: every incoming trampoline payment the
+/// relay knows, the settled ones it pruned (the latest thousand) first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrampolineBucketsResponse {
+	/// The buckets.
+	pub buckets: Vec<TrampolineBucket>,
+}
+
+/// One incoming trampoline payment (bucket), for operators.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrampolineBucket {
+	/// The payment hash, hex.
+	pub payment_hash: String,
+	/// How many incoming HTLCs (parts) it has had.
+	pub parts: usize,
+	/// The outer total the payer announced, msat.
+	pub outer_total_msat: u64,
+	/// The dialect its payer spoke: `spec` (type 20) or `legacy` (66100).
+	pub dialect: crate::relay::Dialect,
+	/// Where it stands.
+	pub state: crate::relay::BucketStage,
+}
+
+impl From<crate::relay::BucketSummary> for TrampolineBucket {
+	fn from(summary: crate::relay::BucketSummary) -> Self {
+		Self {
+			payment_hash: summary.payment_hash.to_string(),
+			parts: summary.parts,
+			outer_total_msat: summary.outer_total_msat,
+			dialect: summary.dialect,
+			state: summary.state,
+		}
+	}
 }
 
 /// What `list-held` answers.
@@ -301,4 +339,29 @@ pub struct ListStaticInvoicesResponse {
 pub struct StopResponse {
 	/// Always true: the process exits right after answering.
 	pub stopped: bool,
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use crate::relay::{BucketStage, BucketSummary, Dialect};
+	use lightning::types::payment::PaymentHash;
+
+	#[test]
+	fn a_bucket_listing_names_its_payers_dialect() {
+		let summary = BucketSummary {
+			payment_hash: PaymentHash([0xab; 32]),
+			parts: 2,
+			outer_total_msat: 1_001_100,
+			dialect: Dialect::Legacy,
+			state: BucketStage::Failed,
+		};
+		let listed = TrampolineBucket::from(summary);
+		let json = serde_json::to_value(&listed).unwrap();
+		assert_eq!(json["dialect"], "legacy");
+		assert_eq!(json["state"], "failed");
+		assert_eq!(json["payment_hash"], "ab".repeat(32));
+		let back: TrampolineBucket = serde_json::from_value(json).unwrap();
+		assert_eq!(back, listed);
+	}
 }

@@ -106,6 +106,7 @@ pub fn router(node: Arc<Node>, shutdown: watch::Sender<bool>) -> Router {
 		.route(paths::STOP, post(stop))
 		.route(paths::TRAMPOLINE_STATS, post(trampoline_stats))
 		.route(paths::LIST_HELD, post(list_held))
+		.route(paths::TRAMPOLINE_BUCKETS, post(trampoline_buckets))
 		.fallback(|uri: Uri| async move {
 			ApiError::not_found(format!("no endpoint {uri}; the endpoints are POST /v1/..."))
 		})
@@ -387,12 +388,25 @@ async fn list_payments(State(ctx): Ctx, body: Bytes) -> ApiResult<ListPaymentsRe
 
 async fn trampoline_stats(State(ctx): Ctx, body: Bytes) -> ApiResult<crate::relay::RelayStats> {
 	parse::<EmptyRequest>(&body)?;
+	Ok(Json(relay_core(&ctx)?.stats()))
+}
+
+/// The relay's state, or the error telling the caller it is off.
+fn relay_core(ctx: &ControlState) -> Result<&Arc<crate::relay::RelayCore>, ApiError> {
 	let relay = ctx.node.trampoline().ok_or_else(|| {
 		ApiError::bad_request(
 			"this node does not relay trampoline payments (trampoline_relay = false)",
 		)
 	})?;
-	Ok(Json(relay.core().stats()))
+	Ok(relay.core())
+}
+
+async fn trampoline_buckets(
+	State(ctx): Ctx, body: Bytes,
+) -> ApiResult<super::TrampolineBucketsResponse> {
+	parse::<EmptyRequest>(&body)?;
+	let buckets = relay_core(&ctx)?.buckets().into_iter().map(Into::into).collect();
+	Ok(Json(super::TrampolineBucketsResponse { buckets }))
 }
 
 async fn list_held(State(ctx): Ctx, body: Bytes) -> ApiResult<super::ListHeldResponse> {

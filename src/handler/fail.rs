@@ -14,6 +14,7 @@ use lightning::util::ser::{LengthReadable, Writeable};
 use lightning::{log_error, log_info};
 
 use crate::onion::{self, FailureMessage};
+use crate::relay::dialect::{wire_failure, Dialect, FailReason};
 use crate::relay::store::{htlc_key, BucketState};
 use crate::relay::RelayCore;
 
@@ -34,34 +35,30 @@ pub(super) fn rewrite_fail(core: &RelayCore, fail: &mut UpdateFailHTLC) {
 
 	let bucket_state = record.bucket.as_ref().and_then(|id| core.store.bucket(id)).map(|b| b.state);
 	let receiving = matches!(bucket_state, Some(BucketState::Receiving | BucketState::Held { .. }));
-	let (recorded, forwarded) = match (&record.reject, bucket_state) {
-		(Some(reject), _) => (Some(reject.clone()), None),
-		(None, Some(BucketState::Failed { failure, forwarded })) => (Some(failure), forwarded),
-		(None, _) => (None, None),
+	let (reason, forwarded) = match (&record.reject_reason, &record.reject, bucket_state) {
+		(Some(reason), _, _) => (reason.clone(), None),
+		(None, Some(reject), _) => (recorded_reason(reject), None),
+		(None, None, Some(BucketState::Failed { reason: Some(reason), forwarded, .. })) => {
+			(reason, forwarded)
+		},
+		(None, None, Some(BucketState::Failed { failure, forwarded, .. })) => {
+			(recorded_reason(&failure), forwarded)
+		},
+		(None, None, _) => (map_ldk_failure(ldk_failure.as_ref(), record.final_receive), None),
 	};
-	let failure = recorded
-		.and_then(|bytes| FailureMessage::decode(&bytes).ok())
-		.unwrap_or_else(|| map_ldk_failure(ldk_failure.as_ref()));
+	let dialect = record.dialect;
+	let failure = wire_failure(&reason, dialect, &core.policy);
 
 	let outer = SharedSecret::from_bytes(record.outer_shared_secret);
-	let passing_on = forwarded.is_some() && record.trampoline_shared_secret.is_some();
-	let packet = match (record.trampoline_shared_secret, forwarded) {
-		// A failure from further down the trampoline route: pass it on with
-		// our trampoline layer, then our outer layer.
-		(Some(tss), Some(mut packet)) => {
-			onion::wrap_trampoline_error_packet(
-				&SharedSecret::from_bytes(tss),
-				&outer,
-				&mut packet,
-			);
-			packet
-		},
-		(Some(tss), None) => {
-			onion::create_trampoline_error_packet(&SharedSecret::from_bytes(tss), &outer, &failure)
-		},
-		// The trampoline onion could not be peeled: only the outer layer exists.
-		(None, _) => onion::create_error_packet(&outer, &failure),
-	};
+	let packet = failure_packet(
+		dialect,
+		&outer,
+		record.trampoline_shared_secret.map(SharedSecret::from_bytes),
+		forwarded,
+		&failure,
+	);
+	let passing_on = matches!(packet, FailurePacket::PassedOn(_));
+	let packet = packet.into_bytes();
 	let Some(rewritten) = with_reason(fail, &packet) else {
 		log_error!(core.logger, "Cannot rewrite update_fail_htlc for {key}");
 		return;
@@ -81,7 +78,7 @@ pub(super) fn rewrite_fail(core: &RelayCore, fail: &mut UpdateFailHTLC) {
 	}
 	log_info!(
 		core.logger,
-		"Failing trampoline HTLC {key} with {failure:?} (LDK said {ldk_failure:?})"
+		"Failing trampoline HTLC {key} ({dialect:?}) with {failure:?} for {reason:?} (LDK said {ldk_failure:?})"
 	);
 	if let (None, true, Some(id)) = (&record.reject, receiving, &record.bucket) {
 		// LDK failed a part by itself. Only once it has failed every part
@@ -89,19 +86,77 @@ pub(super) fn rewrite_fail(core: &RelayCore, fail: &mut UpdateFailHTLC) {
 		// over; a single extra or late part it refused leaves the rest.
 		let all_failed = core.store.htlcs_of(id).iter().all(|(_, h)| h.resolved);
 		if all_failed {
+			let spec = wire_failure(&reason, Dialect::Spec, &core.policy).encode();
 			core.store.update_bucket_deferred(id, |b| {
-				b.state = BucketState::Failed { failure: encoded, forwarded: None }
+				b.state =
+					BucketState::Failed { failure: spec, forwarded: None, reason: Some(reason) }
 			});
 		}
 	}
 }
 
-/// What the origin sees when LDK failed a rewritten HTLC by itself.
-fn map_ldk_failure(ldk: Option<&FailureMessage>) -> FailureMessage {
+/// Why LDK failed a rewritten HTLC by itself: an incomplete bucket (the
+/// payer may retry), the recipient's answer when the payment was to us
+/// (`final_receive`: LDK is the recipient), else our own trouble.
+fn map_ldk_failure(ldk: Option<&FailureMessage>, final_receive: bool) -> FailReason {
 	match ldk {
-		// The bucket never completed: the payer may retry.
-		Some(FailureMessage::MppTimeout) => FailureMessage::MppTimeout,
-		_ => FailureMessage::TemporaryTrampolineFailure,
+		Some(FailureMessage::MppTimeout) => FailReason::MppTimeout,
+		Some(message) if final_receive => FailReason::Verbatim { message: message.clone() },
+		_ => FailReason::Internal,
+	}
+}
+
+/// The reason behind a failure recorded as its spec message only (records of
+/// older versions).
+fn recorded_reason(bytes: &[u8]) -> FailReason {
+	FailureMessage::decode(bytes).map_or(FailReason::Internal, FailReason::from_recorded)
+}
+
+/// An error packet for the payer, and whether it is ours or passed on.
+#[derive(Debug, PartialEq, Eq)]
+enum FailurePacket {
+	/// Created by us.
+	Ours(Vec<u8>),
+	/// A failure from further down the trampoline route, wrapped with our
+	/// layers.
+	PassedOn(Vec<u8>),
+}
+
+impl FailurePacket {
+	fn into_bytes(self) -> Vec<u8> {
+		match self {
+			Self::Ours(bytes) | Self::PassedOn(bytes) => bytes,
+		}
+	}
+}
+
+/// The error packet a payer speaking `dialect` can decrypt, for `failure`
+/// (ours) or `forwarded` (a packet from further down, for a spec payer
+/// only). `outer` and `trampoline` are our secrets of its HTLC's onions
+/// (`trampoline`: `None` if its trampoline onion could not be peeled).
+///
+/// - Legacy: `failure`, created with the outer secret only, as eclair's
+///   relay and Electrum's decoder do (see [`crate::relay::dialect`]). A
+///   forwarded packet is never passed to a legacy payer: it decrypts outer
+///   layers only and could not read it (the relay records a reason a legacy
+///   payer can read instead; this is the last guard).
+/// - Spec: created with the trampoline secret, then wrapped with the outer
+///   one; a forwarded packet wrapped with both.
+fn failure_packet(
+	dialect: Dialect, outer: &SharedSecret, trampoline: Option<SharedSecret>,
+	forwarded: Option<Vec<u8>>, failure: &FailureMessage,
+) -> FailurePacket {
+	match (dialect, trampoline, forwarded) {
+		(Dialect::Legacy, _, _) | (Dialect::Spec, None, _) => {
+			FailurePacket::Ours(onion::create_error_packet(outer, failure))
+		},
+		(Dialect::Spec, Some(tss), Some(mut packet)) => {
+			onion::wrap_trampoline_error_packet(&tss, outer, &mut packet);
+			FailurePacket::PassedOn(packet)
+		},
+		(Dialect::Spec, Some(tss), None) => {
+			FailurePacket::Ours(onion::create_trampoline_error_packet(&tss, outer, failure))
+		},
 	}
 }
 

@@ -14,6 +14,8 @@
 //! HTLC it fails back the failure it chose instead of LDK's.
 
 mod fail;
+#[cfg(test)]
+mod reused_htlc_ids;
 mod rewrite;
 #[cfg(test)]
 mod tests;
@@ -29,7 +31,8 @@ use lightning::ln::types::ChannelId;
 use lightning::types::features::{InitFeatures, NodeFeatures};
 
 use crate::htlc_hold::HtlcHold;
-use crate::relay::RelayCore;
+use crate::relay::dialect::{with_feature_bit, LEGACY_TRAMPOLINE_FEATURE_BIT};
+use crate::relay::{RelayCore, TrampolinePolicy};
 use crate::sender::SenderState;
 
 pub(crate) use fail::reason_of;
@@ -97,6 +100,23 @@ where
 	}
 }
 
+/// `le_flags` (LDK's features, least significant byte first) with what a
+/// relay running `policy` advertises: `trampoline_routing` (optional, bit
+/// 57) and, with [`TrampolinePolicy::advertise_legacy_feature_bit`],
+/// Electrum's bit 151; unchanged without a relay (`None`).
+pub fn with_trampoline_bits(le_flags: &[u8], policy: Option<&TrampolinePolicy>) -> Vec<u8> {
+	let Some(policy) = policy else { return le_flags.to_vec() };
+	let flags = with_feature_bit(le_flags, SPEC_TRAMPOLINE_FEATURE_BIT);
+	if policy.advertise_legacy_feature_bit {
+		with_feature_bit(&flags, LEGACY_TRAMPOLINE_FEATURE_BIT)
+	} else {
+		flags
+	}
+}
+
+/// `trampoline_routing`, optional (BOLT 9 / the trampoline branch).
+const SPEC_TRAMPOLINE_FEATURE_BIT: usize = 57;
+
 macro_rules! delegate {
 	($($name:ident($($arg:ident: $ty:ty),*);)*) => {
 		$(fn $name(&self, their_node_id: PublicKey, $($arg: $ty),*) {
@@ -161,22 +181,21 @@ where
 		self.cm.get_cm().peer_disconnected(their_node_id)
 	}
 
-	/// LDK's, plus `trampoline_routing` (optional, bit 57) when the relay is on.
+	/// LDK's, plus the relay's trampoline bits ([`with_trampoline_bits`]).
+	/// `PeerManager` puts these in our node announcement.
 	fn provided_node_features(&self) -> NodeFeatures {
-		let mut features = self.cm.get_cm().provided_node_features();
-		if self.core.is_some() {
-			features.set_trampoline_routing_optional();
-		}
-		features
+		let features = self.cm.get_cm().provided_node_features();
+		let policy = self.core.as_ref().map(|core| &core.policy);
+		NodeFeatures::from_le_bytes(with_trampoline_bits(features.le_flags(), policy))
 	}
 
-	/// LDK's, plus `trampoline_routing` (optional, bit 57) when the relay is on.
+	/// LDK's, plus the relay's trampoline bits ([`with_trampoline_bits`]):
+	/// Electrum opens a trampoline channel, and sends through it, only to a
+	/// peer whose `init` sets 149 or 151.
 	fn provided_init_features(&self, their_node_id: PublicKey) -> InitFeatures {
-		let mut features = self.cm.get_cm().provided_init_features(their_node_id);
-		if self.core.is_some() {
-			features.set_trampoline_routing_optional();
-		}
-		features
+		let features = self.cm.get_cm().provided_init_features(their_node_id);
+		let policy = self.core.as_ref().map(|core| &core.policy);
+		InitFeatures::from_le_bytes(with_trampoline_bits(features.le_flags(), policy))
 	}
 
 	fn peer_connected(

@@ -15,6 +15,7 @@ use crate::onion::{
 	PeeledOnion, SphinxHop, TrampolineHop, TrampolinePayload, UnknownTlvs,
 	PAYMENT_ONION_HOP_PAYLOADS_LEN,
 };
+use crate::relay::dialect::{wire_failure, Dialect, FailReason};
 use crate::relay::rules::{self, HtlcFacts, InnerFacts, OuterFacts};
 use crate::relay::store::{bucket_id, htlc_key, BucketRecord, BucketState, HtlcRecord};
 use crate::relay::{now_secs, RelayCore, BUCKET_TLV_TYPE};
@@ -78,8 +79,13 @@ enum Decision {
 	PassThrough,
 	/// A valid trampoline forward of this bucket.
 	Forward { bucket: [u8; 32], ldk_secret: PaymentSecret, amt: u64, total: u64 },
-	/// Fail it with this message, wrapped with these secrets.
-	Reject { failure: FailureMessage },
+	/// We are the final recipient (the payer's trampoline onion names us as
+	/// the next trampoline and then receives, or receives at once in the
+	/// legacy layout, which LDK does not read): a plain receive of our own
+	/// invoice for LDK.
+	Receive { payment_data: PaymentData, payment_metadata: Option<Vec<u8>>, amt: u64 },
+	/// Fail it for this reason (in the payer's dialect).
+	Reject { reason: FailReason },
 }
 
 /// Returns the message to hand LDK instead of `msg` (offered by `peer`), or
@@ -112,11 +118,12 @@ pub(super) fn rewrite_add<N: InboundNode + ?Sized>(
 		payment_data,
 		current_path_key: None,
 		trampoline_onion,
-		..
+		layout,
 	} = payload.hop
 	else {
 		return None;
 	};
+	let dialect = Dialect::of_outer_onion(layout);
 	// LDK rejects an add on a channel we do not have with this peer: a peer
 	// without one must not make us write anything.
 	if !node.has_channel(peer, &msg.channel_id) {
@@ -145,18 +152,23 @@ pub(super) fn rewrite_add<N: InboundNode + ?Sized>(
 	let outer_facts = |total_msat| OuterFacts { amt_to_forward, outgoing_cltv_value, total_msat };
 	let mut trampoline_ss = None;
 	let decision = match onion::peel(&core.secp, &trampoline_onion, &msg.payment_hash.0, ecdh) {
-		Err(e) => Decision::Reject { failure: e.to_failure(&trampoline_onion.to_bytes()) },
+		Err(e) => Decision::Reject {
+			reason: FailReason::Verbatim { message: e.to_failure(&trampoline_onion.to_bytes()) },
+		},
 		Ok(inner) => {
 			trampoline_ss = Some(inner.shared_secret);
 			match TrampolinePayload::decode(&inner.payload) {
-				Err(e) => Decision::Reject { failure: e.to_failure() },
+				Err(e) => {
+					Decision::Reject { reason: FailReason::Verbatim { message: e.to_failure() } }
+				},
 				Ok(TrampolinePayload { hop, .. }) => {
-					let context = Context { core, node, msg, key: &key, peer: &peer_hex };
+					let context = Context { core, node, msg, key: &key, peer: &peer_hex, dialect };
 					decide(&context, hop, &inner, htlc, outer_facts, payment_data)
 				},
 			}
 		},
 	};
+	let final_receive = matches!(decision, Decision::Receive { .. });
 
 	let (bucket, payment_data, amt, custom, reject) = match decision {
 		Decision::PassThrough => return None,
@@ -167,8 +179,36 @@ pub(super) fn rewrite_add<N: InboundNode + ?Sized>(
 			vec![(BUCKET_TLV_TYPE, bucket.to_vec())],
 			None,
 		),
-		Decision::Reject { failure } => {
-			log_info!(core.logger, "Rejecting trampoline HTLC {key}: {failure:?}");
+		Decision::Receive { payment_data, payment_metadata, amt } => {
+			log_info!(core.logger, "Trampoline HTLC {key} is a payment to us ({dialect:?})");
+			let receive = OuterPayload::new(OuterHop::Receive {
+				amt_to_forward: amt,
+				outgoing_cltv_value: msg.cltv_expiry,
+				payment_data: Some(payment_data),
+				payment_metadata,
+				keysend_preimage: None,
+			});
+			return finish(core, node, msg, &key, receive, |rewrite_ss| HtlcRecord {
+				payment_hash: msg.payment_hash.0,
+				bucket: None,
+				outer_shared_secret: outer_ss.secret_bytes(),
+				trampoline_shared_secret: trampoline_ss.map(|s: SharedSecret| s.secret_bytes()),
+				rewrite_shared_secret: rewrite_ss,
+				reject: None,
+				failure_sent: None,
+				peer: peer_hex.clone(),
+				amount_msat: msg.amount_msat,
+				cltv_expiry: msg.cltv_expiry,
+				recorded_secs: now_secs(),
+				resolved: false,
+				reject_reason: None,
+				dialect,
+				final_receive,
+			});
+		},
+		Decision::Reject { reason } => {
+			let failure = wire_failure(&reason, Dialect::Spec, &core.policy);
+			log_info!(core.logger, "Rejecting trampoline HTLC {key} ({dialect:?}): {reason:?}");
 			// A secret LDK never issued: LDK fails the HTLC, and the outgoing
 			// failure is replaced with `failure`.
 			let bogus =
@@ -178,13 +218,15 @@ pub(super) fn rewrite_add<N: InboundNode + ?Sized>(
 				PaymentData { payment_secret: bogus, total_msat: msg.amount_msat },
 				msg.amount_msat,
 				Vec::new(),
-				Some(failure.encode()),
+				Some((failure.encode(), reason)),
 			)
 		},
 	};
+	let (reject, reject_reason) = match reject {
+		Some((bytes, reason)) => (Some(bytes), Some(reason)),
+		None => (None, None),
+	};
 
-	let session_key = core.derive(b"rewrite", &[&pubkey.serialize(), &msg.payment_hash.0]);
-	let session_key = SecretKey::from_slice(&session_key).ok()?;
 	// The HTLC's own expiry, never the payer's onion value: LDK fails a
 	// claimable HTLC back at the expiry of the receive it peeled minus 39
 	// blocks, and the relay's budget is checked against the HTLC's.
@@ -198,6 +240,37 @@ pub(super) fn rewrite_add<N: InboundNode + ?Sized>(
 		},
 		unknown_tlvs: UnknownTlvs::from_records(custom).ok()?,
 	};
+	finish(core, node, msg, &key, receive, |rewrite_ss| HtlcRecord {
+		payment_hash: msg.payment_hash.0,
+		bucket,
+		outer_shared_secret: outer_ss.secret_bytes(),
+		trampoline_shared_secret: trampoline_ss.map(|s: SharedSecret| s.secret_bytes()),
+		rewrite_shared_secret: rewrite_ss,
+		reject,
+		failure_sent: None,
+		peer: peer_hex,
+		amount_msat: msg.amount_msat,
+		cltv_expiry: msg.cltv_expiry,
+		recorded_secs: now_secs(),
+		resolved: false,
+		reject_reason,
+		dialect,
+		final_receive,
+	})
+}
+
+/// Builds the one-hop onion to ourselves carrying `receive` (session key
+/// derived from the payer's ephemeral key and the payment hash, so that a
+/// retransmission is rewritten to the same bytes), records the HTLC
+/// (`record` gets the rewrite's shared secret) and returns the add to hand
+/// LDK; `None` (LDK gets the payer's add) if any step fails.
+fn finish<N: InboundNode + ?Sized>(
+	core: &RelayCore, node: &N, msg: &UpdateAddHTLC, key: &str, receive: OuterPayload,
+	record: impl FnOnce([u8; 32]) -> HtlcRecord,
+) -> Option<UpdateAddHTLC> {
+	let pubkey = msg.onion_routing_packet.public_key.ok()?;
+	let session_key = core.derive(b"rewrite", &[&pubkey.serialize(), &msg.payment_hash.0]);
+	let session_key = SecretKey::from_slice(&session_key).ok()?;
 	let hop = SphinxHop { node_id: node.our_node_id(), payload: receive.encode().ok()? };
 	let built = match onion::build(
 		&core.secp,
@@ -212,21 +285,8 @@ pub(super) fn rewrite_add<N: InboundNode + ?Sized>(
 			return None;
 		},
 	};
-	let record = HtlcRecord {
-		payment_hash: msg.payment_hash.0,
-		bucket,
-		outer_shared_secret: outer_ss.secret_bytes(),
-		trampoline_shared_secret: trampoline_ss.map(|s: SharedSecret| s.secret_bytes()),
-		rewrite_shared_secret: built.shared_secrets[0].secret_bytes(),
-		reject,
-		failure_sent: None,
-		peer: peer_hex,
-		amount_msat: msg.amount_msat,
-		cltv_expiry: msg.cltv_expiry,
-		recorded_secs: now_secs(),
-		resolved: false,
-	};
-	if let Err(e) = core.store.put_htlc(&key, record) {
+	let record = record(built.shared_secrets.first()?.secret_bytes());
+	if let Err(e) = core.store.put_htlc(key, record) {
 		log_error!(core.logger, "Cannot record trampoline HTLC {key}, leaving it to LDK: {e}");
 		return None;
 	}
@@ -243,16 +303,76 @@ struct Context<'a, N: ?Sized> {
 	key: &'a str,
 	/// The offering peer, hex.
 	peer: &'a str,
+	/// The payer's dialect.
+	dialect: Dialect,
 }
 
 fn decide<N: InboundNode + ?Sized>(
 	cx: &Context<'_, N>, hop: TrampolineHop, inner: &PeeledOnion, htlc: HtlcFacts,
 	outer_facts: impl Fn(u64) -> OuterFacts, payment_data: Option<PaymentData>,
 ) -> Decision {
-	let Context { core, node, msg, key, .. } = *cx;
+	let Context { core, node, msg, key, dialect, .. } = *cx;
+	let payment_data_outer = payment_data;
 	let (inner_amt, inner_cltv, next_packet) = match (hop, &inner.next) {
-		(TrampolineHop::Receive { .. } | TrampolineHop::BlindedReceive { .. }, _) => {
+		// LDK 0.2.7 receives a type-20 trampoline payment itself.
+		(TrampolineHop::Receive { .. }, _) if dialect == Dialect::Spec => {
 			return Decision::PassThrough
+		},
+		(TrampolineHop::BlindedReceive { .. }, _) => return Decision::PassThrough,
+		// A legacy payment to us (66100 is not LDK's).
+		(receive @ TrampolineHop::Receive { .. }, _) => {
+			return receive_for_us(receive, htlc, outer_facts, payment_data)
+		},
+		// Electrum's end-to-end payment to an invoice of ours with us as its
+		// only trampoline: the next trampoline is us, and the next layer
+		// (ours too) receives.
+		(TrampolineHop::ToTrampoline { outgoing_node_id, .. }, NextPacket::Forward(next))
+			if outgoing_node_id == node.our_node_id() =>
+		{
+			let ecdh = |key: &PublicKey| core.signer.ecdh(Recipient::Node, key, None);
+			let ours = onion::peel(&core.secp, next, &msg.payment_hash.0, ecdh);
+			let hop = match ours.map(|o| TrampolinePayload::decode(&o.payload)) {
+				Ok(Ok(TrampolinePayload { hop, .. })) => hop,
+				Ok(Err(e)) => {
+					return Decision::Reject {
+						reason: FailReason::Verbatim { message: e.to_failure() },
+					}
+				},
+				Err(e) => {
+					return Decision::Reject {
+						reason: FailReason::Verbatim { message: e.to_failure(&next.to_bytes()) },
+					}
+				},
+			};
+			return match hop {
+				receive @ TrampolineHop::Receive { .. } => {
+					receive_for_us(receive, htlc, outer_facts, payment_data)
+				},
+				// A route through us twice: not relayed.
+				_ => Decision::Reject { reason: FailReason::UnknownNextNode },
+			};
+		},
+		// A legacy recipient that is us (Electrum pays an invoice of ours
+		// without trampoline bits through us as a legacy relay): the invoice
+		// data is all a receive needs.
+		(
+			TrampolineHop::ToLegacyRecipient {
+				amt_to_forward,
+				outgoing_cltv_value,
+				outgoing_node_id,
+				payment_data,
+				payment_metadata,
+				..
+			},
+			_,
+		) if outgoing_node_id == node.our_node_id() => {
+			let receive = TrampolineHop::Receive {
+				amt_to_forward,
+				outgoing_cltv_value,
+				payment_data: Some(payment_data),
+				payment_metadata,
+			};
+			return receive_for_us(receive, htlc, outer_facts, payment_data_outer);
 		},
 		(
 			TrampolineHop::ToLegacyRecipient { amt_to_forward, outgoing_cltv_value, .. }
@@ -266,14 +386,16 @@ fn decide<N: InboundNode + ?Sized>(
 		// A next trampoline but nothing left for it in the onion.
 		(TrampolineHop::ToTrampoline { .. }, NextPacket::Final) => {
 			return Decision::Reject {
-				failure: FailureMessage::InvalidOnionPayload {
-					tlv_type: onion::types::OUTGOING_NODE_ID,
-					offset: 0,
+				reason: FailReason::Verbatim {
+					message: FailureMessage::InvalidOnionPayload {
+						tlv_type: onion::types::OUTGOING_NODE_ID,
+						offset: 0,
+					},
 				},
 			}
 		},
 		// Not relayed by this version: inside a blinded path.
-		_ => return Decision::Reject { failure: FailureMessage::TemporaryTrampolineFailure },
+		_ => return Decision::Reject { reason: FailReason::Unsupported },
 	};
 	let outer = outer_facts(0);
 	// Without outer payment_data (LDK's trampoline sender without a secret),
@@ -286,8 +408,8 @@ fn decide<N: InboundNode + ?Sized>(
 	});
 	let outer = outer_facts(payment_data.total_msat);
 	let inner_facts = InnerFacts { amt_to_forward: inner_amt, outgoing_cltv_value: inner_cltv };
-	if let Err(failure) = rules::check_onion_layers(htlc, outer, inner_facts) {
-		return Decision::Reject { failure };
+	if let Err(reason) = rules::check_onion_layers(htlc, outer, inner_facts) {
+		return Decision::Reject { reason };
 	}
 
 	let payment_hash = PaymentHash(msg.payment_hash.0);
@@ -303,7 +425,7 @@ fn decide<N: InboundNode + ?Sized>(
 		rules::is_live(bucket, unresolved)
 	});
 	let load = core.store.peer_load(cx.peer);
-	if let Err(failure) = rules::admit_to_bucket(
+	if let Err(reason) = rules::admit_to_bucket(
 		&id,
 		existing.as_ref(),
 		other_live,
@@ -311,7 +433,7 @@ fn decide<N: InboundNode + ?Sized>(
 		msg.amount_msat,
 		&core.limits,
 	) {
-		return Decision::Reject { failure };
+		return Decision::Reject { reason };
 	}
 	let ldk_secret = match &existing {
 		Some(bucket) => PaymentSecret(bucket.ldk_secret),
@@ -319,15 +441,13 @@ fn decide<N: InboundNode + ?Sized>(
 			let Some(secret) =
 				node.create_inbound_payment_for_hash(payment_hash, BUCKET_SECRET_EXPIRY_SECS)
 			else {
-				return Decision::Reject { failure: FailureMessage::TemporaryTrampolineFailure };
+				return Decision::Reject { reason: FailReason::Internal };
 			};
 			// The older buckets of this hash are over in LDK: nothing done by
 			// payment hash may be done for them from now on.
 			for (other, _) in &others {
 				if core.store.update_bucket(other, |b| b.superseded = true).is_err() {
-					return Decision::Reject {
-						failure: FailureMessage::TemporaryTrampolineFailure,
-					};
+					return Decision::Reject { reason: FailReason::Internal };
 				}
 			}
 			secret
@@ -347,6 +467,7 @@ fn decide<N: InboundNode + ?Sized>(
 		superseded: false,
 		retry_until: None,
 		retries_stopped: false,
+		dialect,
 	};
 	let stored = core.store.update_or_create_bucket(
 		&id,
@@ -355,12 +476,66 @@ fn decide<N: InboundNode + ?Sized>(
 	);
 	let bucket = match stored {
 		Ok(Some(bucket)) => bucket,
-		_ => return Decision::Reject { failure: FailureMessage::TemporaryTrampolineFailure },
+		_ => return Decision::Reject { reason: FailReason::Internal },
 	};
 	Decision::Forward {
 		bucket: id,
 		ldk_secret: PaymentSecret(bucket.ldk_secret),
 		amt: outer.amt_to_forward,
 		total: payment_data.total_msat,
+	}
+}
+
+/// The final-node rules for a trampoline payment to us (`receive`, the
+/// payload of the last trampoline layer, which is ours): the invoice's
+/// payment secret and total in it, and no more than the outer onion and the
+/// HTLC carry (PROTOCOL.md). LDK then checks the secret against our
+/// invoice, aggregates the parts and emits an ordinary `PaymentClaimable`.
+///
+/// LDK is told the outer total (what the payer's parts add up to, its fee
+/// to us as trampoline included: we are its trampoline and its recipient
+/// and keep both), so that the parts complete the set exactly; the invoice's
+/// amount is at most the inner total, which is at most the outer one.
+fn receive_for_us(
+	receive: TrampolineHop, htlc: HtlcFacts, outer_facts: impl Fn(u64) -> OuterFacts,
+	payment_data: Option<PaymentData>,
+) -> Decision {
+	let TrampolineHop::Receive {
+		amt_to_forward,
+		outgoing_cltv_value,
+		payment_data: Some(invoice),
+		payment_metadata,
+	} = receive
+	else {
+		// No invoice secret: nothing LDK could check this against.
+		return Decision::Reject {
+			reason: FailReason::Verbatim {
+				message: FailureMessage::InvalidOnionPayload {
+					tlv_type: onion::types::PAYMENT_DATA,
+					offset: 0,
+				},
+			},
+		};
+	};
+	let outer = outer_facts(0);
+	let total_msat = payment_data.map_or(outer.amt_to_forward, |d| d.total_msat);
+	let outer = outer_facts(total_msat);
+	let inner = InnerFacts { amt_to_forward, outgoing_cltv_value };
+	if let Err(reason) = rules::check_onion_layers(htlc, outer, inner) {
+		return Decision::Reject { reason };
+	}
+	if invoice.total_msat > total_msat {
+		return Decision::Reject {
+			reason: FailReason::Verbatim {
+				message: FailureMessage::FinalIncorrectHtlcAmount {
+					incoming_htlc_amt: outer.amt_to_forward,
+				},
+			},
+		};
+	}
+	Decision::Receive {
+		payment_data: PaymentData { payment_secret: invoice.payment_secret, total_msat },
+		payment_metadata,
+		amt: outer.amt_to_forward,
 	}
 }

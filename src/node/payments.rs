@@ -239,9 +239,20 @@ impl Node {
 			invoice_expiry_delta_secs: Some(expiry_secs),
 			..Default::default()
 		};
-		self.channel_manager
+		let invoice = self
+			.channel_manager
 			.create_bolt11_invoice(params)
-			.map_err(|e| NodeError::Payment(format!("cannot create invoice: {e}")))
+			.map_err(|e| NodeError::Payment(format!("cannot create invoice: {e}")))?;
+		// A relay advertises trampoline support (57, and Electrum's 151) in
+		// its invoices: Electrum then pays them end to end with us as its
+		// trampoline, and we receive as the final node.
+		match &self.trampoline {
+			Some(relay) => relay
+				.core()
+				.advertise_in_invoice(invoice)
+				.map_err(|e| NodeError::Payment(format!("cannot create invoice: {e}"))),
+			None => Ok(invoice),
+		}
 	}
 
 	/// Creates a BOLT 12 offer reachable through blinded paths via our peers.

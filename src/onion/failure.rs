@@ -17,9 +17,10 @@ pub const UPDATE: u16 = 0x1000;
 
 /// A BOLT 4 failure message.
 ///
-/// Codes this module does not know are kept in [`FailureMessage::Unknown`] (the
-/// legacy eclair trampoline codes `NODE|51` and `NODE|52` land there). For known
-/// codes, bytes after the defined fields are ignored on decode.
+/// Codes this module does not know are kept in [`FailureMessage::Unknown`]. The
+/// legacy trampoline codes of eclair and Electrum (`NODE|51`, `NODE|52`) are
+/// known. For known codes, bytes after the defined fields are ignored on
+/// decode.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum FailureMessage {
 	/// `PERM|1` invalid_realm.
@@ -136,6 +137,13 @@ pub enum FailureMessage {
 	},
 	/// `PERM|27` unknown_next_trampoline.
 	UnknownNextTrampoline,
+	/// `NODE|51` trampoline_fee_insufficient, the legacy trampoline code of
+	/// eclair (`FailureMessage.scala`) and Electrum (`lnonion.py`). Neither
+	/// puts data in it (eclair only an optional TLV stream, Electrum `b''`).
+	TrampolineFeeInsufficient,
+	/// `NODE|52` trampoline_expiry_too_soon, the legacy trampoline code of
+	/// eclair and Electrum; no data either.
+	TrampolineExpiryTooSoon,
 	/// A code this module does not decode, kept verbatim.
 	Unknown {
 		/// The failure code.
@@ -219,6 +227,10 @@ pub mod codes {
 	pub const TRAMPOLINE_FEE_OR_EXPIRY_INSUFFICIENT: u16 = NODE | 26;
 	/// unknown_next_trampoline
 	pub const UNKNOWN_NEXT_TRAMPOLINE: u16 = PERM | 27;
+	/// trampoline_fee_insufficient (legacy: eclair, Electrum)
+	pub const TRAMPOLINE_FEE_INSUFFICIENT: u16 = NODE | 51;
+	/// trampoline_expiry_too_soon (legacy: eclair, Electrum)
+	pub const TRAMPOLINE_EXPIRY_TOO_SOON: u16 = NODE | 52;
 }
 
 impl FailureMessage {
@@ -256,6 +268,8 @@ impl FailureMessage {
 				TRAMPOLINE_FEE_OR_EXPIRY_INSUFFICIENT
 			},
 			FailureMessage::UnknownNextTrampoline => UNKNOWN_NEXT_TRAMPOLINE,
+			FailureMessage::TrampolineFeeInsufficient => TRAMPOLINE_FEE_INSUFFICIENT,
+			FailureMessage::TrampolineExpiryTooSoon => TRAMPOLINE_EXPIRY_TOO_SOON,
 			FailureMessage::Unknown { code, .. } => *code,
 		}
 	}
@@ -354,7 +368,9 @@ impl FailureMessage {
 			| FailureMessage::ExpiryTooFar
 			| FailureMessage::MppTimeout
 			| FailureMessage::TemporaryTrampolineFailure
-			| FailureMessage::UnknownNextTrampoline => {},
+			| FailureMessage::UnknownNextTrampoline
+			| FailureMessage::TrampolineFeeInsufficient
+			| FailureMessage::TrampolineExpiryTooSoon => {},
 		}
 		out
 	}
@@ -420,6 +436,8 @@ impl FailureMessage {
 				cltv_expiry_delta: r.read()?,
 			},
 			UNKNOWN_NEXT_TRAMPOLINE => Self::UnknownNextTrampoline,
+			TRAMPOLINE_FEE_INSUFFICIENT => Self::TrampolineFeeInsufficient,
+			TRAMPOLINE_EXPIRY_TOO_SOON => Self::TrampolineExpiryTooSoon,
 			_ => Self::Unknown { code, data: bytes[2..].to_vec() },
 		};
 		Ok(message)
@@ -482,7 +500,9 @@ mod tests {
 				cltv_expiry_delta: 576,
 			},
 			FailureMessage::UnknownNextTrampoline,
-			FailureMessage::Unknown { code: NODE | 51, data: vec![1, 2] },
+			FailureMessage::TrampolineFeeInsufficient,
+			FailureMessage::TrampolineExpiryTooSoon,
+			FailureMessage::Unknown { code: NODE | 99, data: vec![1, 2] },
 		];
 		for message in samples {
 			assert_eq!(FailureMessage::decode(&message.encode()), Ok(message));
@@ -497,6 +517,14 @@ mod tests {
 		assert_eq!(codes::TEMPORARY_TRAMPOLINE_FAILURE, 0x2019);
 		assert_eq!(codes::TRAMPOLINE_FEE_OR_EXPIRY_INSUFFICIENT, 0x201a);
 		assert_eq!(codes::UNKNOWN_NEXT_TRAMPOLINE, 0x401b);
+		// Electrum's lnonion.py: NODE | 51 and NODE | 52, no data.
+		assert_eq!(FailureMessage::TrampolineFeeInsufficient.encode(), vec![0x20, 0x33]);
+		assert_eq!(FailureMessage::TrampolineExpiryTooSoon.encode(), vec![0x20, 0x34]);
+		// eclair's optional failure TLVs after the code are ignored.
+		assert_eq!(
+			FailureMessage::decode(&[0x20, 0x33, 0xfd, 0x00]),
+			Ok(FailureMessage::TrampolineFeeInsufficient)
+		);
 		assert_eq!(
 			FailureMessage::TrampolineFeeOrExpiryInsufficient {
 				fee_base_msat: 1,

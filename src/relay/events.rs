@@ -22,13 +22,14 @@ use lightning::types::features::{Bolt11InvoiceFeatures, Bolt12InvoiceFeatures};
 use lightning::types::payment::{PaymentHash, PaymentPreimage, PaymentSecret};
 use lightning::{log_error, log_info};
 
+use super::dialect::{self, wire_failure, Dialect, FailReason};
 use super::rules::{self, InnerFacts, RelayDecision, RelayInputs, RelayPlan};
 use super::store::{BucketId, BucketRecord, BucketState};
 use super::{now_secs, TrampolineRelay, BUCKET_TLV_TYPE};
 use crate::onion::{
-	legacy_route_hints_to_ldk, FailureMessage, PaymentBlindedPath, TrampolineHop, TrampolinePayload,
+	legacy_route_hints_to_ldk, PaymentBlindedPath, TrampolineHop, TrampolinePayload,
 };
-use crate::sender::{send_to_trampoline, OuterSend, RelayedFailure, RouteShortfall, SenderError};
+use crate::sender::{send_to_trampoline, OuterSend, RouteShortfall, SenderError};
 
 /// How many times LDK may retry the outgoing payment over other routes.
 const OUTGOING_RETRY: Retry = Retry::Attempts(3);
@@ -169,7 +170,7 @@ where
 					Err(packet) => self.fail_bucket_with(
 						&id,
 						&bucket,
-						FailureMessage::TemporaryTrampolineFailure,
+						FailReason::DownstreamUnreadable,
 						Some(packet),
 					),
 				}
@@ -192,44 +193,34 @@ where
 		}
 	}
 
-	/// What the payer is told when the outgoing payment failed: a failure
-	/// message, or (`Err`) a packet from further down the trampoline route
-	/// to pass back.
+	/// Why the outgoing payment failed, or (`Err`) a packet from further
+	/// down the trampoline route to pass back to a spec payer. A legacy payer
+	/// decrypts outer layers only: it cannot read such a packet, and gets
+	/// [`FailReason::DownstreamUnreadable`]; the next trampoline's own
+	/// readable failure is passed on to it (as eclair's `translateError`
+	/// does).
 	fn outgoing_failure(
 		&self, payment_id: &PaymentId, bucket: &BucketRecord, reason: Option<&PaymentFailureReason>,
-	) -> Result<FailureMessage, Vec<u8>> {
+	) -> Result<FailReason, Vec<u8>> {
 		let hash = PaymentHash(bucket.payment_hash);
-		match self.sender.relayed_failure(payment_id) {
-			Some(RelayedFailure::Opaque(packet)) => {
-				log_info!(
-					self.core.logger,
-					"Trampoline payment {hash} failed further down the route: passing the failure back"
-				);
-				return Err(packet);
-			},
-			Some(RelayedFailure::OnTheWay(failure)) => {
-				// LDK could not read this failure (the onion was ours) and
-				// gave up; the payer may try again later.
-				log_info!(
-					self.core.logger,
-					"Trampoline payment {hash} failed on the way to the next trampoline: {failure:?}"
-				);
-				return Ok(FailureMessage::TemporaryTrampolineFailure);
-			},
-			Some(RelayedFailure::Outer(_)) | None => {},
+		if let Some(relayed) = self.sender.relayed_failure(payment_id) {
+			log_info!(
+				self.core.logger,
+				"Trampoline payment {hash} failed beyond us ({:?} payer): {relayed:?}",
+				bucket.dialect
+			);
+			if let Some(answer) = dialect::answer_relayed(relayed, bucket.dialect) {
+				return answer;
+			}
 		}
 		let failure = match reason {
 			Some(PaymentFailureReason::RouteNotFound) => self.route_not_found(payment_id),
-			Some(PaymentFailureReason::UnknownRequiredFeatures) => {
-				FailureMessage::UnknownNextTrampoline
+			Some(PaymentFailureReason::UnknownRequiredFeatures) => FailReason::UnknownNextNode,
+			Some(PaymentFailureReason::RecipientRejected) => FailReason::RecipientRejected {
+				htlc_msat: bucket.outer_total_msat,
+				height: self.cm.get_cm().current_best_block().height,
 			},
-			Some(PaymentFailureReason::RecipientRejected) => {
-				FailureMessage::IncorrectOrUnknownPaymentDetails {
-					htlc_msat: bucket.outer_total_msat,
-					height: self.cm.get_cm().current_best_block().height,
-				}
-			},
-			_ => FailureMessage::TemporaryTrampolineFailure,
+			_ => FailReason::Internal,
 		};
 		log_info!(
 			self.core.logger,
@@ -289,7 +280,7 @@ where
 		let Ok(TrampolinePayload { hop, .. }) =
 			TrampolinePayload::decode(&bucket.trampoline_payload)
 		else {
-			return self.fail_bucket(id, &bucket, FailureMessage::TemporaryTrampolineFailure);
+			return self.fail_bucket(id, &bucket, FailReason::Internal);
 		};
 		let (amt_to_forward, outgoing_cltv_value) = match &hop {
 			TrampolineHop::ToLegacyRecipient { amt_to_forward, outgoing_cltv_value, .. }
@@ -297,7 +288,7 @@ where
 			| TrampolineHop::ToBlindedPaths { amt_to_forward, outgoing_cltv_value, .. } => {
 				(*amt_to_forward, *outgoing_cltv_value)
 			},
-			_ => return self.fail_bucket(id, &bucket, FailureMessage::TemporaryTrampolineFailure),
+			_ => return self.fail_bucket(id, &bucket, FailReason::Unsupported),
 		};
 		let next_offline = self.offline_peer(&hop);
 		let hold_room = match (&next_offline, &bucket.state) {
@@ -394,11 +385,7 @@ where
 				// relayed yet.
 				if payment_data.total_msat != amt_to_forward {
 					self.sender.forget_payment(&payment_id);
-					return self.fail_bucket(
-						id,
-						bucket,
-						FailureMessage::TemporaryTrampolineFailure,
-					);
+					return self.fail_bucket(id, bucket, FailReason::PayerSplit);
 				}
 				let mut params =
 					PaymentParameters::from_node_id(outgoing_node_id, final_cltv_delta)
@@ -430,11 +417,7 @@ where
 			TrampolineHop::ToTrampoline { outgoing_node_id, layout, .. } => {
 				let Some(packet) = bucket.next_packet.clone() else {
 					self.sender.forget_payment(&payment_id);
-					return self.fail_bucket(
-						id,
-						bucket,
-						FailureMessage::TemporaryTrampolineFailure,
-					);
+					return self.fail_bucket(id, bucket, FailReason::Internal);
 				};
 				let send = OuterSend {
 					payment_hash,
@@ -463,7 +446,7 @@ where
 				let paths = self.usable_blinded_paths(&paths);
 				if paths.is_empty() {
 					self.sender.forget_payment(&payment_id);
-					return self.fail_bucket(id, bucket, FailureMessage::UnknownNextTrampoline);
+					return self.fail_bucket(id, bucket, FailReason::UnknownNextNode);
 				}
 				let mut params = PaymentParameters::blinded(paths)
 					.with_max_total_cltv_expiry_delta(max_total_cltv_expiry_delta);
@@ -492,7 +475,7 @@ where
 				let failure = if e == Some(RetryableSendFailure::RouteNotFound) {
 					self.route_not_found(&payment_id)
 				} else {
-					FailureMessage::TemporaryTrampolineFailure
+					FailReason::Internal
 				};
 				// Never started: the sender keeps live payments only.
 				self.sender.forget_payment(&payment_id);
@@ -658,33 +641,32 @@ where
 	/// the payer's fee or CLTV budget was short (NODE|26 with our policy, as
 	/// eclair answers: the payer offers more), the channels lack liquidity
 	/// (NODE|25), or the next node cannot be reached at all (NODE|27).
-	fn route_not_found(&self, payment_id: &PaymentId) -> FailureMessage {
+	fn route_not_found(&self, payment_id: &PaymentId) -> FailReason {
 		match self.sender.take_route_shortfall(payment_id) {
-			Some(RouteShortfall::Budget) => self.core.policy.insufficient(),
-			Some(RouteShortfall::Liquidity) => FailureMessage::TemporaryTrampolineFailure,
-			Some(RouteShortfall::Unreachable) | None => FailureMessage::UnknownNextTrampoline,
+			Some(RouteShortfall::Budget) => FailReason::NoRouteWithinBudget,
+			Some(RouteShortfall::Liquidity) => FailReason::NoLiquidity,
+			Some(RouteShortfall::Unreachable) | None => FailReason::UnknownNextNode,
 		}
 	}
 
-	/// Records `failure` for the bucket, then fails its HTLCs back; the
-	/// handler puts `failure` on the wire.
-	fn fail_bucket(
-		&self, id: &BucketId, bucket: &BucketRecord, failure: FailureMessage,
-	) -> HookOutcome {
-		self.fail_bucket_with(id, bucket, failure, None)
+	/// Records `reason` for the bucket, then fails its HTLCs back; the
+	/// handler puts [`wire_failure`] of it in the payer's dialect on the wire.
+	fn fail_bucket(&self, id: &BucketId, bucket: &BucketRecord, reason: FailReason) -> HookOutcome {
+		self.fail_bucket_with(id, bucket, reason, None)
 	}
 
 	/// [`Self::fail_bucket`], passing back `forwarded` (a failure packet from
 	/// further down the trampoline route) instead of `failure` when set.
 	fn fail_bucket_with(
-		&self, id: &BucketId, bucket: &BucketRecord, failure: FailureMessage,
-		forwarded: Option<Vec<u8>>,
+		&self, id: &BucketId, bucket: &BucketRecord, reason: FailReason, forwarded: Option<Vec<u8>>,
 	) -> HookOutcome {
-		let encoded = failure.encode();
+		// The spec answer too, for versions that read only that.
+		let failure = wire_failure(&reason, Dialect::Spec, &self.core.policy).encode();
+		let reason = Some(reason);
 		if self
 			.core
 			.store
-			.update_bucket(id, |b| b.state = BucketState::Failed { failure: encoded, forwarded })
+			.update_bucket(id, |b| b.state = BucketState::Failed { failure, forwarded, reason })
 			.is_err()
 		{
 			return HookOutcome::Replay;

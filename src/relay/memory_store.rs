@@ -20,6 +20,7 @@ pub(crate) fn bucket(hash: u8) -> BucketRecord {
 		superseded: false,
 		retry_until: None,
 		retries_stopped: false,
+		dialect: Default::default(),
 	}
 }
 
@@ -38,5 +39,8 @@ pub(crate) fn htlc(bucket: Option<BucketId>, peer: &str, amount_msat: u64) -> Ht
 		cltv_expiry: 600,
 		recorded_secs: 0,
 		resolved: false,
+		reject_reason: None,
+		dialect: Default::default(),
+		final_receive: false,
 	}
 }

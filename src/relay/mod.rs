@@ -7,6 +7,7 @@
 //! [`handle_event`](TrampolineRelay::handle_event) the node's event handler
 //! calls first.
 
+pub mod dialect;
 mod events;
 pub mod limits;
 #[cfg(test)]
@@ -34,6 +35,7 @@ use lightning::types::payment::PaymentHash;
 use lightning::util::logger::Logger;
 use lightning::util::persist::KVStoreSync;
 
+pub use dialect::{wire_failure, Dialect, FailReason};
 pub use events::HookOutcome;
 pub use limits::RelayLimits;
 pub use policy::{PolicyError, TrampolinePolicy};
@@ -56,12 +58,16 @@ pub enum RelayError {
 	/// The plugin store.
 	#[error(transparent)]
 	Store(#[from] StoreError),
-	/// The node signer refused the ECDH the plugin secret is derived from.
-	#[error("the node signer cannot derive the plugin secret")]
+	/// The node signer refused the ECDH the plugin secret is derived from,
+	/// or to sign an invoice.
+	#[error("the node signer refused (plugin secret or invoice signature)")]
 	Signer,
 	/// The relay policy is unsafe.
 	#[error(transparent)]
 	Policy(#[from] PolicyError),
+	/// An invoice rebuilt with our trampoline features is not valid.
+	#[error("the invoice with trampoline features is invalid: {0}")]
+	Invoice(String),
 }
 
 /// Seconds an HTLC record whose HTLC LDK never listed is kept (an add LDK
@@ -87,6 +93,8 @@ struct History {
 	relayed: usize,
 	failed: usize,
 	relayed_in_msat: u64,
+	/// Pruned buckets whose payer spoke the legacy dialect.
+	legacy: usize,
 }
 
 impl History {
@@ -304,6 +312,9 @@ impl RelayCore {
 				}
 				forgotten.push(key.clone());
 			}
+			if summary.dialect == Dialect::Legacy {
+				history.legacy += 1;
+			}
 			match summary.state {
 				BucketStage::Relayed => {
 					history.relayed += 1;
@@ -336,6 +347,7 @@ impl RelayCore {
 			payment_hash: PaymentHash(bucket.payment_hash),
 			parts: self.store.htlcs_of(id).len(),
 			outer_total_msat: bucket.outer_total_msat,
+			dialect: bucket.dialect,
 			state: match bucket.state {
 				BucketState::Receiving => BucketStage::Receiving,
 				BucketState::Held { .. } => BucketStage::Held,
@@ -377,6 +389,46 @@ impl RelayCore {
 		&self.policy
 	}
 
+	/// `invoice` (one of ours) advertising what this relay does: bit 57 and,
+	/// with [`TrampolinePolicy::advertise_legacy_feature_bit`], Electrum's
+	/// 151, signed again with the node key. Electrum pays an invoice that
+	/// sets 149 or 151 end to end through trampolines (`trampoline.py`
+	/// `is_legacy_relay`): with us as its trampoline, its onion names us as
+	/// the next trampoline too, and we receive it (the message handler
+	/// turns it into a receive of this invoice).
+	pub fn advertise_in_invoice(
+		&self, invoice: lightning_invoice::Bolt11Invoice,
+	) -> Result<lightning_invoice::Bolt11Invoice, RelayError> {
+		use lightning::types::features::Bolt11InvoiceFeatures;
+		use lightning_invoice::{Bolt11Invoice, RawTaggedField, TaggedField};
+
+		let features = |current: Option<&Bolt11InvoiceFeatures>| {
+			let flags = current.map(|f| f.le_flags().to_vec()).unwrap_or_default();
+			Bolt11InvoiceFeatures::from_le_bytes(crate::handler::with_trampoline_bits(
+				&flags,
+				Some(&self.policy),
+			))
+		};
+		let (mut raw, _, _) = invoice.into_signed_raw().into_parts();
+		let mut found = false;
+		for field in raw.data.tagged_fields.iter_mut() {
+			if let RawTaggedField::KnownSemantics(TaggedField::Features(current)) = field {
+				*current = features(Some(current));
+				found = true;
+			}
+		}
+		if !found {
+			raw.data
+				.tagged_fields
+				.push(RawTaggedField::KnownSemantics(TaggedField::Features(features(None))));
+		}
+		let to_sign = raw.clone();
+		let signed = raw
+			.sign(|_| self.signer.sign_invoice(&to_sign, Recipient::Node))
+			.map_err(|()| RelayError::Signer)?;
+		Bolt11Invoice::from_signed(signed).map_err(|e| RelayError::Invoice(e.to_string()))
+	}
+
 	/// Counts of the buckets this node has seen, by state (operator
 	/// visibility): the live ones, and the settled ones pruned since start.
 	pub fn stats(&self) -> RelayStats {
@@ -387,9 +439,16 @@ impl RelayCore {
 			relayed: history.relayed,
 			failed: history.failed,
 			relayed_in_msat: history.relayed_in_msat,
+			legacy: history.legacy,
 			..RelayStats::default()
 		};
+		let pruned = history.relayed.saturating_add(history.failed);
+		stats.spec = pruned.saturating_sub(history.legacy);
 		for (_, bucket) in self.store.buckets() {
+			match bucket.dialect {
+				Dialect::Spec => stats.spec += 1,
+				Dialect::Legacy => stats.legacy += 1,
+			}
 			match bucket.state {
 				BucketState::Receiving => stats.receiving += 1,
 				BucketState::Held { .. } => stats.held += 1,
@@ -491,6 +550,8 @@ pub struct BucketSummary {
 	pub parts: usize,
 	/// The outer total the payer announced, msat.
 	pub outer_total_msat: u64,
+	/// The dialect its payer spoke (its failures are in it).
+	pub dialect: Dialect,
 	/// Where it stands.
 	pub state: BucketStage,
 }
@@ -526,6 +587,14 @@ pub struct RelayStats {
 	pub failed: usize,
 	/// What relayed buckets brought in, fees included.
 	pub relayed_in_msat: u64,
+	/// Buckets (live and pruned, as above) whose payer spoke the spec
+	/// dialect (trampoline onion in type 20).
+	#[serde(default)]
+	pub spec: usize,
+	/// Buckets whose payer spoke the legacy dialect (66100: eclair, Phoenix,
+	/// Electrum), answered with legacy failures.
+	#[serde(default)]
+	pub legacy: usize,
 }
 
 /// A point with no known discrete logarithm: the first valid x coordinate

@@ -20,6 +20,30 @@ pub struct TrampolinePolicy {
 	/// Blocks the node keeps between the incoming HTLC expiry and the expiry
 	/// the next node receives.
 	pub cltv_expiry_delta: u16,
+	/// Also advertise Electrum's trampoline feature bit, 151 (optional), next
+	/// to the spec's 57, in `init`, the node announcement and our BOLT 11
+	/// invoices (default `true`): Electrum treats a peer as a trampoline,
+	/// and an invoice as payable end to end through trampolines, only if it
+	/// sets 149 or 151.
+	///
+	/// Not eclair's 149: in eclair (`Features.scala`) 148/149 is
+	/// `TrampolinePaymentPrototype`, eclair's own trampoline prototype, which
+	/// eclair says does not match the spec proposal, does not announce
+	/// ("clients have to assume support"), and on which its feature graph
+	/// hangs `AsyncPaymentPrototype` (152/153): an eclair or Phoenix peer
+	/// reading 149 from us would take us for an eclair-prototype trampoline
+	/// as a whole. Electrum (`lnutil.py`, `trampoline.py`
+	/// `is_legacy_relay`, `lnworker.py`) accepts 149 and 151 alike and took
+	/// 150/151 for itself "because Phoenix cannot do end-to-end
+	/// multi-trampoline routes": 151 tells Electrum exactly what we do (the
+	/// 66100 onion, legacy failures, end-to-end trampoline receive) and
+	/// promises eclair's peers nothing.
+	#[serde(default = "advertise_legacy_feature_bit_default")]
+	pub advertise_legacy_feature_bit: bool,
+}
+
+fn advertise_legacy_feature_bit_default() -> bool {
+	true
 }
 
 /// A [`TrampolinePolicy`] the relay refuses to run with.
@@ -45,7 +69,12 @@ impl Default for TrampolinePolicy {
 	/// Electrum's cheapest fee level, with a delta that leaves room for an
 	/// outgoing route of several hops.
 	fn default() -> Self {
-		Self { fee_base_msat: 1_000, fee_proportional_millionths: 1_000, cltv_expiry_delta: 288 }
+		Self {
+			fee_base_msat: 1_000,
+			fee_proportional_millionths: 1_000,
+			cltv_expiry_delta: 288,
+			advertise_legacy_feature_bit: true,
+		}
 	}
 }
 

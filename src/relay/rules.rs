@@ -15,6 +15,7 @@
 //! before it too. The incoming `cltv_expiry` that counts is the HTLC's own,
 //! never a value the payer wrote in its onion.
 
+use super::dialect::FailReason;
 use super::limits::RelayLimits;
 use super::policy::{TrampolinePolicy, CLAIM_SAFETY_BLOCKS, LDK_FAIL_BACK_BUFFER};
 use super::store::{BucketId, BucketRecord, BucketState, PeerLoad};
@@ -59,6 +60,12 @@ pub(crate) struct InnerFacts {
 /// and the trampoline payload no more than the outer one.
 pub(crate) fn check_onion_layers(
 	htlc: HtlcFacts, outer: OuterFacts, inner: InnerFacts,
+) -> Result<(), FailReason> {
+	check_onion_amounts(htlc, outer, inner).map_err(|message| FailReason::Verbatim { message })
+}
+
+fn check_onion_amounts(
+	htlc: HtlcFacts, outer: OuterFacts, inner: InnerFacts,
 ) -> Result<(), FailureMessage> {
 	if outer.amt_to_forward > htlc.amount_msat {
 		return Err(FailureMessage::FinalIncorrectHtlcAmount {
@@ -95,30 +102,33 @@ pub(crate) fn is_live(bucket: &BucketRecord, unresolved_htlcs: usize) -> bool {
 pub(crate) fn admit_to_bucket(
 	id: &BucketId, bucket: Option<&BucketRecord>, other_live: bool, load: &PeerLoad,
 	amount_msat: u64, limits: &RelayLimits,
-) -> Result<(), FailureMessage> {
+) -> Result<(), FailReason> {
 	match bucket {
 		Some(bucket) if bucket.state != BucketState::Receiving => {
 			// Already relayed or failed: a late part or a retry of the payer
 			// cannot join it, and gets the bucket's answer.
 			let failure = match &bucket.state {
-				BucketState::Failed { failure, .. } => FailureMessage::decode(failure).ok(),
+				BucketState::Failed { reason: Some(reason), .. } => Some(reason.clone()),
+				BucketState::Failed { failure, .. } => {
+					FailureMessage::decode(failure).ok().map(FailReason::from_recorded)
+				},
 				_ => None,
 			};
-			return Err(failure.unwrap_or(FailureMessage::TemporaryTrampolineFailure));
+			return Err(failure.unwrap_or(FailReason::OverLimits));
 		},
 		Some(_) => {},
 		// One bucket per payment hash in LDK at a time: LDK would mix them
 		// in one claimable set, and a settled one's cleanup by payment hash
 		// would touch the other's HTLCs.
-		None if other_live => return Err(FailureMessage::TemporaryTrampolineFailure),
+		None if other_live => return Err(FailReason::OverLimits),
 		None => {},
 	}
 	let new_for_peer = !load.buckets.contains(id);
 	if new_for_peer && load.buckets.len() >= limits.max_live_buckets_per_peer {
-		return Err(FailureMessage::TemporaryTrampolineFailure);
+		return Err(FailReason::OverLimits);
 	}
 	if load.msat.saturating_add(amount_msat) > limits.max_live_msat_per_peer {
-		return Err(FailureMessage::TemporaryTrampolineFailure);
+		return Err(FailReason::OverLimits);
 	}
 	Ok(())
 }
@@ -215,8 +225,8 @@ pub(crate) enum RelayDecision {
 	},
 	/// It is held and stays so.
 	KeepHolding,
-	/// Fail it back with this failure.
-	Fail(FailureMessage),
+	/// Fail it back for this reason.
+	Fail(FailReason),
 }
 
 /// The relay decision for a complete bucket (LDK reported it claimable, or
@@ -226,17 +236,17 @@ pub(crate) fn decide_relay(input: &RelayInputs<'_>) -> RelayDecision {
 	let claim_bound = input.claim_deadline.saturating_sub(CLAIM_SAFETY_BLOCKS);
 	if let BucketState::Held { deadline_height, since_secs, .. } = input.state {
 		if height >= *deadline_height || height >= claim_bound {
-			return RelayDecision::Fail(FailureMessage::TemporaryTrampolineFailure);
+			return RelayDecision::Fail(FailReason::HoldExpired);
 		}
 		if now_secs >= since_secs.saturating_add(limits.max_hold_secs) {
-			return RelayDecision::Fail(FailureMessage::TemporaryTrampolineFailure);
+			return RelayDecision::Fail(FailReason::HoldExpired);
 		}
 	}
 	let fee = policy.fee_msat(inner.amt_to_forward);
 	let Some(max_routing_fee_msat) =
 		amount_msat.checked_sub(inner.amt_to_forward).and_then(|s| s.checked_sub(fee))
 	else {
-		return RelayDecision::Fail(policy.insufficient());
+		return RelayDecision::Fail(FailReason::FeeInsufficient);
 	};
 	let cltv_budget = input.min_incoming_cltv.saturating_sub(inner.outgoing_cltv_value);
 	if cltv_budget < u32::from(policy.cltv_expiry_delta)
@@ -245,7 +255,7 @@ pub(crate) fn decide_relay(input: &RelayInputs<'_>) -> RelayDecision {
 		// LDK's extra block).
 		|| inner.outgoing_cltv_value.saturating_add(1) >= claim_bound
 	{
-		return RelayDecision::Fail(policy.insufficient());
+		return RelayDecision::Fail(FailReason::ExpiryTooSoon);
 	}
 
 	let holdable = matches!(input.state, BucketState::Receiving | BucketState::Held { .. });
@@ -255,13 +265,13 @@ pub(crate) fn decide_relay(input: &RelayInputs<'_>) -> RelayDecision {
 			.saturating_sub(HOLD_SAFETY_BLOCKS)
 			.min(claim_bound.saturating_sub(1));
 		if height >= deadline_height {
-			return RelayDecision::Fail(FailureMessage::TemporaryTrampolineFailure);
+			return RelayDecision::Fail(FailReason::HoldExpired);
 		}
 		if matches!(input.state, BucketState::Held { .. }) {
 			return RelayDecision::KeepHolding;
 		}
 		if input.hold_room.is_err() {
-			return RelayDecision::Fail(FailureMessage::TemporaryTrampolineFailure);
+			return RelayDecision::Fail(FailReason::OverLimits);
 		}
 		return RelayDecision::Hold { deadline_height };
 	}
@@ -299,6 +309,7 @@ mod tests {
 			fee_base_msat: 1_000,
 			fee_proportional_millionths: 1_000,
 			cltv_expiry_delta: 144,
+			..TrampolinePolicy::default()
 		}
 	}
 
@@ -317,6 +328,7 @@ mod tests {
 			superseded: false,
 			retry_until: None,
 			retries_stopped: false,
+			dialect: Default::default(),
 		}
 	}
 
@@ -345,22 +357,26 @@ mod tests {
 		let amount = OuterFacts { amt_to_forward: 1_002_001, ..outer() };
 		assert_eq!(
 			check_onion_layers(htlc(), amount, inner()),
-			Err(FailureMessage::FinalIncorrectHtlcAmount { incoming_htlc_amt: 1_002_000 })
+			Err(FailReason::Verbatim {
+				message: FailureMessage::FinalIncorrectHtlcAmount { incoming_htlc_amt: 1_002_000 }
+			})
 		);
 		let cltv = OuterFacts { outgoing_cltv_value: HEIGHT + 301, ..outer() };
 		assert_eq!(
 			check_onion_layers(htlc(), cltv, inner()),
-			Err(FailureMessage::FinalIncorrectCltvExpiry { cltv_expiry: HEIGHT + 300 })
+			Err(FailReason::Verbatim {
+				message: FailureMessage::FinalIncorrectCltvExpiry { cltv_expiry: HEIGHT + 300 }
+			})
 		);
 		let total = OuterFacts { total_msat: 999_999, ..outer() };
 		assert!(matches!(
 			check_onion_layers(htlc(), total, inner()),
-			Err(FailureMessage::FinalIncorrectHtlcAmount { .. })
+			Err(FailReason::Verbatim { message: FailureMessage::FinalIncorrectHtlcAmount { .. } })
 		));
 		let inner_cltv = InnerFacts { outgoing_cltv_value: HEIGHT + 301, ..inner() };
 		assert!(matches!(
 			check_onion_layers(htlc(), outer(), inner_cltv),
-			Err(FailureMessage::FinalIncorrectCltvExpiry { .. })
+			Err(FailReason::Verbatim { message: FailureMessage::FinalIncorrectCltvExpiry { .. } })
 		));
 	}
 
@@ -380,15 +396,27 @@ mod tests {
 		let failed = bucket(BucketState::Failed {
 			failure: FailureMessage::MppTimeout.encode(),
 			forwarded: None,
+			reason: None,
 		});
 		assert_eq!(
 			admit_to_bucket(&[9; 32], Some(&failed), false, &load, 1, &limits()),
-			Err(FailureMessage::MppTimeout)
+			Err(FailReason::MppTimeout)
+		);
+		// A bucket failed with a reason: a late part gets that reason (the
+		// handler puts it in the payer's dialect).
+		let expired = bucket(BucketState::Failed {
+			failure: FailureMessage::TemporaryTrampolineFailure.encode(),
+			forwarded: None,
+			reason: Some(FailReason::HoldExpired),
+		});
+		assert_eq!(
+			admit_to_bucket(&[9; 32], Some(&expired), false, &load, 1, &limits()),
+			Err(FailReason::HoldExpired)
 		);
 		let sending = bucket(BucketState::Sending { payment_id: [0; 32] });
 		assert_eq!(
 			admit_to_bucket(&[9; 32], Some(&sending), false, &load, 1, &limits()),
-			Err(FailureMessage::TemporaryTrampolineFailure)
+			Err(FailReason::OverLimits)
 		);
 	}
 
@@ -397,12 +425,13 @@ mod tests {
 		let load = PeerLoad::default();
 		assert_eq!(
 			admit_to_bucket(&[9; 32], None, true, &load, 1, &limits()),
-			Err(FailureMessage::TemporaryTrampolineFailure)
+			Err(FailReason::OverLimits)
 		);
 		assert_eq!(admit_to_bucket(&[9; 32], None, false, &load, 1, &limits()), Ok(()));
 		// Live: not settled, or settled with an HTLC still out.
 		assert!(is_live(&bucket(BucketState::Sending { payment_id: [0; 32] }), 0));
-		let failed = bucket(BucketState::Failed { failure: Vec::new(), forwarded: None });
+		let failed =
+			bucket(BucketState::Failed { failure: Vec::new(), forwarded: None, reason: None });
 		assert!(is_live(&failed, 1));
 		assert!(!is_live(&failed, 0));
 		assert!(!is_live(&BucketRecord { superseded: true, ..failed }, 1));
@@ -417,7 +446,7 @@ mod tests {
 		// A third bucket is refused, a part of one it has is not.
 		assert_eq!(
 			admit_to_bucket(&[3; 32], None, false, &load, 1, &limits()),
-			Err(FailureMessage::TemporaryTrampolineFailure)
+			Err(FailReason::OverLimits)
 		);
 		let receiving = bucket(BucketState::Receiving);
 		assert_eq!(
@@ -426,7 +455,7 @@ mod tests {
 		);
 		assert_eq!(
 			admit_to_bucket(&[2; 32], Some(&receiving), false, &load, 1_001, &limits()),
-			Err(FailureMessage::TemporaryTrampolineFailure)
+			Err(FailReason::OverLimits)
 		);
 		load.msat = u64::MAX;
 		assert!(admit_to_bucket(&[2; 32], Some(&receiving), false, &load, 1, &limits()).is_err());
@@ -494,7 +523,7 @@ mod tests {
 		);
 		// No room even for the final hop: the payer must offer more.
 		let late = RelayInputs { claim_deadline: HEIGHT + 112, ..input(&policy, &limits, &state) };
-		assert_eq!(decide_relay(&late), RelayDecision::Fail(policy.insufficient()));
+		assert_eq!(decide_relay(&late), RelayDecision::Fail(FailReason::ExpiryTooSoon));
 		// A policy delta below the minimum cannot push the route past it.
 		let tiny = TrampolinePolicy { cltv_expiry_delta: 1, ..policy };
 		let exact = RelayInputs {
@@ -502,27 +531,27 @@ mod tests {
 			claim_deadline: HEIGHT + 101 - LDK_FAIL_BACK_BUFFER,
 			..input(&tiny, &limits, &state)
 		};
-		assert_eq!(decide_relay(&exact), RelayDecision::Fail(tiny.insufficient()));
+		assert_eq!(decide_relay(&exact), RelayDecision::Fail(FailReason::ExpiryTooSoon));
 	}
 
 	#[test]
 	fn fee_and_cltv_shortfalls_get_the_policy() {
 		let (policy, limits, state) = (policy(), RelayLimits::default(), BucketState::Receiving);
 		let short = RelayInputs { amount_msat: 1_001_999, ..input(&policy, &limits, &state) };
-		assert_eq!(decide_relay(&short), RelayDecision::Fail(policy.insufficient()));
+		assert_eq!(decide_relay(&short), RelayDecision::Fail(FailReason::FeeInsufficient));
 		let cltv =
 			RelayInputs { min_incoming_cltv: HEIGHT + 243, ..input(&policy, &limits, &state) };
-		assert_eq!(decide_relay(&cltv), RelayDecision::Fail(policy.insufficient()));
+		assert_eq!(decide_relay(&cltv), RelayDecision::Fail(FailReason::ExpiryTooSoon));
 		let expired = RelayInputs {
 			inner: InnerFacts { outgoing_cltv_value: HEIGHT, ..inner() },
 			..input(&policy, &limits, &state)
 		};
-		assert_eq!(decide_relay(&expired), RelayDecision::Fail(policy.insufficient()));
+		assert_eq!(decide_relay(&expired), RelayDecision::Fail(FailReason::ExpiryTooSoon));
 		let huge = RelayInputs {
 			inner: InnerFacts { amt_to_forward: u64::MAX, ..inner() },
 			..input(&policy, &limits, &state)
 		};
-		assert_eq!(decide_relay(&huge), RelayDecision::Fail(policy.insufficient()));
+		assert_eq!(decide_relay(&huge), RelayDecision::Fail(FailReason::FeeInsufficient));
 	}
 
 	#[test]
@@ -535,10 +564,7 @@ mod tests {
 			RelayDecision::Hold { deadline_height: HEIGHT + 100 - HOLD_SAFETY_BLOCKS }
 		);
 		let full = RelayInputs { hold_room: Err("max_held_per_peer"), ..offline.clone() };
-		assert_eq!(
-			decide_relay(&full),
-			RelayDecision::Fail(FailureMessage::TemporaryTrampolineFailure)
-		);
+		assert_eq!(decide_relay(&full), RelayDecision::Fail(FailReason::OverLimits));
 		let held = BucketState::Held {
 			amount_msat: 1_002_000,
 			since_secs: 1_000_000,
@@ -551,14 +577,8 @@ mod tests {
 		assert!(matches!(decide_relay(&back), RelayDecision::Relay(_)));
 		// Past the deadline, or held for longer than allowed: failed back.
 		let late = RelayInputs { height: HEIGHT + 76, ..waiting.clone() };
-		assert_eq!(
-			decide_relay(&late),
-			RelayDecision::Fail(FailureMessage::TemporaryTrampolineFailure)
-		);
+		assert_eq!(decide_relay(&late), RelayDecision::Fail(FailReason::HoldExpired));
 		let long = RelayInputs { now_secs: 1_000_000 + limits.max_hold_secs, ..waiting };
-		assert_eq!(
-			decide_relay(&long),
-			RelayDecision::Fail(FailureMessage::TemporaryTrampolineFailure)
-		);
+		assert_eq!(decide_relay(&long), RelayDecision::Fail(FailReason::HoldExpired));
 	}
 }

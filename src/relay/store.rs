@@ -21,6 +21,8 @@ use lightning::types::payment::{PaymentHash, PaymentSecret};
 use lightning::util::persist::KVStoreSync;
 use serde::{Deserialize, Serialize};
 
+use super::dialect::{Dialect, FailReason};
+
 /// Primary namespace of every plugin record.
 pub const NAMESPACE: &str = "trampoline";
 const HTLCS: &str = "htlcs";
@@ -98,6 +100,18 @@ pub struct HtlcRecord {
 	/// record can go.
 	#[serde(default)]
 	pub resolved: bool,
+	/// Why it was rejected at once (with `reject`, its spec answer, which
+	/// older versions read). Records without it are answered from `reject`.
+	#[serde(default, skip_serializing_if = "Option::is_none")]
+	pub reject_reason: Option<FailReason>,
+	/// The dialect its payer spoke (records of older versions: spec).
+	#[serde(default)]
+	pub dialect: Dialect,
+	/// We are the final recipient of this trampoline payment (it was handed
+	/// to LDK as a receive of our own invoice): LDK's failure is the
+	/// recipient's answer, passed on as it is.
+	#[serde(default)]
+	pub final_receive: bool,
 }
 
 /// Where a bucket stands.
@@ -128,13 +142,18 @@ pub enum BucketState {
 	},
 	/// The bucket was failed back with this (encoded) failure message.
 	Failed {
-		/// The failure every HTLC of the bucket returns to the origin.
+		/// The failure every HTLC of the bucket returns to a spec payer (what
+		/// older versions read).
 		failure: Vec<u8>,
 		/// A failure from further down the trampoline route, still encrypted
 		/// for the origin: returned (wrapped with our layers) instead of
 		/// `failure`.
 		#[serde(default, skip_serializing_if = "Option::is_none")]
 		forwarded: Option<Vec<u8>>,
+		/// Why (records of older versions: read from `failure`). The payer
+		/// is told [`crate::relay::wire_failure`] of it in its dialect.
+		#[serde(default, skip_serializing_if = "Option::is_none")]
+		reason: Option<FailReason>,
 	},
 }
 
@@ -186,6 +205,10 @@ pub struct BucketRecord {
 	/// LDK was told to stop retrying the outgoing payment.
 	#[serde(default)]
 	pub retries_stopped: bool,
+	/// The dialect the payer spoke (the outer onion type of its first HTLC;
+	/// records of older versions: spec).
+	#[serde(default)]
+	pub dialect: Dialect,
 }
 
 /// The key of an HTLC record.
@@ -637,6 +660,43 @@ mod tests {
 		let store =
 			RelayStore::load(Arc::clone(&kv) as Arc<dyn KVStoreSync + Send + Sync>).expect("store");
 		(kv, store)
+	}
+
+	#[test]
+	fn records_written_before_dialects_read_as_spec_and_keep_their_failure() {
+		// A bucket, a failed bucket's state and an HTLC record as the
+		// previous version wrote them (no dialect, reason or final_receive).
+		let mut old_bucket = serde_json::to_value(bucket(1)).unwrap();
+		old_bucket.as_object_mut().unwrap().remove("dialect");
+		let old_state = serde_json::json!({"state": "failed", "failure": [0x40, 0x1b]});
+		old_bucket["state"] = old_state;
+		let read: BucketRecord = serde_json::from_value(old_bucket).unwrap();
+		assert_eq!(read.dialect, Dialect::Spec);
+		assert_eq!(
+			read.state,
+			BucketState::Failed { failure: vec![0x40, 0x1b], forwarded: None, reason: None }
+		);
+		let mut old_htlc = serde_json::to_value(htlc(None, "aa", 1)).unwrap();
+		for field in ["dialect", "reject_reason", "final_receive"] {
+			old_htlc.as_object_mut().unwrap().remove(field);
+		}
+		let read: HtlcRecord = serde_json::from_value(old_htlc).unwrap();
+		assert_eq!(
+			(read.dialect, read.reject_reason, read.final_receive),
+			(Dialect::Spec, None, false)
+		);
+		// And new ones round-trip with theirs.
+		let new = BucketRecord {
+			dialect: Dialect::Legacy,
+			state: BucketState::Failed {
+				failure: Vec::new(),
+				forwarded: None,
+				reason: Some(FailReason::ExpiryTooSoon),
+			},
+			..bucket(1)
+		};
+		let json = serde_json::to_vec(&new).unwrap();
+		assert_eq!(serde_json::from_slice::<BucketRecord>(&json).unwrap(), new);
 	}
 
 	fn written(kv: &MemoryStore, secondary: &str) -> usize {

@@ -41,7 +41,13 @@ fn put(core: &RelayCore, n: u8, state: BucketState, peer: &str, resolved: bool) 
 fn settled_buckets_go_into_the_history_with_their_records() {
 	let core = core(RelayLimits::default());
 	put(&core, 1, BucketState::Claimed { preimage: [0; 32] }, "aa", true);
-	put(&core, 2, BucketState::Failed { failure: Vec::new(), forwarded: None }, "aa", true);
+	put(
+		&core,
+		2,
+		BucketState::Failed { failure: Vec::new(), forwarded: None, reason: None },
+		"aa",
+		true,
+	);
 	core.prune(&[]);
 	let counts = core.record_counts();
 	assert_eq!((counts.buckets, counts.htlcs), (0, 0));
@@ -66,8 +72,13 @@ fn a_sending_bucket_is_kept_whatever_its_htlcs_do() {
 #[test]
 fn a_failed_bucket_waits_for_its_htlcs() {
 	let core = core(RelayLimits::default());
-	let id =
-		put(&core, 1, BucketState::Failed { failure: Vec::new(), forwarded: None }, "aa", false);
+	let id = put(
+		&core,
+		1,
+		BucketState::Failed { failure: Vec::new(), forwarded: None, reason: None },
+		"aa",
+		false,
+	);
 	// Recorded just now and not yet listed by LDK: still out.
 	core.store.update_htlc_deferred(&htlc_key(&ChannelId([1; 32]), 0), |h| {
 		h.recorded_secs = super::now_secs()

@@ -398,7 +398,8 @@ impl SenderState {
 				&htlc.outer_shared_secrets,
 				&htlc.trampoline_shared_secrets,
 			) {
-				payment.failure = Some(failure);
+				payment.failure =
+					Some(attribute(failure, payment.onion.layout, htlc.outer_shared_secrets.len()));
 			}
 			return;
 		}
@@ -412,6 +413,27 @@ impl SenderState {
 			Err(_) => return,
 		};
 		payment.relayed = Some(relayed);
+	}
+}
+
+/// Who answered, as the escalation reads it: a legacy trampoline (paid with
+/// the packet in 66100) answers with its outer onion's secret only, so its
+/// failures (and those of the trampolines after it, which it re-issues as
+/// its own, as eclair and our relay do) decrypt at the last outer hop,
+/// which is the first trampoline: [`FailingHop::Trampoline`]`(0)`. A spec
+/// trampoline's answer at the outer layer (it could not read the packet)
+/// keeps its outer index. `outer_hops` is the outer path's length.
+///
+/// [`FailingHop::Trampoline`]: crate::onion::FailingHop::Trampoline
+pub(crate) fn attribute(
+	failure: TrampolineFailure, layout: TlvLayout, outer_hops: usize,
+) -> TrampolineFailure {
+	use crate::onion::FailingHop;
+	match (layout, failure.hop) {
+		(TlvLayout::Legacy, FailingHop::Outer(index)) if index + 1 == outer_hops => {
+			TrampolineFailure { hop: FailingHop::Trampoline(0), ..failure }
+		},
+		_ => failure,
 	}
 }
 
@@ -648,6 +670,64 @@ mod tests {
 		}
 		assert_eq!(state.counts().history, FAILURE_HISTORY);
 		assert_eq!(state.failure(&PaymentHash([4; 32])), None, "the oldest went first");
+	}
+
+	#[test]
+	fn a_legacy_trampolines_outer_answer_is_the_first_trampolines() {
+		let at =
+			|hop| TrampolineFailure { hop, message: FailureMessage::TrampolineFeeInsufficient };
+		// Two outer hops (a node, then the trampoline).
+		assert_eq!(
+			attribute(at(FailingHop::Outer(1)), TlvLayout::Legacy, 2),
+			at(FailingHop::Trampoline(0))
+		);
+		// The node on the way stays an outer hop; a spec trampoline's
+		// outer answer too.
+		assert_eq!(
+			attribute(at(FailingHop::Outer(0)), TlvLayout::Legacy, 2),
+			at(FailingHop::Outer(0))
+		);
+		assert_eq!(
+			attribute(at(FailingHop::Outer(1)), TlvLayout::Spec, 2),
+			at(FailingHop::Outer(1))
+		);
+		assert_eq!(
+			attribute(at(FailingHop::Trampoline(1)), TlvLayout::Legacy, 2),
+			at(FailingHop::Trampoline(1))
+		);
+	}
+
+	#[test]
+	fn a_legacy_failure_is_decrypted_and_attributed_to_the_trampoline() {
+		// A legacy trampoline (Electrum's forwarder) fails our HTLC with
+		// NODE|51 under the outer secret only.
+		let state = SenderState::default();
+		let hash = PaymentHash([4; 32]);
+		let id = PaymentId([1; 32]);
+		let mut onion = sent_onion();
+		onion.trampoline_shared_secrets = vec![SharedSecret::from_bytes([8; 32])];
+		assert!(state.register(id, hash, onion));
+		state.record_paths(&id, &[direct_path(10_000)]);
+		let mut htlc = add(0, hash, 10_000, HEIGHT + 41);
+		assert!(rewritten(&state, &mut htlc));
+		let outer = state.inner().htlcs.values().next().unwrap().outer_shared_secrets[0];
+		let packet = onion::create_error_packet(&outer, &FailureMessage::TrampolineFeeInsufficient);
+		let wire = [
+			[1u8; 32].as_slice(),
+			&0u64.to_be_bytes(),
+			&(packet.len() as u16).to_be_bytes(),
+			&packet,
+		]
+		.concat();
+		let fail = <UpdateFailHTLC as lightning::util::ser::LengthReadable>::read_from_fixed_length_buffer(&mut wire.as_slice()).unwrap();
+		state.on_fail(&fail);
+		assert_eq!(
+			state.failure_of(&id),
+			Some(TrampolineFailure {
+				hop: FailingHop::Trampoline(0),
+				message: FailureMessage::TrampolineFeeInsufficient
+			})
+		);
 	}
 
 	#[test]

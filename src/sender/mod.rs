@@ -33,8 +33,8 @@ pub use intercept::{
 	OutboundTamper, RelayedFailure, SenderCounts, SenderState, SentOnion, FAILURE_HISTORY,
 };
 pub use retry::{
-	next_route, AfterFailure, NoRetry, ReceivedInvoice, TrampolineBudget, TrampolineRetries,
-	MAX_ATTEMPTS,
+	escalation, next_route, AfterFailure, Escalation, NoRetry, ReceivedInvoice, TrampolineBudget,
+	TrampolineRetries, LEGACY_CLTV_EXPIRY_DELTA, LEGACY_FEE_LEVELS, MAX_ATTEMPTS,
 };
 pub use router::{RouteShortfall, TrampolineRouter};
 
@@ -439,9 +439,28 @@ pub struct OuterSend {
 /// Whether a peer advertises trampoline routing: bits 56/57 (spec), 148/149
 /// (eclair) or 150/151 (Electrum).
 pub fn speaks_trampoline(features: &InitFeatures) -> bool {
-	let flags = features.le_flags();
-	let bit = |n: usize| flags.get(n / 8).is_some_and(|byte| byte & (1 << (n % 8)) != 0);
-	[56, 57, 148, 149, 150, 151].into_iter().any(bit)
+	[56, 57, 148, 149, 150, 151].into_iter().any(|n| has_bit(features.le_flags(), n))
+}
+
+fn has_bit(flags: &[u8], n: usize) -> bool {
+	flags.get(n / 8).is_some_and(|byte| byte & (1 << (n % 8)) != 0)
+}
+
+/// How to hand a trampoline with these (`init`) features its packet: type 20
+/// if it speaks the spec (bits 56/57; our relay sets them with 151 and then
+/// answers in the spec's codes, which carry its policy), else 66100, the
+/// legacy number eclair and Electrum read (bits 148-151 only), whose
+/// failures come back under the outer secret with legacy codes. A
+/// trampoline we have no channel with (`None`): type 20.
+pub fn outer_layout(features: Option<&InitFeatures>) -> TlvLayout {
+	match features {
+		Some(f)
+			if !has_bit(f.le_flags(), 56) && !has_bit(f.le_flags(), 57) && speaks_trampoline(f) =>
+		{
+			TlvLayout::Legacy
+		},
+		_ => TlvLayout::Spec,
+	}
 }
 
 /// The trampoline a wallet pays through when none is configured: among the
@@ -605,11 +624,15 @@ pub fn pay_via_trampolines<C: AChannelManager + ?Sized>(
 		max_routing_fee_msat: None,
 		max_total_cltv_expiry_delta: None,
 	};
-	let payment_id = send_to_trampoline(
-		cm,
-		&send,
-		state.map(|s| (s, TlvLayout::Legacy, onion.shared_secrets.clone())),
-	)?;
+	let features = cm
+		.get_cm()
+		.list_channels_with_counterparty(&send.trampoline)
+		.into_iter()
+		.next()
+		.map(|c| c.counterparty.features);
+	let layout = outer_layout(features.as_ref());
+	let payment_id =
+		send_to_trampoline(cm, &send, state.map(|s| (s, layout, onion.shared_secrets.clone())))?;
 	Ok(TrampolineSend {
 		payment_id,
 		amount_msat: onion.first_amount_msat,
@@ -718,6 +741,27 @@ mod tests {
 		let built = build_trampoline_onion(hash, leg(50, 900), 10_000, &route, 800).unwrap();
 		assert_eq!(built.first_amount_msat, 13_050);
 		assert_eq!(built.first_cltv_delta, 300);
+	}
+
+	#[test]
+	fn a_trampoline_gets_its_packet_in_the_type_it_reads() {
+		let with = |bits: &[usize]| {
+			let mut flags = Vec::new();
+			for bit in bits {
+				flags = crate::relay::dialect::with_feature_bit(&flags, *bit);
+			}
+			InitFeatures::from_le_bytes(flags)
+		};
+		// Electrum (151 only) and eclair (149 only): 66100.
+		assert_eq!(outer_layout(Some(&with(&[151]))), TlvLayout::Legacy);
+		assert_eq!(outer_layout(Some(&with(&[149]))), TlvLayout::Legacy);
+		// Our relay (57 and 151), a spec node: type 20.
+		assert_eq!(outer_layout(Some(&with(&[57, 151]))), TlvLayout::Spec);
+		assert_eq!(outer_layout(Some(&with(&[57]))), TlvLayout::Spec);
+		assert_eq!(outer_layout(None), TlvLayout::Spec);
+		// A peer advertising nothing (an LDK recipient as final node): 20,
+		// which LDK reads.
+		assert_eq!(outer_layout(Some(&with(&[]))), TlvLayout::Spec);
 	}
 
 	#[test]

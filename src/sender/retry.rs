@@ -76,6 +76,79 @@ pub enum NoRetry {
 	/// The payment was already sent [`MAX_ATTEMPTS`] times.
 	#[error("sent {MAX_ATTEMPTS} times")]
 	Exhausted,
+	/// A legacy trampoline answered that its route onwards failed
+	/// (`unknown_next_peer`, `temporary_node_failure`): Electrum tries another
+	/// trampoline route then; this route is not sent again.
+	#[error("trampoline {hop} cannot reach the next node: another trampoline route is needed")]
+	RouteFailed {
+		/// The trampoline that answered.
+		hop: usize,
+	},
+}
+
+/// Electrum's trampoline fee levels (`trampoline.py` `TRAMPOLINE_FEES`, 4.3.4):
+/// fee_base_msat and fee_proportional_millionths; every level asks a CLTV
+/// delta of [`LEGACY_CLTV_EXPIRY_DELTA`]. Legacy trampolines are tuned to
+/// them, and they answer NODE|51 without saying what they want.
+pub const LEGACY_FEE_LEVELS: [(u32, u32); 7] = [
+	(0, 0),
+	(1_000, 100),
+	(3_000, 100),
+	(5_000, 500),
+	(7_000, 1_000),
+	(12_000, 3_000),
+	(100_000, 3_000),
+];
+
+/// The CLTV delta of every Electrum fee level (and of Electrum's forwarder).
+pub const LEGACY_CLTV_EXPIRY_DELTA: u16 = 576;
+
+/// What a trampoline's failure asks of the next attempt, by code: both the
+/// spec's and the legacy set (eclair's and Electrum's), read as Electrum's
+/// pay loop (`lnworker.py` `pay_to_node`) reads the legacy ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Escalation {
+	/// NODE|26 (spec): offer the policy it sends.
+	Policy,
+	/// NODE|51 `trampoline_fee_insufficient`, or `temporary_channel_failure`
+	/// (which Electrum answers the same way: a trampoline's route may need
+	/// more fee): the next fee level.
+	RaiseFee,
+	/// NODE|52 `trampoline_expiry_too_soon`: more CLTV delta.
+	RaiseCltv,
+	/// `unknown_next_peer`, `temporary_node_failure`: this trampoline route
+	/// failed; another one may work.
+	OtherRoute,
+	/// Anything else (25, 27, a recipient's answer, `mpp_timeout`): final.
+	Final,
+}
+
+/// The [`Escalation`] for a trampoline's `message`.
+pub fn escalation(message: &FailureMessage) -> Escalation {
+	match message {
+		FailureMessage::TrampolineFeeOrExpiryInsufficient { .. } => Escalation::Policy,
+		FailureMessage::TrampolineFeeInsufficient
+		| FailureMessage::TemporaryChannelFailure { .. } => Escalation::RaiseFee,
+		FailureMessage::TrampolineExpiryTooSoon => Escalation::RaiseCltv,
+		FailureMessage::UnknownNextPeer | FailureMessage::TemporaryNodeFailure => {
+			Escalation::OtherRoute
+		},
+		_ => Escalation::Final,
+	}
+}
+
+/// The next fee level's fee for forwarding `forwarded_msat` above
+/// `current_msat`: the first of [`LEGACY_FEE_LEVELS`] that asks more, or
+/// twice the current fee past the last level.
+fn next_fee_level(current_msat: u64, forwarded_msat: u64) -> u64 {
+	LEGACY_FEE_LEVELS
+		.iter()
+		.map(|&(base, ppm)| {
+			u64::from(base)
+				.saturating_add(forwarded_msat.saturating_mul(u64::from(ppm)) / 1_000_000)
+		})
+		.find(|fee| *fee > current_msat)
+		.unwrap_or_else(|| current_msat.saturating_mul(2).max(1))
 }
 
 /// The route of the next attempt after `failure`, for a payment of
@@ -91,13 +164,23 @@ pub fn next_route(
 	budget: &TrampolineBudget,
 ) -> Result<Vec<TrampolineRouteHop>, NoRetry> {
 	let FailingHop::Trampoline(index) = failure.hop else { return Err(NoRetry::Final) };
+	if index >= route.len() {
+		return Err(NoRetry::Final);
+	}
 	let (fee_base_msat, fee_proportional_millionths, cltv_expiry_delta) = match failure.message {
 		FailureMessage::TrampolineFeeOrExpiryInsufficient {
 			fee_base_msat,
 			fee_proportional_millionths,
 			cltv_expiry_delta,
 		} => (fee_base_msat, fee_proportional_millionths, cltv_expiry_delta),
-		_ => return Err(NoRetry::Final),
+		ref message => {
+			return match escalation(message) {
+				Escalation::RaiseFee => within(budget, index, raise_fees(route, amount_msat)),
+				Escalation::RaiseCltv => within(budget, index, raise_cltv(route)),
+				Escalation::OtherRoute => Err(NoRetry::RouteFailed { hop: index }),
+				Escalation::Policy | Escalation::Final => Err(NoRetry::Final),
+			}
+		},
 	};
 	let Some(hop) = route.get(index) else { return Err(NoRetry::Final) };
 	let after = route.get(index + 1..).unwrap_or_default();
@@ -118,6 +201,13 @@ pub fn next_route(
 		next[index].fee_msat = hop.fee_msat.max(asked_fee);
 		next[index].cltv_expiry_delta = hop.cltv_expiry_delta.max(cltv_expiry_delta);
 	}
+	within(budget, index, next)
+}
+
+/// `next` if `budget` admits it, else why not (`index` asked).
+fn within(
+	budget: &TrampolineBudget, index: usize, next: Vec<TrampolineRouteHop>,
+) -> Result<Vec<TrampolineRouteHop>, NoRetry> {
 	if !budget.admits(&next) {
 		let total = TrampolineBudget::of_route(&next);
 		return Err(NoRetry::OverBudget {
@@ -129,6 +219,34 @@ pub fn next_route(
 		});
 	}
 	Ok(next)
+}
+
+/// Every trampoline of `route` at its next fee level (a legacy NODE|51 does
+/// not say which trampoline asked: a first legacy trampoline re-issues a
+/// later one's failure as its own, and Electrum raises one level for all of
+/// them), on what each forwards (the amount plus the fees after it).
+fn raise_fees(route: &[TrampolineRouteHop], amount_msat: u64) -> Vec<TrampolineRouteHop> {
+	let mut next = route.to_vec();
+	let mut forwarded = amount_msat;
+	for hop in next.iter_mut().rev() {
+		hop.fee_msat = next_fee_level(hop.fee_msat, forwarded);
+		forwarded = forwarded.saturating_add(hop.fee_msat);
+	}
+	next
+}
+
+/// Every trampoline of `route` offered more CLTV delta: at least Electrum's
+/// [`LEGACY_CLTV_EXPIRY_DELTA`], else twice what it had.
+fn raise_cltv(route: &[TrampolineRouteHop]) -> Vec<TrampolineRouteHop> {
+	let mut next = route.to_vec();
+	for hop in &mut next {
+		hop.cltv_expiry_delta = if hop.cltv_expiry_delta < LEGACY_CLTV_EXPIRY_DELTA {
+			LEGACY_CLTV_EXPIRY_DELTA
+		} else {
+			hop.cltv_expiry_delta.saturating_mul(2)
+		};
+	}
+	next
 }
 
 /// One attempt of a trampoline payment.
@@ -427,6 +545,116 @@ mod tests {
 		assert_eq!(next_route(&route, 1, &outer, &BUDGET), Err(NoRetry::Final));
 		// A hop index beyond the route (a confused answer) is final.
 		assert_eq!(next_route(&route, 1, &insufficient(3, 9, 9, 9), &BUDGET), Err(NoRetry::Final));
+	}
+
+	fn legacy(hop: usize, message: FailureMessage) -> TrampolineFailure {
+		TrampolineFailure { hop: FailingHop::Trampoline(hop), message }
+	}
+
+	#[test]
+	fn every_code_of_both_sets_has_its_escalation() {
+		use Escalation::*;
+		let cases = [
+			(insufficient(0, 1, 1, 1).message, Policy),
+			(FailureMessage::TrampolineFeeInsufficient, RaiseFee),
+			(FailureMessage::TemporaryChannelFailure { channel_update: Vec::new() }, RaiseFee),
+			(FailureMessage::TrampolineExpiryTooSoon, RaiseCltv),
+			(FailureMessage::UnknownNextPeer, OtherRoute),
+			(FailureMessage::TemporaryNodeFailure, OtherRoute),
+			(FailureMessage::TemporaryTrampolineFailure, Final),
+			(FailureMessage::UnknownNextTrampoline, Final),
+			(FailureMessage::MppTimeout, Final),
+			(FailureMessage::IncorrectOrUnknownPaymentDetails { htlc_msat: 1, height: 1 }, Final),
+			(FailureMessage::PermanentChannelFailure, Final),
+		];
+		for (message, expected) in cases {
+			assert_eq!(escalation(&message), expected, "{message:?}");
+		}
+	}
+
+	#[test]
+	fn a_legacy_fee_failure_raises_every_trampoline_one_electrum_level() {
+		// Level 1 of Electrum's table on 10,000,000 msat: 1000 + 1000.
+		let route = [hop(2_000, 576)];
+		let next = next_route(
+			&route,
+			10_000_000,
+			&legacy(0, FailureMessage::TrampolineFeeInsufficient),
+			&BUDGET,
+		);
+		// Level 2: 3000 + 1000 (level 1's 2000 is not more than offered).
+		assert_eq!(next, Ok(vec![hop(4_000, 576)]));
+		// Two trampolines: each on what it forwards, the last first.
+		let route = [hop(0, 100), hop(0, 100)];
+		let next = next_route(
+			&route,
+			10_000_000,
+			&legacy(0, FailureMessage::TrampolineFeeInsufficient),
+			&BUDGET,
+		)
+		.unwrap();
+		assert_eq!(next[1].fee_msat, 2_000);
+		assert_eq!(next[0].fee_msat, 1_000 + (10_002_000 * 100) / 1_000_000);
+		// temporary_channel_failure escalates the same way.
+		let tcf = FailureMessage::TemporaryChannelFailure { channel_update: Vec::new() };
+		assert_eq!(
+			next_route(&[hop(2_000, 576)], 10_000_000, &legacy(0, tcf), &BUDGET),
+			Ok(vec![hop(4_000, 576)])
+		);
+		// Past the table, the fee doubles; the budget still bounds it.
+		assert_eq!(
+			next_route(
+				&[hop(200_000, 576)],
+				1,
+				&legacy(0, FailureMessage::TrampolineFeeInsufficient),
+				&TrampolineBudget { max_fee_msat: 1_000_000, max_cltv_expiry_delta: 1000 }
+			),
+			Ok(vec![hop(400_000, 576)])
+		);
+		assert!(matches!(
+			next_route(
+				&[hop(40_000, 576)],
+				1,
+				&legacy(0, FailureMessage::TrampolineFeeInsufficient),
+				&BUDGET
+			),
+			Err(NoRetry::OverBudget { hop: 0, .. })
+		));
+	}
+
+	#[test]
+	fn a_legacy_expiry_failure_raises_the_cltv_delta() {
+		let budget = TrampolineBudget { max_fee_msat: 50_000, max_cltv_expiry_delta: 2_000 };
+		let expiry = || legacy(0, FailureMessage::TrampolineExpiryTooSoon);
+		assert_eq!(
+			next_route(&[hop(1_000, 288), hop(1_000, 144)], 1, &expiry(), &budget),
+			Ok(vec![hop(1_000, 576), hop(1_000, 576)])
+		);
+		assert_eq!(
+			next_route(&[hop(1_000, 576)], 1, &expiry(), &budget),
+			Ok(vec![hop(1_000, 1_152)])
+		);
+		assert!(matches!(
+			next_route(&[hop(1_000, 1_152)], 1, &expiry(), &budget),
+			Err(NoRetry::OverBudget { .. })
+		));
+	}
+
+	#[test]
+	fn a_legacy_route_failure_asks_for_another_route() {
+		let route = [hop(1_000, 576)];
+		for message in [FailureMessage::UnknownNextPeer, FailureMessage::TemporaryNodeFailure] {
+			assert_eq!(
+				next_route(&route, 1, &legacy(0, message), &BUDGET),
+				Err(NoRetry::RouteFailed { hop: 0 })
+			);
+		}
+		// From a plain node on the way (outer layer): final.
+		let outer = TrampolineFailure {
+			hop: FailingHop::Outer(0),
+			message: FailureMessage::TrampolineFeeInsufficient,
+		};
+		assert_eq!(next_route(&route, 1, &outer, &BUDGET), Err(NoRetry::Final));
 	}
 
 	#[test]
