@@ -88,11 +88,17 @@ pub struct Bitcoind {
 impl Bitcoind {
 	/// Provisions and starts bitcoind in a fresh temporary data directory.
 	pub fn start() -> Result<Self, BitcoindError> {
+		Self::start_with_args(&[])
+	}
+
+	/// [`Self::start`] with extra command-line arguments, e.g. the
+	/// `-txindex=1` an Electrum server needs.
+	pub fn start_with_args(args: &[&str]) -> Result<Self, BitcoindError> {
 		let bin_dir = provision()?;
 		let mut last_error = String::new();
 		// A port picked as free may be taken before bitcoind binds it: retry.
 		for _ in 0..3 {
-			match Self::start_once(&bin_dir.join("bitcoind")) {
+			match Self::start_once(&bin_dir.join("bitcoind"), args) {
 				Ok(bitcoind) => return Ok(bitcoind),
 				Err(e) => last_error = e.to_string(),
 			}
@@ -100,7 +106,7 @@ impl Bitcoind {
 		Err(BitcoindError::Start(last_error))
 	}
 
-	fn start_once(exe: &Path) -> Result<Self, BitcoindError> {
+	fn start_once(exe: &Path, args: &[&str]) -> Result<Self, BitcoindError> {
 		let datadir = tempfile::Builder::new()
 			.prefix("ldk-trampoline-bitcoind-")
 			.tempdir()
@@ -112,6 +118,7 @@ impl Bitcoind {
 			.arg(format!("-conf={}", conf.display()))
 			.arg(format!("-datadir={}", datadir.path().display()))
 			.arg(format!("-rpcport={rpc_port}"))
+			.args(args)
 			.stdout(Stdio::null())
 			.stderr(Stdio::piped())
 			.spawn()
