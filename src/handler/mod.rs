@@ -164,6 +164,9 @@ where
 		let mut features = self.cm.get_cm().provided_node_features();
 		if self.core.is_some() {
 			features.set_trampoline_routing_optional();
+			// TEMP: bit 151 until dialect lands.
+			features =
+				NodeFeatures::from_le_bytes(with_electrum_trampoline_bit(features.le_flags()));
 		}
 		features
 	}
@@ -173,6 +176,9 @@ where
 		let mut features = self.cm.get_cm().provided_init_features(their_node_id);
 		if self.core.is_some() {
 			features.set_trampoline_routing_optional();
+			// TEMP: bit 151 until dialect lands.
+			features =
+				InitFeatures::from_le_bytes(with_electrum_trampoline_bit(features.le_flags()));
 		}
 		features
 	}
@@ -264,4 +270,15 @@ where
 	fn message_received(&self) {
 		self.cm.get_cm().message_received()
 	}
+}
+
+/// TEMP: bit 151 until dialect lands. `flags` with Electrum's optional
+/// trampoline bit (151) set: LDK's custom-bit setters refuse bits below 256.
+fn with_electrum_trampoline_bit(flags: &[u8]) -> Vec<u8> {
+	let mut flags = flags.to_vec();
+	if flags.len() < 19 {
+		flags.resize(19, 0);
+	}
+	flags[18] |= 1 << 7;
+	flags
 }
