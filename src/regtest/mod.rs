@@ -23,7 +23,7 @@ use bitcoin::{Address, Network};
 use lightning::ln::types::ChannelId;
 use lightning::util::logger::Level;
 
-pub use bitcoind::{provision, Bitcoind, BitcoindError};
+pub use bitcoind::{provision, run_provisioning_script, Bitcoind, BitcoindError};
 
 use crate::node::{Node, NodeConfig, NodeError, NodeEvent};
 
