@@ -10,7 +10,6 @@
 
 #![allow(dead_code)] // Each test binary uses its own subset.
 
-use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -20,7 +19,7 @@ use std::time::Duration;
 
 use bitcoin::secp256k1::PublicKey;
 use ldk_trampoline::node::RpcAuth;
-use ldk_trampoline::regtest::{Bitcoind, RegtestNetwork, DEADLINE};
+use ldk_trampoline::regtest::{run_provisioning_script, Bitcoind, RegtestNetwork, DEADLINE};
 use serde_json::{json, Value};
 
 const PROVISION_SCRIPT: &str = include_str!("../../electrum-conf/provision-electrum.sh");
@@ -57,28 +56,8 @@ pub fn provision() -> &'static Path {
 }
 
 fn run_provisioning() -> Result<PathBuf, String> {
-	let mut child = Command::new("bash")
-		.args(["-s", "--"])
-		.stdin(Stdio::piped())
-		.stdout(Stdio::piped())
-		.stderr(Stdio::inherit())
-		.spawn()
-		.map_err(|e| format!("cannot run bash: {e}"))?;
-	child
-		.stdin
-		.take()
-		.ok_or("no stdin for bash")?
-		.write_all(PROVISION_SCRIPT.as_bytes())
-		.map_err(|e| format!("cannot feed the provisioning script: {e}"))?;
-	let output = child.wait_with_output().map_err(|e| e.to_string())?;
-	if !output.status.success() {
-		return Err(format!(
-			"provisioning Electrum failed: the script exited with {} (its messages are above)",
-			output.status
-		));
-	}
-	let stdout = String::from_utf8_lossy(&output.stdout);
-	let dir = PathBuf::from(stdout.lines().last().map(str::trim).unwrap_or_default());
+	let dir = run_provisioning_script(PROVISION_SCRIPT)
+		.map_err(|e| format!("provisioning Electrum failed: {e}"))?;
 	for exe in ["electrum", "electrumx_server", "python3"] {
 		if !dir.join(exe).exists() {
 			return Err(format!("provisioning Electrum left no {exe} in {}", dir.display()));
