@@ -34,6 +34,7 @@ use ldk_trampoline::node::{Node, PaymentStatus};
 use ldk_trampoline::regtest::{RegtestNetwork, DEADLINE};
 use ldk_trampoline::relay::{BucketStage, RelayStats, TrampolinePolicy};
 use ldk_trampoline::sender::{TrampolineBudget, TrampolineRouteHop};
+use lightning::types::payment::PaymentHash;
 
 /// Each of E's two channels to T.
 const ELECTRUM_CHANNEL_SAT: u64 = 400_000;
@@ -62,9 +63,9 @@ struct Network {
 	recipient: Arc<ldk_node::Node>,
 	policy: TrampolinePolicy,
 	/// Dropped after Electrum, before bitcoind.
-	_server: ElectrumX,
+	server: ElectrumX,
 	/// Last: dropped after the nodes (its directory holds their logs).
-	_net: RegtestNetwork,
+	net: RegtestNetwork,
 }
 
 async fn network(policy: TrampolinePolicy) -> Network {
@@ -96,14 +97,14 @@ async fn network(policy: TrampolinePolicy) -> Network {
 	for node in [&trampoline, &second, &wallet] {
 		wait_channels_usable(node).await;
 	}
-	Network { electrum, trampoline, second, wallet, recipient, policy, _server: server, _net: net }
+	Network { electrum, trampoline, second, wallet, recipient, policy, server, net }
 }
 
 /// E opens two channels to T, confirmed together.
 async fn open_electrum_channels(net: &RegtestNetwork, electrum: &Electrum, trampoline: &Node) {
 	let (id, addr) = (trampoline.node_id(), trampoline.listen_addr());
-	let first = electrum.open_channel(id, addr, ELECTRUM_CHANNEL_SAT).await;
-	let second = electrum.open_channel(id, addr, ELECTRUM_CHANNEL_SAT).await;
+	let first = electrum.open_channel(id, addr, ELECTRUM_CHANNEL_SAT, 0).await;
+	let second = electrum.open_channel(id, addr, ELECTRUM_CHANNEL_SAT, 0).await;
 	net.bitcoind().wait_for_mempool(2, DEADLINE).expect("both funding transactions");
 	net.mine(6).await.expect("confirm");
 	for point in [first, second] {
@@ -207,12 +208,22 @@ impl Network {
 	/// history shows the amount plus both fees, and T's bucket of `parts`
 	/// parts is relayed. Returns the fees (T's, T2's).
 	async fn electrum_pays_recipient(&self, amount_msat: u64, parts: usize) -> (u64, u64) {
+		let invoice = recipient_invoice(&self.recipient, amount_msat);
+		self.electrum_pays(&invoice, amount_msat, parts, async {}).await
+	}
+
+	/// [`Self::electrum_pays_recipient`] for R's `invoice` of
+	/// `amount_msat`, running `meanwhile` while Electrum pays.
+	async fn electrum_pays(
+		&self, invoice: &str, amount_msat: u64, parts: usize,
+		meanwhile: impl std::future::Future<Output = ()>,
+	) -> (u64, u64) {
 		let before = self.balances().await;
 		let before_stats = stats(&self.trampoline);
-		let invoice = recipient_invoice(&self.recipient, amount_msat);
 		let parsed: lightning_invoice::Bolt11Invoice = invoice.parse().expect("R's invoice");
 		let hash = hash_of(&parsed);
-		let paid = self.electrum.lnpay(&invoice).await.expect("lnpay answers");
+		let (paid, ()) = tokio::join!(self.electrum.lnpay(invoice), meanwhile);
+		let paid = paid.expect("lnpay answers");
 		assert!(paid.success, "{paid:?}\n{}", self.electrum.log_tail(40));
 		// Electrum's log ends at the first part that succeeds (`pay_to_node`
 		// returns on it): one line, whatever the number of parts.
@@ -308,6 +319,88 @@ async fn wallet_pays_electrum(network: &Network) {
 	assert_eq!(relayed(&network.trampoline, hash_of(&invoice)), vec![BucketStage::Relayed]);
 }
 
+/// Waits until `node`'s relay has a bucket for `hash` at `stage`.
+async fn wait_bucket(node: &Node, hash: PaymentHash, stage: BucketStage) {
+	let deadline = tokio::time::Instant::now() + DEADLINE;
+	while !relayed(node, hash).contains(&stage) {
+		assert!(tokio::time::Instant::now() < deadline, "bucket {:?}", relayed(node, hash));
+		tokio::time::sleep(Duration::from_millis(50)).await;
+	}
+}
+
+/// Case d: R is offline when E pays. T relays to T2, T2 holds the
+/// complete bucket (R is its peer) until R is back, then pays R: Electrum
+/// waits on its HTLC and sees one successful attempt.
+async fn offline_recipient(network: &Network) {
+	// 20,000 sat: T2's fee 3,000 msat, T's 3,000 msat (3,000.3 rounded down).
+	let amount_msat = 20_000_000;
+	let invoice = recipient_invoice(&network.recipient, amount_msat);
+	let parsed: lightning_invoice::Bolt11Invoice = invoice.parse().expect("R's invoice");
+	let hash = hash_of(&parsed);
+	network.recipient.stop().expect("R stops");
+	common::wait_peer_offline(&network.second, network.recipient.node_id()).await;
+	let back = async {
+		wait_bucket(&network.second, hash, BucketStage::Held).await;
+		assert_eq!(stats(&network.second).held, 1);
+		// T's outgoing payment waits on T2 meanwhile.
+		assert_eq!(relayed(&network.trampoline, hash), vec![BucketStage::Sending]);
+		network.recipient.start().expect("R is back");
+	};
+	let fees = network.electrum_pays(&invoice, amount_msat, 1, back).await;
+	assert_eq!(fees, (3_000, 3_000));
+	assert_eq!(stats(&network.second).held, 0);
+}
+
+/// Case e: E pays another Electrum wallet, E2, whose only channel is with
+/// T. E2's invoice advertises trampoline support (bit 151) and routes via
+/// T, which is not in Electrum's trampoline list, so Electrum pays end to
+/// end through T alone (`is_legacy_relay` in `trampoline.py`): T forwards
+/// the peeled trampoline packet to E2 (legacy 66100, as E spoke), and E2
+/// receives it as the final trampoline. T keeps exactly its fee.
+async fn electrum_pays_electrum(network: &Network) {
+	let dir = network.net.dir().join("electrum2");
+	let e2 =
+		Electrum::start(&network.net, &network.server, &dir, &ElectrumOptions::default()).await;
+	e2.fund(&network.net, 1).await;
+	let (id, addr) = (network.trampoline.node_id(), network.trampoline.listen_addr());
+	let point = e2.open_channel(id, addr, ELECTRUM_CHANNEL_SAT, ELECTRUM_CHANNEL_SAT / 2).await;
+	network.net.bitcoind().wait_for_mempool(1, DEADLINE).expect("funding transaction");
+	network.net.mine(6).await.expect("confirm");
+	e2.wait_channel_usable(&point).await;
+	network.electrum.wait_synced(network.net.bitcoind().height().expect("height")).await;
+	wait_channels_usable(&network.trampoline).await;
+
+	let amount_sat = 30_000;
+	let before = network.balances().await;
+	let e2_before = e2.lightning_msat().await;
+	let invoice = e2.add_request(amount_sat, "Electrum to Electrum").await;
+	let parsed = lightning_invoice::Bolt11Invoice::from_str(&invoice).expect("E2's invoice");
+	let paid = network.electrum.lnpay(&invoice).await.expect("lnpay answers");
+	assert!(
+		paid.success,
+		"{paid:?}
+{}",
+		network.electrum.log_tail(40)
+	);
+	assert_eq!(paid.attempts.len(), 1, "{paid:?}");
+	// One trampoline, T: its fee on the amount, at level 1.
+	let fee = network.policy.fee_msat(amount_sat * 1000);
+	let sent = amount_sat * 1000 + fee;
+	let hex = parsed.payment_hash().to_string();
+	assert_eq!(
+		network.electrum.settled_payment(&hex).await,
+		Some((-(sent as i64), Some(fee as i64)))
+	);
+	network.electrum.wait_lightning_msat(before.electrum_msat - sent).await;
+	e2.wait_lightning_msat(e2_before + amount_sat * 1000).await;
+	assert_eq!(e2.request_status(&hex).await, Some(PR_PAID));
+	wait_no_htlcs(&network.trampoline).await;
+	wait_lightning_balance(&network.trampoline, before.trampoline_sat + fee / 1000).await;
+	let buckets = network.trampoline.trampoline().expect("relay on").core().buckets();
+	let bucket = buckets.iter().find(|b| b.payment_hash == hash_of(&parsed)).expect("T's bucket");
+	assert_eq!((bucket.state, bucket.outer_total_msat), (BucketStage::Relayed, sent));
+}
+
 /// Electrum pays through our relay, and our wallet pays Electrum, with the
 /// relays at Electrum's first fee level (eclair's default policy).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -325,6 +418,14 @@ async fn electrum_pays_through_the_relay_and_is_paid_through_it() {
 	if selected("wallet_pays_electrum") {
 		wallet_pays_electrum(&network).await;
 		eprintln!("wallet_pays_electrum passed after {:?}", started.elapsed());
+	}
+	if selected("offline_recipient") {
+		offline_recipient(&network).await;
+		eprintln!("offline_recipient passed after {:?}", started.elapsed());
+	}
+	if selected("electrum_pays_electrum") {
+		electrum_pays_electrum(&network).await;
+		eprintln!("electrum_pays_electrum passed after {:?}", started.elapsed());
 	}
 }
 

@@ -457,11 +457,18 @@ impl Electrum {
 		}
 	}
 
-	/// Opens a channel of `sat` to `peer` at `addr` and returns its funding
-	/// outpoint; the funding transaction is then in the mempool, to be
-	/// confirmed by the caller ([`Self::wait_channel_usable`]).
-	pub async fn open_channel(&self, peer: PublicKey, addr: SocketAddr, sat: u64) -> String {
-		let params = json!({ "connection_string": format!("{peer}@{addr}"), "amount": btc(sat) });
+	/// Opens a channel of `sat` to `peer` at `addr`, giving the peer
+	/// `push_sat` of it, and returns its funding outpoint; the funding
+	/// transaction is then in the mempool, to be confirmed by the caller
+	/// ([`Self::wait_channel_usable`]).
+	pub async fn open_channel(
+		&self, peer: PublicKey, addr: SocketAddr, sat: u64, push_sat: u64,
+	) -> String {
+		let params = json!({
+			"connection_string": format!("{peer}@{addr}"),
+			"amount": btc(sat),
+			"push_amount": btc(push_sat),
+		});
 		match self.call_within("open_channel", params, DEADLINE).await {
 			Ok(point) => json_text(&point),
 			Err(e) => panic!("Electrum {e}\n{}", self.log_tail(30)),
