@@ -491,6 +491,15 @@ async fn fee_escalation(network: &Network) {
 /// drops to one trampoline (T) and T cannot reach it either. Electrum ends
 /// the payment with the failure it read (`lnpay` answers, unsuccessful,
 /// every attempt's failure named), no HTLC stays, balances are restored.
+///
+/// Which code ends it cleanly matters: Electrum 4.3.4 retries
+/// `unknown_next_peer` and `temporary_node_failure` on "another" route, but
+/// with one trampoline left the route is the same, and the second identical
+/// failure trips `assert r not in self.failed_trampoline_routes`
+/// (`lnworker.py` line 1353): an AssertionError out of `lnpay`, not a
+/// failed payment. eclair answers an unreachable recipient with
+/// `trampoline_fee_insufficient`, which Electrum escalates until its levels
+/// run out and then ends with a plain failure.
 async fn unknown_recipient(network: &Network) {
 	let before = network.balances().await;
 	let before_t = stats(&network.trampoline);
