@@ -47,11 +47,17 @@ const RECIPIENT_CHANNEL_SAT: u64 = 10_000_000;
 /// Electrum's fee level 1 (`TRAMPOLINE_FEES[1]` in `trampoline.py`), where
 /// it starts (`LNWallet.INITIAL_TRAMPOLINE_FEE_LEVEL`): eclair's default
 /// fee, and eclair's 144 blocks, within Electrum's 576 per trampoline.
-const ELECTRUM_LEVEL_1: TrampolinePolicy = TrampolinePolicy {
-	fee_base_msat: 1_000,
-	fee_proportional_millionths: 100,
-	cltv_expiry_delta: 144,
-};
+// The policy is about to gain fields (the legacy feature bit); these stay
+// the defaults.
+#[allow(clippy::needless_update)]
+fn electrum_level_1() -> TrampolinePolicy {
+	TrampolinePolicy {
+		fee_base_msat: 1_000,
+		fee_proportional_millionths: 100,
+		cltv_expiry_delta: 144,
+		..TrampolinePolicy::default()
+	}
+}
 /// Electrum's `PR_PAID` (`invoices.py`).
 const PR_PAID: u64 = 3;
 
@@ -405,7 +411,7 @@ async fn electrum_pays_electrum(network: &Network) {
 /// relays at Electrum's first fee level (eclair's default policy).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn electrum_pays_through_the_relay_and_is_paid_through_it() {
-	let network = network(ELECTRUM_LEVEL_1).await;
+	let network = network(electrum_level_1()).await;
 	let started = std::time::Instant::now();
 	if selected("single_part") {
 		single_part(&network).await;
@@ -471,10 +477,12 @@ async fn fee_escalation(network: &Network) {
 	assert_eq!(common::wait_ldk_received(&network.recipient).await, amount_msat);
 	// Level 4 for both: T2 gets 7,000 + 1,000 ppm of the amount, T the same
 	// of the amount plus T2's fee.
+	#[allow(clippy::needless_update)]
 	let level_4 = TrampolinePolicy {
 		fee_base_msat: 7_000,
 		fee_proportional_millionths: 1_000,
 		cltv_expiry_delta: 576,
+		..TrampolinePolicy::default()
 	};
 	let (fee, second_fee) = two_trampoline_fees(&level_4, amount_msat);
 	network.electrum.wait_no_htlcs().await;
@@ -624,6 +632,6 @@ async fn wallet_pays_through_electrum(network: &Network) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs our sender's legacy onion to suit Electrum (8-byte invoice_features, a final hop)"]
 async fn our_wallet_pays_through_an_electrum_trampoline() {
-	let network = network(ELECTRUM_LEVEL_1).await;
+	let network = network(electrum_level_1()).await;
 	wallet_pays_through_electrum(&network).await;
 }
