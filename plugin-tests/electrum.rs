@@ -536,6 +536,11 @@ async fn unknown_recipient(network: &Network) {
 /// until it lands Electrum 4.3.4 cannot decode a single failure of ours
 /// and its pay loop crashes (`lnworker.py` line 1313, `route[sender_idx]`
 /// with `sender_idx` None). Run with `cargo test --test electrum -- --ignored`.
+///
+/// Merged with `dialect` at dccb117 (tried, not merged here):
+/// `fee_escalation` passes (levels 1, 2, 3 refused with NODE|51, paid at
+/// level 4, fees exact); `unknown_recipient` fails: T2 and then T answer
+/// `unknown_next_peer`, and Electrum's AssertionError above ends `lnpay`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs the legacy failure dialect (issue 13, item 1)"]
 async fn electrum_reads_our_failures_escalates_and_ends_cleanly() {
