@@ -11,6 +11,10 @@ set -euo pipefail
 
 ELECTRUM_VERSION=4.3.4
 EX_PACKAGE="e-x"
+# ElectrumX 2.0 wants Bitcoin Core 31 with -txindex and -txospenderindex
+# (electrumx/lib/coins.py); the harness starts bitcoind so.
+EX_VERSION="2.0.0"
+PLYVEL_VERSION="1.5.1"
 CACHE_ROOT="${LDK_TRAMPOLINE_CACHE:-$HOME/.cache/ldk-trampoline}"
 DIR="$CACHE_ROOT/electrum-$ELECTRUM_VERSION"
 VENV="$DIR/electrumx-venv"
@@ -27,7 +31,13 @@ ready() {
     local v
     v=$(dpkg-query -W -f='${Version}' electrum 2>/dev/null) || return 1
     [[ "$v" == "$ELECTRUM_VERSION"* ]] || return 1
-    "$VENV/bin/python" -c 'import electrumx, plyvel' 2>/dev/null
+    venv_ready
+}
+
+# The venv holds the pinned ElectrumX and a working plyvel.
+venv_ready() {
+    "$VENV/bin/python" -c "import importlib.metadata as m, electrumx, plyvel; \
+assert m.version('$EX_PACKAGE') == '$EX_VERSION'" 2>/dev/null
 }
 
 if ready; then
@@ -72,13 +82,13 @@ v=$(dpkg-query -W -f='${Version}' electrum)
 /usr/bin/python3 -c 'import electrum' || die "Debian's /usr/bin/python3 cannot import electrum"
 
 mkdir -p "$DIR"
-if ! "$VENV/bin/python" -c 'import electrumx, plyvel' 2>/dev/null; then
-    say "installing ElectrumX ($EX_PACKAGE) and plyvel from PyPI into $VENV"
+if ! venv_ready; then
+    say "installing ElectrumX ($EX_PACKAGE $EX_VERSION) and plyvel from PyPI into $VENV"
     rm -rf "$VENV"
     /usr/bin/python3 -m venv "$VENV" || die "python3 -m venv $VENV failed (apt-get install python3-venv)"
-    "$VENV/bin/pip" install --quiet "$EX_PACKAGE" plyvel >&2 \
+    "$VENV/bin/pip" install --quiet "$EX_PACKAGE==$EX_VERSION" "plyvel==$PLYVEL_VERSION" >&2 \
         || die "pip install $EX_PACKAGE plyvel failed (needs libleveldb-dev and g++ for plyvel)"
-    "$VENV/bin/python" -c 'import electrumx, plyvel' || die "the venv cannot import electrumx and plyvel"
+    venv_ready || die "the venv cannot import electrumx $EX_VERSION and plyvel"
 fi
 server=$(command -v "$VENV/bin/electrumx_server" || true)
 [[ -n "$server" ]] || die "$EX_PACKAGE installed no electrumx_server script in $VENV/bin"
