@@ -1246,20 +1246,6 @@ async fn stock_ldk_sender_pays_through_trampoline() {
 	wait_lightning_balance(&trampoline, t_before + t_fee / 1000).await;
 }
 
-/// Waits until no channel of `node` with `peer` is usable (it went offline).
-async fn wait_peer_offline(node: &Node, peer: bitcoin::secp256k1::PublicKey) {
-	let deadline = tokio::time::Instant::now() + DEADLINE;
-	while node
-		.channel_manager()
-		.list_usable_channels()
-		.iter()
-		.any(|c| c.counterparty.node_id == peer)
-	{
-		assert!(tokio::time::Instant::now() < deadline, "the peer never went offline");
-		tokio::time::sleep(Duration::from_millis(50)).await;
-	}
-}
-
 /// Stops R, has W pay R's invoice through T, and waits until T holds it.
 async fn pay_offline_recipient(
 	wallet: &Node, trampoline: &Node, recipient: &ldk_node::Node, policy: &TrampolinePolicy,
@@ -1267,7 +1253,7 @@ async fn pay_offline_recipient(
 	let invoice = recipient_invoice(recipient, AMOUNT_MSAT);
 	let hash = hash_of(&invoice);
 	recipient.stop().expect("R stops");
-	wait_peer_offline(trampoline, recipient.node_id()).await;
+	common::wait_peer_offline(trampoline, recipient.node_id()).await;
 	let fee = policy.fee_msat(AMOUNT_MSAT);
 	let id = wallet
 		.pay_invoice_via_trampoline(&invoice, trampoline.node_id(), fee, policy.cltv_expiry_delta)
@@ -1427,7 +1413,7 @@ async fn payment_sent_right_after_the_trampoline_restarts_succeeds() {
 		(wallet.balances().lightning_sat, trampoline.balances().lightning_sat);
 	let t_id = trampoline.node_id();
 	let stopped = net.stop(&trampoline).await.expect("stop T");
-	wait_peer_offline(&wallet, t_id).await;
+	common::wait_peer_offline(&wallet, t_id).await;
 	let trampoline = net.start_again(stopped).await.expect("start T");
 	let usable = wallet.list_channels().iter().any(|c| c.usable);
 	println!("W's channel to T usable when the payment is sent: {usable}");

@@ -175,6 +175,20 @@ pub async fn expect_wake_call(
 		.expect("signed by the node");
 }
 
+/// Waits until no channel of `node` with `peer` is usable (it went offline).
+pub async fn wait_peer_offline(node: &Node, peer: bitcoin::secp256k1::PublicKey) {
+	let deadline = tokio::time::Instant::now() + DEADLINE;
+	while node
+		.channel_manager()
+		.list_usable_channels()
+		.iter()
+		.any(|c| c.counterparty.node_id == peer)
+	{
+		assert!(tokio::time::Instant::now() < deadline, "the peer never went offline");
+		tokio::time::sleep(Duration::from_millis(50)).await;
+	}
+}
+
 /// Ticks the trampoline's timers until the payer's payment `id` failed: LDK's MPP timer fails an
 /// incomplete bucket three ticks after its first part (the background
 /// processor ticks once a minute; ticking here is harmless and quicker).

@@ -40,33 +40,36 @@ pub enum BitcoindError {
 /// Returns the directory holding `bitcoind` and `bitcoin-cli`, building them on
 /// first use (see `bitcoind-conf/provision-bitcoind.sh`; honours `BITCOIND_EXE`).
 pub fn provision() -> Result<PathBuf, BitcoindError> {
+	let dir = run_provisioning_script(PROVISION_SCRIPT).map_err(BitcoindError::Provision)?;
+	if !dir.join("bitcoind").is_file() {
+		return Err(BitcoindError::Provision(format!("no bitcoind in {}", dir.display())));
+	}
+	Ok(dir)
+}
+
+/// Runs a provisioning script (its text) with bash, its messages going to
+/// our stderr, and returns the directory it printed on its last line of
+/// stdout. `Err` says why it could not run or how it exited.
+pub fn run_provisioning_script(script: &str) -> Result<PathBuf, String> {
 	let mut child = Command::new("bash")
 		.args(["-s", "--"])
 		.stdin(Stdio::piped())
 		.stdout(Stdio::piped())
 		.stderr(Stdio::inherit())
 		.spawn()
-		.map_err(|e| BitcoindError::Provision(format!("cannot run bash: {e}")))?;
+		.map_err(|e| format!("cannot run bash: {e}"))?;
 	child
 		.stdin
 		.take()
-		.ok_or_else(|| BitcoindError::Provision("no stdin for bash".into()))?
-		.write_all(PROVISION_SCRIPT.as_bytes())
-		.map_err(|e| BitcoindError::Provision(e.to_string()))?;
-	let output = child.wait_with_output().map_err(|e| BitcoindError::Provision(e.to_string()))?;
+		.ok_or("no stdin for bash")?
+		.write_all(script.as_bytes())
+		.map_err(|e| format!("cannot feed the script to bash: {e}"))?;
+	let output = child.wait_with_output().map_err(|e| e.to_string())?;
 	if !output.status.success() {
-		return Err(BitcoindError::Provision(format!(
-			"the script exited with {} (its messages are above)",
-			output.status
-		)));
+		return Err(format!("the script exited with {} (its messages are above)", output.status));
 	}
 	let stdout = String::from_utf8_lossy(&output.stdout);
-	let dir = stdout.lines().last().map(str::trim).unwrap_or_default();
-	let dir = PathBuf::from(dir);
-	if !dir.join("bitcoind").is_file() {
-		return Err(BitcoindError::Provision(format!("no bitcoind in {}", dir.display())));
-	}
-	Ok(dir)
+	Ok(PathBuf::from(stdout.lines().last().map(str::trim).unwrap_or_default()))
 }
 
 fn free_port() -> Result<u16, BitcoindError> {
@@ -88,11 +91,17 @@ pub struct Bitcoind {
 impl Bitcoind {
 	/// Provisions and starts bitcoind in a fresh temporary data directory.
 	pub fn start() -> Result<Self, BitcoindError> {
+		Self::start_with_args(&[])
+	}
+
+	/// [`Self::start`] with extra command-line arguments, e.g. the
+	/// `-txindex=1` an Electrum server needs.
+	pub fn start_with_args(args: &[&str]) -> Result<Self, BitcoindError> {
 		let bin_dir = provision()?;
 		let mut last_error = String::new();
 		// A port picked as free may be taken before bitcoind binds it: retry.
 		for _ in 0..3 {
-			match Self::start_once(&bin_dir.join("bitcoind")) {
+			match Self::start_once(&bin_dir.join("bitcoind"), args) {
 				Ok(bitcoind) => return Ok(bitcoind),
 				Err(e) => last_error = e.to_string(),
 			}
@@ -100,7 +109,7 @@ impl Bitcoind {
 		Err(BitcoindError::Start(last_error))
 	}
 
-	fn start_once(exe: &Path) -> Result<Self, BitcoindError> {
+	fn start_once(exe: &Path, args: &[&str]) -> Result<Self, BitcoindError> {
 		let datadir = tempfile::Builder::new()
 			.prefix("ldk-trampoline-bitcoind-")
 			.tempdir()
@@ -112,6 +121,7 @@ impl Bitcoind {
 			.arg(format!("-conf={}", conf.display()))
 			.arg(format!("-datadir={}", datadir.path().display()))
 			.arg(format!("-rpcport={rpc_port}"))
+			.args(args)
 			.stdout(Stdio::null())
 			.stderr(Stdio::piped())
 			.spawn()

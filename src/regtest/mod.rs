@@ -23,7 +23,7 @@ use bitcoin::{Address, Network};
 use lightning::ln::types::ChannelId;
 use lightning::util::logger::Level;
 
-pub use bitcoind::{provision, Bitcoind, BitcoindError};
+pub use bitcoind::{provision, run_provisioning_script, Bitcoind, BitcoindError};
 
 use crate::node::{Node, NodeConfig, NodeError, NodeEvent};
 
@@ -68,7 +68,12 @@ pub struct RegtestNetwork {
 impl RegtestNetwork {
 	/// Starts bitcoind (provisioning it if needed) and mines the first block.
 	pub fn start() -> Result<Self, RegtestError> {
-		let bitcoind = Bitcoind::start()?;
+		Self::start_with_bitcoind_args(&[])
+	}
+
+	/// [`Self::start`], bitcoind started with extra command-line arguments.
+	pub fn start_with_bitcoind_args(args: &[&str]) -> Result<Self, RegtestError> {
+		let bitcoind = Bitcoind::start_with_args(args)?;
 		bitcoind.mine(1, None)?;
 		let mut dir = tempfile::Builder::new()
 			.prefix("ldk-trampoline-nodes-")
