@@ -530,19 +530,13 @@ async fn unknown_recipient(network: &Network) {
 }
 
 /// Electrum against our *default* policy and against failures: it must
-/// read every failure we send it. Needs the legacy failure dialect (issue
-/// 13, item 1: NODE|51/52 and the other legacy codes, encrypted as legacy
-/// payers decrypt them), which is being written on the `dialect` branch;
-/// until it lands Electrum 4.3.4 cannot decode a single failure of ours
-/// and its pay loop crashes (`lnworker.py` line 1313, `route[sender_idx]`
-/// with `sender_idx` None). Run with `cargo test --test electrum -- --ignored`.
-///
-/// Merged with `dialect` at dccb117 (tried, not merged here):
-/// `fee_escalation` passes (levels 1, 2, 3 refused with NODE|51, paid at
-/// level 4, fees exact); `unknown_recipient` fails: T2 and then T answer
-/// `unknown_next_peer`, and Electrum's AssertionError above ends `lnpay`.
+/// read every failure we send it (legacy dialect: NODE|51/52 and the other
+/// legacy codes under the outer secret alone). Before the dialect, Electrum
+/// 4.3.4 could not decode a single failure of ours and its pay loop crashed
+/// (`lnworker.py` line 1313, `route[sender_idx]` with `sender_idx` None);
+/// with `unknown_next_peer` for an unreachable recipient, `lnpay` ended in
+/// Electrum's AssertionError (see `unknown_recipient`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs the legacy failure dialect (issue 13, item 1)"]
 async fn electrum_reads_our_failures_escalates_and_ends_cleanly() {
 	let network = network(TrampolinePolicy::default()).await;
 	let started = std::time::Instant::now();

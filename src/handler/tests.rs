@@ -289,7 +289,7 @@ fn a_legacy_payer_decrypts_our_failure_with_its_outer_secret_alone() {
 		(FailReason::ExpiryTooSoon, codes::TRAMPOLINE_EXPIRY_TOO_SOON),
 		(FailReason::NoRouteWithinBudget, codes::TRAMPOLINE_FEE_INSUFFICIENT),
 		(FailReason::FailedOnTheWay, codes::TEMPORARY_CHANNEL_FAILURE),
-		(FailReason::UnknownNextNode, codes::UNKNOWN_NEXT_PEER),
+		(FailReason::UnknownNextNode, codes::TRAMPOLINE_FEE_INSUFFICIENT),
 		(FailReason::HoldExpired, codes::TEMPORARY_NODE_FAILURE),
 		(FailReason::MppTimeout, codes::MPP_TIMEOUT),
 		// A packet from further down the route (recorded as forwarded) is

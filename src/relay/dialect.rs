@@ -52,7 +52,14 @@
 //! `unknown_next_peer` and `temporary_node_failure` mark that trampoline route
 //! failed and try another (with two trampolines it first falls back to one);
 //! `mpp_timeout` and every other code (25, 26 and 27 included) end the
-//! payment.
+//! payment. "Another route" is a trap with one trampoline: Electrum 4.3.4
+//! builds the same route again and its second identical failure trips
+//! `assert r not in self.failed_trampoline_routes` (`lnworker.py` 1353),
+//! ending `lnpay` with an AssertionError instead of a failed payment
+//! (seen in `plugin-tests/electrum.rs`, case `unknown_recipient`). So an
+//! unreachable next node is NODE|51, as eclair answers `RouteNotFound`:
+//! Electrum raises its fee level until its table runs out, then fails
+//! the payment cleanly (`NoPathFound`).
 
 use serde::{Deserialize, Serialize};
 
@@ -227,8 +234,8 @@ pub fn answer_relayed(
 /// NODE|51, NODE|52 or `temporary_channel_failure`, so that it raises its fee
 /// level; what another trampoline route could fix (no liquidity, limits, a
 /// hold that expired, our own trouble, a split we do not relay, a failure it
-/// could not read) is `temporary_node_failure`; an unknown next node is
-/// `unknown_next_peer`; a readable failure of the next trampoline is passed
+/// could not read) is `temporary_node_failure`; an unknown or unreachable
+/// next node is NODE|51 (see the module documentation); a readable failure of the next trampoline is passed
 /// on as it is, as eclair does (a NODE|51 of a second trampoline then raises
 /// the payer's fee level, which Electrum applies to every trampoline).
 pub fn wire_failure(
@@ -258,14 +265,13 @@ pub fn wire_failure(
 			R::Verbatim { message } => message.clone(),
 		},
 		Dialect::Legacy => match reason {
-			R::FeeInsufficient | R::NoRouteWithinBudget => {
+			R::FeeInsufficient | R::NoRouteWithinBudget | R::UnknownNextNode => {
 				FailureMessage::TrampolineFeeInsufficient
 			},
 			R::ExpiryTooSoon => FailureMessage::TrampolineExpiryTooSoon,
 			R::FailedOnTheWay => {
 				FailureMessage::TemporaryChannelFailure { channel_update: Vec::new() }
 			},
-			R::UnknownNextNode => FailureMessage::UnknownNextPeer,
 			R::NoLiquidity
 			| R::HoldExpired
 			| R::OverLimits
@@ -413,7 +419,12 @@ mod tests {
 			code(FailReason::UnknownNextNode, Dialect::Spec),
 			codes::UNKNOWN_NEXT_TRAMPOLINE
 		);
-		assert_eq!(code(FailReason::UnknownNextNode, Dialect::Legacy), codes::UNKNOWN_NEXT_PEER);
+		// Not `unknown_next_peer`: Electrum would retry the same single
+		// trampoline route and crash on its own assertion.
+		assert_eq!(
+			code(FailReason::UnknownNextNode, Dialect::Legacy),
+			codes::TRAMPOLINE_FEE_INSUFFICIENT
+		);
 	}
 
 	#[test]
