@@ -553,9 +553,13 @@ async fn electrum_reads_our_failures_escalates_and_ends_cleanly() {
 /// Case f: our wallet W pays R through an Electrum wallet E3 configured to
 /// forward trampoline payments: W --> E3 (its only trampoline, given R's
 /// invoice data, legacy layout) --> E3 pays R itself, in trampoline mode,
-/// through T and T2. E3 asks at least 1,000 msat and 576 blocks
-/// (`lnworker.py`, `pay_to_node`); it pays T and T2 at its level 1 out of
-/// what W offered it.
+/// through T and T2. Our onion suits Electrum 4.3.4: `invoice_features` as
+/// a u64, a final hop for R after E3 (else E3 takes itself for the
+/// recipient), and E3's expiry as a delta (it adds its own height). E3
+/// pays T and T2 at its level 1 (576 blocks each) out of what W offered
+/// it: W offers it those 1,152 blocks and 144 more, so that E3's HTLC to T
+/// expires before W's to E3 (Electrum 4.3.4 does not check it for a
+/// legacy forward).
 async fn wallet_pays_through_electrum(network: &Network) {
 	let net = &network.net;
 	let options = ElectrumOptions {
@@ -586,14 +590,17 @@ async fn wallet_pays_through_electrum(network: &Network) {
 	let e3_fee = fee + second_fee + 4_000;
 	let invoice = recipient_invoice(&network.recipient, amount_msat);
 	let invoice = lightning_invoice::Bolt11Invoice::from_str(&invoice).expect("R's invoice");
+	let e3_cltv_delta = 2 * 576 + 144;
 	let hop = TrampolineRouteHop {
 		node_id: e3.node_id(),
 		fee_msat: e3_fee,
-		cltv_expiry_delta: 576,
+		cltv_expiry_delta: e3_cltv_delta,
 		async_payment: false,
 	};
-	let budget = TrampolineBudget { max_fee_msat: e3_fee, max_cltv_expiry_delta: 576 };
+	let budget =
+		TrampolineBudget { max_fee_msat: e3_fee, max_cltv_expiry_delta: e3_cltv_delta.into() };
 	let before = network.balances().await;
+	let e3_before = e3.lightning_msat().await;
 	let id =
 		network.wallet.pay_invoice_via_trampolines_within(&invoice, &[hop], budget).expect("pay");
 	let paid = network.wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
@@ -605,31 +612,36 @@ async fn wallet_pays_through_electrum(network: &Network) {
 		e3.log_tail(60)
 	);
 	assert_eq!(common::wait_ldk_received(&network.recipient).await, amount_msat);
-	wait_no_htlcs(&network.wallet).await;
+	// 20,000 sat at level 1: T2's fee 3,000 msat, T's 3,000 (3,000.3
+	// rounded down); E3 keeps the 4,000 msat left of what W offered.
+	assert_eq!((fee, second_fee), (3_000, 3_000));
+	e3.wait_no_htlcs().await;
+	e3.wait_lightning_msat(e3_before + e3_fee - fee - second_fee).await;
+	for node in [&network.wallet, &network.trampoline, &network.second] {
+		wait_no_htlcs(node).await;
+	}
 	wait_lightning_balance(&network.wallet, before.wallet_sat - (amount_msat + e3_fee) / 1000)
 		.await;
-	assert_eq!(relayed(&network.trampoline, hash_of(&invoice)), vec![BucketStage::Relayed]);
-	assert_eq!(relayed(&network.second, hash_of(&invoice)), vec![BucketStage::Relayed]);
+	wait_lightning_balance(&network.trampoline, before.trampoline_sat + fee / 1000).await;
+	wait_lightning_balance(&network.second, before.second_sat + second_fee / 1000).await;
+	let hash = hash_of(&invoice);
+	for (node, total) in [
+		(&network.trampoline, amount_msat + fee + second_fee),
+		(&network.second, amount_msat + second_fee),
+	] {
+		let buckets = node.trampoline().expect("relay on").core().buckets();
+		let bucket = buckets.iter().find(|b| b.payment_hash == hash).expect("a bucket");
+		assert_eq!((bucket.state, bucket.outer_total_msat), (BucketStage::Relayed, total));
+	}
 }
 
-/// Our sender through an Electrum trampoline forwarder. Needs two changes
-/// to our sender's legacy trampoline onion, neither made yet:
-/// - Electrum 4.3.4 reads `invoice_features` (66097) as a u64
-///   (`lnwire/onion_wire.csv` line 11): our minimal big-endian bytes (3 for
-///   an ldk-node invoice) make it fail the HTLC ("error processing onion
-///   packet: UnexpectedEndOfStream", answered as invalid_onion_version).
-///   Padded to 8 bytes, it parses;
-/// - it forwards only when the trampoline onion goes on past it
-///   (`lnpeer.py` line 2320, `if trampoline_onion.are_we_final`): as the
-///   last hop it takes itself for the recipient ("no payment_info found",
-///   incorrect_or_unknown_payment_details). Electrum and eclair add a final
-///   hop for the recipient after the last trampoline
-///   (`trampoline.py` line 225, "eclair requires an encrypted blob"); our
-///   sender does not.
-///
-/// Run with `cargo test --test electrum -- --ignored our_wallet_pays_through`.
+/// Our sender through an Electrum trampoline forwarder (issue 13, build
+/// item 3): before the sender's legacy onion suited Electrum 4.3.4, E3
+/// failed W's HTLC with invalid_onion_version ("UnexpectedEndOfStream" on
+/// a 3-byte `invoice_features`, which it reads as a u64), and with the
+/// features padded, with incorrect_or_unknown_payment_details (no hop after
+/// it in the trampoline onion: it took itself for the recipient).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs our sender's legacy onion to suit Electrum (8-byte invoice_features, a final hop)"]
 async fn our_wallet_pays_through_an_electrum_trampoline() {
 	let network = network(electrum_level_1()).await;
 	wallet_pays_through_electrum(&network).await;

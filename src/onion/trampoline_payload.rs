@@ -160,7 +160,10 @@ impl TrampolinePayload {
 				put_amt_cltv(&mut w, *amt_to_forward, *outgoing_cltv_value);
 				w.put(PAYMENT_DATA, payment_data.encode());
 				w.put_opt(PAYMENT_METADATA, payment_metadata.clone());
-				w.put_opt(LEGACY_INVOICE_FEATURES, invoice_features.clone());
+				w.put_opt(
+					LEGACY_INVOICE_FEATURES,
+					invoice_features.as_deref().map(legacy_features),
+				);
 				w.put(LEGACY_OUTGOING_NODE_ID, outgoing_node_id.serialize().to_vec());
 				let hints = LegacyRouteHintHop::encode_hints(invoice_routing_info).ok_or(
 					PayloadError::InvalidValue {
@@ -190,7 +193,11 @@ impl TrampolinePayload {
 					});
 				}
 				put_amt_cltv(&mut w, *amt_to_forward, *outgoing_cltv_value);
-				w.put_opt(features_type, recipient_features.clone());
+				let features = match layout {
+					TlvLayout::Spec => recipient_features.clone(),
+					TlvLayout::Legacy => recipient_features.as_deref().map(legacy_features),
+				};
+				w.put_opt(features_type, features);
 				w.put(paths_type, PaymentBlindedPath::encode_list(paths));
 			},
 			TrampolineHop::BlindedForward { encrypted_recipient_data, current_path_key } => {
@@ -233,6 +240,22 @@ impl TrampolinePayload {
 		}
 		f.into_payload()
 	}
+}
+
+/// Width of Electrum's `invoice_features` (a `u64`, `lnwire/onion_wire.csv`).
+pub const LEGACY_FEATURES_LEN: usize = 8;
+
+/// Legacy `invoice_features` (66097) as written: big-endian, left-padded with
+/// zeros to [`LEGACY_FEATURES_LEN`] bytes. Electrum 4.3.4 reads the field as
+/// a `u64` and fails the HTLC on fewer bytes ("UnexpectedEndOfStream");
+/// eclair reads any length (`tlvField(bytes)`), leading zeros included.
+/// Longer features (a bit above 63) are written as they are: eclair reads
+/// them, Electrum could not hold them in any encoding.
+pub fn legacy_features(features: &[u8]) -> Vec<u8> {
+	let pad = LEGACY_FEATURES_LEN.saturating_sub(features.len());
+	let mut padded = vec![0; pad];
+	padded.extend_from_slice(features);
+	padded
 }
 
 /// A decoded field and the record it came from (for error offsets).
@@ -301,8 +324,12 @@ impl<'a> TrampolineFields<'a> {
 			TOTAL_AMOUNT_MSAT => {
 				self.total = Some((decode_msat(r.value).map_err(|e| r.invalid(e))?, *r))
 			},
-			RECIPIENT_FEATURES | LEGACY_INVOICE_FEATURES => {
-				self.features = Some((r.value.to_vec(), *r))
+			RECIPIENT_FEATURES => self.features = Some((r.value.to_vec(), *r)),
+			// Any length (eclair writes them minimal, Electrum as a u64),
+			// kept minimal.
+			LEGACY_INVOICE_FEATURES => {
+				let first = r.value.iter().position(|b| *b != 0).unwrap_or(r.value.len());
+				self.features = Some((r.value[first..].to_vec(), *r))
 			},
 			RECIPIENT_BLINDED_PATHS | LEGACY_OUTGOING_BLINDED_PATHS => {
 				let paths = PaymentBlindedPath::decode_list(r.value).map_err(|e| r.invalid(e))?;
@@ -507,6 +534,51 @@ mod tests {
 		});
 		let encoded = payload.encode().unwrap();
 		assert_eq!(TrampolinePayload::decode(&encoded).unwrap(), payload);
+	}
+
+	#[test]
+	fn legacy_invoice_features_are_eight_bytes_and_read_at_any_length() {
+		let hop = |features: Vec<u8>| {
+			TrampolinePayload::new(TrampolineHop::ToLegacyRecipient {
+				amt_to_forward: 1_000,
+				outgoing_cltv_value: 150,
+				outgoing_node_id: node(),
+				payment_data: PaymentData {
+					payment_secret: PaymentSecret([7; 32]),
+					total_msat: 1_000,
+				},
+				payment_metadata: None,
+				invoice_features: Some(features),
+				invoice_routing_info: vec![],
+			})
+		};
+		// An ldk-node invoice's three bytes (bits 8, 14, 17): 66097 (fe 00 01
+		// 02 31), length 8, a u64 as Electrum reads it.
+		let payload = hop(vec![0x02, 0x41, 0x00]);
+		let encoded = payload.encode().unwrap();
+		let record = bytes("fe00010231 08 0000000000024100");
+		assert!(encoded.windows(record.len()).any(|w| w == record), "{encoded:02x?}");
+		// Read back minimal, as eclair writes them.
+		assert_eq!(TrampolinePayload::decode(&encoded).unwrap(), payload);
+		// Nine bytes (a bit above 63) are written and read as they are.
+		let wide = hop(vec![0x80, 0, 0, 0, 0, 0, 0x02, 0x41, 0x00]);
+		let encoded = wide.encode().unwrap();
+		assert!(encoded.windows(6).any(|w| w == bytes("fe00010231 09")));
+		assert_eq!(TrampolinePayload::decode(&encoded).unwrap(), wide);
+		// Leading zeros of any length, and none at all, read the same.
+		for value in ["024100", "0000024100", "000000000000000000024100"] {
+			let mut stream = bytes("020203e8 040196 0822");
+			stream.extend_from_slice(&[7; 32]);
+			stream.extend_from_slice(&bytes("03e8 fe00010231"));
+			stream.push((value.len() / 2) as u8);
+			stream.extend_from_slice(&bytes(value));
+			stream.extend_from_slice(&bytes("fe00010232 21"));
+			stream.extend_from_slice(&node().serialize());
+			stream.extend_from_slice(&bytes("fe00010233 00"));
+			let mut framed = vec![stream.len() as u8];
+			framed.extend_from_slice(&stream);
+			assert_eq!(TrampolinePayload::decode(&framed).unwrap(), payload, "{value}");
+		}
 	}
 
 	#[test]

@@ -198,6 +198,51 @@ impl From<Bolt12Invoice> for TrampolineInvoice {
 	}
 }
 
+/// How the last trampoline of a route reads a "trampoline to legacy
+/// recipient" payload (a BOLT 11 invoice's data), known from its `init`
+/// features when it is our peer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LastTrampoline {
+	/// Our relay (bits 56/57) or a node we know nothing of: the onion ends
+	/// at the last trampoline (our relay also takes the legacy shape below).
+	#[default]
+	Spec,
+	/// eclair, or Electrum 4.5 and later (bits 148/149 or 150/151, not
+	/// 56/57): a legacy trampoline forwards only when the trampoline onion
+	/// goes on past it (Electrum `lnpeer.py`, `are_we_final`; eclair's
+	/// older NodeRelay), so the onion carries a final hop for the recipient
+	/// after it, as Electrum and eclair's wallets build it (`trampoline.py`,
+	/// "eclair requires an encrypted blob"): amount, expiry and the invoice
+	/// secret and total, which the trampoline never reads.
+	Legacy,
+	/// Electrum before 4.5 (bit 151 without 56/57, `var_onion` only
+	/// optional: 4.5.0 made it required): [`Self::Legacy`], and it reads the
+	/// `outgoing_cltv_value` of a legacy payload as a delta from its own
+	/// height (`maybe_forward_trampoline` passes it to `pay_to_node` as
+	/// `min_cltv_expiry`; fixed in Electrum b0401a6, 4.5.0). Given the
+	/// absolute expiry, it would pay the recipient at about twice the
+	/// height, past its own 4032-block limit on mainnet. Its payload says
+	/// the recipient's final delta instead.
+	LegacyRelativeCltv,
+}
+
+impl LastTrampoline {
+	/// What a trampoline with these `init` features is (`None`: not our
+	/// peer, [`Self::Spec`]).
+	pub fn of(features: Option<&InitFeatures>) -> Self {
+		let Some(features) = features else { return Self::Spec };
+		let flags = features.le_flags();
+		let bit = |n: usize| flags.get(n / 8).is_some_and(|byte| byte & (1 << (n % 8)) != 0);
+		if bit(56) || bit(57) || !speaks_trampoline(features) {
+			Self::Spec
+		} else if (bit(150) || bit(151)) && !bit(8) {
+			Self::LegacyRelativeCltv
+		} else {
+			Self::Legacy
+		}
+	}
+}
+
 /// The last trampoline's payload and what it spends beyond its own fee.
 struct FinalLeg {
 	payload: TrampolineHop,
@@ -206,9 +251,14 @@ struct FinalLeg {
 	fee_msat: u64,
 	/// The CLTV the last trampoline must forward the payment with.
 	outgoing_cltv_value: u32,
+	/// A hop after the last trampoline, for a legacy one
+	/// ([`LastTrampoline::Legacy`]).
+	recipient_hop: Option<SphinxHop>,
 }
 
-fn bolt11_leg(invoice: &Bolt11Invoice, height: u32) -> Result<FinalLeg, SenderError> {
+fn bolt11_leg(
+	invoice: &Bolt11Invoice, height: u32, last: LastTrampoline,
+) -> Result<FinalLeg, SenderError> {
 	let amount_msat = invoice.amount_milli_satoshis().ok_or(SenderError::NoAmount)?;
 	let final_cltv_delta = u32::try_from(invoice.min_final_cltv_expiry_delta())
 		.map_err(|_| SenderError::CltvOverflow { what: "invoice's final CLTV delta" })
@@ -230,15 +280,32 @@ fn bolt11_leg(invoice: &Bolt11Invoice, height: u32) -> Result<FinalLeg, SenderEr
 		})
 		.collect();
 	let outgoing_cltv_value = add_blocks(height, final_cltv_delta, "recipient's CLTV expiry")?;
+	let payment_data =
+		PaymentData { payment_secret: *invoice.payment_secret(), total_msat: amount_msat };
+	let recipient = invoice.recover_payee_pub_key();
+	let recipient_hop = match last {
+		LastTrampoline::Spec => None,
+		LastTrampoline::Legacy | LastTrampoline::LegacyRelativeCltv => Some(SphinxHop {
+			node_id: recipient,
+			payload: TrampolinePayload::new(TrampolineHop::Receive {
+				amt_to_forward: amount_msat,
+				outgoing_cltv_value,
+				payment_data: Some(payment_data),
+				payment_metadata: None,
+			})
+			.encode()
+			.map_err(|e| SenderError::Onion(e.to_string()))?,
+		}),
+	};
 	Ok(FinalLeg {
 		payload: TrampolineHop::ToLegacyRecipient {
 			amt_to_forward: amount_msat,
-			outgoing_cltv_value,
-			outgoing_node_id: invoice.recover_payee_pub_key(),
-			payment_data: PaymentData {
-				payment_secret: *invoice.payment_secret(),
-				total_msat: amount_msat,
+			outgoing_cltv_value: match last {
+				LastTrampoline::LegacyRelativeCltv => final_cltv_delta,
+				LastTrampoline::Spec | LastTrampoline::Legacy => outgoing_cltv_value,
 			},
+			outgoing_node_id: recipient,
+			payment_data,
 			payment_metadata: invoice.payment_metadata().cloned(),
 			invoice_features: invoice
 				.features()
@@ -247,6 +314,7 @@ fn bolt11_leg(invoice: &Bolt11Invoice, height: u32) -> Result<FinalLeg, SenderEr
 		},
 		fee_msat: 0,
 		outgoing_cltv_value,
+		recipient_hop,
 	})
 }
 
@@ -275,6 +343,7 @@ fn bolt12_leg(invoice: &Bolt12Invoice, height: u32, count: usize) -> Result<Fina
 		},
 		fee_msat,
 		outgoing_cltv_value,
+		recipient_hop: None,
 	})
 }
 
@@ -310,14 +379,24 @@ fn blinded_leg_costs(
 /// min_final_cltv + FINAL_CLTV_MARGIN`; for BOLT 12 the invoice's blinded
 /// paths and features (22, 21), as many paths as fit in
 /// [`MAX_TRAMPOLINE_HOP_PAYLOADS_LEN`], its fee raised by the dearest path's.
+/// The onion ends at the last trampoline ([`LastTrampoline::Spec`]).
 pub fn trampoline_onion(
 	invoice: &TrampolineInvoice, route: &[TrampolineRouteHop], height: u32,
+) -> Result<TrampolineOnion, SenderError> {
+	trampoline_onion_for(invoice, route, height, LastTrampoline::Spec)
+}
+
+/// [`trampoline_onion`] for a last trampoline that reads a BOLT 11 leg as
+/// `last` says (a legacy one gets a final hop for the recipient after it,
+/// and Electrum before 4.5 a relative expiry).
+pub fn trampoline_onion_for(
+	invoice: &TrampolineInvoice, route: &[TrampolineRouteHop], height: u32, last: LastTrampoline,
 ) -> Result<TrampolineOnion, SenderError> {
 	let amount_msat = invoice.amount_msat().ok_or(SenderError::NoAmount)?;
 	match invoice {
 		TrampolineInvoice::Bolt11(invoice) => build_trampoline_onion(
 			invoice.payment_hash().to_byte_array(),
-			bolt11_leg(invoice, height)?,
+			bolt11_leg(invoice, height, last)?,
 			amount_msat,
 			route,
 			height,
@@ -382,11 +461,12 @@ fn build_trampoline_onion(
 		add_blocks(cltv, next.cltv_expiry_delta.into(), "trampolines' CLTV expiry")?
 			.checked_sub(height)
 			.ok_or(SenderError::CltvOverflow { what: "trampolines' CLTV delta" })?;
-	let hops: Vec<SphinxHop> = route
+	let mut hops: Vec<SphinxHop> = route
 		.iter()
 		.zip(payloads.into_iter().rev())
 		.map(|(hop, payload)| SphinxHop { node_id: hop.node_id, payload })
 		.collect();
+	hops.extend(leg.recipient_hop);
 	let len = exact_hop_payloads_len(&hops).max(TRAMPOLINE_HOP_PAYLOADS_LEN);
 	if len > MAX_TRAMPOLINE_HOP_PAYLOADS_LEN {
 		return Err(SenderError::TooLarge);
@@ -395,9 +475,13 @@ fn build_trampoline_onion(
 		.map_err(|e| SenderError::Onion(e.to_string()))?;
 	let built = onion::build(&Secp256k1::new(), &session_key, &hops, &payment_hash, len)
 		.map_err(|e| SenderError::Onion(e.to_string()))?;
+	// The recipient's hop is never peeled by a trampoline: one secret per
+	// trampoline.
+	let mut shared_secrets = built.shared_secrets;
+	shared_secrets.truncate(route.len());
 	Ok(TrampolineOnion {
 		packet: built.packet,
-		shared_secrets: built.shared_secrets,
+		shared_secrets,
 		amount_msat,
 		final_cltv_delta,
 		first_amount_msat,
@@ -607,7 +691,15 @@ pub fn pay_via_trampolines<C: AChannelManager + ?Sized>(
 	payment_id: PaymentId,
 ) -> Result<TrampolineSend, SenderError> {
 	let height = cm.get_cm().current_best_block().height;
-	let onion = trampoline_onion(invoice, route, height)?;
+	let last = route.last().ok_or(SenderError::NoTrampoline)?.node_id;
+	let last_features = cm
+		.get_cm()
+		.list_channels_with_counterparty(&last)
+		.into_iter()
+		.next()
+		.map(|c| c.counterparty.features);
+	let onion =
+		trampoline_onion_for(invoice, route, height, LastTrampoline::of(last_features.as_ref()))?;
 	let send = OuterSend {
 		payment_hash: invoice.payment_hash(),
 		trampoline: route.first().ok_or(SenderError::NoTrampoline)?.node_id,
@@ -643,6 +735,7 @@ pub fn pay_via_trampolines<C: AChannelManager + ?Sized>(
 #[cfg(test)]
 mod tests {
 	use super::*;
+	use crate::onion::NextPacket;
 	use lightning::blinded_path::payment::BlindedPayInfo;
 	use lightning::blinded_path::{BlindedHop, IntroductionNode};
 
@@ -682,7 +775,112 @@ mod tests {
 			},
 			fee_msat,
 			outgoing_cltv_value,
+			recipient_hop: None,
 		}
+	}
+
+	/// A BOLT 11 invoice of `key(9)` for 20,000 sat, final delta 144, with
+	/// ldk-node's features (var_onion, payment_secret, basic_mpp).
+	fn invoice() -> Bolt11Invoice {
+		use lightning_invoice::{Currency, InvoiceBuilder};
+		let secp = Secp256k1::new();
+		InvoiceBuilder::new(Currency::Regtest)
+			.description("test".into())
+			.payment_hash(bitcoin::hashes::sha256::Hash::hash(&[1; 32]))
+			.payment_secret(PaymentSecret([3; 32]))
+			.amount_milli_satoshis(20_000_000)
+			.current_timestamp()
+			.min_final_cltv_expiry_delta(144)
+			.basic_mpp()
+			.build_signed(|digest| {
+				secp.sign_ecdsa_recoverable(digest, &SecretKey::from_slice(&[9; 32]).unwrap())
+			})
+			.unwrap()
+	}
+
+	#[test]
+	fn a_legacy_last_trampoline_gets_a_final_hop_for_the_recipient() {
+		let secp = Secp256k1::new();
+		let invoice = TrampolineInvoice::Bolt11(invoice());
+		let hash = invoice.payment_hash().0;
+		let hop = route_hop(4_000, 576);
+		let peel = |packet: &OnionPacket, byte: u8| {
+			let key = SecretKey::from_slice(&[byte; 32]).unwrap();
+			onion::peel_with_secret_key(&secp, &key, packet, &hash).unwrap()
+		};
+		for (last, expiry) in [
+			(LastTrampoline::Legacy, 800 + 144 + FINAL_CLTV_MARGIN),
+			// Electrum before 4.5 adds its own height to it.
+			(LastTrampoline::LegacyRelativeCltv, 144 + FINAL_CLTV_MARGIN),
+		] {
+			let built = trampoline_onion_for(&invoice, &[hop], 800, last).unwrap();
+			assert_eq!(built.shared_secrets.len(), 1);
+			assert_eq!((built.first_amount_msat, built.first_cltv_delta), (20_004_000, 726));
+			let trampoline = peel(&built.packet, 4);
+			let payload = TrampolinePayload::decode(&trampoline.payload).unwrap();
+			match payload.hop {
+				TrampolineHop::ToLegacyRecipient {
+					amt_to_forward,
+					outgoing_cltv_value,
+					outgoing_node_id,
+					..
+				} => {
+					assert_eq!((amt_to_forward, outgoing_cltv_value), (20_000_000, expiry));
+					assert_eq!(outgoing_node_id, key(9));
+				},
+				other => panic!("{other:?}"),
+			}
+			// 66097 as Electrum reads it: a u64.
+			assert!(trampoline.payload.windows(6).any(|w| w == [0xfe, 0, 1, 2, 0x31, 8]));
+			// The onion goes on past the trampoline: Electrum forwards
+			// (`are_we_final` is false), and what follows is what Electrum
+			// and eclair's wallets put there: amount, absolute expiry, the
+			// invoice's secret and total (types 2, 4, 8).
+			let NextPacket::Forward(next) = trampoline.next else { panic!("final at {last:?}") };
+			let recipient = peel(&next, 9);
+			assert!(matches!(recipient.next, NextPacket::Final));
+			assert_eq!(
+				TrampolinePayload::decode(&recipient.payload).unwrap().hop,
+				TrampolineHop::Receive {
+					amt_to_forward: 20_000_000,
+					outgoing_cltv_value: 800 + 144 + FINAL_CLTV_MARGIN,
+					payment_data: Some(PaymentData {
+						payment_secret: PaymentSecret([3; 32]),
+						total_msat: 20_000_000
+					}),
+					payment_metadata: None,
+				}
+			);
+		}
+		// To our relay: the onion ends at the trampoline, expiry absolute.
+		let built = trampoline_onion(&invoice, &[hop], 800).unwrap();
+		let trampoline = peel(&built.packet, 4);
+		assert!(matches!(trampoline.next, NextPacket::Final));
+		assert_eq!(built.first_cltv_delta, 726);
+	}
+
+	#[test]
+	fn the_last_trampoline_is_read_from_its_init_features() {
+		let with = |bits: &[usize]| {
+			let mut flags = vec![0u8; 20];
+			for bit in bits {
+				flags[bit / 8] |= 1 << (bit % 8);
+			}
+			InitFeatures::from_le_bytes(flags)
+		};
+		// Electrum 4.3.4 (var_onion optional, 151).
+		assert_eq!(
+			LastTrampoline::of(Some(&with(&[9, 15, 17, 151]))),
+			LastTrampoline::LegacyRelativeCltv
+		);
+		// Electrum 4.5 (var_onion required, 151), eclair (149).
+		assert_eq!(LastTrampoline::of(Some(&with(&[8, 14, 17, 151]))), LastTrampoline::Legacy);
+		assert_eq!(LastTrampoline::of(Some(&with(&[8, 14, 17, 149]))), LastTrampoline::Legacy);
+		// Our relay (57 and 151), a spec node, a non-trampoline, no peer.
+		assert_eq!(LastTrampoline::of(Some(&with(&[8, 57, 151]))), LastTrampoline::Spec);
+		assert_eq!(LastTrampoline::of(Some(&with(&[9, 57]))), LastTrampoline::Spec);
+		assert_eq!(LastTrampoline::of(Some(&with(&[8, 14]))), LastTrampoline::Spec);
+		assert_eq!(LastTrampoline::of(None), LastTrampoline::Spec);
 	}
 
 	#[test]
