@@ -50,9 +50,6 @@ use super::types::{ChainMonitor, ChannelManager, Logger, Store};
 const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// Pause after a failed write before the next try.
 const RETRY_WAIT: Duration = Duration::from_millis(200);
-/// Rounds a completion is retried while the `ChainMonitor` does not know the
-/// channel yet (`watch_channel` inserts it after `persist_new_channel` returns).
-const COMPLETION_TRIES: u32 = 100;
 
 /// The shared state behind [`MonitorPersister`] and [`ManagerFirstStore`].
 pub struct ManagerFirst {
@@ -77,9 +74,6 @@ struct Attached {
 struct Queue {
 	/// The newest full monitor per storage key, with every update it completes.
 	monitors: HashMap<String, QueuedMonitor>,
-	/// Completions written to disk whose `channel_monitor_updated` failed
-	/// because the `ChainMonitor` did not hold the channel yet.
-	completions: Vec<(ChannelId, u64, u32)>,
 }
 
 struct QueuedMonitor {
@@ -88,10 +82,6 @@ struct QueuedMonitor {
 }
 
 impl Queue {
-	fn is_idle(&self) -> bool {
-		self.monitors.is_empty() && self.completions.is_empty()
-	}
-
 	/// Queues `bytes` for `key`; a newer full monitor supersedes the older one
 	/// (it contains every update the older had) and inherits its completions.
 	fn push(&mut self, key: String, bytes: Vec<u8>, completes: Vec<(ChannelId, u64)>) {
@@ -215,8 +205,7 @@ impl ManagerFirst {
 		self.flush_if(true)
 	}
 
-	/// [`Self::flush`] when monitors are queued; else only retries the
-	/// completions `watch_channel` was not ready for.
+	/// [`Self::flush`] when monitors are queued, else nothing.
 	fn flush_queued(&self) -> io::Result<()> {
 		self.flush_if(false)
 	}
@@ -228,13 +217,8 @@ impl ManagerFirst {
 		let Some(attached) = self.attached.get() else { return Ok(()) };
 		let Some(manager) = attached.manager.upgrade() else { return Ok(()) };
 		let order = self.writes.lock().unwrap_or_else(|p| p.into_inner());
-		let (batch, retried) = {
-			let mut queue = self.lock_queue();
-			(std::mem::take(&mut queue.monitors), std::mem::take(&mut queue.completions))
-		};
+		let batch = std::mem::take(&mut self.lock_queue().monitors);
 		if batch.is_empty() && !always {
-			drop((order, manager));
-			self.complete(attached, retried);
 			return Ok(());
 		}
 		// Encoded after the batch was taken: it knows every update in it.
@@ -251,15 +235,14 @@ impl ManagerFirst {
 			for (key, queued) in batch {
 				queue.requeue(key, queued);
 			}
-			queue.completions.extend(retried);
 			return Err(e);
 		}
 		let mut first_error = None;
-		let mut completed: Vec<(ChannelId, u64, u32)> = retried;
+		let mut completed = Vec::new();
 		for (key, queued) in batch {
 			let QueuedMonitor { bytes, completes } = queued;
 			match self.write_monitor(&key, bytes.clone()) {
-				Ok(()) => completed.extend(completes.into_iter().map(|(c, u)| (c, u, 0))),
+				Ok(()) => completed.extend(completes),
 				Err(e) => {
 					log_error!(self.logger, "Cannot write channel monitor {key}: {e}; retrying");
 					self.lock_queue().requeue(key, QueuedMonitor { bytes, completes });
@@ -272,21 +255,19 @@ impl ManagerFirst {
 		first_error.map_or(Ok(()), Err)
 	}
 
-	fn complete(&self, attached: &Attached, completed: Vec<(ChannelId, u64, u32)>) {
+	/// Reports written updates complete. A `persist_new_channel` runs under
+	/// the `ChainMonitor`'s write lock and this takes its read lock, so a new
+	/// channel is always known by then; only a channel archived meanwhile is
+	/// not, and there is nothing left to complete.
+	fn complete(&self, attached: &Attached, completed: Vec<(ChannelId, u64)>) {
 		let Some(chain_monitor) = attached.chain_monitor.upgrade() else { return };
-		let mut again = Vec::new();
-		for (channel_id, update_id, tries) in completed {
-			if chain_monitor.channel_monitor_updated(channel_id, update_id).is_ok() {
-				continue;
+		for (channel_id, update_id) in completed {
+			if let Err(e) = chain_monitor.channel_monitor_updated(channel_id, update_id) {
+				log_warn!(
+					self.logger,
+					"Channel {channel_id}: update {update_id} written, not completed: {e:?}"
+				);
 			}
-			if tries + 1 < COMPLETION_TRIES {
-				again.push((channel_id, update_id, tries + 1));
-			} else {
-				log_warn!(self.logger, "Channel {channel_id}: update {update_id} was written but the chain monitor never held the channel");
-			}
-		}
-		if !again.is_empty() {
-			self.lock_queue().completions.extend(again);
 		}
 	}
 }
@@ -299,14 +280,9 @@ fn run_flusher(shared: Weak<ManagerFirst>) {
 		}
 		{
 			let queue = me.lock_queue();
-			if queue.is_idle() {
+			if queue.monitors.is_empty() {
 				let _ = me.wake.wait_timeout(queue, IDLE_WAIT);
 				continue;
-			}
-			if queue.monitors.is_empty() {
-				// Only completions waiting for `watch_channel`.
-				drop(queue);
-				std::thread::sleep(RETRY_WAIT / 10);
 			}
 		}
 		if me.flush_queued().is_err() {
@@ -415,6 +391,6 @@ mod tests {
 		let mut queue = Queue::default();
 		queue.requeue("a".into(), QueuedMonitor { bytes: vec![1], completes: Vec::new() });
 		assert_eq!(queue.monitors["a"].bytes, vec![1]);
-		assert!(!queue.is_idle());
+		assert_eq!(queue.monitors.len(), 1);
 	}
 }
