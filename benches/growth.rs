@@ -47,8 +47,6 @@ fn bucket(i: u64, state: BucketState) -> BucketRecord {
 		state,
 		claim_deadline: Some(861),
 		superseded: false,
-		retry_until: Some(800),
-		retries_stopped: false,
 		dialect: Default::default(),
 	}
 }
@@ -143,7 +141,6 @@ fn costs(core: &RelayCore, from: u64) -> Costs {
 	for _ in 0..TICKS {
 		core.prune(&[]);
 		std::hint::black_box(store.held_buckets());
-		std::hint::black_box(store.sending_buckets());
 		store.flush().expect("flush");
 	}
 	let tick_ns = start.elapsed().as_nanos() as f64 / TICKS as f64;

@@ -75,8 +75,6 @@ fn held_buckets(n: u64) {
 			payment_id: None,
 			claim_deadline: Some(861),
 			superseded: false,
-			retry_until: None,
-			retries_stopped: false,
 			dialect: Default::default(),
 			state: BucketState::Held {
 				amount_msat: 10_011_000,

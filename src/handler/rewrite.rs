@@ -465,8 +465,6 @@ fn decide<N: InboundNode + ?Sized>(
 		state: BucketState::Receiving,
 		claim_deadline: None,
 		superseded: false,
-		retry_until: None,
-		retries_stopped: false,
 		dialect,
 	};
 	let stored = core.store.update_or_create_bucket(

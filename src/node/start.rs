@@ -60,6 +60,9 @@ type ChannelMonitor =
 
 /// Feeds every block to each component that follows the chain.
 struct ChainListener {
+	/// Told each height before the ChannelManager: the router bounds the
+	/// relay's retries by it (it must never be behind LDK's height).
+	trampoline_sender: Arc<SenderState>,
 	channel_manager: Arc<ChannelManager>,
 	chain_monitor: Arc<ChainMonitor>,
 	wallet: Arc<OnchainWallet>,
@@ -77,6 +80,7 @@ impl Listen for ChainListener {
 	}
 
 	fn block_connected(&self, block: &bitcoin::Block, height: u32) {
+		self.trampoline_sender.best_block_updated(height);
 		self.wallet.block_connected(block, height);
 		self.channel_manager.block_connected(block, height);
 		self.chain_monitor.block_connected(block, height);
@@ -88,6 +92,7 @@ impl Listen for ChainListener {
 		self.channel_manager.blocks_disconnected(fork_point);
 		self.chain_monitor.blocks_disconnected(fork_point);
 		self.sweeper.blocks_disconnected(fork_point);
+		self.trampoline_sender.best_block_updated(fork_point.height);
 	}
 }
 
@@ -612,7 +617,13 @@ impl Node {
 			data_dir_lock: Mutex::new(Some(data_dir_lock)),
 		});
 
-		let chain_listener = ChainListener { channel_manager, chain_monitor, wallet, sweeper };
+		let chain_listener = ChainListener {
+			trampoline_sender: Arc::clone(&node.trampoline_sender),
+			channel_manager,
+			chain_monitor,
+			wallet,
+			sweeper,
+		};
 		let mut tasks = vec![
 			tokio::spawn(accept_peers(listener, Arc::clone(&peer_manager))),
 			tokio::spawn(follow_chain(

@@ -352,7 +352,7 @@ where
 			final_cltv_delta,
 			max_total_cltv_expiry_delta,
 			max_routing_fee_msat,
-			retry_until_height,
+			expiry_limit,
 		} = plan;
 		let payment_id = PaymentId(self.core.derive(b"payment", &[id]));
 
@@ -360,8 +360,6 @@ where
 		let stored = self.core.store.update_bucket(id, |b| {
 			b.state = BucketState::Sending { payment_id: payment_id.0 };
 			b.payment_id = Some(payment_id.0);
-			b.retry_until = Some(retry_until_height);
-			b.retries_stopped = false;
 		});
 		if stored.is_err() {
 			return HookOutcome::Replay;
@@ -370,7 +368,10 @@ where
 			self.core.logger,
 			"Trampoline {payment_hash}: paying {amt_to_forward} msat onwards, fee budget {max_routing_fee_msat} msat, at most {max_total_cltv_expiry_delta} blocks"
 		);
-		self.sender.watch_route(payment_id);
+		// Every attempt LDK makes for it (retries blocks later too) is
+		// routed to expire by the limit, counted from LDK's height or later.
+		self.sender.catch_up_height(cm.current_best_block().height);
+		self.sender.watch_route(payment_id, expiry_limit);
 		let sent = match hop {
 			TrampolineHop::ToLegacyRecipient {
 				outgoing_node_id,
@@ -490,12 +491,20 @@ where
 	/// under that hash may be claimed) and fails again the failed ones that
 	/// still have an HTLC out and were not superseded (their claimable set
 	/// may be the only one of their hash). Both are no-ops for LDK if done.
-	/// Call once the channel manager is loaded. Buckets still sending wait
-	/// for LDK's replayed or pending events.
+	/// Buckets still sending wait for LDK's replayed or pending events, their
+	/// routes watched again (LDK may retry them: each retry expires by the
+	/// bucket's limit). Call once the channel manager is loaded and synced,
+	/// before anything processes its pending forwards (the background
+	/// processor): LDK retries there.
 	pub fn resume(&self) {
 		let cm = self.cm.get_cm();
+		self.sender.catch_up_height(cm.current_best_block().height);
 		for (id, bucket) in self.core.store.buckets() {
 			match bucket.state {
+				BucketState::Sending { payment_id } => self.sender.watch_route(
+					PaymentId(payment_id),
+					rules::expiry_limit(rules::claim_deadline(&bucket)),
+				),
 				BucketState::Claimed { preimage } => cm.claim_funds(PaymentPreimage(preimage)),
 				BucketState::Failed { .. } if self.core.may_fail_by_hash(&id, &bucket) => cm
 					.fail_htlc_backwards_with_reason(
@@ -510,44 +519,15 @@ where
 	/// The relay's periodic work, which a node must run at least once per
 	/// block (the reference node: every second): the held buckets
 	/// (forwarded once their next node is back, failed back at their
-	/// deadline), LDK's retries stopped at each outgoing payment's retry
-	/// bound (funds safety: without it a retry could expire after the
-	/// incoming HTLCs), records of resolved HTLCs and settled buckets
-	/// pruned, deferred writes flushed.
+	/// deadline), records of resolved HTLCs and settled buckets pruned,
+	/// deferred writes flushed.
 	pub fn tick(&self) {
+		self.sender.catch_up_height(self.cm.get_cm().current_best_block().height);
 		self.poll_held();
-		self.stop_late_retries();
 		let channels = self.cm.get_cm().list_channels();
 		self.core.prune(&channels);
 		if let Err(e) = self.core.store.flush() {
 			log_error!(self.core.logger, "Cannot write the relay's deferred records: {e}");
-		}
-	}
-
-	/// Tells LDK to stop retrying each outgoing payment once the height
-	/// reaches its bucket's `retry_until`, the last height at which a new
-	/// attempt still expires within the claim bound (LDK measures the
-	/// route's CLTV limit from the height of each attempt): an attempt LDK
-	/// makes in the next block, before the next tick, would not. Parts in
-	/// flight may still succeed; once they have all failed, LDK reports the
-	/// payment failed and the bucket is failed back.
-	fn stop_late_retries(&self) {
-		let cm = self.cm.get_cm();
-		let height = cm.current_best_block().height;
-		for (id, bucket) in self.core.store.sending_buckets() {
-			let BucketState::Sending { payment_id } = bucket.state else { continue };
-			// From the last safe height on: an attempt LDK makes at this
-			// height is within the bound, one in the next block would not be.
-			let late = bucket.retry_until.is_some_and(|until| height >= until);
-			if late && !bucket.retries_stopped {
-				log_info!(
-					self.core.logger,
-					"Trampoline {}: no more attempts from height {height} (claim bound)",
-					PaymentHash(bucket.payment_hash)
-				);
-				cm.abandon_payment(PaymentId(payment_id));
-				self.core.store.update_bucket_deferred(&id, |b| b.retries_stopped = true);
-			}
 		}
 	}
 

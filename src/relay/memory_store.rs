@@ -18,8 +18,6 @@ pub(crate) fn bucket(hash: u8) -> BucketRecord {
 		state: BucketState::Receiving,
 		claim_deadline: None,
 		superseded: false,
-		retry_until: None,
-		retries_stopped: false,
 		dialect: Default::default(),
 	}
 }

@@ -639,6 +639,13 @@ where
 	/// manager). `limits` bound what payers may have in flight and held.
 	/// `hold`, if the node holds HTLCs for often-offline payers, is shown
 	/// every `update_add_htlc` flagged `hold_htlc`.
+	///
+	/// Funds safety: give each block's height to
+	/// [`SenderState::best_block_updated`] before the channel manager
+	/// connects it (a chain listener placed ahead of it), so that LDK's
+	/// retries of a relayed payment are bounded by a height never behind
+	/// LDK's; without it the bound is only as fresh as the last
+	/// [`TrampolineRelay::tick`].
 	#[allow(clippy::too_many_arguments)]
 	pub fn new(
 		channel_manager: CM, signer: Arc<dyn NodeSigner + Send + Sync>,

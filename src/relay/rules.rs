@@ -165,6 +165,12 @@ pub(crate) fn claim_deadline(bucket: &BucketRecord) -> u32 {
 		.unwrap_or_else(|| bucket.min_incoming_cltv.saturating_sub(LDK_FAIL_BACK_BUFFER))
 }
 
+/// The latest expiry an outgoing HTLC of a bucket whose claim deadline is
+/// `claim_deadline` may have: [`CLAIM_SAFETY_BLOCKS`] before it.
+pub(crate) fn expiry_limit(claim_deadline: u32) -> u32 {
+	claim_deadline.saturating_sub(CLAIM_SAFETY_BLOCKS)
+}
+
 /// What [`decide_relay`] is given.
 #[derive(Clone, Debug)]
 pub(crate) struct RelayInputs<'a> {
@@ -206,11 +212,10 @@ pub(crate) struct RelayPlan {
 	/// The most the outgoing route may spend in fees: the payer's surplus
 	/// beyond our fee.
 	pub max_routing_fee_msat: u64,
-	/// The last height at which an attempt (LDK's retries included) may
-	/// still be made: LDK applies `max_total_cltv_expiry_delta` to the
-	/// height of each attempt, so one made later could expire after the
-	/// claim bound.
-	pub retry_until_height: u32,
+	/// The latest expiry any outgoing HTLC may have, LDK's retries included
+	/// ([`expiry_limit`]): LDK applies `max_total_cltv_expiry_delta` to the
+	/// height of each attempt, so the router clamps each attempt to this.
+	pub expiry_limit: u32,
 }
 
 /// What to do with a complete bucket.
@@ -233,7 +238,7 @@ pub(crate) enum RelayDecision {
 /// the hold loop looks at it again).
 pub(crate) fn decide_relay(input: &RelayInputs<'_>) -> RelayDecision {
 	let RelayInputs { policy, limits, height, now_secs, amount_msat, inner, .. } = *input;
-	let claim_bound = input.claim_deadline.saturating_sub(CLAIM_SAFETY_BLOCKS);
+	let claim_bound = expiry_limit(input.claim_deadline);
 	if let BucketState::Held { deadline_height, since_secs, .. } = input.state {
 		if height >= *deadline_height || height >= claim_bound {
 			return RelayDecision::Fail(FailReason::HoldExpired);
@@ -293,8 +298,7 @@ pub(crate) fn decide_relay(input: &RelayInputs<'_>) -> RelayDecision {
 		final_cltv_delta,
 		max_total_cltv_expiry_delta,
 		max_routing_fee_msat,
-		// An attempt at height h expires at h + 1 + the limit at the latest.
-		retry_until_height: claim_bound - max_total_cltv_expiry_delta - 1,
+		expiry_limit: claim_bound,
 	})
 }
 
@@ -326,8 +330,6 @@ mod tests {
 			state,
 			claim_deadline: None,
 			superseded: false,
-			retry_until: None,
-			retries_stopped: false,
 			dialect: Default::default(),
 		}
 	}
@@ -499,11 +501,8 @@ mod tests {
 		assert_eq!(plan.max_routing_fee_msat, 0);
 		// 300 - 144 from the policy; the claim bound (300 - 39 - 12) is later.
 		assert_eq!(plan.max_total_cltv_expiry_delta, 156);
-		// Attempts may go on while a fresh route from that height (LDK's
-		// first hop at height + 1 + the limit) still ends at the claim bound
-		// (300 - 39 - 12): 92 blocks.
-		assert_eq!(plan.retry_until_height, HEIGHT + 92);
-		assert_eq!(plan.retry_until_height + 1 + plan.max_total_cltv_expiry_delta, HEIGHT + 249);
+		// Every attempt, a retry blocks later too, ends by the claim bound.
+		assert_eq!(plan.expiry_limit, HEIGHT + 300 - 39 - 12);
 	}
 
 	#[test]
@@ -515,12 +514,10 @@ mod tests {
 		let RelayDecision::Relay(plan) = decide_relay(&early) else { panic!("relayed") };
 		// One block less than the room: LDK adds one to the first hop.
 		assert_eq!(plan.max_total_cltv_expiry_delta, 130 - CLAIM_SAFETY_BLOCKS - 1);
-		// The route takes all the room: no attempt after this block.
-		assert_eq!(plan.retry_until_height, HEIGHT);
-		assert_eq!(
-			plan.retry_until_height + 1 + plan.max_total_cltv_expiry_delta,
-			HEIGHT + 130 - CLAIM_SAFETY_BLOCKS
-		);
+		// The route takes all the room: the first attempt's HTLC (at
+		// height + 1 + the limit) expires at the limit.
+		assert_eq!(plan.expiry_limit, HEIGHT + 130 - CLAIM_SAFETY_BLOCKS);
+		assert_eq!(HEIGHT + 1 + plan.max_total_cltv_expiry_delta, plan.expiry_limit);
 		// No room even for the final hop: the payer must offer more.
 		let late = RelayInputs { claim_deadline: HEIGHT + 112, ..input(&policy, &limits, &state) };
 		assert_eq!(decide_relay(&late), RelayDecision::Fail(FailReason::ExpiryTooSoon));

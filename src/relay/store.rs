@@ -196,15 +196,6 @@ pub struct BucketRecord {
 	/// may be done for it again.
 	#[serde(default)]
 	pub superseded: bool,
-	/// The last height at which LDK may still retry the outgoing payment:
-	/// its route limit is relative to the height of each attempt, so an
-	/// attempt after this height could expire after the claim bound. The
-	/// relay stops LDK's retries from there on.
-	#[serde(default, skip_serializing_if = "Option::is_none")]
-	pub retry_until: Option<u32>,
-	/// LDK was told to stop retrying the outgoing payment.
-	#[serde(default)]
-	pub retries_stopped: bool,
 	/// The dialect the payer spoke (the outer onion type of its first HTLC;
 	/// records of older versions: spec).
 	#[serde(default)]
@@ -540,18 +531,6 @@ impl RelayStore {
 	pub fn held_buckets(&self) -> Vec<(BucketId, BucketRecord)> {
 		let cache = self.lock();
 		cache.held.iter().filter_map(|id| Some((*id, cache.buckets.get(id)?.clone()))).collect()
-	}
-
-	/// The buckets whose outgoing payment is under way (live records only:
-	/// settled ones are pruned).
-	pub fn sending_buckets(&self) -> Vec<(BucketId, BucketRecord)> {
-		let cache = self.lock();
-		cache
-			.buckets
-			.iter()
-			.filter(|(_, b)| matches!(b.state, BucketState::Sending { .. }))
-			.map(|(id, b)| (*id, b.clone()))
-			.collect()
 	}
 
 	/// Writes a bucket record (durably; nothing is written if unchanged).

@@ -19,6 +19,7 @@
 //! re-registers when it sends again).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
 use bitcoin::secp256k1::ecdh::SharedSecret;
@@ -109,12 +110,21 @@ struct Inner {
 	/// The live payments of each hash, oldest first.
 	by_hash: HashMap<PaymentHash, Vec<PaymentId>>,
 	htlcs: HashMap<String, SentHtlc>,
-	/// Relayed payments whose route-finding failures are classified, with
-	/// the latest classification.
-	routes: HashMap<PaymentId, Option<RouteShortfall>>,
+	/// Relayed payments: the latest expiry their HTLCs may have, and why no
+	/// route was found, if that happened.
+	routes: HashMap<PaymentId, WatchedRoute>,
 	/// Failures of forgotten payments, oldest first, at most
 	/// [`FAILURE_HISTORY`].
 	history: VecDeque<(PaymentHash, TrampolineFailure)>,
+}
+
+/// What the router is told about a payment the relay makes.
+#[derive(Clone, Copy, Debug)]
+struct WatchedRoute {
+	/// The latest `cltv_expiry` any HTLC of the payment may have.
+	expiry_limit: u32,
+	/// Why no route was found, once that happened.
+	shortfall: Option<RouteShortfall>,
 }
 
 impl Inner {
@@ -198,6 +208,8 @@ pub struct SenderState {
 	inner: Mutex<Inner>,
 	/// Adversarial tests only: rewrites every outgoing `update_add_htlc`.
 	tamper: Mutex<Option<OutboundTamper>>,
+	/// The chain height, never below LDK's ([`Self::best_block_updated`]).
+	chain_height: AtomicU32,
 }
 
 /// A function that rewrites an outgoing `update_add_htlc` (its onion) to the
@@ -272,28 +284,50 @@ impl SenderState {
 		}
 	}
 
-	/// Asks [`super::TrampolineRouter`] to classify why no route is found
-	/// for payment `payment_id`, if that happens.
-	pub(crate) fn watch_route(&self, payment_id: PaymentId) {
-		self.inner().routes.insert(payment_id, None);
+	/// Watches the routes of payment `payment_id`, which the relay makes:
+	/// [`super::TrampolineRouter`] finds only routes whose HTLCs expire by
+	/// `expiry_limit` (a retry LDK makes blocks later included) and
+	/// classifies why no route is found, if that happens.
+	pub(crate) fn watch_route(&self, payment_id: PaymentId, expiry_limit: u32) {
+		self.inner().routes.insert(payment_id, WatchedRoute { expiry_limit, shortfall: None });
 	}
 
-	/// Whether route-finding failures of this payment are classified.
-	pub(crate) fn is_route_watched(&self, payment_id: &PaymentId) -> bool {
-		self.inner().routes.contains_key(payment_id)
+	/// The latest expiry the HTLCs of a watched payment may have.
+	pub(crate) fn expiry_limit(&self, payment_id: &PaymentId) -> Option<u32> {
+		self.inner().routes.get(payment_id).map(|route| route.expiry_limit)
 	}
 
 	/// Records why no route was found for a watched payment.
 	pub(crate) fn record_shortfall(&self, payment_id: &PaymentId, shortfall: RouteShortfall) {
-		if let Some(slot) = self.inner().routes.get_mut(payment_id) {
-			*slot = Some(shortfall);
+		if let Some(route) = self.inner().routes.get_mut(payment_id) {
+			route.shortfall = Some(shortfall);
 		}
 	}
 
 	/// Why no route was found for a watched payment, if that happened;
 	/// stops watching it.
 	pub(crate) fn take_route_shortfall(&self, payment_id: &PaymentId) -> Option<RouteShortfall> {
-		self.inner().routes.remove(payment_id).flatten()
+		self.inner().routes.remove(payment_id).and_then(|route| route.shortfall)
+	}
+
+	/// Tells the router the chain height: call it with each block's height
+	/// *before* the `ChannelManager` connects the block (and after it
+	/// disconnects blocks, with the fork point's), so that the router's
+	/// height is never below LDK's. The relay also reports LDK's height at
+	/// every send and tick; a watched payment is routed only once a height
+	/// is known.
+	pub fn best_block_updated(&self, height: u32) {
+		self.chain_height.store(height, Ordering::Release);
+	}
+
+	/// Raises the router's height to LDK's `height` if it is behind.
+	pub(crate) fn catch_up_height(&self, height: u32) {
+		self.chain_height.fetch_max(height, Ordering::AcqRel);
+	}
+
+	/// The chain height the router counts expiries from (0: not known yet).
+	pub(crate) fn chain_height(&self) -> u32 {
+		self.chain_height.load(Ordering::Acquire)
 	}
 
 	/// Whether payment `payment_id` is registered (and live).
@@ -615,14 +649,14 @@ mod tests {
 		for n in 0..10u8 {
 			let hash = PaymentHash([n; 32]);
 			let id = registered(&state, n, hash, 10_000);
-			state.watch_route(id);
+			state.watch_route(id, HEIGHT + 200);
 			let mut htlc = add(u64::from(n), hash, 10_000, HEIGHT + 41);
 			assert!(rewritten(&state, &mut htlc));
 			ids.push(id);
 		}
 		// A relayed payment that is not registered (to a legacy recipient)
 		// has its route watched only.
-		state.watch_route(PaymentId([99; 32]));
+		state.watch_route(PaymentId([99; 32]), HEIGHT + 200);
 		let live = state.counts();
 		assert_eq!(
 			live,

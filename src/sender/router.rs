@@ -75,6 +75,28 @@ where
 	}
 }
 
+/// `params` limited so that every HTLC of the route expires by `limit` when
+/// LDK sends it at `height`: LDK sets the first HTLC's expiry to the height
+/// plus one plus the route's total CLTV delta, and applies the payment's
+/// `max_total_cltv_expiry_delta` to the height of each attempt, so a retry
+/// blocks after the first attempt would otherwise expire that much later.
+/// Refused when the height is not known yet or the limit is reached.
+fn within_expiry_limit(
+	params: &RouteParameters, limit: u32, height: u32,
+) -> Result<RouteParameters, &'static str> {
+	if height == 0 {
+		return Err("the chain height is not known yet: no route for a relayed payment");
+	}
+	let room = limit.saturating_sub(height.saturating_add(1));
+	if room == 0 {
+		return Err("the relayed payment's expiry limit is reached");
+	}
+	let mut limited = params.clone();
+	let max = &mut limited.payment_params.max_total_cltv_expiry_delta;
+	*max = (*max).min(room);
+	Ok(limited)
+}
+
 impl<R: Deref> Router for TrampolineRouter<R>
 where
 	R::Target: Router,
@@ -91,11 +113,17 @@ where
 		first_hops: Option<&[&ChannelDetails]>, inflight_htlcs: InFlightHtlcs,
 		payment_hash: PaymentHash, payment_id: PaymentId,
 	) -> Result<Route, &'static str> {
-		let watched = self.sender.is_route_watched(&payment_id);
-		let inflight = watched.then(|| inflight_htlcs.clone());
+		let limited = match self.sender.expiry_limit(&payment_id) {
+			Some(limit) => {
+				Some(within_expiry_limit(route_params, limit, self.sender.chain_height())?)
+			},
+			None => None,
+		};
+		let params = limited.as_ref().unwrap_or(route_params);
+		let inflight = limited.is_some().then(|| inflight_htlcs.clone());
 		let found = self.inner.find_route_with_id(
 			payer,
-			route_params,
+			params,
 			first_hops,
 			inflight_htlcs,
 			payment_hash,
@@ -104,7 +132,7 @@ where
 		let route = match (found, inflight) {
 			(Ok(route), _) => route,
 			(Err(e), Some(inflight)) => {
-				let shortfall = self.classify(payer, route_params, first_hops, inflight);
+				let shortfall = self.classify(payer, params, first_hops, inflight);
 				self.sender.record_shortfall(&payment_id, shortfall);
 				return Err(e);
 			},
@@ -121,5 +149,120 @@ where
 		amount_msats: Option<u64>, secp_ctx: &Secp256k1<T>,
 	) -> Result<Vec<BlindedPaymentPath>, ()> {
 		self.inner.create_blinded_payment_paths(recipient, first_hops, tlvs, amount_msats, secp_ctx)
+	}
+}
+
+#[cfg(test)]
+mod tests {
+	use std::sync::Mutex;
+
+	use bitcoin::secp256k1::SecretKey;
+	use lightning::routing::router::PaymentParameters;
+
+	use super::*;
+
+	const HEIGHT: u32 = 1_000;
+
+	/// A router that finds no route and remembers the CLTV limit it was
+	/// asked for.
+	#[derive(Default)]
+	struct Recording(Mutex<Vec<u32>>);
+
+	impl Router for Recording {
+		fn find_route(
+			&self, _: &PublicKey, params: &RouteParameters, _: Option<&[&ChannelDetails]>,
+			_: InFlightHtlcs,
+		) -> Result<Route, &'static str> {
+			self.0.lock().unwrap().push(params.payment_params.max_total_cltv_expiry_delta);
+			Err("no route")
+		}
+
+		fn create_blinded_payment_paths<T: secp256k1::Signing + secp256k1::Verification>(
+			&self, _: PublicKey, _: Vec<ChannelDetails>, _: ReceiveTlvs, _: Option<u64>,
+			_: &Secp256k1<T>,
+		) -> Result<Vec<BlindedPaymentPath>, ()> {
+			Err(())
+		}
+	}
+
+	fn key(byte: u8) -> PublicKey {
+		let secret = SecretKey::from_slice(&[byte; 32]).expect("valid key");
+		PublicKey::from_secret_key(&Secp256k1::new(), &secret)
+	}
+
+	/// Asks for a route to pay 10,000 msat with a 500-block limit (what the
+	/// relay's plan allowed at the first attempt); the inner router records
+	/// what it is asked and finds none.
+	fn ask(router: &TrampolineRouter<Arc<Recording>>, id: PaymentId) -> Result<(), &'static str> {
+		let params = RouteParameters::from_payment_params_and_value(
+			PaymentParameters::from_node_id(key(2), 40).with_max_total_cltv_expiry_delta(500),
+			10_000,
+		);
+		router
+			.find_route_with_id(
+				&key(1),
+				&params,
+				None,
+				InFlightHtlcs::new(),
+				PaymentHash([7; 32]),
+				id,
+			)
+			.map(|_| ())
+	}
+
+	/// The limit of the search for the route (the searches after it are
+	/// the shortfall's classification, without limits).
+	fn limit_asked(router: &TrampolineRouter<Arc<Recording>>) -> u32 {
+		*router.inner.0.lock().unwrap().first().expect("the inner router was asked")
+	}
+
+	#[test]
+	fn every_attempt_of_a_relayed_payment_expires_by_its_limit() {
+		let sender = Arc::new(SenderState::default());
+		let router = TrampolineRouter::new(Arc::new(Recording::default()), Arc::clone(&sender));
+		let id = PaymentId([1; 32]);
+		let limit = HEIGHT + 300;
+		sender.watch_route(id, limit);
+		sender.best_block_updated(HEIGHT);
+		// The first attempt: the plan's limit fits (LDK's first HTLC at
+		// HEIGHT + 1 + the route's total, at most the limit).
+		let _ = ask(&router, id);
+		assert_eq!(limit_asked(&router), 299);
+		// A retry 100 blocks later may take 100 blocks less.
+		router.inner.0.lock().unwrap().clear();
+		sender.best_block_updated(HEIGHT + 100);
+		let _ = ask(&router, id);
+		assert_eq!(limit_asked(&router), 199);
+		// LDK's own height lags (the relay's tick reports it): the router
+		// keeps the higher one.
+		sender.catch_up_height(HEIGHT + 50);
+		assert_eq!(sender.chain_height(), HEIGHT + 100);
+		// At the limit's last block nothing fits: refused without a search.
+		router.inner.0.lock().unwrap().clear();
+		sender.best_block_updated(limit - 1);
+		assert!(ask(&router, id).is_err());
+		assert!(router.inner.0.lock().unwrap().is_empty(), "searched past the limit");
+		// The payment's routes are no longer watched once it is settled.
+		assert_eq!(sender.take_route_shortfall(&id), Some(RouteShortfall::Unreachable));
+		assert_eq!(sender.expiry_limit(&id), None);
+	}
+
+	#[test]
+	fn a_relayed_payment_is_not_routed_before_the_height_is_known() {
+		let sender = Arc::new(SenderState::default());
+		let router = TrampolineRouter::new(Arc::new(Recording::default()), Arc::clone(&sender));
+		let id = PaymentId([1; 32]);
+		sender.watch_route(id, HEIGHT + 300);
+		assert!(ask(&router, id).is_err());
+		assert!(router.inner.0.lock().unwrap().is_empty(), "routed at height 0");
+	}
+
+	#[test]
+	fn payments_the_relay_does_not_make_keep_their_limit() {
+		let sender = Arc::new(SenderState::default());
+		let router = TrampolineRouter::new(Arc::new(Recording::default()), Arc::clone(&sender));
+		sender.best_block_updated(HEIGHT + 10_000);
+		let _ = ask(&router, PaymentId([2; 32]));
+		assert_eq!(router.inner.0.lock().unwrap().clone(), [500]);
 	}
 }
