@@ -375,6 +375,19 @@ async fn relay_survives_sigkill_with_payments_in_flight() {
 		.filter(|s| w.payment(&s.id).map(|p| p.status) == Some(PaymentStatus::Succeeded))
 		.map(|s| s.id.0)
 		.collect();
+	// Every payment W saw succeed is a bucket T relayed, and T's counters
+	// (pruned buckets included) survive its kills. A kill between counting
+	// a pruned bucket and removing its record counts it twice: at least.
+	let relayed = stats["relayed"].as_u64().expect("relayed");
+	println!(
+		"soak: T counts {relayed} relayed buckets, W saw {} relayed payments",
+		w_succeeded.len()
+	);
+	assert!(
+		relayed >= w_succeeded.len() as u64,
+		"T's counters lost relayed buckets across its kills: {relayed} for {}",
+		w_succeeded.len()
+	);
 	for p in r.list_payments() {
 		let paid_by_w = w_succeeded.contains(&p.id.0);
 		if p.direction == ldk_node::payment::PaymentDirection::Inbound

@@ -74,6 +74,7 @@ impl Listen for ChainListener {
 		&self, header: &bitcoin::block::Header,
 		txdata: &lightning::chain::transaction::TransactionData, height: u32,
 	) {
+		self.trampoline_sender.best_block_updated(height);
 		self.channel_manager.filtered_block_connected(header, txdata, height);
 		self.chain_monitor.filtered_block_connected(header, txdata, height);
 		self.sweeper.filtered_block_connected(header, txdata, height);
@@ -92,7 +93,6 @@ impl Listen for ChainListener {
 		self.channel_manager.blocks_disconnected(fork_point);
 		self.chain_monitor.blocks_disconnected(fork_point);
 		self.sweeper.blocks_disconnected(fork_point);
-		self.trampoline_sender.best_block_updated(fork_point.height);
 	}
 }
 

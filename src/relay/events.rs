@@ -370,7 +370,7 @@ where
 		);
 		// Every attempt LDK makes for it (retries blocks later too) is
 		// routed to expire by the limit, counted from LDK's height or later.
-		self.sender.catch_up_height(cm.current_best_block().height);
+		self.sender.best_block_updated(cm.current_best_block().height);
 		self.sender.watch_route(payment_id, expiry_limit);
 		let sent = match hop {
 			TrampolineHop::ToLegacyRecipient {
@@ -491,20 +491,15 @@ where
 	/// under that hash may be claimed) and fails again the failed ones that
 	/// still have an HTLC out and were not superseded (their claimable set
 	/// may be the only one of their hash). Both are no-ops for LDK if done.
-	/// Buckets still sending wait for LDK's replayed or pending events, their
-	/// routes watched again (LDK may retry them: each retry expires by the
-	/// bucket's limit). Call once the channel manager is loaded and synced,
-	/// before anything processes its pending forwards (the background
-	/// processor): LDK retries there.
+	/// Buckets still sending wait for LDK's replayed or pending events (their
+	/// routes are watched again from [`super::Trampoline::new`] on: LDK may
+	/// retry them). Call once the channel manager is loaded and synced,
+	/// before the background processor starts.
 	pub fn resume(&self) {
 		let cm = self.cm.get_cm();
-		self.sender.catch_up_height(cm.current_best_block().height);
+		self.sender.best_block_updated(cm.current_best_block().height);
 		for (id, bucket) in self.core.store.buckets() {
 			match bucket.state {
-				BucketState::Sending { payment_id } => self.sender.watch_route(
-					PaymentId(payment_id),
-					rules::expiry_limit(rules::claim_deadline(&bucket)),
-				),
 				BucketState::Claimed { preimage } => cm.claim_funds(PaymentPreimage(preimage)),
 				BucketState::Failed { .. } if self.core.may_fail_by_hash(&id, &bucket) => cm
 					.fail_htlc_backwards_with_reason(
@@ -522,7 +517,7 @@ where
 	/// deadline), records of resolved HTLCs and settled buckets pruned,
 	/// deferred writes flushed.
 	pub fn tick(&self) {
-		self.sender.catch_up_height(self.cm.get_cm().current_best_block().height);
+		self.sender.best_block_updated(self.cm.get_cm().current_best_block().height);
 		self.poll_held();
 		let channels = self.cm.get_cm().list_channels();
 		self.core.prune(&channels);

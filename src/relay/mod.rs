@@ -28,7 +28,7 @@ use lightning::ln::types::ChannelId;
 
 use bitcoin::hashes::{sha256, Hash, HashEngine, Hmac, HmacEngine};
 use bitcoin::secp256k1::{All, PublicKey, Secp256k1};
-use lightning::ln::channelmanager::AChannelManager;
+use lightning::ln::channelmanager::{AChannelManager, PaymentId};
 use lightning::log_error;
 use lightning::sign::{NodeSigner, Recipient};
 use lightning::types::payment::PaymentHash;
@@ -39,7 +39,7 @@ pub use dialect::{wire_failure, Dialect, FailReason};
 pub use events::HookOutcome;
 pub use limits::RelayLimits;
 pub use policy::{PolicyError, TrampolinePolicy};
-pub use store::{BucketState, RecordCounts, RelayStore, StoreError};
+pub use store::{BucketState, RecordCounts, RelayStore, SettledTotals, StoreError};
 
 use store::{parse_htlc_key, BucketId, BucketRecord, HtlcRecord};
 
@@ -90,11 +90,12 @@ struct History {
 	settled: VecDeque<BucketSummary>,
 	/// (payment hash, encoded failure) of HTLCs whose records are gone.
 	failures: VecDeque<([u8; 32], Vec<u8>)>,
-	relayed: usize,
-	failed: usize,
-	relayed_in_msat: u64,
-	/// Pruned buckets whose payer spoke the legacy dialect.
-	legacy: usize,
+	/// What the pruned buckets came to (on disk unless `totals_unsaved`).
+	totals: SettledTotals,
+	/// The last write of `totals` failed.
+	totals_unsaved: bool,
+	/// Buckets counted in `totals` whose records are not removed yet.
+	counted: HashSet<BucketId>,
 }
 
 impl History {
@@ -140,8 +141,15 @@ impl RelayCore {
 		let point = nums_point();
 		let plugin_secret =
 			signer.ecdh(Recipient::Node, &point, None).map_err(|()| RelayError::Signer)?;
+		let store = RelayStore::load(kv)?;
+		// A counter never keeps the relay (and its claims) from starting.
+		let totals = store.settled_totals().unwrap_or_else(|e| {
+			log_error!(logger, "Relay totals unreadable, counting from zero: {e}");
+			SettledTotals::default()
+		});
+		let history = History { totals, ..History::default() };
 		Ok(Self {
-			store: RelayStore::load(kv)?,
+			store,
 			signer,
 			secp: Secp256k1::new(),
 			policy,
@@ -152,7 +160,7 @@ impl RelayCore {
 			replays: AtomicU32::new(0),
 			seen: Mutex::new(HashSet::new()),
 			empty: Mutex::new(HashSet::new()),
-			history: Mutex::new(History::default()),
+			history: Mutex::new(history),
 		})
 	}
 
@@ -231,7 +239,8 @@ impl RelayCore {
 	///
 	/// [`TrampolineRelay::tick`] calls it with the channel manager's
 	/// `list_channels()`. It is only the pruning part: a node must run
-	/// `tick` itself, which also stops LDK's late retries.
+	/// `tick` itself, which also drives the holds and flushes deferred
+	/// writes.
 	pub fn prune(&self, channels: &[ChannelDetails]) {
 		let in_channels: HashSet<(ChannelId, u64)> = channels
 			.iter()
@@ -267,6 +276,7 @@ impl RelayCore {
 		}
 		let mut empty = self.empty.lock().unwrap_or_else(|p| p.into_inner());
 		let mut forgotten = Vec::new();
+		let mut over_buckets = Vec::new();
 		for (id, bucket) in self.store.buckets() {
 			let htlcs = self.store.htlcs_of(&id);
 			// Resolved and gone from its channel: while LDK still has the
@@ -294,10 +304,38 @@ impl RelayCore {
 				continue;
 			}
 			empty.remove(&id);
-			let summary = self.summary(&id, &bucket);
-			// Under the history lock: a reader sees the bucket and its
-			// failures in the store or in the history, never in both.
-			let mut history = self.history();
+			over_buckets.push((id, htlcs, self.summary(&id, &bucket)));
+		}
+		drop(empty);
+		// Under the history lock: a reader sees a bucket and its failures in
+		// the store or in the history, never in both.
+		let mut history = self.history();
+		let mut totals = history.totals;
+		for (id, _, summary) in &over_buckets {
+			if history.counted.insert(*id) {
+				totals.count(summary);
+			}
+		}
+		// Counted on disk, once per pass, before the records go: a crash
+		// between the two counts a bucket twice, never not at all. A failed
+		// write is tried again at the next pass; the records go anyway (a
+		// counter never keeps the store from shrinking).
+		if totals != history.totals || history.totals_unsaved {
+			history.totals = totals;
+			history.totals_unsaved = match self.store.put_settled_totals(&totals) {
+				Ok(()) => false,
+				Err(e) => {
+					if !history.totals_unsaved {
+						log_error!(
+							self.logger,
+							"Cannot write the relay's totals (will retry): {e}"
+						);
+					}
+					true
+				},
+			};
+		}
+		for (id, htlcs, summary) in over_buckets {
 			if let Err(e) = self.store.remove_bucket(&id) {
 				log_error!(
 					self.logger,
@@ -306,22 +344,12 @@ impl RelayCore {
 				);
 				continue;
 			}
+			history.counted.remove(&id);
 			for (key, htlc) in &htlcs {
 				if let Some(failure) = &htlc.failure_sent {
 					history.remember_failure(htlc.payment_hash, failure.clone());
 				}
 				forgotten.push(key.clone());
-			}
-			if summary.dialect == Dialect::Legacy {
-				history.legacy += 1;
-			}
-			match summary.state {
-				BucketStage::Relayed => {
-					history.relayed += 1;
-					history.relayed_in_msat =
-						history.relayed_in_msat.saturating_add(summary.outer_total_msat);
-				},
-				_ => history.failed += 1,
 			}
 			let summary = BucketSummary {
 				state: match summary.state {
@@ -335,7 +363,7 @@ impl RelayCore {
 				history.settled.pop_front();
 			}
 		}
-		drop(empty);
+		drop(history);
 		let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
 		for key in forgotten {
 			seen.remove(&key);
@@ -435,15 +463,16 @@ impl RelayCore {
 		// The history lock is held while the store is read: pruning moves a
 		// bucket from one to the other under it.
 		let history = self.history();
+		let totals = history.totals;
 		let mut stats = RelayStats {
-			relayed: history.relayed,
-			failed: history.failed,
-			relayed_in_msat: history.relayed_in_msat,
-			legacy: history.legacy,
+			relayed: totals.relayed,
+			failed: totals.failed,
+			relayed_in_msat: totals.relayed_in_msat,
+			legacy: totals.legacy,
 			..RelayStats::default()
 		};
-		let pruned = history.relayed.saturating_add(history.failed);
-		stats.spec = pruned.saturating_sub(history.legacy);
+		let pruned = totals.relayed.saturating_add(totals.failed);
+		stats.spec = pruned.saturating_sub(totals.legacy);
 		for (_, bucket) in self.store.buckets() {
 			match bucket.dialect {
 				Dialect::Spec => stats.spec += 1,
@@ -659,6 +688,16 @@ where
 			return Ok(Self { handler: Arc::new(handler), relay: None, sender });
 		};
 		let core = Arc::new(RelayCore::new(signer, kv, policy, limits, logger)?);
+		// Funds safety after a restart: LDK may retry the outgoing payments
+		// of buckets still sending as soon as anything processes its
+		// forwards; each is routed within its bucket's limit (and not at
+		// all until a height is known).
+		for (_, bucket) in core.store.buckets() {
+			if let BucketState::Sending { payment_id } = bucket.state {
+				let limit = rules::expiry_limit(rules::claim_deadline(&bucket));
+				sender.watch_route(PaymentId(payment_id), limit);
+			}
+		}
 		let handler = TrampolineHandler::new(
 			channel_manager.clone(),
 			Some(Arc::clone(&core)),

@@ -27,6 +27,9 @@ use super::dialect::{Dialect, FailReason};
 pub const NAMESPACE: &str = "trampoline";
 const HTLCS: &str = "htlcs";
 const BUCKETS: &str = "buckets";
+/// The running totals of pruned buckets ([`SettledTotals`]), one record.
+const TOTALS: &str = "totals";
+const TOTALS_KEY: &str = "settled";
 
 /// Stripe locks ordering the durable writes of one key.
 const STRIPES: usize = 256;
@@ -216,6 +219,36 @@ pub fn parse_htlc_key(key: &str) -> Option<(ChannelId, u64)> {
 
 fn bucket_key(id: &BucketId) -> String {
 	hex::DisplayHex::to_lower_hex_string(&id[..])
+}
+
+/// What the buckets pruned so far came to: the operators' counters, kept on
+/// disk so that they survive restarts (the records they count are gone).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettledTotals {
+	/// Buckets relayed (outgoing payment fulfilled, incoming claimed).
+	pub relayed: usize,
+	/// Buckets failed back (or given up on by LDK).
+	pub failed: usize,
+	/// What the relayed buckets brought in, fees included, msat.
+	pub relayed_in_msat: u64,
+	/// Buckets whose payer spoke the legacy dialect.
+	pub legacy: usize,
+}
+
+impl SettledTotals {
+	/// Counts one pruned bucket.
+	pub(crate) fn count(&mut self, bucket: &super::BucketSummary) {
+		if bucket.dialect == super::Dialect::Legacy {
+			self.legacy += 1;
+		}
+		match bucket.state {
+			super::BucketStage::Relayed => {
+				self.relayed += 1;
+				self.relayed_in_msat = self.relayed_in_msat.saturating_add(bucket.outer_total_msat);
+			},
+			_ => self.failed += 1,
+		}
+	}
 }
 
 /// How many records the relay store holds.
@@ -409,6 +442,25 @@ impl RelayStore {
 		self.kv
 			.remove(NAMESPACE, secondary, key, false)
 			.map_err(|e| StoreError::Io { what: "removing", reason: e.to_string() })
+	}
+
+	/// The totals of the buckets pruned so far (zero on a new store).
+	pub fn settled_totals(&self) -> Result<SettledTotals, StoreError> {
+		match self.kv.read(NAMESPACE, TOTALS, TOTALS_KEY) {
+			Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+				key: format!("{TOTALS}/{TOTALS_KEY}"),
+				reason: e.to_string(),
+			}),
+			Err(e) if e.kind() == lightning::io::ErrorKind::NotFound => {
+				Ok(SettledTotals::default())
+			},
+			Err(e) => Err(StoreError::Io { what: "reading the totals", reason: e.to_string() }),
+		}
+	}
+
+	/// Writes the totals of the buckets pruned so far (durably).
+	pub fn put_settled_totals(&self, totals: &SettledTotals) -> Result<(), StoreError> {
+		self.write(TOTALS, TOTALS_KEY, encode(totals)?)
 	}
 
 	/// How many records are kept.

@@ -311,17 +311,12 @@ impl SenderState {
 	}
 
 	/// Tells the router the chain height: call it with each block's height
-	/// *before* the `ChannelManager` connects the block (and after it
-	/// disconnects blocks, with the fork point's), so that the router's
-	/// height is never below LDK's. The relay also reports LDK's height at
-	/// every send and tick; a watched payment is routed only once a height
-	/// is known.
+	/// *before* the `ChannelManager` connects the block, so that the
+	/// router's height is never below LDK's. It never goes down (after a
+	/// reorg a height above LDK's only tightens the bound). The relay also
+	/// reports LDK's height at every send and tick; a watched payment is
+	/// routed only once a height is known.
 	pub fn best_block_updated(&self, height: u32) {
-		self.chain_height.store(height, Ordering::Release);
-	}
-
-	/// Raises the router's height to LDK's `height` if it is behind.
-	pub(crate) fn catch_up_height(&self, height: u32) {
 		self.chain_height.fetch_max(height, Ordering::AcqRel);
 	}
 

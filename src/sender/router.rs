@@ -11,7 +11,7 @@ use bitcoin::secp256k1::{self, PublicKey, Secp256k1};
 use lightning::blinded_path::payment::{BlindedPaymentPath, ReceiveTlvs};
 use lightning::ln::channel_state::ChannelDetails;
 use lightning::ln::channelmanager::PaymentId;
-use lightning::routing::router::{InFlightHtlcs, Route, RouteParameters, Router};
+use lightning::routing::router::{InFlightHtlcs, Path, Route, RouteParameters, Router};
 use lightning::types::payment::PaymentHash;
 
 use super::SenderState;
@@ -97,6 +97,14 @@ fn within_expiry_limit(
 	Ok(limited)
 }
 
+/// The blocks `path` adds to the height for its first HTLC's expiry: each
+/// hop's delta (the last one's is the final delta) and a blinded tail's
+/// excess.
+fn path_cltv_delta(path: &Path) -> u32 {
+	let hops = path.hops.iter().fold(0u32, |sum, hop| sum.saturating_add(hop.cltv_expiry_delta));
+	hops.saturating_add(path.blinded_tail.as_ref().map_or(0, |t| t.excess_final_cltv_expiry_delta))
+}
+
 impl<R: Deref> Router for TrampolineRouter<R>
 where
 	R::Target: Router,
@@ -129,7 +137,7 @@ where
 			payment_hash,
 			payment_id,
 		);
-		let route = match (found, inflight) {
+		let mut route = match (found, inflight) {
 			(Ok(route), _) => route,
 			(Err(e), Some(inflight)) => {
 				let shortfall = self.classify(payer, params, first_hops, inflight);
@@ -138,6 +146,16 @@ where
 			},
 			(Err(e), None) => return Err(e),
 		};
+		if let Some(limited) = &limited {
+			// Not trusting the inner router with funds: every path fits.
+			let room = limited.payment_params.max_total_cltv_expiry_delta;
+			if route.paths.iter().any(|path| path_cltv_delta(path) > room) {
+				return Err("a path outlives the relayed payment's expiry limit");
+			}
+			// LDK checks that a route answers the parameters it asked for
+			// (a debug assertion; in release it puts them back itself).
+			route.route_params = Some(route_params.clone());
+		}
 		if self.sender.is_registered(&payment_id) {
 			self.sender.record_paths(&payment_id, &route.paths);
 		}
@@ -157,16 +175,18 @@ mod tests {
 	use std::sync::Mutex;
 
 	use bitcoin::secp256k1::SecretKey;
-	use lightning::routing::router::PaymentParameters;
+	use lightning::routing::router::{PaymentParameters, RouteHop};
+	use lightning::types::features::{ChannelFeatures, NodeFeatures};
 
 	use super::*;
 
 	const HEIGHT: u32 = 1_000;
 
-	/// A router that finds no route and remembers the CLTV limit it was
-	/// asked for.
+	/// A router that remembers the CLTV limit it was asked for and answers
+	/// a one-hop route of the given delta (whatever the limit: a router
+	/// that does not honour it), or none.
 	#[derive(Default)]
-	struct Recording(Mutex<Vec<u32>>);
+	struct Recording(Mutex<Vec<u32>>, Option<u32>);
 
 	impl Router for Recording {
 		fn find_route(
@@ -174,7 +194,20 @@ mod tests {
 			_: InFlightHtlcs,
 		) -> Result<Route, &'static str> {
 			self.0.lock().unwrap().push(params.payment_params.max_total_cltv_expiry_delta);
-			Err("no route")
+			let cltv_expiry_delta = self.1.ok_or("no route")?;
+			let hop = RouteHop {
+				pubkey: key(2),
+				node_features: NodeFeatures::empty(),
+				short_channel_id: 42,
+				channel_features: ChannelFeatures::empty(),
+				fee_msat: params.final_value_msat,
+				cltv_expiry_delta,
+				maybe_announced_channel: false,
+			};
+			Ok(Route {
+				paths: vec![Path { hops: vec![hop], blinded_tail: None }],
+				route_params: Some(params.clone()),
+			})
 		}
 
 		fn create_blinded_payment_paths<T: secp256k1::Signing + secp256k1::Verification>(
@@ -194,20 +227,28 @@ mod tests {
 	/// relay's plan allowed at the first attempt); the inner router records
 	/// what it is asked and finds none.
 	fn ask(router: &TrampolineRouter<Arc<Recording>>, id: PaymentId) -> Result<(), &'static str> {
-		let params = RouteParameters::from_payment_params_and_value(
+		ask_for_route(router, id).map(|_| ())
+	}
+
+	fn params() -> RouteParameters {
+		RouteParameters::from_payment_params_and_value(
 			PaymentParameters::from_node_id(key(2), 40).with_max_total_cltv_expiry_delta(500),
 			10_000,
-		);
-		router
-			.find_route_with_id(
-				&key(1),
-				&params,
-				None,
-				InFlightHtlcs::new(),
-				PaymentHash([7; 32]),
-				id,
-			)
-			.map(|_| ())
+		)
+	}
+
+	fn ask_for_route(
+		router: &TrampolineRouter<Arc<Recording>>, id: PaymentId,
+	) -> Result<Route, &'static str> {
+		let payer = key(1);
+		router.find_route_with_id(
+			&payer,
+			&params(),
+			None,
+			InFlightHtlcs::new(),
+			PaymentHash([7; 32]),
+			id,
+		)
 	}
 
 	/// The limit of the search for the route (the searches after it are
@@ -235,7 +276,7 @@ mod tests {
 		assert_eq!(limit_asked(&router), 199);
 		// LDK's own height lags (the relay's tick reports it): the router
 		// keeps the higher one.
-		sender.catch_up_height(HEIGHT + 50);
+		sender.best_block_updated(HEIGHT + 50);
 		assert_eq!(sender.chain_height(), HEIGHT + 100);
 		// At the limit's last block nothing fits: refused without a search.
 		router.inner.0.lock().unwrap().clear();
@@ -264,5 +305,28 @@ mod tests {
 		sender.best_block_updated(HEIGHT + 10_000);
 		let _ = ask(&router, PaymentId([2; 32]));
 		assert_eq!(router.inner.0.lock().unwrap().clone(), [500]);
+	}
+
+	#[test]
+	fn a_found_route_answers_the_asked_parameters_and_fits_the_limit() {
+		let sender = Arc::new(SenderState::default());
+		let id = PaymentId([1; 32]);
+		sender.watch_route(id, HEIGHT + 300);
+		sender.best_block_updated(HEIGHT);
+		// A route within the room (299) carries the parameters LDK asked
+		// for, not the clamped ones (LDK asserts it in debug builds).
+		let fits = TrampolineRouter::new(
+			Arc::new(Recording(Mutex::default(), Some(299))),
+			Arc::clone(&sender),
+		);
+		let route = ask_for_route(&fits, id).expect("a route");
+		assert_eq!(route.route_params, Some(params()));
+		// A route one block longer than the room is refused, whatever the
+		// inner router thought of the limit.
+		let outlives = TrampolineRouter::new(
+			Arc::new(Recording(Mutex::default(), Some(300))),
+			Arc::clone(&sender),
+		);
+		assert!(ask_for_route(&outlives, id).is_err());
 	}
 }
