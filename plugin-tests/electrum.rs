@@ -719,9 +719,10 @@ const HOLD_SECS: u64 = 5;
 /// Case d3: R is offline and stays so. T2 holds the bucket (at level 4,
 /// after three NODE|51) and, after [`HOLD_SECS`], fails it back
 /// (`HoldExpired`): `temporary_node_failure` for the legacy payer, passed
-/// on by T. Electrum reads it, drops to one trampoline (T, which then pays
-/// R itself through T2, and cannot), and ends the payment with a failure
-/// it read: no crash, no HTLC left, balances restored.
+/// on by T. Electrum reads it, drops to one trampoline (T, which then
+/// cannot reach R: NODE|51, escalated until Electrum's levels run out), and
+/// ends the payment with a failure it read: no crash, no HTLC left,
+/// balances restored.
 async fn hold_expired(network: &Network) {
 	let before = network.balances().await;
 	let amount_msat = 20_000_000;
@@ -735,16 +736,13 @@ async fn hold_expired(network: &Network) {
 	eprintln!("hold_expired: {paid:?}");
 	assert!(!paid.success, "{paid:?}");
 	let codes: Vec<&str> = paid.attempts.iter().map(|a| a.2.as_str()).collect();
-	assert_eq!(
-		codes[..4],
-		[
-			"TRAMPOLINE_FEE_INSUFFICIENT",
-			"TRAMPOLINE_FEE_INSUFFICIENT",
-			"TRAMPOLINE_FEE_INSUFFICIENT",
-			"TEMPORARY_NODE_FAILURE"
-		],
-		"{paid:?}"
-	);
+	// Levels 1-3 refused by T (our default fee), the hold at level 4 expires
+	// (temporary_node_failure), then T alone cannot reach R (offline):
+	// NODE|51 at levels 4, 5 and 6, and Electrum has no level left.
+	let fee = "TRAMPOLINE_FEE_INSUFFICIENT";
+	assert_eq!(codes, [fee, fee, fee, "TEMPORARY_NODE_FAILURE", fee, fee, fee], "{paid:?}");
+	let levels = network.electrum.fee_levels_tried();
+	assert_eq!(levels[levels.len() - 7..], [1, 2, 3, 4, 4, 5, 6]);
 	for node in [&network.trampoline, &network.second] {
 		let sent = node.trampoline().expect("relay on").core().failures_sent(&hash);
 		assert!(
