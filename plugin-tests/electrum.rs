@@ -834,6 +834,27 @@ async fn wallet_pays_through_electrum(network: &Network, e3: &Electrum) {
 	wallet_pays_r_through_e3(network, e3, fee + second_fee + 4_000).await;
 }
 
+/// W pays `invoice` through `route` within `budget` and succeeds (else the
+/// test fails with what the first trampoline, `first`, logged); returns the
+/// payment hash.
+async fn wallet_pays(
+	network: &Network, invoice: &lightning_invoice::Bolt11Invoice, route: &[TrampolineRouteHop],
+	budget: TrampolineBudget, first: &Electrum,
+) -> PaymentHash {
+	let id =
+		network.wallet.pay_invoice_via_trampolines_within(invoice, route, budget).expect("pay");
+	let paid = network.wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
+	let hash = hash_of(invoice);
+	assert_eq!(
+		paid.status,
+		PaymentStatus::Succeeded,
+		"{paid:?}: {:?}\n{}",
+		network.wallet.trampoline_failure(&hash),
+		first.log_tail(60)
+	);
+	hash
+}
+
 /// W pays R 20,000 sat through E3, offering it `e3_fee` (and nothing more
 /// to escalate to): one attempt, R paid, E3 keeps `e3_fee` less what it
 /// paid T and T2 at its level 1 (each keeps exactly its fee), W spends the
@@ -846,17 +867,7 @@ async fn wallet_pays_r_through_e3(network: &Network, e3: &Electrum, e3_fee: u64)
 	let (hop, budget) = through_e3(e3, e3_fee, e3_fee);
 	let before = network.balances().await;
 	let e3_before = e3.lightning_msat().await;
-	let id =
-		network.wallet.pay_invoice_via_trampolines_within(&invoice, &[hop], budget).expect("pay");
-	let paid = network.wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
-	let hash = hash_of(&invoice);
-	assert_eq!(
-		paid.status,
-		PaymentStatus::Succeeded,
-		"{paid:?}: {:?}\n{}",
-		network.wallet.trampoline_failure(&hash),
-		e3.log_tail(60)
-	);
+	let hash = wallet_pays(network, &invoice, &[hop], budget, e3).await;
 	// At the first attempt: nothing read, nothing escalated.
 	assert_eq!(network.wallet.trampoline_failure(&hash), None);
 	assert_eq!(common::wait_ldk_received(&network.recipient).await, amount_msat);
@@ -1044,7 +1055,10 @@ async fn electrum_then_us(network: &Network) {
 	let e4_addr = e4.listen_addr().expect("E4 listens");
 	let e1_to_e4 = e1.open_channel(e4.node_id(), e4_addr, ELECTRUM_CHANNEL_SAT, 0).await;
 	net.bitcoind().wait_for_mempool(2, DEADLINE).expect("E4's and E1's funding transactions");
-	// Confirms them with T's channel to R.
+	// Confirms them with W's channel to E4 (case m).
+	net.open_channel_to(&network.wallet, e4.node_id(), e4_addr, RELAY_CHANNEL_SAT, 0, false)
+		.await
+		.expect("W-E4");
 	common::open_channel_to_ldk_node(
 		net,
 		&network.trampoline,
@@ -1095,7 +1109,64 @@ async fn electrum_then_us(network: &Network) {
 	assert_eq!(bucket.outer_total_msat, amount_msat + fee);
 	assert_eq!(bucket.dialect, ldk_trampoline::relay::Dialect::Legacy);
 	eprintln!("electrum_then_us: E1 paid {sent} msat; E4 kept {e4_fee}, T {fee}");
+	wallet_through_e4_then_us(network, &e4).await;
 	for wallet in [&e1, &e4] {
 		assert!(!wallet.log().contains("Traceback"), "{}", wallet.log_tail(60));
 	}
+}
+
+/// Case m: our wallet W pays R through two trampolines, E4 (an Electrum
+/// forwarder, end to end: W's onion names T after it) then T, offering E4
+/// 500 msat. Electrum's forwarder refuses an end-to-end forward paying it
+/// less than 1,000 msat with the legacy NODE|51; our sender reads it and
+/// raises every trampoline one Electrum level (`Escalation::RaiseFee`:
+/// T from 4,000 msat, level 1, to 6,000, level 2; E4 from 500 to level 1,
+/// 4,000 msat), which the budget admits exactly, and pays. Each keeps what
+/// it was offered the second time; W spent the amount and 10,000 msat.
+async fn wallet_through_e4_then_us(network: &Network, e4: &Electrum) {
+	wait_channels_usable(&network.wallet).await;
+	let amount_msat = 30_000_000;
+	let invoice = recipient_invoice(&network.recipient, amount_msat);
+	let invoice = lightning_invoice::Bolt11Invoice::from_str(&invoice).expect("R's invoice");
+	let t_fee = network.policy.fee_msat(amount_msat);
+	assert_eq!(t_fee, 4_000);
+	let (raised_t_fee, raised_e4_fee) = (6_000, 4_000);
+	let e4_cltv_delta = 600;
+	let route = [
+		TrampolineRouteHop {
+			node_id: e4.node_id(),
+			fee_msat: 500,
+			cltv_expiry_delta: e4_cltv_delta,
+			async_payment: false,
+		},
+		TrampolineRouteHop {
+			node_id: network.trampoline.node_id(),
+			fee_msat: t_fee,
+			cltv_expiry_delta: network.policy.cltv_expiry_delta,
+			async_payment: false,
+		},
+	];
+	let budget = TrampolineBudget {
+		max_fee_msat: raised_t_fee + raised_e4_fee,
+		max_cltv_expiry_delta: u32::from(e4_cltv_delta + network.policy.cltv_expiry_delta),
+	};
+	let before = network.balances().await;
+	let e4_before = e4.lightning_msat().await;
+	let hash = wallet_pays(network, &invoice, &route, budget, e4).await;
+	assert_eq!(common::wait_ldk_received(&network.recipient).await, amount_msat);
+	e4.wait_no_htlcs().await;
+	e4.wait_lightning_msat(e4_before + raised_e4_fee).await;
+	for node in [&network.wallet, &network.trampoline] {
+		wait_no_htlcs(node).await;
+	}
+	let spent = amount_msat + raised_t_fee + raised_e4_fee;
+	wait_lightning_balance(&network.wallet, before.wallet_sat - spent / 1000).await;
+	wait_lightning_balance(&network.trampoline, before.trampoline_sat + raised_t_fee / 1000).await;
+	let buckets = network.trampoline.trampoline().expect("relay on").core().buckets();
+	let bucket = buckets.iter().find(|b| b.payment_hash == hash).expect("T's bucket");
+	assert_eq!(bucket.state, BucketStage::Relayed);
+	assert_eq!(bucket.outer_total_msat, amount_msat + raised_t_fee);
+	// One bucket at T: the first attempt ended at E4.
+	assert_eq!(relayed(&network.trampoline, hash), vec![BucketStage::Relayed]);
+	eprintln!("wallet_through_e4_then_us: W spent {spent} msat");
 }
