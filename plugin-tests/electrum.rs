@@ -76,18 +76,21 @@ struct Network {
 }
 
 async fn network(policy: TrampolinePolicy) -> Network {
-	network_with(policy, RelayLimits::default()).await
+	network_with(policy, RelayLimits::default(), RelayLimits::default()).await
 }
 
-/// [`network`], with T2 under `second_limits`.
-async fn network_with(policy: TrampolinePolicy, second_limits: RelayLimits) -> Network {
+/// [`network`], with T under `limits` and T2 under `second_limits`.
+async fn network_with(
+	policy: TrampolinePolicy, limits: RelayLimits, second_limits: RelayLimits,
+) -> Network {
 	let mut net = RegtestNetwork::start_with_bitcoind_args(&BITCOIND_ARGS).expect("regtest");
 	let relay = |name: &str| {
 		let mut config = net.node_config(name);
 		config.trampoline = Some(policy);
 		config
 	};
-	let (t_config, mut t2_config) = (relay("trampoline"), relay("second"));
+	let (mut t_config, mut t2_config) = (relay("trampoline"), relay("second"));
+	t_config.trampoline_limits = limits;
 	t2_config.trampoline_limits = second_limits;
 	let trampoline = net.add_node_with(t_config).await.expect("T");
 	let second = net.add_node_with(t2_config).await.expect("T2");
@@ -712,6 +715,56 @@ async fn unknown_recipient(network: &Network) {
 	assert!(!network.electrum.log().contains("Traceback"), "{}", network.electrum.log_tail(60));
 }
 
+/// What E may have in flight at T in the failures' network
+/// (`RelayLimits::max_live_msat_per_peer`): either of E's channels' worth,
+/// not both.
+const MAX_LIVE_MSAT: u64 = 450_000_000;
+
+/// Case d4: E pays 500,000 sat, more than either of its channels holds, in
+/// two parts; T admits the first part and refuses the second
+/// ([`MAX_LIVE_MSAT`]: `temporary_node_failure` for it), so its bucket
+/// stays incomplete until LDK's MPP timer gives up on it (three timer
+/// ticks, made here) and T fails the first part with `mpp_timeout`.
+/// Electrum waits for its whole bucket to fail (`htlc_failed`, "bucket
+/// still active"), reports the last failure, `MPP_TIMEOUT`, and ends the
+/// payment (its pay loop gives up on that code): no crash, no HTLC left,
+/// balances restored, nothing relayed.
+async fn mpp_timeout(network: &Network) {
+	let before = network.balances().await;
+	let before_t = stats(&network.trampoline);
+	let invoice = recipient_invoice(&network.recipient, 500_000_000);
+	let parsed: lightning_invoice::Bolt11Invoice = invoice.parse().expect("R's invoice");
+	let tick = async {
+		loop {
+			network.trampoline.channel_manager().timer_tick_occurred();
+			tokio::time::sleep(Duration::from_millis(500)).await;
+		}
+	};
+	let paid = tokio::select! {
+		paid = network.electrum.lnpay(&invoice) => paid.expect("lnpay answers, no crash"),
+		() = tick => unreachable!(),
+	};
+	assert!(!paid.success, "{paid:?}");
+	let codes: Vec<&str> = paid.attempts.iter().map(|a| a.2.as_str()).collect();
+	assert_eq!(codes, ["MPP_TIMEOUT"], "{paid:?}");
+	let mut sent: Vec<u16> = network
+		.trampoline
+		.trampoline()
+		.expect("relay on")
+		.core()
+		.failures_sent(&hash_of(&parsed))
+		.iter()
+		.map(|f| f.code())
+		.collect();
+	sent.sort_unstable();
+	use ldk_trampoline::onion::codes;
+	assert_eq!(sent, [codes::MPP_TIMEOUT, codes::TEMPORARY_NODE_FAILURE]);
+	network.wait_settled(&before, 0, 0, 0).await;
+	assert_eq!(stats(&network.trampoline).relayed, before_t.relayed);
+	assert!(relayed(&network.second, hash_of(&parsed)).is_empty());
+	assert!(!network.electrum.log().contains("Traceback"), "{}", network.electrum.log_tail(60));
+}
+
 /// How long T2 holds a payment for an offline recipient in the failures'
 /// network (`RelayLimits::max_hold_secs`).
 const HOLD_SECS: u64 = 5;
@@ -765,8 +818,9 @@ async fn hold_expired(network: &Network) {
 /// Electrum's AssertionError (see `unknown_recipient`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn electrum_reads_our_failures_escalates_and_ends_cleanly() {
-	let limits = RelayLimits { max_hold_secs: HOLD_SECS, ..RelayLimits::default() };
-	let network = network_with(TrampolinePolicy::default(), limits).await;
+	let limits = RelayLimits { max_live_msat_per_peer: MAX_LIVE_MSAT, ..RelayLimits::default() };
+	let second_limits = RelayLimits { max_hold_secs: HOLD_SECS, ..RelayLimits::default() };
+	let network = network_with(TrampolinePolicy::default(), limits, second_limits).await;
 	let started = std::time::Instant::now();
 	if selected("fee_escalation") {
 		fee_escalation(&network, 100_000_000).await;
@@ -779,6 +833,10 @@ async fn electrum_reads_our_failures_escalates_and_ends_cleanly() {
 	if selected("unknown_recipient") {
 		unknown_recipient(&network).await;
 		eprintln!("unknown_recipient passed after {:?}", started.elapsed());
+	}
+	if selected("mpp_timeout") {
+		mpp_timeout(&network).await;
+		eprintln!("mpp_timeout passed after {:?}", started.elapsed());
 	}
 	if selected("hold_expired") {
 		hold_expired(&network).await;
