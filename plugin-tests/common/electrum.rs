@@ -177,6 +177,12 @@ pub struct ElectrumOptions {
 	/// Forward payments, trampoline ones included
 	/// (`lightning_forward_payments`, `lightning_forward_trampoline_payments`).
 	pub forward_trampoline_payments: bool,
+	/// Gossip mode (`use_gossip`) instead of trampoline mode: Electrum
+	/// routes its own payments over the channel graph. Electrum 4.3.4
+	/// forwards a trampoline payment to a next trampoline that is its peer
+	/// only in this mode (in trampoline mode it drops the onion: it pays its
+	/// peer as the recipient, `create_routes_for_payment` in `lnworker.py`).
+	pub gossip: bool,
 }
 
 /// One of Electrum's channels, from `list_channels`.
@@ -629,7 +635,7 @@ fn write_config(
 		"server": server.server_string(),
 		"oneserver": true,
 		"auto_connect": false,
-		"use_gossip": false,
+		"use_gossip": options.gossip,
 		"log_to_file": true,
 		"lightning_forward_payments": options.forward_trampoline_payments,
 		"lightning_forward_trampoline_payments": options.forward_trampoline_payments,

@@ -383,14 +383,18 @@ fn blinded_leg_costs(
 pub fn trampoline_onion(
 	invoice: &TrampolineInvoice, route: &[TrampolineRouteHop], height: u32,
 ) -> Result<TrampolineOnion, SenderError> {
-	trampoline_onion_for(invoice, route, height, LastTrampoline::Spec)
+	trampoline_onion_for(invoice, route, height, LastTrampoline::Spec, &[])
 }
 
 /// [`trampoline_onion`] for a last trampoline that reads a BOLT 11 leg as
 /// `last` says (a legacy one gets a final hop for the recipient after it,
-/// and Electrum before 4.5 a relative expiry).
+/// and Electrum before 4.5 a relative expiry), and trampolines before it
+/// whose payloads name the next trampoline in `layouts[i]` (type 14, or
+/// 66098 for a legacy trampoline, see [`outer_layout`]; a missing entry is
+/// type 14).
 pub fn trampoline_onion_for(
 	invoice: &TrampolineInvoice, route: &[TrampolineRouteHop], height: u32, last: LastTrampoline,
+	layouts: &[TlvLayout],
 ) -> Result<TrampolineOnion, SenderError> {
 	let amount_msat = invoice.amount_msat().ok_or(SenderError::NoAmount)?;
 	match invoice {
@@ -400,6 +404,7 @@ pub fn trampoline_onion_for(
 			amount_msat,
 			route,
 			height,
+			layouts,
 		),
 		TrampolineInvoice::Bolt12(bolt12) => {
 			// Drop paths from the end until the onion fits.
@@ -417,6 +422,7 @@ pub fn trampoline_onion_for(
 					amount_msat,
 					route,
 					height,
+					layouts,
 				) {
 					Err(SenderError::TooLarge) => count -= 1,
 					built => return built,
@@ -428,7 +434,7 @@ pub fn trampoline_onion_for(
 
 fn build_trampoline_onion(
 	payment_hash: [u8; 32], leg: FinalLeg, amount_msat: u64, route: &[TrampolineRouteHop],
-	height: u32,
+	height: u32, layouts: &[TlvLayout],
 ) -> Result<TrampolineOnion, SenderError> {
 	let last = route.last().ok_or(SenderError::NoTrampoline)?;
 	let encode =
@@ -444,7 +450,7 @@ fn build_trampoline_onion(
 	// Backwards from the last trampoline: each one is told what the next one
 	// must receive.
 	let mut next = last;
-	for hop in route.iter().rev().skip(1) {
+	for (index, hop) in route.iter().enumerate().rev().skip(1) {
 		amount = add_msat(amount, next.fee_msat, "amount with the trampolines' fees")?;
 		cltv = add_blocks(cltv, next.cltv_expiry_delta.into(), "trampolines' CLTV expiry")?;
 		payloads.push(encode(TrampolineHop::ToTrampoline {
@@ -452,7 +458,9 @@ fn build_trampoline_onion(
 			outgoing_cltv_value: cltv,
 			outgoing_node_id: next.node_id,
 			async_payment: next.async_payment,
-			layout: TlvLayout::Spec,
+			// Electrum 4.3.4 refuses type 14 as an unknown even type
+			// (`UnknownMandatoryTLVRecordType('tlv_payload/14')`).
+			layout: layouts.get(index).copied().unwrap_or(TlvLayout::Spec),
 		})?);
 		next = hop;
 	}
@@ -691,15 +699,20 @@ pub fn pay_via_trampolines<C: AChannelManager + ?Sized>(
 	payment_id: PaymentId,
 ) -> Result<TrampolineSend, SenderError> {
 	let height = cm.get_cm().current_best_block().height;
+	let features_of = |node: &PublicKey| {
+		cm.get_cm()
+			.list_channels_with_counterparty(node)
+			.into_iter()
+			.next()
+			.map(|c| c.counterparty.features)
+	};
 	let last = route.last().ok_or(SenderError::NoTrampoline)?.node_id;
-	let last_features = cm
-		.get_cm()
-		.list_channels_with_counterparty(&last)
-		.into_iter()
-		.next()
-		.map(|c| c.counterparty.features);
-	let onion =
-		trampoline_onion_for(invoice, route, height, LastTrampoline::of(last_features.as_ref()))?;
+	let last = LastTrampoline::of(features_of(&last).as_ref());
+	// A trampoline we have a channel with is read its payload in its
+	// dialect; the others (not our peers) in the spec's.
+	let layouts: Vec<TlvLayout> =
+		route.iter().map(|hop| outer_layout(features_of(&hop.node_id).as_ref())).collect();
+	let onion = trampoline_onion_for(invoice, route, height, last, &layouts)?;
 	let send = OuterSend {
 		payment_hash: invoice.payment_hash(),
 		trampoline: route.first().ok_or(SenderError::NoTrampoline)?.node_id,
@@ -813,7 +826,7 @@ mod tests {
 			// Electrum before 4.5 adds its own height to it.
 			(LastTrampoline::LegacyRelativeCltv, 144 + FINAL_CLTV_MARGIN),
 		] {
-			let built = trampoline_onion_for(&invoice, &[hop], 800, last).unwrap();
+			let built = trampoline_onion_for(&invoice, &[hop], 800, last, &[]).unwrap();
 			assert_eq!(built.shared_secrets.len(), 1);
 			assert_eq!((built.first_amount_msat, built.first_cltv_delta), (20_004_000, 726));
 			let trampoline = peel(&built.packet, 4);
@@ -857,6 +870,35 @@ mod tests {
 		let trampoline = peel(&built.packet, 4);
 		assert!(matches!(trampoline.next, NextPacket::Final));
 		assert_eq!(built.first_cltv_delta, 726);
+	}
+
+	#[test]
+	fn a_legacy_trampoline_before_the_last_is_named_the_next_in_66098() {
+		// W -> E (Electrum, legacy) -> T (our relay): E's payload names T in
+		// 66098, the number Electrum 4.3.4 reads (type 14 is an unknown even
+		// type to it, and it fails the HTLC); without layouts, type 14.
+		let secp = Secp256k1::new();
+		let invoice = TrampolineInvoice::Bolt11(invoice());
+		let hash = invoice.payment_hash().0;
+		let electrum = route_hop(500, 600);
+		let ours = TrampolineRouteHop { node_id: key(5), ..route_hop(4_000, 144) };
+		let route = [electrum, ours];
+		for (layouts, wanted) in [
+			(&[TlvLayout::Legacy, TlvLayout::Spec][..], TlvLayout::Legacy),
+			(&[][..], TlvLayout::Spec),
+		] {
+			let built =
+				trampoline_onion_for(&invoice, &route, 800, LastTrampoline::Spec, layouts).unwrap();
+			let key4 = SecretKey::from_slice(&[4; 32]).unwrap();
+			let first = onion::peel_with_secret_key(&secp, &key4, &built.packet, &hash).unwrap();
+			let payload = TrampolinePayload::decode(&first.payload).unwrap();
+			let TrampolineHop::ToTrampoline { outgoing_node_id, layout, .. } = payload.hop else {
+				panic!("{:?}", payload.hop)
+			};
+			assert_eq!(outgoing_node_id, key(5));
+			assert_eq!(layout, wanted);
+			assert!(matches!(first.next, NextPacket::Forward(_)));
+		}
 	}
 
 	#[test]
@@ -921,22 +963,23 @@ mod tests {
 	fn route_amounts_and_expiries_are_checked() {
 		let hash = [9; 32];
 		// The recipient's fee on top of the amount.
-		let built = build_trampoline_onion(hash, leg(u64::MAX, 900), 1, &[route_hop(0, 0)], 800);
+		let built =
+			build_trampoline_onion(hash, leg(u64::MAX, 900), 1, &[route_hop(0, 0)], 800, &[]);
 		assert!(matches!(built, Err(SenderError::AmountOverflow { .. })), "{built:?}");
 		// A trampoline's fee on top of what the next one gets.
 		let route = [route_hop(u64::MAX, 10), route_hop(u64::MAX, 10)];
-		let built = build_trampoline_onion(hash, leg(0, 900), 1_000, &route, 800);
+		let built = build_trampoline_onion(hash, leg(0, 900), 1_000, &route, 800, &[]);
 		assert!(matches!(built, Err(SenderError::AmountOverflow { .. })), "{built:?}");
 		// The trampolines' deltas on top of an expiry near u32::MAX.
 		let route = [route_hop(1, u16::MAX), route_hop(1, u16::MAX)];
-		let built = build_trampoline_onion(hash, leg(0, u32::MAX - 10), 1_000, &route, 800);
+		let built = build_trampoline_onion(hash, leg(0, u32::MAX - 10), 1_000, &route, 800, &[]);
 		assert!(matches!(built, Err(SenderError::CltvOverflow { .. })), "{built:?}");
 		// An expiry below the height (a height past the leg's expiry).
-		let built = build_trampoline_onion(hash, leg(0, 700), 1_000, &[route_hop(1, 1)], 800);
+		let built = build_trampoline_onion(hash, leg(0, 700), 1_000, &[route_hop(1, 1)], 800, &[]);
 		assert!(matches!(built, Err(SenderError::CltvOverflow { .. })), "{built:?}");
 		// Sane values build.
 		let route = [route_hop(1_000, 100), route_hop(2_000, 100)];
-		let built = build_trampoline_onion(hash, leg(50, 900), 10_000, &route, 800).unwrap();
+		let built = build_trampoline_onion(hash, leg(50, 900), 10_000, &route, 800, &[]).unwrap();
 		assert_eq!(built.first_amount_msat, 13_050);
 		assert_eq!(built.first_cltv_delta, 300);
 	}
