@@ -88,6 +88,9 @@ pub struct NodeConfig {
 	/// `http://` or `https://` URL); `None` (the default): no call, only
 	/// [`NodeEvent::PaymentHeld`].
 	pub wake_webhook: Option<String>,
+	/// A PEM certificate the wake-up webhook's client trusts besides the
+	/// web's roots (a private CA, or a self-signed push service).
+	pub wake_webhook_ca_cert: Option<PathBuf>,
 	/// Hold HTLCs that payers flag `hold_htlc` until their recipient's
 	/// `release_held_htlc` arrives (the sender's LSP of BOLTs PR 1149), within
 	/// this policy; `None` (the default): the feature is not advertised.
@@ -110,6 +113,7 @@ impl NodeConfig {
 			trampoline_limits: RelayLimits::default(),
 			static_invoice_server: None,
 			wake_webhook: None,
+			wake_webhook_ca_cert: None,
 			htlc_hold: None,
 		}
 	}
