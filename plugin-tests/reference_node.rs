@@ -132,6 +132,8 @@ async fn reference_node_process_pays_a_harness_node() {
 	assert_eq!(channels["channels"][0]["usable"], true, "not closed: {channels}");
 	assert_eq!(bob.balances().lightning_sat, 0, "bob was not paid");
 	assert!(bob.list_payments().is_empty(), "bob saw no payment");
+	let succeeded = "ldk_trampoline_payments{direction=\"outbound\",state=\"succeeded\"}";
+	assert_eq!(metric(&scrape(&control).await, succeeded), Some(0.0));
 	let received = bob.subscribe();
 	let paid = ctl(&control, &["pay", &invoice.to_string()]).await;
 	assert_eq!(paid["status"]["state"], "succeeded", "{paid}");
@@ -173,6 +175,11 @@ async fn reference_node_process_pays_a_harness_node() {
 	);
 	let balances = ctl(&control, &["balances"]).await;
 	assert_eq!(balances["lightning_sat"], before - 130_000);
+	// The scrape moved by exactly the two payments.
+	let scraped = scrape(&control).await;
+	assert_eq!(metric(&scraped, succeeded), Some(2.0), "{scraped}");
+	assert_eq!(metric(&scraped, "ldk_trampoline_relay_relayed_total"), Some(0.0), "{scraped}");
+	assert_eq!(metric(&scraped, "ldk_trampoline_held_htlcs"), Some(0.0), "{scraped}");
 	let payments = ctl(&control, &["list-payments"]).await;
 	let payments = payments["payments"].as_array().expect("payments").clone();
 	assert_eq!(payments.len(), 2, "{payments:?}");
@@ -759,4 +766,28 @@ async fn control_interface_over_tls_off_loopback_works_with_ctl() {
 	let out = run_ctl_with(&flags, &["stop"]).await;
 	assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 	assert!(node.wait_exit().await.success());
+}
+
+/// `GET /metrics` with the read-only token (as a Prometheus scraper sends
+/// it: no body, no Content-Type); checks the answer is OpenMetrics text.
+async fn scrape(control: &Control) -> String {
+	let token = std::fs::read_to_string(control.token_file(Role::ReadOnly)).unwrap();
+	let http = reqwest::Client::builder().no_proxy().build().unwrap();
+	let url = format!("http://{}/metrics", control.address);
+	let refused = http.get(&url).send().await.unwrap();
+	assert_eq!(refused.status().as_u16(), 401, "a scrape needs a token too");
+	let response = http.get(&url).bearer_auth(token.trim()).send().await.unwrap();
+	assert_eq!(response.status().as_u16(), 200);
+	let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
+	assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
+	let text = response.text().await.unwrap();
+	assert!(text.ends_with("# EOF\n"), "{text}");
+	text
+}
+
+/// The value of the sample `series` in a scrape.
+fn metric(text: &str, series: &str) -> Option<f64> {
+	text.lines()
+		.find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+		.and_then(|v| v.trim().parse().ok())
 }

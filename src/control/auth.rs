@@ -13,7 +13,8 @@
 //! 127.0.0.1 sends its own name) and that no `Origin` header is present
 //! (browsers send one with every cross-origin POST; `ctl` and scripts do
 //! not); after it, that the body is declared `application/json` (a form or
-//! `text/plain` POST, which browsers send without a preflight, is refused).
+//! `text/plain` POST, which browsers send without a preflight, is refused;
+//! `GET /metrics`, a bodiless scrape, is exempt from this one).
 //! No CORS header is ever sent, so a browser never lets a page read an
 //! answer. A refused request runs nothing.
 
@@ -47,6 +48,7 @@ pub const READ_ONLY_PATHS: &[&str] = &[
 	paths::TRAMPOLINE_STATS,
 	paths::LIST_HELD,
 	paths::TRAMPOLINE_BUCKETS,
+	paths::METRICS,
 ];
 
 /// Whether `path` only reads (the read-only token may call it).
@@ -266,7 +268,9 @@ impl Guard {
 		let role = self.tokens.role_of(token.trim()).ok_or(Refusal::WrongToken)?;
 		let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
 		let essence = content_type.map(|v| v.split(';').next().unwrap_or("").trim());
-		if !essence.is_some_and(|e| e.eq_ignore_ascii_case("application/json")) {
+		// A scrape is a GET without a body (any other method there is 405).
+		let json = essence.is_some_and(|e| e.eq_ignore_ascii_case("application/json"));
+		if !json && path != paths::METRICS {
 			return Err(Refusal::ContentType(content_type.unwrap_or("none").to_string()));
 		}
 		if role == Role::ReadOnly && !is_read_only(path) {
@@ -422,6 +426,11 @@ mod tests {
 		// A wrong Host is refused before the token is even looked at.
 		let pairs = with(without(good(&admin), header::AUTHORIZATION), header::HOST, "x:1");
 		assert!(matches!(check(pairs, paths::PAY), Err(Refusal::Host(_))));
+		// A scrape needs a token and the Host, not a JSON body.
+		let scrape = without(good(&read_only), header::CONTENT_TYPE);
+		assert_eq!(check(scrape, paths::METRICS), Ok(Role::ReadOnly));
+		let scrape = without(good(&read_only), header::AUTHORIZATION);
+		assert_eq!(check(scrape, paths::METRICS), Err(Refusal::MissingToken));
 		// Charset parameters and case are fine; localhost too on loopback.
 		let pairs = with(good(&admin), header::CONTENT_TYPE, "Application/JSON; charset=utf-8");
 		assert_eq!(check(pairs, paths::PAY), Ok(Role::Admin));

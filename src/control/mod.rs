@@ -18,6 +18,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod metrics;
 pub mod server;
 pub mod tls;
 
@@ -83,6 +84,8 @@ pub mod paths {
 	/// [`TrampolineBucketsResponse`](super::TrampolineBucketsResponse) for an
 	/// empty request.
 	pub const TRAMPOLINE_BUCKETS: &str = "/v1/trampoline-buckets";
+	/// `GET`: the Prometheus (OpenMetrics) text of [`metrics`](super::metrics).
+	pub const METRICS: &str = "/metrics";
 }
 
 /// What `trampoline-buckets` answers: every incoming trampoline payment the

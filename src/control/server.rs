@@ -121,6 +121,7 @@ fn routes(node: Arc<Node>, shutdown: watch::Sender<bool>) -> Router {
 		.route(paths::TRAMPOLINE_STATS, post(trampoline_stats))
 		.route(paths::LIST_HELD, post(list_held))
 		.route(paths::TRAMPOLINE_BUCKETS, post(trampoline_buckets))
+		.route(paths::METRICS, axum::routing::get(metrics))
 		.fallback(|uri: Uri| async move {
 			ApiError::not_found(format!("no endpoint {uri}; the endpoints are POST /v1/..."))
 		})
@@ -462,6 +463,21 @@ async fn list_held(State(ctx): Ctx, body: Bytes) -> ApiResult<super::ListHeldRes
 	parse::<EmptyRequest>(&body)?;
 	let held = ctx.node.trampoline().map(|relay| relay.core().held()).unwrap_or_default();
 	Ok(Json(super::ListHeldResponse { held, htlcs: ctx.node.list_held_htlcs() }))
+}
+
+async fn metrics(State(ctx): Ctx) -> Result<Response, ApiError> {
+	let node = &ctx.node;
+	let snapshot = super::metrics::Snapshot {
+		payments: node.list_payments(),
+		relay: node.trampoline().map(|relay| relay.core().stats()),
+		held_htlcs: node.list_held_htlcs(),
+		static_invoices: node
+			.static_invoice_server()
+			.map(|server| (server.list().len(), server.core().stats())),
+	};
+	let text = super::metrics::render(&snapshot)
+		.map_err(|e| ApiError::internal(format!("cannot encode the metrics: {e}")))?;
+	Ok(([(axum::http::header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], text).into_response())
 }
 
 async fn list_static_invoices(
