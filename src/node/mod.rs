@@ -84,8 +84,9 @@ pub struct NodeConfig {
 	/// the role off.
 	pub static_invoice_server: Option<StaticInvoicePolicy>,
 	/// Where to POST a signed LSPS5 `lsps5.payment_incoming` notification
-	/// when the relay starts holding a payment for an offline peer (an
-	/// `http://` or `https://` URL); `None` (the default): no call, only
+	/// when the relay starts holding a payment for an offline peer (LSPS5's
+	/// rules: `https://`, plain `http://` and local hosts on regtest only;
+	/// see `parse_webhook_url`); `None` (the default): no call, only
 	/// [`NodeEvent::PaymentHeld`].
 	pub wake_webhook: Option<String>,
 	/// A PEM certificate the wake-up webhook's client trusts besides the
