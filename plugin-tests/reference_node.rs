@@ -11,8 +11,11 @@ use std::str::FromStr;
 
 use bitcoin::address::NetworkUnchecked;
 use bitcoin::{Address, Network};
-use common::relay_process::{ctl, ctl_err, free_port, node_args, NodeProcess, BIN, POLL};
-use ldk_trampoline::control::client::ControlClient;
+use common::relay_process::{
+	ctl, ctl_err, free_port, node_args, run_ctl_with, Control, NodeProcess, BIN, POLL,
+};
+use ldk_trampoline::control::auth::Role;
+use ldk_trampoline::control::client::{ClientOptions, ControlClient, TokenSource};
 use ldk_trampoline::node::{Balances, ChannelInfo, NodeEvent, RpcAuth};
 use ldk_trampoline::regtest::{RegtestNetwork, DEADLINE};
 use serde_json::Value;
@@ -48,29 +51,40 @@ async fn reference_node_process_pays_a_harness_node() {
 
 	// Settings from a file (with a path relative to it) and from flags.
 	let config = work.path().join("node.toml");
+	let data_dir = work.path().join("data");
+	let control = Control::new(&data_dir);
 	std::fs::write(
 		&config,
 		format!(
 			"network = \"regtest\"\ndata_dir = \"data\"\nbitcoind_rpc = \"{}\"\n\
 			 bitcoind_rpc_user = \"{user}\"\nbitcoind_rpc_password = \"{password}\"\n\
-			 alias = \"reference\"\nlog_level = \"trace\"\n",
+			 alias = \"reference\"\nlog_level = \"trace\"\ncontrol_listen = \"{control}\"\n",
 			rpc.endpoint()
 		),
 	)
 	.unwrap();
-	let data_dir = work.path().join("data");
-	let control = format!("127.0.0.1:{}", free_port());
 	let config_arg = config.display().to_string();
-	let args =
-		["node", "--config", &config_arg, "--listen", "127.0.0.1:0", "--control-listen", &control];
+	let args = ["node", "--config", &config_arg, "--listen", "127.0.0.1:0"];
 	let mut node = NodeProcess::spawn(&args, work.path(), &data_dir);
-	let client = ControlClient::new(&control).expect("client");
+	let client = control.client();
 	let info = node.wait_ready(&client).await;
 	assert_eq!(info.network, "regtest");
 	assert_eq!(info.alias, "reference");
 	assert_eq!(info.num_channels, 0);
 	let getinfo = ctl(&control, &["getinfo"]).await;
 	assert_eq!(getinfo["node_id"], info.node_id.as_str());
+	// `ctl` finds the address and the token from the node's config file alone.
+	let out = run_ctl_with(&["--config", &config_arg], &["getinfo"]).await;
+	assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+	let getinfo: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+	assert_eq!(getinfo["node_id"], info.node_id.as_str());
+	// Both token files are the owner's only.
+	for role in [Role::Admin, Role::ReadOnly] {
+		use std::os::unix::fs::PermissionsExt;
+		let path = control.token_file(role);
+		let mode = std::fs::metadata(&path).expect("token file").permissions().mode();
+		assert_eq!(mode & 0o777, 0o600, "{}", path.display());
+	}
 
 	// Fund its wallet.
 	let address = ctl(&control, &["new-address"]).await;
@@ -109,6 +123,17 @@ async fn reference_node_process_pays_a_harness_node() {
 
 	// It pays the harness node's BOLT 11 invoice...
 	let invoice = bob.create_invoice(Some(100_000_000), "from the reference node", 3600).unwrap();
+	// ...but only when asked with the admin token, the right Host and a JSON body.
+	refused_requests_run_nothing(&control, &invoice.to_string(), &channel_id).await;
+	node.assert_running();
+	assert_eq!(ctl(&control, &["list-payments"]).await["payments"], serde_json::json!([]));
+	assert_eq!(ctl(&control, &["balances"]).await["lightning_sat"], before);
+	let channels = ctl(&control, &["list-channels"]).await;
+	assert_eq!(channels["channels"][0]["usable"], true, "not closed: {channels}");
+	assert_eq!(bob.balances().lightning_sat, 0, "bob was not paid");
+	assert!(bob.list_payments().is_empty(), "bob saw no payment");
+	let succeeded = "ldk_trampoline_payments{direction=\"outbound\",state=\"succeeded\"}";
+	assert_eq!(metric(&scrape(&control).await, succeeded), Some(0.0));
 	let received = bob.subscribe();
 	let paid = ctl(&control, &["pay", &invoice.to_string()]).await;
 	assert_eq!(paid["status"]["state"], "succeeded", "{paid}");
@@ -150,6 +175,11 @@ async fn reference_node_process_pays_a_harness_node() {
 	);
 	let balances = ctl(&control, &["balances"]).await;
 	assert_eq!(balances["lightning_sat"], before - 130_000);
+	// The scrape moved by exactly the two payments.
+	let scraped = scrape(&control).await;
+	assert_eq!(metric(&scraped, succeeded), Some(2.0), "{scraped}");
+	assert_eq!(metric(&scraped, "ldk_trampoline_relay_relayed_total"), Some(0.0), "{scraped}");
+	assert_eq!(metric(&scraped, "ldk_trampoline_held_htlcs"), Some(0.0), "{scraped}");
 	let payments = ctl(&control, &["list-payments"]).await;
 	let payments = payments["payments"].as_array().expect("payments").clone();
 	assert_eq!(payments.len(), 2, "{payments:?}");
@@ -174,23 +204,29 @@ async fn reference_node_process_pays_a_harness_node() {
 	assert!(err.contains("timeout_secs"), "{err}");
 	// Raw HTTP: JSON errors with proper statuses; an empty body counts as `{}`.
 	let http = reqwest::Client::builder().no_proxy().build().unwrap();
+	let token = control.admin_token();
 	let url = |path: &str| format!("http://{control}{path}");
+	let post = |path: &str| {
+		http.post(url(path)).bearer_auth(&token).header("content-type", "application/json")
+	};
 	let answer = |response: reqwest::Response| async move {
 		let status = response.status().as_u16();
 		(status, response.json::<Value>().await.expect("a JSON answer"))
 	};
-	let (status, body) = answer(http.post(url("/v1/balances")).send().await.unwrap()).await;
+	let (status, body) = answer(post("/v1/balances").send().await.unwrap()).await;
 	assert_eq!((status, body["lightning_sat"].as_u64()), (200, Some(before - 130_000)));
-	let (status, body) = answer(http.get(url("/v1/getinfo")).send().await.unwrap()).await;
+	let request = http.get(url("/v1/getinfo")).bearer_auth(&token);
+	let (status, body) =
+		answer(request.header("content-type", "application/json").send().await.unwrap()).await;
 	assert_eq!(status, 405, "{body}");
 	assert!(body["error"].as_str().unwrap().contains("POST"), "{body}");
-	let (status, body) = answer(http.post(url("/v1/nope")).send().await.unwrap()).await;
+	let (status, body) = answer(post("/v1/nope").send().await.unwrap()).await;
 	assert_eq!(status, 404, "{body}");
-	let request = http.post(url("/v1/invoice")).body(r#"{"amount":1}"#);
+	let request = post("/v1/invoice").body(r#"{"amount":1}"#);
 	let (status, body) = answer(request.send().await.unwrap()).await;
 	assert_eq!(status, 400, "{body}");
 	assert!(body["error"].as_str().unwrap().contains("unknown field `amount`"), "{body}");
-	let (status, body) = answer(http.post(url("/v1/pay")).body("{").send().await.unwrap()).await;
+	let (status, body) = answer(post("/v1/pay").body("{").send().await.unwrap()).await;
 	assert_eq!(status, 400, "{body}");
 	node.assert_running();
 
@@ -201,10 +237,16 @@ async fn reference_node_process_pays_a_harness_node() {
 	assert!(status.success(), "exit status {status}\n{}", node.diagnostics());
 	drop(node);
 
+	// A stopped node leaves no token behind.
+	assert!(
+		!control.token_file(Role::Admin).exists() && !control.token_file(Role::ReadOnly).exists()
+	);
+
 	// It is persistent: the same identity, channel and balance after a restart;
-	// SIGTERM stops it cleanly too.
+	// SIGTERM stops it cleanly too. The restart writes fresh tokens.
 	let mut node = NodeProcess::spawn(&args, work.path(), &data_dir);
 	let restarted = node.wait_ready(&client).await;
+	assert_ne!(control.admin_token(), token, "a fresh token at each start");
 	assert_eq!(restarted.node_id, info.node_id);
 	let channels = client.list_channels().await.expect("channels").channels;
 	assert_eq!(channels.iter().map(|c| c.channel_id.as_str()).collect::<Vec<_>>(), [&channel_id]);
@@ -350,12 +392,48 @@ async fn bad_input_fails_with_a_clear_error() {
 	check("invalid flag value", bad_level, vec!["invalid value for --log-level: \"loud\"".into()])
 		.await;
 
+	// A control interface off loopback without TLS.
+	let mut exposed = node_args(&path("exposed"), &endpoint, "regtest");
+	let at = exposed.iter().position(|a| a == "--control-listen").unwrap() + 1;
+	exposed[at] = "0.0.0.0:0".into();
+	check(
+		"control off loopback without TLS",
+		exposed,
+		vec!["0.0.0.0:0".into(), "not a loopback address".into(), "control_tls_cert".into()],
+	)
+	.await;
+	assert!(!Path::new(&path("exposed")).exists(), "refused before anything is created");
+
 	// The client against a port where nothing listens.
 	let nothing = format!("127.0.0.1:{}", free_port());
+	let token = path("token");
+	std::fs::write(&token, "ab".repeat(32)).unwrap();
 	check(
 		"ctl without a node",
-		vec!["ctl".into(), "--control".into(), nothing.clone(), "getinfo".into()],
+		vec![
+			"ctl".into(),
+			"--control".into(),
+			nothing.clone(),
+			"--control-token-file".into(),
+			token,
+			"getinfo".into(),
+		],
 		vec!["cannot reach the control interface".into(), nothing.clone()],
+	)
+	.await;
+	// Without a token file (no node ever ran with that data directory).
+	let no_node = path("no-node");
+	check(
+		"ctl without a token",
+		vec![
+			"ctl".into(),
+			"--control".into(),
+			nothing.clone(),
+			"--data-dir".into(),
+			no_node.clone(),
+			"getinfo".into(),
+		],
+		vec!["cannot read the control token file".into(), no_node, "--control-token-file".into()],
 	)
 	.await;
 }
@@ -371,13 +449,13 @@ async fn reference_node_pays_through_a_trampoline_and_reports_relay_stats() {
 	let RpcAuth::UserPass { user, password } = &rpc.auth else { panic!("harness uses user/pass") };
 	let data_dir = work.path().join("data");
 	let data_arg = data_dir.display().to_string();
-	let control = format!("127.0.0.1:{}", free_port());
+	let control = Control::new(&data_dir);
 	let endpoint = rpc.endpoint();
-	let mut args = node_args("regtest", &data_arg, &endpoint, user, password, &control);
+	let mut args = node_args("regtest", &data_arg, &endpoint, user, password, &control.address);
 	args.extend(["--trampoline-fee-base-msat", "2000"].map(String::from));
 	let args: Vec<&str> = args.iter().map(String::as_str).collect();
 	let mut node = NodeProcess::spawn(&args, work.path(), &data_dir);
-	let client = ControlClient::new(&control).expect("client");
+	let client = control.client();
 	let info = node.wait_ready(&client).await;
 	let policy = info.trampoline.expect("the reference node relays by default");
 	assert_eq!(policy.fee_base_msat, 2000);
@@ -476,4 +554,240 @@ async fn reference_node_pays_through_a_trampoline_and_reports_relay_stats() {
 	assert!(err.contains("400") && err.contains("invalid trampoline node id"), "{err}");
 	ctl(&control, &["stop"]).await;
 	assert!(node.wait_exit().await.success());
+}
+
+/// A refused request: (case, path, token, Host, Content-Type, Origin, body,
+/// status).
+type Case<'a> =
+	(&'a str, &'a str, Option<&'a str>, &'a str, Option<&'a str>, Option<&'a str>, &'a str, u16);
+
+/// Requests that lack the admin token, name another Host, come from a web
+/// page or are not JSON: each gets its status and a JSON error, and none
+/// pays `invoice` or closes `channel_id` (the caller checks the node after).
+async fn refused_requests_run_nothing(control: &Control, invoice: &str, channel_id: &str) {
+	let http = reqwest::Client::builder().no_proxy().build().unwrap();
+	let admin = control.admin_token();
+	let read_only = std::fs::read_to_string(control.token_file(Role::ReadOnly)).unwrap();
+	let pay = serde_json::json!({ "request": invoice, "timeout_secs": 5 }).to_string();
+	let close = serde_json::json!({ "channel_id": channel_id, "force": true }).to_string();
+	let json = "application/json";
+	let host = control.address.as_str();
+	// (case, path, token, Host, Content-Type, Origin, body, status)
+	let cases: [Case; 12] = [
+		("no token", "/v1/pay", None, host, Some(json), None, &pay, 401),
+		("wrong token", "/v1/pay", Some(&"00".repeat(32)), host, Some(json), None, &pay, 401),
+		("token prefix", "/v1/pay", Some(&admin[..32]), host, Some(json), None, &pay, 401),
+		("read-only token on pay", "/v1/pay", Some(&read_only), host, Some(json), None, &pay, 403),
+		("foreign Host", "/v1/pay", Some(&admin), "evil.example:80", Some(json), None, &pay, 403),
+		(
+			"rebound Host",
+			"/v1/pay",
+			Some(&admin),
+			"attacker.example:9736",
+			Some(json),
+			None,
+			&pay,
+			403,
+		),
+		("text/plain body", "/v1/pay", Some(&admin), host, Some("text/plain"), None, &pay, 415),
+		("no Content-Type", "/v1/pay", Some(&admin), host, None, None, &pay, 415),
+		(
+			"form body",
+			"/v1/pay",
+			Some(&admin),
+			host,
+			Some("application/x-www-form-urlencoded"),
+			None,
+			&pay,
+			415,
+		),
+		(
+			"cross-origin browser POST",
+			"/v1/pay",
+			None,
+			host,
+			Some("text/plain"),
+			Some("http://evil.example"),
+			&pay,
+			403,
+		),
+		("no token on close", "/v1/close-channel", None, host, Some(json), None, &close, 401),
+		(
+			"read-only token on close",
+			"/v1/close-channel",
+			Some(&read_only),
+			host,
+			Some(json),
+			None,
+			&close,
+			403,
+		),
+	];
+	for (case, path, token, host, content_type, origin, body, status) in cases {
+		let mut request = http
+			.post(format!("http://{}{path}", control.address))
+			.header("host", host)
+			.body(body.to_string());
+		if let Some(token) = token {
+			request = request.bearer_auth(token);
+		}
+		if let Some(content_type) = content_type {
+			request = request.header("content-type", content_type);
+		}
+		if let Some(origin) = origin {
+			request = request.header("origin", origin);
+		}
+		let response = request.send().await.unwrap_or_else(|e| panic!("{case}: {e}"));
+		assert_eq!(response.status().as_u16(), status, "{case}");
+		assert!(
+			!response.headers().keys().any(|h| h.as_str().starts_with("access-control-")),
+			"{case}: no CORS headers: {:?}",
+			response.headers()
+		);
+		let answer: Value = response.json().await.unwrap_or_else(|e| panic!("{case}: {e}"));
+		assert!(answer["error"].as_str().is_some_and(|e| !e.is_empty()), "{case}: {answer}");
+	}
+	// A browser's preflight gets no CORS answer either.
+	let preflight = http
+		.request(reqwest::Method::OPTIONS, format!("http://{}/v1/pay", control.address))
+		.header("origin", "http://evil.example")
+		.header("access-control-request-method", "POST")
+		.send()
+		.await
+		.unwrap();
+	assert!(!preflight.status().is_success(), "{}", preflight.status());
+	assert!(!preflight.headers().keys().any(|h| h.as_str().starts_with("access-control-")));
+
+	// The read-only token lists; `ctl` with it is refused a payment, clearly.
+	let read_only_file = control.token_file(Role::ReadOnly).display().to_string();
+	let flags = ["--control", host, "--control-token-file", &read_only_file];
+	let out = run_ctl_with(&flags, &["list-payments"]).await;
+	assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+	let out = run_ctl_with(&flags, &["pay", invoice]).await;
+	let stderr = String::from_utf8_lossy(&out.stderr);
+	assert_eq!(out.status.code(), Some(1), "{stderr}");
+	assert!(stderr.contains("403") && stderr.contains("read-only token"), "{stderr}");
+	// And the library client without a token is told what to send.
+	let anonymous = ControlClient::new(host).expect("client");
+	let err = anonymous.list_payments().await.expect_err("refused").to_string();
+	assert!(err.contains("401") && err.contains("Authorization: Bearer"), "{err}");
+	let wrong = ClientOptions { token: Some(TokenSource::Token("ab".repeat(32))), ca_cert: None };
+	let err = ControlClient::with_options(host, wrong)
+		.unwrap()
+		.pay(&ldk_trampoline::control::PayRequest {
+			request: invoice.into(),
+			amount_msat: None,
+			timeout_secs: Some(5),
+			trampoline: None,
+			trampoline_fee_msat: None,
+			trampoline_cltv_expiry_delta: None,
+			trampoline_max_fee_msat: None,
+		})
+		.await
+		.expect_err("refused")
+		.to_string();
+	assert!(err.contains("401") && err.contains("wrong token"), "{err}");
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1, written as PEM
+/// files `control.crt` and `control.key` in `dir`.
+fn self_signed_cert(dir: &Path) -> (String, String) {
+	let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+	let rcgen::CertifiedKey { cert, key_pair } =
+		rcgen::generate_simple_self_signed(names).expect("certificate");
+	let (cert_path, key_path) = (dir.join("control.crt"), dir.join("control.key"));
+	std::fs::write(&cert_path, cert.pem()).unwrap();
+	std::fs::write(&key_path, key_pair.serialize_pem()).unwrap();
+	(cert_path.display().to_string(), key_path.display().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_interface_over_tls_off_loopback_works_with_ctl() {
+	let net = RegtestNetwork::start().expect("regtest");
+	let work = tempfile::Builder::new().prefix("ldk-trampoline-tls-").tempdir().unwrap();
+	let rpc = net.bitcoind().rpc_config();
+	let RpcAuth::UserPass { user, password } = &rpc.auth else { panic!("harness uses user/pass") };
+	let (cert, _key) = self_signed_cert(work.path());
+	let port = free_port();
+	// On every interface, so TLS is required; reached as localhost.
+	let config = work.path().join("node.toml");
+	std::fs::write(
+		&config,
+		format!(
+			"network = \"regtest\"\ndata_dir = \"data\"\nbitcoind_rpc = \"{}\"\n\
+			 bitcoind_rpc_user = \"{user}\"\nbitcoind_rpc_password = \"{password}\"\n\
+			 listen = \"127.0.0.1:0\"\ncontrol_listen = \"0.0.0.0:{port}\"\n\
+			 control_tls_cert = \"control.crt\"\ncontrol_tls_key = \"control.key\"\n\
+			 control_hosts = [\"localhost:{port}\"]\n",
+			rpc.endpoint()
+		),
+	)
+	.unwrap();
+	let data_dir = work.path().join("data");
+	let config_arg = config.display().to_string();
+	let mut node = NodeProcess::spawn(&["node", "--config", &config_arg], work.path(), &data_dir);
+	let https = format!("https://localhost:{port}");
+	let options = ClientOptions {
+		token: Some(TokenSource::File(Role::Admin.token_path(&data_dir))),
+		ca_cert: Some(cert.clone().into()),
+	};
+	let client = ControlClient::with_options(&https, options).expect("client");
+	let info = node.wait_ready(&client).await;
+	assert_eq!(info.network, "regtest");
+
+	// `ctl` with the config only: https and the certificate come from it.
+	let flags = ["--config", config_arg.as_str(), "--control", https.as_str()];
+	let out = run_ctl_with(&flags, &["getinfo"]).await;
+	assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+	let getinfo: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+	assert_eq!(getinfo["node_id"], info.node_id.as_str());
+	let out = run_ctl_with(&flags, &["new-address"]).await;
+	assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+	// Without trusting the certificate, or over plain http: no answer.
+	let data_arg = data_dir.display().to_string();
+	let out = run_ctl_with(&["--control", &https, "--data-dir", &data_arg], &["getinfo"]).await;
+	let stderr = String::from_utf8_lossy(&out.stderr);
+	assert_eq!(out.status.code(), Some(1), "{stderr}");
+	assert!(stderr.to_lowercase().contains("certificate"), "{stderr}");
+	let plain = format!("http://localhost:{port}");
+	let out = run_ctl_with(&["--control", &plain, "--data-dir", &data_arg], &["getinfo"]).await;
+	assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+	// A Host the operator did not list is refused over TLS too.
+	let ip = format!("https://127.0.0.1:{port}");
+	let options = ClientOptions {
+		token: Some(TokenSource::File(Role::Admin.token_path(&data_dir))),
+		ca_cert: Some(cert.into()),
+	};
+	let by_ip = ControlClient::with_options(&ip, options).expect("client");
+	let err = by_ip.getinfo().await.expect_err("Host 127.0.0.1 not listed").to_string();
+	assert!(err.contains("403") && err.contains("Host"), "{err}");
+
+	let out = run_ctl_with(&flags, &["stop"]).await;
+	assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+	assert!(node.wait_exit().await.success());
+}
+
+/// `GET /metrics` with the read-only token (as a Prometheus scraper sends
+/// it: no body, no Content-Type); checks the answer is OpenMetrics text.
+async fn scrape(control: &Control) -> String {
+	let token = std::fs::read_to_string(control.token_file(Role::ReadOnly)).unwrap();
+	let http = reqwest::Client::builder().no_proxy().build().unwrap();
+	let url = format!("http://{}/metrics", control.address);
+	let refused = http.get(&url).send().await.unwrap();
+	assert_eq!(refused.status().as_u16(), 401, "a scrape needs a token too");
+	let response = http.get(&url).bearer_auth(token.trim()).send().await.unwrap();
+	assert_eq!(response.status().as_u16(), 200);
+	let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
+	assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
+	let text = response.text().await.unwrap();
+	assert!(text.ends_with("# EOF\n"), "{text}");
+	text
+}
+
+/// The value of the sample `series` in a scrape.
+fn metric(text: &str, series: &str) -> Option<f64> {
+	text.lines()
+		.find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+		.and_then(|v| v.trim().parse().ok())
 }

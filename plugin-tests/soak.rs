@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::PublicKey;
-use common::relay_process::{ctl, free_port, node_args, NodeProcess};
+use common::relay_process::{ctl, free_port, node_args, Control, NodeProcess};
 use ldk_trampoline::control::client::ControlClient;
 use ldk_trampoline::control::{OpenChannelRequest, PayRequest};
 use ldk_trampoline::node::{Node, PaymentDirection, PaymentStatus, RpcAuth};
@@ -54,7 +54,7 @@ struct Relay {
 	work: PathBuf,
 	data_dir: PathBuf,
 	client: ControlClient,
-	control: String,
+	control: Control,
 	process: NodeProcess,
 	node_id: PublicKey,
 	listen: SocketAddr,
@@ -165,7 +165,7 @@ async fn relay_survives_sigkill_with_payments_in_flight() {
 	let rpc = net.bitcoind().rpc_config();
 	let RpcAuth::UserPass { user, password } = &rpc.auth else { panic!("harness uses user/pass") };
 	let data_dir = work.path().join("data");
-	let control = format!("127.0.0.1:{}", free_port());
+	let control = Control::new(&data_dir);
 	let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
 	let mut args = node_args(
 		"regtest",
@@ -173,11 +173,11 @@ async fn relay_survives_sigkill_with_payments_in_flight() {
 		&rpc.endpoint(),
 		user,
 		password,
-		&control,
+		&control.address,
 	);
 	let at = args.iter().position(|a| a == "--listen").expect("--listen") + 1;
 	args[at] = listen.to_string();
-	let client = ControlClient::new(&control).expect("client");
+	let client = control.client();
 	let mut process = Relay::spawn_process(&args, work.path(), &data_dir);
 	let info = process.wait_ready(&client).await;
 	let policy: TrampolinePolicy = info.trampoline.expect("the reference node relays");

@@ -14,9 +14,17 @@
 //! bitcoind_rpc_password = "secret"
 //! # bitcoind_rpc_cookie = "/home/me/.bitcoin/regtest/.cookie"   # or the cookie
 //! control_listen = "127.0.0.1:9736"
+//! # off loopback, the control interface needs TLS:
+//! # control_tls_cert = "control.crt"
+//! # control_tls_key = "control.key"
+//! # control_hosts = ["node.example.com:9736"]   # Host names it is reached by
 //! alias = "my-node"
 //! log_level = "info"
 //! ```
+//!
+//! Without `data_dir` the node uses [`default_data_dir`]
+//! (`$LDK_TRAMPOLINE_DATA_DIR`, else `~/.ldk-trampoline`); `ctl` finds the
+//! node's token the same way ([`resolve_ctl`]).
 //!
 //! Errors name the key or flag and the value at fault.
 
@@ -57,8 +65,17 @@ pub struct ReferenceNodeConfig {
 	/// bitcoind's `.cookie` file, instead of a user and password.
 	pub bitcoind_rpc_cookie: Option<PathBuf>,
 	/// Where the control interface listens, `HOST:PORT` (default
-	/// [`DEFAULT_CONTROL_LISTEN`]).
+	/// [`DEFAULT_CONTROL_LISTEN`]). An address other than loopback needs
+	/// `control_tls_cert` and `control_tls_key`.
 	pub control_listen: Option<String>,
+	/// The control interface's TLS certificate chain (PEM); with
+	/// `control_tls_key`, the interface speaks https only.
+	pub control_tls_cert: Option<PathBuf>,
+	/// The control interface's TLS private key (PEM).
+	pub control_tls_key: Option<PathBuf>,
+	/// `HOST:PORT` names a request's `Host` may carry besides the control
+	/// address itself (e.g. the DNS name in the TLS certificate).
+	pub control_hosts: Option<Vec<String>>,
 	/// The alias announced to the network, at most 32 bytes (default
 	/// `ldk-trampoline`).
 	pub alias: Option<String>,
@@ -83,6 +100,9 @@ pub struct ReferenceNodeConfig {
 	/// Where to POST a signed LSPS5 `lsps5.payment_incoming` notification
 	/// when a payment is held for an offline peer (default: none).
 	pub wake_webhook_url: Option<String>,
+	/// A PEM certificate to trust for the wake-up webhook besides the web's
+	/// roots (a private CA, or a self-signed push service).
+	pub wake_webhook_ca_cert: Option<PathBuf>,
 	/// Hold HTLCs that often-offline payers flag `hold_htlc` until their
 	/// recipient releases them (the sender's LSP of BOLTs PR 1149; default
 	/// `true`).
@@ -163,6 +183,37 @@ pub enum ConfigError {
 	/// bitcoind's RPC credentials are missing, incomplete or contradictory.
 	#[error("bitcoind RPC credentials: {0}")]
 	Credentials(String),
+	/// The control interface would be reachable off this host without TLS.
+	#[error(
+		"the control interface would listen on {addr}, which is not a loopback address, without \
+		 TLS: set `control_tls_cert` and `control_tls_key` (--control-tls-cert, \
+		 --control-tls-key), or listen on 127.0.0.1"
+	)]
+	ControlWithoutTls {
+		/// The address.
+		addr: SocketAddr,
+	},
+	/// Only one of the control interface's certificate and key is set.
+	#[error("{0} is set without {1}: the control interface's TLS needs both")]
+	HalfTls(String, &'static str),
+}
+
+/// The data directory when none is configured: `$LDK_TRAMPOLINE_DATA_DIR`,
+/// else `$HOME/.ldk-trampoline`.
+pub fn default_data_dir() -> Option<PathBuf> {
+	let non_empty = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+	non_empty("LDK_TRAMPOLINE_DATA_DIR")
+		.map(PathBuf::from)
+		.or_else(|| non_empty("HOME").map(|home| PathBuf::from(home).join(".ldk-trampoline")))
+}
+
+/// The control interface's TLS certificate and key files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControlTls {
+	/// The certificate chain (PEM).
+	pub cert: PathBuf,
+	/// The private key (PEM).
+	pub key: PathBuf,
 }
 
 /// A validated configuration, ready to start the node with.
@@ -172,6 +223,10 @@ pub struct ReferenceNodeSettings {
 	pub node: NodeConfig,
 	/// Where the control interface listens.
 	pub control_listen: SocketAddr,
+	/// TLS for the control interface (required off loopback).
+	pub control_tls: Option<ControlTls>,
+	/// Further `Host` values the control interface accepts.
+	pub control_hosts: Vec<String>,
 }
 
 /// A setting with where it came from.
@@ -255,6 +310,10 @@ impl ReferenceNodeConfig {
 		let network = parse_network(&network)?;
 
 		let data_dir = pick_path(flags.data_dir, file.data_dir, "data_dir", "--data-dir")
+			.or_else(|| {
+				default_data_dir()
+					.map(|value| Sourced { value, origin: Origin::Flag("--data-dir") })
+			})
 			.ok_or(ConfigError::Missing { key: "data_dir", flag: "--data-dir" })?;
 		if data_dir.value.as_os_str().is_empty() {
 			return Err(data_dir.invalid("", "a directory path"));
@@ -403,6 +462,36 @@ impl ReferenceNodeConfig {
 			"--wake-webhook-url",
 		)
 		.map(|url| url.value);
+		node.wake_webhook_ca_cert = pick_path(
+			flags.wake_webhook_ca_cert,
+			file.wake_webhook_ca_cert,
+			"wake_webhook_ca_cert",
+			"--wake-webhook-ca-cert",
+		)
+		.map(|cert| cert.value);
+		let cert = pick_path(
+			flags.control_tls_cert,
+			file.control_tls_cert,
+			"control_tls_cert",
+			"--control-tls-cert",
+		);
+		let key = pick_path(
+			flags.control_tls_key,
+			file.control_tls_key,
+			"control_tls_key",
+			"--control-tls-key",
+		);
+		let control_tls = match (cert, key) {
+			(Some(cert), Some(key)) => Some(ControlTls { cert: cert.value, key: key.value }),
+			(None, None) => None,
+			(Some(cert), None) => {
+				return Err(ConfigError::HalfTls(cert.origin.to_string(), "control_tls_key"))
+			},
+			(None, Some(key)) => {
+				return Err(ConfigError::HalfTls(key.origin.to_string(), "control_tls_cert"))
+			},
+		};
+		let control_hosts = flags.control_hosts.or(file.control_hosts).unwrap_or_default();
 		let control_listen = match pick(
 			flags.control_listen,
 			file.control_listen,
@@ -412,8 +501,73 @@ impl ReferenceNodeConfig {
 			Some(addr) => parse_socket_addr(&addr)?,
 			None => DEFAULT_CONTROL_LISTEN,
 		};
-		Ok(ReferenceNodeSettings { node, control_listen })
+		if !control_listen.ip().is_loopback() && control_tls.is_none() {
+			return Err(ConfigError::ControlWithoutTls { addr: control_listen });
+		}
+		Ok(ReferenceNodeSettings { node, control_listen, control_tls, control_hosts })
 	}
+}
+
+/// What `ctl` was told on its command line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CtlFlags {
+	/// `--control`: the control address (`HOST:PORT` or a URL).
+	pub control: Option<String>,
+	/// `--data-dir`: the node's data directory.
+	pub data_dir: Option<PathBuf>,
+	/// `--config`: the node's config file (its `data_dir`, `control_listen`
+	/// and `control_tls_cert` are used).
+	pub config: Option<PathBuf>,
+	/// `--control-token-file`: the token file, instead of the data
+	/// directory's admin token.
+	pub token_file: Option<PathBuf>,
+	/// `--control-ca-cert`: the certificate to trust over https.
+	pub ca_cert: Option<PathBuf>,
+}
+
+/// Where `ctl` sends its requests and with what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CtlTarget {
+	/// The control interface (`HOST:PORT`, or `https://HOST:PORT`).
+	pub address: String,
+	/// The token file to read.
+	pub token_file: PathBuf,
+	/// The certificate to trust, for https.
+	pub ca_cert: Option<PathBuf>,
+}
+
+/// Finds the node `ctl` talks to, as the node finds its own settings: flags
+/// first, then the config file (`--config`, paths relative to it), then the
+/// defaults ([`default_data_dir`], [`DEFAULT_CONTROL_LISTEN`]). The token is
+/// `--control-token-file`, else the admin token file of the data directory;
+/// with `control_tls_cert` in the config the address is `https://` and that
+/// certificate is trusted (unless `--control-ca-cert` says otherwise).
+pub fn resolve_ctl(flags: CtlFlags) -> Result<CtlTarget, ConfigError> {
+	let (file, dir) = match &flags.config {
+		Some(path) => {
+			let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
+			(ReferenceNodeConfig::load(path)?, dir)
+		},
+		None => (ReferenceNodeConfig::default(), PathBuf::new()),
+	};
+	let tls_cert = file.control_tls_cert.map(|cert| dir.join(cert));
+	let mut address =
+		flags.control.or(file.control_listen).unwrap_or_else(|| DEFAULT_CONTROL_LISTEN.to_string());
+	if tls_cert.is_some() && !address.contains("://") {
+		address = format!("https://{address}");
+	}
+	let token_file = match flags.token_file {
+		Some(path) => path,
+		None => {
+			let data_dir = flags
+				.data_dir
+				.or_else(|| file.data_dir.map(|d| dir.join(d)))
+				.or_else(default_data_dir)
+				.ok_or(ConfigError::Missing { key: "data_dir", flag: "--data-dir" })?;
+			crate::control::auth::Role::Admin.token_path(&data_dir)
+		},
+	};
+	Ok(CtlTarget { address, token_file, ca_cert: flags.ca_cert.or(tls_cert) })
 }
 
 fn parse_number<T: std::str::FromStr>(value: &Sourced<String>) -> Result<T, ConfigError> {
@@ -631,6 +785,82 @@ mod tests {
 		let flags = ReferenceNodeConfig { bitcoind_rpc_password: None, ..base_flags() };
 		let err = ReferenceNodeConfig::resolve(flags, None).unwrap_err().to_string();
 		assert!(err.contains("--bitcoind-rpc-user is set but `bitcoind_rpc_password`"), "{err}");
+	}
+
+	#[test]
+	fn a_control_address_off_loopback_needs_tls() {
+		for addr in ["0.0.0.0:9736", "192.168.1.5:9736", "[::]:9736"] {
+			let flags = ReferenceNodeConfig { control_listen: Some(addr.into()), ..base_flags() };
+			let err = ReferenceNodeConfig::resolve(flags, None).expect_err(addr);
+			assert!(matches!(err, ConfigError::ControlWithoutTls { .. }), "{addr}: {err}");
+			assert!(err.to_string().contains("control_tls_cert"), "{err}");
+		}
+		for addr in ["127.0.0.1:9736", "[::1]:0", "127.0.0.2:1"] {
+			let flags = ReferenceNodeConfig { control_listen: Some(addr.into()), ..base_flags() };
+			assert!(ReferenceNodeConfig::resolve(flags, None).is_ok(), "{addr}");
+		}
+		let file = ReferenceNodeConfig {
+			control_tls_cert: Some("c.pem".into()),
+			control_tls_key: Some("k.pem".into()),
+			control_hosts: Some(vec!["node.example:9736".into()]),
+			..Default::default()
+		};
+		let flags =
+			ReferenceNodeConfig { control_listen: Some("0.0.0.0:9736".into()), ..base_flags() };
+		let settings =
+			ReferenceNodeConfig::resolve(flags, Some((Path::new("/etc/ldk/n.toml"), file)))
+				.unwrap();
+		assert_eq!(
+			settings.control_tls,
+			Some(ControlTls { cert: "/etc/ldk/c.pem".into(), key: "/etc/ldk/k.pem".into() })
+		);
+		assert_eq!(settings.control_hosts, ["node.example:9736"]);
+		let half = ReferenceNodeConfig { control_tls_cert: Some("c.pem".into()), ..base_flags() };
+		let err = ReferenceNodeConfig::resolve(half, None).unwrap_err();
+		assert!(err.to_string().contains("control_tls_key"), "{err}");
+	}
+
+	#[test]
+	fn ctl_finds_the_token_like_the_node_finds_its_data_dir() {
+		let dir = tempfile::tempdir().unwrap();
+		let config = dir.path().join("node.toml");
+		std::fs::write(
+			&config,
+			"data_dir = \"data\"\ncontrol_listen = \"127.0.0.1:7000\"\ncontrol_tls_cert = \"c.pem\"\n",
+		)
+		.unwrap();
+		let target =
+			resolve_ctl(CtlFlags { config: Some(config.clone()), ..Default::default() }).unwrap();
+		assert_eq!(target.address, "https://127.0.0.1:7000");
+		assert_eq!(target.token_file, dir.path().join("data").join("control-admin.token"));
+		assert_eq!(target.ca_cert, Some(dir.path().join("c.pem")));
+		// Flags win.
+		let target = resolve_ctl(CtlFlags {
+			config: Some(config),
+			data_dir: Some("/d".into()),
+			control: Some("127.0.0.1:1".into()),
+			ca_cert: Some("/ca.pem".into()),
+			..Default::default()
+		})
+		.unwrap();
+		assert_eq!(target.address, "https://127.0.0.1:1");
+		assert_eq!(target.token_file, PathBuf::from("/d/control-admin.token"));
+		assert_eq!(target.ca_cert, Some(PathBuf::from("/ca.pem")));
+		let target = resolve_ctl(CtlFlags {
+			token_file: Some("/t".into()),
+			data_dir: Some("/d".into()),
+			..Default::default()
+		})
+		.unwrap();
+		assert_eq!(
+			(target.address.as_str(), target.token_file.as_path()),
+			("127.0.0.1:9736", Path::new("/t"))
+		);
+		// Without anything: the node's default data directory.
+		if let Some(default) = default_data_dir() {
+			let target = resolve_ctl(CtlFlags::default()).unwrap();
+			assert_eq!(target.token_file, default.join("control-admin.token"));
+		}
 	}
 
 	#[test]

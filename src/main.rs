@@ -10,11 +10,11 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use ldk_trampoline::bench::BenchError;
-use ldk_trampoline::config::{ConfigError, ReferenceNodeConfig, ReferenceNodeSettings};
-use ldk_trampoline::control::client::{with_causes, ClientError, ControlClient};
-use ldk_trampoline::control::{
-	self, InvoiceRequest, OfferRequest, OpenChannelRequest, PayRequest, DEFAULT_CONTROL_LISTEN,
+use ldk_trampoline::config::{ConfigError, CtlFlags, ReferenceNodeConfig, ReferenceNodeSettings};
+use ldk_trampoline::control::client::{
+	with_causes, ClientError, ClientOptions, ControlClient, TokenSource,
 };
+use ldk_trampoline::control::{self, InvoiceRequest, OfferRequest, OpenChannelRequest, PayRequest};
 use ldk_trampoline::demo::DemoError;
 use ldk_trampoline::node::{Node, NodeError, PaymentStatus};
 
@@ -36,7 +36,7 @@ enum Command {
 	/// Run the reference node against an existing bitcoind.
 	Node(Box<NodeArgs>),
 	/// Send a command to a running reference node's control interface.
-	Ctl(CtlArgs),
+	Ctl(Box<CtlArgs>),
 	/// Run a regtest network on a real bitcoind and show payments of every kind.
 	Demo,
 	/// Compare trampoline payments with plain source-routed payments on regtest.
@@ -57,16 +57,17 @@ struct BenchArgs {
 struct NodeArgs {
 	/// A TOML config file (keys: network, data_dir, listen, bitcoind_rpc,
 	/// bitcoind_rpc_user, bitcoind_rpc_password, bitcoind_rpc_cookie,
-	/// control_listen, alias, log_level, trampoline_relay, trampoline_fee_base_msat,
+	/// control_listen, control_tls_cert, control_tls_key, control_hosts, alias, log_level, trampoline_relay, trampoline_fee_base_msat,
 	/// trampoline_fee_proportional_millionths, trampoline_cltv_expiry_delta,
-	/// static_invoice_server, wake_webhook_url, htlc_hold,
+	/// static_invoice_server, wake_webhook_url, wake_webhook_ca_cert, htlc_hold,
 	/// htlc_hold_max_htlcs_per_peer, htlc_hold_max_msat_per_peer).
 	#[arg(long, value_name = "FILE")]
 	config: Option<PathBuf>,
 	/// bitcoin, testnet, testnet4, signet or regtest.
 	#[arg(long)]
 	network: Option<String>,
-	/// Where the node keeps its seed and state (created if missing).
+	/// Where the node keeps its seed and state (created if missing)
+	/// [default: $LDK_TRAMPOLINE_DATA_DIR, else ~/.ldk-trampoline].
 	#[arg(long, value_name = "DIR")]
 	data_dir: Option<PathBuf>,
 	/// Where to accept peer connections [default: 127.0.0.1:9735].
@@ -85,10 +86,23 @@ struct NodeArgs {
 	/// bitcoind's .cookie file, instead of a user and password.
 	#[arg(long, value_name = "PATH")]
 	bitcoind_rpc_cookie: Option<PathBuf>,
-	/// Where the control interface listens [default: 127.0.0.1:9736]. It has no
-	/// authentication: keep it on a loopback address.
+	/// Where the control interface listens [default: 127.0.0.1:9736]. Requests
+	/// need the token the node writes to <data-dir>/control-admin.token (or
+	/// control-readonly.token for listings); an address other than loopback
+	/// needs --control-tls-cert and --control-tls-key.
 	#[arg(long, value_name = "HOST:PORT")]
 	control_listen: Option<String>,
+	/// The control interface's TLS certificate chain (PEM): it then speaks
+	/// https only.
+	#[arg(long, value_name = "FILE", requires = "control_tls_key")]
+	control_tls_cert: Option<PathBuf>,
+	/// The control interface's TLS private key (PEM).
+	#[arg(long, value_name = "FILE", requires = "control_tls_cert")]
+	control_tls_key: Option<PathBuf>,
+	/// A HOST:PORT the control interface is reached by (its Host header),
+	/// besides its own address; repeatable.
+	#[arg(long = "control-host", value_name = "HOST:PORT")]
+	control_hosts: Vec<String>,
 	/// The alias announced to the network (at most 32 bytes) [default: ldk-trampoline].
 	#[arg(long)]
 	alias: Option<String>,
@@ -118,8 +132,13 @@ struct NodeArgs {
 	static_invoice_server: Option<bool>,
 	/// POST a signed LSPS5 `lsps5.payment_incoming` notification here when a
 	/// payment is held for an offline peer [default: none].
+	/// https only, except on regtest.
 	#[arg(long, value_name = "URL")]
 	wake_webhook_url: Option<String>,
+	/// A PEM certificate to trust for the wake-up webhook besides the web's
+	/// roots.
+	#[arg(long, value_name = "FILE")]
+	wake_webhook_ca_cert: Option<PathBuf>,
 	/// Hold HTLCs often-offline payers flag `hold_htlc` until their recipient
 	/// releases them [default: true].
 	#[arg(long, value_name = "BOOL")]
@@ -132,11 +151,32 @@ struct NodeArgs {
 	htlc_hold_max_msat_per_peer: Option<u64>,
 }
 
+/// How `ctl` finds the node: flags, else the node's config file, else the
+/// defaults the node itself uses.
 #[derive(Args)]
 struct CtlArgs {
-	/// The node's control interface [default: 127.0.0.1:9736].
+	/// The node's control interface [default: the config's control_listen,
+	/// else 127.0.0.1:9736; https:// when the config has control_tls_cert].
 	#[arg(long, global = true, value_name = "HOST:PORT or URL")]
 	control: Option<String>,
+	/// The node's data directory, where its control token is
+	/// [default: the config's data_dir, else $LDK_TRAMPOLINE_DATA_DIR, else
+	/// ~/.ldk-trampoline].
+	#[arg(long, global = true, value_name = "DIR")]
+	data_dir: Option<PathBuf>,
+	/// The node's config file (for its data_dir, control_listen and
+	/// control_tls_cert).
+	#[arg(long, global = true, value_name = "FILE")]
+	config: Option<PathBuf>,
+	/// The token file to authenticate with [default:
+	/// <data-dir>/control-admin.token]; give control-readonly.token for
+	/// listings only.
+	#[arg(long, global = true, value_name = "FILE")]
+	control_token_file: Option<PathBuf>,
+	/// The certificate to trust for an https control interface [default:
+	/// the config's control_tls_cert].
+	#[arg(long, global = true, value_name = "FILE")]
+	control_ca_cert: Option<PathBuf>,
 	#[command(subcommand)]
 	command: CtlCommand,
 }
@@ -260,6 +300,10 @@ enum AppError {
 	Demo(#[from] DemoError),
 	#[error(transparent)]
 	Bench(#[from] BenchError),
+	#[error(transparent)]
+	Auth(#[from] control::auth::AuthError),
+	#[error(transparent)]
+	Tls(#[from] control::tls::TlsError),
 	#[error("cannot listen for the control interface on {addr}: {reason}")]
 	ControlListen { addr: std::net::SocketAddr, reason: String },
 	#[error("cannot start the async runtime: {0}")]
@@ -272,7 +316,7 @@ fn main() -> ExitCode {
 	let cli = Cli::parse();
 	let result = match cli.command {
 		Command::Node(args) => run_node(*args),
-		Command::Ctl(args) => run_ctl(args),
+		Command::Ctl(args) => run_ctl(*args),
 		Command::Demo => run_demo(),
 		Command::Bench(args) => run_bench(args),
 	};
@@ -299,6 +343,9 @@ fn run_node(args: NodeArgs) -> Result<(), AppError> {
 		bitcoind_rpc_password: args.bitcoind_rpc_password,
 		bitcoind_rpc_cookie: args.bitcoind_rpc_cookie,
 		control_listen: args.control_listen,
+		control_tls_cert: args.control_tls_cert,
+		control_tls_key: args.control_tls_key,
+		control_hosts: (!args.control_hosts.is_empty()).then_some(args.control_hosts),
 		alias: args.alias,
 		log_level: args.log_level,
 		trampoline_relay: args.trampoline_relay,
@@ -308,6 +355,7 @@ fn run_node(args: NodeArgs) -> Result<(), AppError> {
 		trampoline_legacy_feature_bit: args.trampoline_legacy_feature_bit,
 		static_invoice_server: args.static_invoice_server,
 		wake_webhook_url: args.wake_webhook_url,
+		wake_webhook_ca_cert: args.wake_webhook_ca_cert,
 		htlc_hold: args.htlc_hold,
 		htlc_hold_max_htlcs_per_peer: args.htlc_hold_max_htlcs_per_peer,
 		htlc_hold_max_msat_per_peer: args.htlc_hold_max_msat_per_peer,
@@ -322,25 +370,45 @@ fn run_node(args: NodeArgs) -> Result<(), AppError> {
 
 async fn node_main(settings: ReferenceNodeSettings) -> Result<(), AppError> {
 	let control_addr = settings.control_listen;
-	// Bind first: a taken port fails before the node starts.
+	// A bad certificate or a taken port fails before the node starts.
+	let tls = match &settings.control_tls {
+		Some(tls) => Some(control::tls::server_config(&tls.cert, &tls.key)?),
+		None => None,
+	};
+	let scheme = if tls.is_some() { "https" } else { "http" };
 	let listener = tokio::net::TcpListener::bind(control_addr)
 		.await
 		.map_err(|e| AppError::ControlListen { addr: control_addr, reason: e.to_string() })?;
 	let control_addr = listener.local_addr().unwrap_or(control_addr);
+	let listener = control::server::ControlListener::new(listener, tls)
+		.map_err(|e| AppError::ControlListen { addr: control_addr, reason: e.to_string() })?;
 	let data_dir = settings.node.data_dir.clone();
 	let node: Arc<Node> = Node::start(settings.node).await?;
+	// After the start, which holds the data directory's lock: no other
+	// node's tokens are overwritten.
+	let tokens = match control::auth::ControlTokens::create(&data_dir) {
+		Ok(tokens) => tokens,
+		Err(e) => {
+			let _ = node.stop().await;
+			return Err(e.into());
+		},
+	};
+	let hosts = control::auth::allowed_hosts(control_addr, &settings.control_hosts);
+	let guard = control::auth::Guard::new(tokens.clone(), hosts);
 	println!(
-		"ldk-trampoline node {} on {}: peers at {}, control interface at http://{}, data in {}",
+		"ldk-trampoline node {} on {}: peers at {}, control interface at {scheme}://{} (token in \
+		 {}), data in {}",
 		node.node_id(),
 		node.config().network,
 		node.listen_addr(),
 		control_addr,
+		control::auth::Role::Admin.token_path(&data_dir).display(),
 		data_dir.display()
 	);
 
 	let (shutdown, mut stopped) = watch::channel(false);
 	let mut server =
-		tokio::spawn(control::server::serve(listener, Arc::clone(&node), shutdown.clone()));
+		tokio::spawn(control::server::serve(listener, Arc::clone(&node), shutdown.clone(), guard));
 	let mut server_result = None;
 	tokio::select! {
 		_ = stopped.wait_for(|stop| *stop) => eprintln!("stopping: requested over the control interface"),
@@ -350,6 +418,7 @@ async fn node_main(settings: ReferenceNodeSettings) -> Result<(), AppError> {
 	let _ = shutdown.send(true);
 	// Idempotent: `/v1/stop` has already stopped it when that was the reason.
 	let stop_result = node.stop().await;
+	tokens.remove(&data_dir);
 	let server_result = match server_result {
 		Some(result) => Some(result),
 		None => match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
@@ -413,8 +482,18 @@ fn run_bench(args: BenchArgs) -> Result<(), AppError> {
 }
 
 fn run_ctl(args: CtlArgs) -> Result<(), AppError> {
-	let address = args.control.unwrap_or_else(|| DEFAULT_CONTROL_LISTEN.to_string());
-	let client = ControlClient::new(&address)?;
+	let target = ldk_trampoline::config::resolve_ctl(CtlFlags {
+		control: args.control,
+		data_dir: args.data_dir,
+		config: args.config,
+		token_file: args.control_token_file,
+		ca_cert: args.control_ca_cert,
+	})?;
+	let options = ClientOptions {
+		token: Some(TokenSource::File(target.token_file)),
+		ca_cert: target.ca_cert,
+	};
+	let client = ControlClient::with_options(&target.address, options)?;
 	let runtime = tokio::runtime::Builder::new_current_thread()
 		.enable_all()
 		.build()

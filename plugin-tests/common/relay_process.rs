@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Output, Stdio};
 use std::time::Duration;
 
+use ldk_trampoline::control::auth::{read_token_file, Role};
 use ldk_trampoline::control::client::ControlClient;
 use ldk_trampoline::control::GetInfoResponse;
 use ldk_trampoline::regtest::DEADLINE;
@@ -20,6 +21,45 @@ pub const POLL: Duration = Duration::from_millis(100);
 /// A loopback port nothing listens on (yet).
 pub fn free_port() -> u16 {
 	std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A reference node's control interface as its tests reach it: the
+/// address and the data directory whose admin token `ctl` and the client
+/// send.
+#[derive(Clone, Debug)]
+pub struct Control {
+	/// `127.0.0.1:PORT`.
+	pub address: String,
+	/// The node's data directory.
+	pub data_dir: PathBuf,
+}
+
+impl Control {
+	/// A free loopback port for the node whose data directory is `data_dir`.
+	pub fn new(data_dir: &Path) -> Self {
+		Self { address: format!("127.0.0.1:{}", free_port()), data_dir: data_dir.to_path_buf() }
+	}
+
+	/// A library client with the node's admin token.
+	pub fn client(&self) -> ControlClient {
+		ControlClient::for_data_dir(&self.address, &self.data_dir).expect("client")
+	}
+
+	/// The token file of `role`.
+	pub fn token_file(&self, role: Role) -> PathBuf {
+		role.token_path(&self.data_dir)
+	}
+
+	/// The admin token now.
+	pub fn admin_token(&self) -> String {
+		read_token_file(&self.token_file(Role::Admin)).expect("the node wrote its token")
+	}
+}
+
+impl std::fmt::Display for Control {
+	fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+		f.write_str(&self.address)
+	}
 }
 
 /// A running `ldk-trampoline node`, killed on drop; dumps its output and log
@@ -129,12 +169,17 @@ impl Drop for NodeProcess {
 	}
 }
 
-/// Runs `ldk-trampoline ctl --control <control> <args>`.
-pub async fn run_ctl(control: &str, args: &[&str]) -> Output {
+/// Runs `ldk-trampoline ctl --control <address> --data-dir <data dir> <args>`.
+pub async fn run_ctl(control: &Control, args: &[&str]) -> Output {
+	let data_dir = control.data_dir.display().to_string();
+	run_ctl_with(&["--control", &control.address, "--data-dir", &data_dir], args).await
+}
+
+/// Runs `ldk-trampoline ctl <flags> <args>`.
+pub async fn run_ctl_with(flags: &[&str], args: &[&str]) -> Output {
 	let run = Command::new(BIN)
 		.arg("ctl")
-		.arg("--control")
-		.arg(control)
+		.args(flags)
 		.args(args)
 		.stdin(Stdio::null())
 		.kill_on_drop(true)
@@ -146,7 +191,7 @@ pub async fn run_ctl(control: &str, args: &[&str]) -> Output {
 }
 
 /// Runs `ldk-trampoline ctl`, expecting success, and returns its JSON.
-pub async fn ctl(control: &str, args: &[&str]) -> Value {
+pub async fn ctl(control: &Control, args: &[&str]) -> Value {
 	let out = run_ctl(control, args).await;
 	let stderr = String::from_utf8_lossy(&out.stderr);
 	assert!(out.status.success(), "ctl {args:?} failed with {}: {stderr}", out.status);
@@ -156,7 +201,7 @@ pub async fn ctl(control: &str, args: &[&str]) -> Value {
 }
 
 /// Runs `ldk-trampoline ctl`, expecting it to fail cleanly, and returns stderr.
-pub async fn ctl_err(control: &str, args: &[&str]) -> String {
+pub async fn ctl_err(control: &Control, args: &[&str]) -> String {
 	let out = run_ctl(control, args).await;
 	let stderr = String::from_utf8_lossy(&out.stderr).to_string();
 	assert_eq!(out.status.code(), Some(1), "ctl {args:?}: {stderr}");

@@ -1,5 +1,6 @@
 //! A client for the control interface (what `ldk-trampoline ctl` uses).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -26,6 +27,17 @@ pub enum ClientError {
 		/// What was given.
 		value: String,
 		/// What is wrong with it.
+		reason: String,
+	},
+	/// The token cannot be read.
+	#[error(transparent)]
+	Token(#[from] super::auth::AuthError),
+	/// The certificate to trust cannot be read.
+	#[error("cannot load the control interface's certificate {}: {reason}", path.display())]
+	CaCert {
+		/// The file.
+		path: PathBuf,
+		/// What failed.
 		reason: String,
 	},
 	/// Nothing answered.
@@ -79,17 +91,60 @@ fn root_cause(error: &dyn std::error::Error) -> String {
 	cause.to_string()
 }
 
+/// Where the client's bearer token comes from.
+#[derive(Clone)]
+pub enum TokenSource {
+	/// This token.
+	Token(String),
+	/// A token file, read at each request (the node writes a fresh one at
+	/// each start), e.g. [`auth::Role::token_path`](super::auth::Role::token_path).
+	File(PathBuf),
+}
+
+impl std::fmt::Debug for TokenSource {
+	fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+		match self {
+			TokenSource::Token(_) => f.write_str("Token(..)"),
+			TokenSource::File(path) => f.debug_tuple("File").field(path).finish(),
+		}
+	}
+}
+
+/// How the client authenticates, and whom it trusts over https.
+#[derive(Clone, Debug, Default)]
+pub struct ClientOptions {
+	/// The bearer token; `None` sends none (every request is then refused).
+	pub token: Option<TokenSource>,
+	/// A PEM certificate (the node's own self-signed one, or its CA) to
+	/// trust instead of the web's roots for an `https://` address.
+	pub ca_cert: Option<PathBuf>,
+}
+
 /// A client of one node's control interface.
 #[derive(Clone, Debug)]
 pub struct ControlClient {
 	base_url: String,
 	http: reqwest::Client,
+	token: Option<TokenSource>,
 }
 
 impl ControlClient {
-	/// A client for the control interface at `address`: `HOST:PORT` or
-	/// `http://HOST:PORT` (plain HTTP only).
+	/// A client for the control interface at `address` (`HOST:PORT`,
+	/// `http://HOST:PORT` or `https://HOST:PORT`) sending no token: only
+	/// good for seeing requests refused. See [`ControlClient::for_data_dir`].
 	pub fn new(address: &str) -> Result<Self, ClientError> {
+		Self::with_options(address, ClientOptions::default())
+	}
+
+	/// A client for the node whose data directory is `data_dir`, with its
+	/// admin token.
+	pub fn for_data_dir(address: &str, data_dir: &std::path::Path) -> Result<Self, ClientError> {
+		let token = TokenSource::File(super::auth::Role::Admin.token_path(data_dir));
+		Self::with_options(address, ClientOptions { token: Some(token), ca_cert: None })
+	}
+
+	/// A client for the control interface at `address` with `options`.
+	pub fn with_options(address: &str, options: ClientOptions) -> Result<Self, ClientError> {
 		let invalid = |reason: &str| ClientError::InvalidAddress {
 			value: address.into(),
 			reason: reason.into(),
@@ -98,8 +153,8 @@ impl ControlClient {
 		let with_scheme =
 			if trimmed.contains("://") { trimmed.to_string() } else { format!("http://{trimmed}") };
 		let url = reqwest::Url::parse(&with_scheme).map_err(|e| invalid(&e.to_string()))?;
-		if url.scheme() != "http" {
-			return Err(invalid("only plain http:// is supported"));
+		if !matches!(url.scheme(), "http" | "https") {
+			return Err(invalid("only http:// and https:// are supported"));
 		}
 		if url.host_str().is_none_or(str::is_empty) {
 			return Err(invalid("no host"));
@@ -107,13 +162,36 @@ impl ControlClient {
 		if url.path() != "/" || url.query().is_some() {
 			return Err(invalid("give no path; the endpoints are added to it"));
 		}
-		let http = reqwest::Client::builder()
+		let mut http = reqwest::Client::builder()
+			.use_rustls_tls()
 			.connect_timeout(CONNECT_TIMEOUT)
-			// The interface is local: never route it through a proxy from the environment.
-			.no_proxy()
-			.build()
-			.map_err(|e| invalid(&with_causes(&e)))?;
-		Ok(Self { base_url: with_scheme, http })
+			// The interface is the operator's: never route it through a proxy
+			// from the environment.
+			.no_proxy();
+		if let Some(path) = &options.ca_cert {
+			let failed = |reason: String| ClientError::CaCert { path: path.clone(), reason };
+			let pem = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
+			let certs =
+				reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| failed(with_causes(&e)))?;
+			if certs.is_empty() {
+				return Err(failed("no PEM certificate in it".into()));
+			}
+			http = http.tls_built_in_root_certs(false);
+			for cert in certs {
+				http = http.add_root_certificate(cert);
+			}
+		}
+		let http = http.build().map_err(|e| invalid(&with_causes(&e)))?;
+		Ok(Self { base_url: with_scheme, http, token: options.token })
+	}
+
+	/// The token to send now.
+	fn token(&self) -> Result<Option<String>, ClientError> {
+		Ok(match &self.token {
+			None => None,
+			Some(TokenSource::Token(token)) => Some(token.clone()),
+			Some(TokenSource::File(path)) => Some(super::auth::read_token_file(path)?),
+		})
 	}
 
 	/// The base URL requests go to, e.g. `http://127.0.0.1:9736`.
@@ -127,15 +205,18 @@ impl ControlClient {
 		&self, path: &str, request: &Req, timeout: Duration,
 	) -> Result<Resp, ClientError> {
 		let url = format!("{}{path}", self.base_url);
-		let response =
-			self.http.post(&url).json(request).timeout(timeout).send().await.map_err(|e| {
-				let reason = if e.is_timeout() {
-					format!("no answer within {timeout:?}")
-				} else {
-					root_cause(&e)
-				};
-				ClientError::Unreachable { url: url.clone(), reason }
-			})?;
+		let mut post = self.http.post(&url).json(request).timeout(timeout);
+		if let Some(token) = self.token()? {
+			post = post.bearer_auth(token);
+		}
+		let response = post.send().await.map_err(|e| {
+			let reason = if e.is_timeout() {
+				format!("no answer within {timeout:?}")
+			} else {
+				root_cause(&e)
+			};
+			ClientError::Unreachable { url: url.clone(), reason }
+		})?;
 		let status = response.status();
 		let body = response.bytes().await.map_err(|e| ClientError::Decode {
 			url: url.clone(),

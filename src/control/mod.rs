@@ -10,10 +10,17 @@
 //! The request and response types below are shared by the [`server`] and the
 //! [`client`], so the two cannot drift apart.
 //!
-//! The interface has no authentication: bind it to a loopback address only.
+//! Every request carries a bearer token the node writes to its data
+//! directory at start, a `Host` naming the control address and
+//! `Content-Type: application/json`; a read-only token allows the listings
+//! only ([`auth`]). Off loopback the interface is served over TLS only
+//! ([`tls`]).
 
+pub mod auth;
 pub mod client;
+pub mod metrics;
 pub mod server;
+pub mod tls;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -77,6 +84,8 @@ pub mod paths {
 	/// [`TrampolineBucketsResponse`](super::TrampolineBucketsResponse) for an
 	/// empty request.
 	pub const TRAMPOLINE_BUCKETS: &str = "/v1/trampoline-buckets";
+	/// `GET`: the Prometheus (OpenMetrics) text of [`metrics`](super::metrics).
+	pub const METRICS: &str = "/metrics";
 }
 
 /// What `trampoline-buckets` answers: every incoming trampoline payment the

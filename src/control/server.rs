@@ -21,6 +21,8 @@ use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::auth::Guard;
+use super::tls::TlsListener;
 use super::*;
 use crate::node::{offer_amount_msat, Node, NodeError};
 use crate::sender::{TrampolineBudget, TrampolineRouteHop};
@@ -86,9 +88,21 @@ struct ControlState {
 
 type Ctx = State<Arc<ControlState>>;
 
-/// The control interface's routes for `node`. `/v1/stop` stops the node and then
-/// sets `shutdown` to `true`, which the caller waits on to end the process.
-pub fn router(node: Arc<Node>, shutdown: watch::Sender<bool>) -> Router {
+/// `routes` behind `guard`: a request runs only with a token, the right
+/// `Host` and a JSON body (see [`super::auth`]); every other one, to an
+/// unknown path too, is refused before any handler.
+pub fn protect(routes: Router, guard: Guard) -> Router {
+	routes.layer(axum::middleware::from_fn_with_state(guard, super::auth::guard))
+}
+
+/// The control interface's routes for `node`, behind `guard`. `/v1/stop`
+/// stops the node and then sets `shutdown` to `true`, which the caller waits
+/// on to end the process.
+pub fn router(node: Arc<Node>, shutdown: watch::Sender<bool>, guard: Guard) -> Router {
+	protect(routes(node, shutdown), guard)
+}
+
+fn routes(node: Arc<Node>, shutdown: watch::Sender<bool>) -> Router {
 	let state = Arc::new(ControlState { node, shutdown });
 	Router::new()
 		.route(paths::GETINFO, post(getinfo))
@@ -107,6 +121,7 @@ pub fn router(node: Arc<Node>, shutdown: watch::Sender<bool>) -> Router {
 		.route(paths::TRAMPOLINE_STATS, post(trampoline_stats))
 		.route(paths::LIST_HELD, post(list_held))
 		.route(paths::TRAMPOLINE_BUCKETS, post(trampoline_buckets))
+		.route(paths::METRICS, axum::routing::get(metrics))
 		.fallback(|uri: Uri| async move {
 			ApiError::not_found(format!("no endpoint {uri}; the endpoints are POST /v1/..."))
 		})
@@ -119,19 +134,54 @@ pub fn router(node: Arc<Node>, shutdown: watch::Sender<bool>) -> Router {
 		.with_state(state)
 }
 
-/// Serves the control interface on `listener` until `shutdown` turns `true`
-/// (set by `/v1/stop`, or by the caller, e.g. on a signal). Requests in flight
-/// are completed first.
-pub async fn serve(
-	listener: TcpListener, node: Arc<Node>, shutdown: watch::Sender<bool>,
+/// Where the control interface accepts connections.
+pub enum ControlListener {
+	/// Plain HTTP (loopback addresses only: see
+	/// [`ReferenceNodeSettings`](crate::config::ReferenceNodeSettings)).
+	Plain(TcpListener),
+	/// HTTPS.
+	Tls(TlsListener),
+}
+
+impl ControlListener {
+	/// `listener`, with TLS when `tls` is given.
+	pub fn new(
+		listener: TcpListener, tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+	) -> std::io::Result<Self> {
+		Ok(match tls {
+			Some(config) => Self::Tls(TlsListener::new(listener, config)?),
+			None => Self::Plain(listener),
+		})
+	}
+}
+
+/// Serves `app` on `listener` until `shutdown` turns `true`. Requests in
+/// flight are completed first.
+pub async fn serve_router(
+	listener: ControlListener, app: Router, shutdown: watch::Sender<bool>,
 ) -> std::io::Result<()> {
 	let mut stopped = shutdown.subscribe();
-	let app = router(node, shutdown);
-	axum::serve(listener, app)
-		.with_graceful_shutdown(async move {
-			let _ = stopped.wait_for(|stop| *stop).await;
-		})
-		.await
+	let stopped = async move {
+		let _ = stopped.wait_for(|stop| *stop).await;
+	};
+	match listener {
+		ControlListener::Plain(listener) => {
+			axum::serve(listener, app).with_graceful_shutdown(stopped).await
+		},
+		ControlListener::Tls(listener) => {
+			axum::serve(listener, app).with_graceful_shutdown(stopped).await
+		},
+	}
+}
+
+/// Serves the control interface on `listener`, behind `guard`, until
+/// `shutdown` turns `true` (set by `/v1/stop`, or by the caller, e.g. on a
+/// signal). Requests in flight are completed first.
+pub async fn serve(
+	listener: ControlListener, node: Arc<Node>, shutdown: watch::Sender<bool>, guard: Guard,
+) -> std::io::Result<()> {
+	let app = router(node, shutdown.clone(), guard);
+	serve_router(listener, app, shutdown).await
 }
 
 /// Parses a request body; an empty body is `{}`.
@@ -413,6 +463,21 @@ async fn list_held(State(ctx): Ctx, body: Bytes) -> ApiResult<super::ListHeldRes
 	parse::<EmptyRequest>(&body)?;
 	let held = ctx.node.trampoline().map(|relay| relay.core().held()).unwrap_or_default();
 	Ok(Json(super::ListHeldResponse { held, htlcs: ctx.node.list_held_htlcs() }))
+}
+
+async fn metrics(State(ctx): Ctx) -> Result<Response, ApiError> {
+	let node = &ctx.node;
+	let snapshot = super::metrics::Snapshot {
+		payments: node.list_payments(),
+		relay: node.trampoline().map(|relay| relay.core().stats()),
+		held_htlcs: node.list_held_htlcs(),
+		static_invoices: node
+			.static_invoice_server()
+			.map(|server| (server.list().len(), server.core().stats())),
+	};
+	let text = super::metrics::render(&snapshot)
+		.map_err(|e| ApiError::internal(format!("cannot encode the metrics: {e}")))?;
+	Ok(([(axum::http::header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], text).into_response())
 }
 
 async fn list_static_invoices(

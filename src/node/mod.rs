@@ -84,10 +84,14 @@ pub struct NodeConfig {
 	/// the role off.
 	pub static_invoice_server: Option<StaticInvoicePolicy>,
 	/// Where to POST a signed LSPS5 `lsps5.payment_incoming` notification
-	/// when the relay starts holding a payment for an offline peer (an
-	/// `http://` or `https://` URL); `None` (the default): no call, only
+	/// when the relay starts holding a payment for an offline peer (LSPS5's
+	/// rules: `https://`, plain `http://` and local hosts on regtest only;
+	/// see `parse_webhook_url`); `None` (the default): no call, only
 	/// [`NodeEvent::PaymentHeld`].
 	pub wake_webhook: Option<String>,
+	/// A PEM certificate the wake-up webhook's client trusts besides the
+	/// web's roots (a private CA, or a self-signed push service).
+	pub wake_webhook_ca_cert: Option<PathBuf>,
 	/// Hold HTLCs that payers flag `hold_htlc` until their recipient's
 	/// `release_held_htlc` arrives (the sender's LSP of BOLTs PR 1149), within
 	/// this policy; `None` (the default): the feature is not advertised.
@@ -110,6 +114,7 @@ impl NodeConfig {
 			trampoline_limits: RelayLimits::default(),
 			static_invoice_server: None,
 			wake_webhook: None,
+			wake_webhook_ca_cert: None,
 			htlc_hold: None,
 		}
 	}

@@ -48,7 +48,7 @@ use super::types::{
 	ChainMonitor, ChannelManager, GossipSync, NetworkGraph, OnionMessenger, PaymentRouter,
 	PeerManager, Scorer, StaticInvoiceServer, Sweeper,
 };
-use super::wake::{announce_held, HeldWatch, WakeNotifier};
+use super::wake::{announce_held, parse_webhook_url, webhook_client, HeldWatch, WakeNotifier};
 use super::wallet::OnchainWallet;
 use super::{Node, NodeConfig, NodeError};
 use crate::htlc_hold::{HoldReleaseHandler, HtlcHold};
@@ -251,7 +251,16 @@ impl Node {
 				config.alias.len()
 			)));
 		}
-		let wake_webhook = config.wake_webhook.as_deref().map(parse_webhook).transpose()?;
+		let wake_webhook = match config.wake_webhook.as_deref() {
+			Some(url) => {
+				let url = parse_webhook_url(url, config.network)
+					.map_err(|e| NodeError::Config(e.to_string()))?;
+				let client = webhook_client(config.wake_webhook_ca_cert.as_deref())
+					.map_err(|e| NodeError::Config(e.to_string()))?;
+				Some((url, client))
+			},
+			None => None,
+		};
 		let dir = config.data_dir.clone();
 		let (data_dir_lock, seed) = prepare_data_dir(&dir)?;
 		let logger = Arc::new(
@@ -275,8 +284,9 @@ impl Node {
 		let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
 		let keys_manager =
 			Arc::new(KeysManager::new(&seed, now.as_secs(), now.subsec_nanos(), true));
-		let wake_notifier =
-			wake_webhook.map(|url| Arc::new(WakeNotifier::new(url, Arc::clone(&keys_manager))));
+		let wake_notifier = wake_webhook.map(|(url, client)| {
+			Arc::new(WakeNotifier::new(url, client, Arc::clone(&keys_manager)))
+		});
 		let wallet = Arc::new(OnchainWallet::open(
 			&dir.join(WALLET_DB),
 			&seed,
@@ -701,18 +711,6 @@ async fn follow_chain(
 
 /// How often the static invoice server drops expired invoices.
 const EVICTION_INTERVAL: Duration = Duration::from_secs(600);
-
-/// The wake-up webhook's URL, if it is one the node can call.
-fn parse_webhook(url: &str) -> Result<reqwest::Url, NodeError> {
-	let parsed = reqwest::Url::parse(url)
-		.map_err(|e| NodeError::Config(format!("wake webhook {url:?} is not a URL: {e}")))?;
-	if !matches!(parsed.scheme(), "http" | "https") {
-		return Err(NodeError::Config(format!(
-			"wake webhook {url:?} must be an http:// or https:// URL"
-		)));
-	}
-	Ok(parsed)
-}
 
 /// What [`release_held_buckets`] needs to announce newly held buckets.
 struct HeldWake {

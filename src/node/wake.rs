@@ -17,8 +17,19 @@
 //! remembered, so the next trigger for that peer tries again). A flood of
 //! onion messages or held payments toward one peer costs one signed POST a
 //! minute; toward many peers, at most eight open connections.
+//!
+//! The URL follows LSPS5's rules ([`parse_webhook_url`]): https (plain http
+//! only on regtest), at most [`MAX_WEBHOOK_URL_LENGTH`] characters, and no
+//! loopback, private or link-local host outside regtest. The client speaks
+//! TLS through rustls (webpki roots, plus [`super::NodeConfig::wake_webhook_ca_cert`]
+//! when set), follows no redirect, gives up on a call after
+//! [`WEBHOOK_TIMEOUT`] and tries [`WEBHOOK_ATTEMPTS`] times, waiting
+//! [`WEBHOOK_BACKOFF`] then twice that, when the webhook cannot be reached or
+//! answers 5xx or 429.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -33,8 +44,14 @@ use super::events::NodeEvent;
 use super::logger::NodeLogger;
 use crate::relay::HeldBucket;
 
-/// How long a webhook may take to answer.
-const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a webhook may take to answer one attempt.
+pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Attempts of one wake-up call.
+pub const WEBHOOK_ATTEMPTS: u32 = 3;
+/// The wait before the second attempt (doubling for each further one).
+pub const WEBHOOK_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest webhook URL accepted (LSPS5's limit).
+pub const MAX_WEBHOOK_URL_LENGTH: usize = 1024;
 /// Least time between two calls of one notification for one peer (LSPS5's
 /// notification cooldown).
 pub(super) const WAKE_COOLDOWN: Duration = Duration::from_secs(60);
@@ -131,9 +148,20 @@ pub(super) struct WakeStats {
 	pub(super) busy: u64,
 }
 
-/// Why a wake-up call failed.
+/// Why a wake-up call failed, or the webhook cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum WakeError {
+	/// The URL breaks LSPS5's rules.
+	#[error("wake webhook {url:?} cannot be used: {reason}")]
+	Url {
+		/// The URL (cut to 100 characters).
+		url: String,
+		/// Which rule it breaks.
+		reason: String,
+	},
+	/// The webhook's client cannot be built (e.g. its CA file is unreadable).
+	#[error("cannot set up the wake webhook's client: {0}")]
+	Client(String),
 	/// The notification could not be signed or encoded.
 	#[error("cannot sign the notification: {0}")]
 	Sign(String),
@@ -147,29 +175,118 @@ pub enum WakeError {
 	},
 }
 
+/// Whether `ip` is reachable only from this host or its private network.
+fn is_internal(ip: IpAddr) -> bool {
+	match ip {
+		IpAddr::V4(v4) => {
+			v4.is_loopback()
+				|| v4.is_private()
+				|| v4.is_link_local()
+				|| v4.is_unspecified()
+				|| v4.is_broadcast()
+				// 100.64.0.0/10, carrier-grade NAT.
+				|| (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+		},
+		IpAddr::V6(v6) => {
+			let first = v6.segments()[0];
+			v6.is_loopback()
+				|| v6.is_unspecified()
+				// fc00::/7 (unique local) and fe80::/10 (link-local).
+				|| (first & 0xfe00) == 0xfc00
+				|| (first & 0xffc0) == 0xfe80
+				|| v6.to_ipv4_mapped().is_some_and(|v4| is_internal(IpAddr::V4(v4)))
+		},
+	}
+}
+
+/// Checks a wake-up webhook URL against LSPS5's rules: at most
+/// [`MAX_WEBHOOK_URL_LENGTH`] characters, `https`, and a host that is not
+/// loopback, private or link-local (`localhost` included). On regtest,
+/// plain `http` and such hosts are allowed (local test push services).
+pub fn parse_webhook_url(url: &str, network: bitcoin::Network) -> Result<reqwest::Url, WakeError> {
+	let refused = |reason: &str| WakeError::Url {
+		url: url.chars().take(100).collect(),
+		reason: reason.to_string(),
+	};
+	if url.len() > MAX_WEBHOOK_URL_LENGTH {
+		return Err(refused(&format!(
+			"{} characters long; LSPS5 allows at most {MAX_WEBHOOK_URL_LENGTH}",
+			url.len()
+		)));
+	}
+	let parsed = reqwest::Url::parse(url).map_err(|e| refused(&format!("not a URL: {e}")))?;
+	let regtest = network == bitcoin::Network::Regtest;
+	match parsed.scheme() {
+		"https" => {},
+		"http" if regtest => {},
+		"http" => return Err(refused("plain http is allowed on regtest only; use https://")),
+		_ => return Err(refused("must be an https:// URL")),
+	}
+	let host = parsed.host_str().filter(|h| !h.is_empty()).ok_or_else(|| refused("no host"))?;
+	let bare = host.trim_start_matches('[').trim_end_matches(']');
+	let internal = match bare.parse::<IpAddr>() {
+		Ok(ip) => is_internal(ip),
+		Err(_) => {
+			let name = host.trim_end_matches('.').to_ascii_lowercase();
+			name == "localhost" || name.ends_with(".localhost")
+		},
+	};
+	if internal && !regtest {
+		return Err(refused(
+			"a loopback, private or link-local host is allowed on regtest only (LSPS5)",
+		));
+	}
+	Ok(parsed)
+}
+
+/// The webhook's HTTP client, as the node builds it: rustls, the web's
+/// roots plus the PEM certificates of `ca_cert`, [`WEBHOOK_TIMEOUT`], no
+/// redirects (a redirect could point at an internal host), no proxy from
+/// the environment.
+pub fn webhook_client(ca_cert: Option<&Path>) -> Result<reqwest::Client, WakeError> {
+	let mut builder = reqwest::Client::builder()
+		.use_rustls_tls()
+		.timeout(WEBHOOK_TIMEOUT)
+		.redirect(reqwest::redirect::Policy::none());
+	if let Some(path) = ca_cert {
+		let failed = |reason: String| WakeError::Client(format!("{}: {reason}", path.display()));
+		let pem = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
+		let certs =
+			reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| failed(e.to_string()))?;
+		if certs.is_empty() {
+			return Err(failed("no PEM certificate in it".into()));
+		}
+		for cert in certs {
+			builder = builder.add_root_certificate(cert);
+		}
+	}
+	builder.build().map_err(|e| WakeError::Client(e.to_string()))
+}
+
 /// Posts signed LSPS5 notifications to the operator's webhook.
 pub(super) struct WakeNotifier {
 	url: reqwest::Url,
 	client: reqwest::Client,
 	signer: Arc<KeysManager>,
 	gate: WakeGate,
+	backoff: Duration,
 	started: AtomicU64,
 	deduplicated: AtomicU64,
 	busy: AtomicU64,
 }
 
 impl WakeNotifier {
-	/// A notifier posting to `url`, signing with `signer`'s node key.
-	pub(super) fn new(url: reqwest::Url, signer: Arc<KeysManager>) -> Self {
-		let client = reqwest::Client::builder()
-			.timeout(WEBHOOK_TIMEOUT)
-			.build()
-			.unwrap_or_else(|_| reqwest::Client::new());
+	/// A notifier posting to `url` with `client` ([`webhook_client`]),
+	/// signing with `signer`'s node key.
+	pub(super) fn new(
+		url: reqwest::Url, client: reqwest::Client, signer: Arc<KeysManager>,
+	) -> Self {
 		Self {
 			url,
 			client,
 			signer,
 			gate: WakeGate::new(WAKE_COOLDOWN, MAX_CONCURRENT_WAKES),
+			backoff: WEBHOOK_BACKOFF,
 			started: AtomicU64::new(0),
 			deduplicated: AtomicU64::new(0),
 			busy: AtomicU64::new(0),
@@ -220,9 +337,29 @@ impl WakeNotifier {
 		}
 	}
 
+	/// Posts `notification`, trying again after [`WEBHOOK_BACKOFF`] (then
+	/// twice as long) while the webhook cannot be reached or answers 5xx or
+	/// 429, [`WEBHOOK_ATTEMPTS`] times in all. Each attempt is signed afresh.
 	async fn notify(&self, notification: WebhookNotification) -> Result<(), WakeError> {
-		let body =
-			serde_json::to_string(&notification).map_err(|e| WakeError::Sign(e.to_string()))?;
+		let mut wait = self.backoff;
+		let mut attempt = 1;
+		loop {
+			match self.post(&notification).await {
+				Ok(()) => return Ok(()),
+				Err((error, retry)) if !retry || attempt >= WEBHOOK_ATTEMPTS => return Err(error),
+				Err(_) => {
+					tokio::time::sleep(wait).await;
+					wait *= 2;
+					attempt += 1;
+				},
+			}
+		}
+	}
+
+	/// One attempt; the error says whether another attempt may succeed.
+	async fn post(&self, notification: &WebhookNotification) -> Result<(), (WakeError, bool)> {
+		let body = serde_json::to_string(notification)
+			.map_err(|e| (WakeError::Sign(e.to_string()), false))?;
 		let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
 		let timestamp = LSPSDateTime::new_from_duration_since_epoch(now).to_rfc3339();
 		let message = format!(
@@ -231,7 +368,7 @@ impl WakeNotifier {
 		let signature = self
 			.signer
 			.sign_message(message.as_bytes())
-			.map_err(|()| WakeError::Sign("the node signer refused".into()))?;
+			.map_err(|()| (WakeError::Sign("the node signer refused".into()), false))?;
 		let failed = |reason: String| WakeError::Webhook { url: self.url.to_string(), reason };
 		let response = self
 			.client
@@ -242,9 +379,12 @@ impl WakeNotifier {
 			.body(body)
 			.send()
 			.await
-			.map_err(|e| failed(e.to_string()))?;
-		if !response.status().is_success() {
-			return Err(failed(format!("answered {}", response.status())));
+			.map_err(|e| (failed(crate::control::client::with_causes(&e)), true))?;
+		let status = response.status();
+		if !status.is_success() {
+			let retry =
+				status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
+			return Err((failed(format!("answered {status}")), retry));
 		}
 		Ok(())
 	}
@@ -295,52 +435,189 @@ mod tests {
 	use std::sync::atomic::AtomicUsize;
 
 	use lightning::util::logger::Level;
+	use lightning_liquidity::lsps5::msgs::WebhookNotification;
 	use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 	use super::*;
 
-	/// A webhook that answers 200 to every request and counts them.
-	async fn webhook() -> (reqwest::Url, Arc<AtomicUsize>) {
+	/// Reads HTTP requests off `socket`, answering each with the next of
+	/// `statuses` (200 once they run out) and counting them.
+	async fn answer_requests<S>(
+		mut socket: S, calls: Arc<AtomicUsize>, statuses: Arc<Mutex<VecDeque<u16>>>,
+	) where
+		S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+	{
+		let mut request = Vec::new();
+		let mut buf = [0u8; 4096];
+		// Headers, then the body (its length is in the headers).
+		while let Ok(n) = socket.read(&mut buf).await {
+			if n == 0 {
+				break;
+			}
+			request.extend_from_slice(&buf[..n]);
+			let text = String::from_utf8_lossy(&request).to_lowercase();
+			let Some(end) = text.find("\r\n\r\n") else { continue };
+			let length = text
+				.lines()
+				.find_map(|l| l.strip_prefix("content-length:"))
+				.and_then(|v| v.trim().parse::<usize>().ok())
+				.unwrap_or(0);
+			if request.len() >= end + 4 + length {
+				calls.fetch_add(1, Ordering::SeqCst);
+				let status = statuses.lock().unwrap().pop_front().unwrap_or(200);
+				let answer = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+				let _ = socket.write_all(answer.as_bytes()).await;
+				let _ = socket.flush().await;
+				request.clear();
+			}
+		}
+	}
+
+	/// A webhook on loopback answering `statuses` then 200, over TLS with
+	/// `tls`; its port and the count of requests.
+	async fn serve_webhook(
+		tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>, statuses: Vec<u16>,
+	) -> (u16, Arc<AtomicUsize>) {
 		let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
-		let url = format!("http://{}/wake", listener.local_addr().expect("address"));
+		let port = listener.local_addr().expect("address").port();
 		let calls = Arc::new(AtomicUsize::new(0));
+		let statuses = Arc::new(Mutex::new(VecDeque::from(statuses)));
 		let counted = Arc::clone(&calls);
 		tokio::spawn(async move {
-			while let Ok((mut socket, _)) = listener.accept().await {
-				let counted = Arc::clone(&counted);
+			while let Ok((socket, _)) = listener.accept().await {
+				let (counted, statuses) = (Arc::clone(&counted), Arc::clone(&statuses));
+				let tls = tls.clone();
 				tokio::spawn(async move {
-					let mut request = Vec::new();
-					let mut buf = [0u8; 4096];
-					// Headers, then the body (its length is in the headers).
-					while let Ok(n) = socket.read(&mut buf).await {
-						if n == 0 {
-							break;
-						}
-						request.extend_from_slice(&buf[..n]);
-						let text = String::from_utf8_lossy(&request).to_lowercase();
-						let Some(end) = text.find("\r\n\r\n") else { continue };
-						let length = text
-							.lines()
-							.find_map(|l| l.strip_prefix("content-length:"))
-							.and_then(|v| v.trim().parse::<usize>().ok())
-							.unwrap_or(0);
-						if request.len() >= end + 4 + length {
-							counted.fetch_add(1, Ordering::SeqCst);
-							let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
-							let _ = socket.write_all(answer).await;
-							request.clear();
-						}
+					match tls {
+						Some(config) => {
+							let acceptor = tokio_rustls::TlsAcceptor::from(config);
+							if let Ok(stream) = acceptor.accept(socket).await {
+								answer_requests(stream, counted, statuses).await;
+							}
+						},
+						None => answer_requests(socket, counted, statuses).await,
 					}
 				});
 			}
 		});
-		(url.parse().expect("url"), calls)
+		(port, calls)
+	}
+
+	/// A webhook that answers 200 to every request and counts them.
+	async fn webhook() -> (reqwest::Url, Arc<AtomicUsize>) {
+		let (port, calls) = serve_webhook(None, Vec::new()).await;
+		(format!("http://127.0.0.1:{port}/wake").parse().expect("url"), calls)
 	}
 
 	fn notifier(url: reqwest::Url, dir: &std::path::Path) -> (Arc<WakeNotifier>, Arc<NodeLogger>) {
+		notifier_with(url, webhook_client(None).expect("client"), dir)
+	}
+
+	fn notifier_with(
+		url: reqwest::Url, client: reqwest::Client, dir: &std::path::Path,
+	) -> (Arc<WakeNotifier>, Arc<NodeLogger>) {
 		let keys = Arc::new(KeysManager::new(&[7; 32], 1, 1, true));
 		let logger = NodeLogger::open(&dir.join("log"), Level::Info, "test").expect("log");
-		(Arc::new(WakeNotifier::new(url, keys)), Arc::new(logger))
+		let mut notifier = WakeNotifier::new(url, client, keys);
+		notifier.backoff = Duration::from_millis(20);
+		(Arc::new(notifier), Arc::new(logger))
+	}
+
+	/// A self-signed certificate for `localhost` and 127.0.0.1: the server's
+	/// rustls configuration and the certificate's PEM file.
+	fn self_signed(dir: &Path) -> (Arc<tokio_rustls::rustls::ServerConfig>, std::path::PathBuf) {
+		let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+		let rcgen::CertifiedKey { cert, key_pair } =
+			rcgen::generate_simple_self_signed(names).expect("certificate");
+		let (cert_path, key_path) = (dir.join("webhook.crt"), dir.join("webhook.key"));
+		std::fs::write(&cert_path, cert.pem()).expect("write cert");
+		std::fs::write(&key_path, key_pair.serialize_pem()).expect("write key");
+		let config = crate::control::tls::server_config(&cert_path, &key_path).expect("tls");
+		(config, cert_path)
+	}
+
+	#[tokio::test]
+	async fn an_https_webhook_with_a_self_signed_cert_is_called_when_trusted() {
+		let dir = tempfile::tempdir().expect("tempdir");
+		let (tls, cert) = self_signed(dir.path());
+		let (port, calls) = serve_webhook(Some(tls), Vec::new()).await;
+		let url = format!("https://localhost:{port}/wake");
+		let url =
+			parse_webhook_url(&url, bitcoin::Network::Regtest).expect("regtest allows loopback");
+		// Built as the node builds it, trusting the test certificate.
+		let client = webhook_client(Some(&cert)).expect("client");
+		let (trusted, _) = notifier_with(url.clone(), client, dir.path());
+		trusted.notify(WebhookNotification::payment_incoming()).await.expect("the https call");
+		assert_eq!(calls.load(Ordering::SeqCst), 1);
+		// Without the certificate the handshake fails: nothing is posted, and
+		// a TLS failure is retried like any unreachable webhook.
+		let (untrusted, _) = notifier_with(url, webhook_client(None).expect("client"), dir.path());
+		let err = untrusted.notify(WebhookNotification::payment_incoming()).await.unwrap_err();
+		assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
+		assert_eq!(calls.load(Ordering::SeqCst), 1);
+		let unreadable = webhook_client(Some(&dir.path().join("missing.pem"))).unwrap_err();
+		assert!(unreadable.to_string().contains("missing.pem"), "{unreadable}");
+	}
+
+	#[tokio::test]
+	async fn a_failing_webhook_is_retried_with_backoff_but_not_a_refusing_one() {
+		let dir = tempfile::tempdir().expect("tempdir");
+		let (port, calls) = serve_webhook(None, vec![503, 429]).await;
+		let url: reqwest::Url = format!("http://127.0.0.1:{port}/wake").parse().unwrap();
+		let (calling, _) = notifier(url.clone(), dir.path());
+		let started = Instant::now();
+		calling.notify(WebhookNotification::payment_incoming()).await.expect("third attempt");
+		assert_eq!(calls.load(Ordering::SeqCst), 3, "503, 429, then 200");
+		// 20 ms then 40 ms of backoff.
+		assert!(started.elapsed() >= Duration::from_millis(60), "{:?}", started.elapsed());
+
+		let (port, calls) = serve_webhook(None, vec![500, 500, 500, 500]).await;
+		let url: reqwest::Url = format!("http://127.0.0.1:{port}/wake").parse().unwrap();
+		let (calling, _) = notifier(url, dir.path());
+		let err = calling.notify(WebhookNotification::payment_incoming()).await.unwrap_err();
+		assert!(err.to_string().contains("500"), "{err}");
+		assert_eq!(calls.load(Ordering::SeqCst), WEBHOOK_ATTEMPTS as usize);
+
+		let (port, calls) = serve_webhook(None, vec![400]).await;
+		let url: reqwest::Url = format!("http://127.0.0.1:{port}/wake").parse().unwrap();
+		let (calling, _) = notifier(url, dir.path());
+		let err = calling.notify(WebhookNotification::payment_incoming()).await.unwrap_err();
+		assert!(err.to_string().contains("400"), "{err}");
+		assert_eq!(calls.load(Ordering::SeqCst), 1, "a 4xx is the webhook's answer: no retry");
+	}
+
+	#[test]
+	fn webhook_urls_follow_lsps5_rules() {
+		use bitcoin::Network::{Bitcoin, Regtest, Signet};
+		let ok = |url: &str, network| parse_webhook_url(url, network).map(|_| ());
+		assert!(ok("https://push.example.com/wake?id=1", Bitcoin).is_ok());
+		assert!(ok("https://203.0.113.7:8443/wake", Signet).is_ok());
+		let long = format!("https://push.example.com/{}", "a".repeat(MAX_WEBHOOK_URL_LENGTH));
+		for (url, network, why) in [
+			("http://push.example.com/wake", Bitcoin, "regtest only"),
+			("ftp://push.example.com/wake", Regtest, "https://"),
+			("https://localhost/wake", Bitcoin, "loopback"),
+			("https://api.localhost./wake", Signet, "loopback"),
+			("https://127.0.0.1:9000/wake", Bitcoin, "loopback"),
+			("https://10.1.2.3/wake", Bitcoin, "private"),
+			("https://192.168.0.1/wake", Bitcoin, "private"),
+			("https://172.16.5.5/wake", Bitcoin, "private"),
+			("https://169.254.169.254/latest", Bitcoin, "link-local"),
+			("https://100.64.0.1/wake", Bitcoin, "private"),
+			("https://0.0.0.0/wake", Bitcoin, "loopback"),
+			("https://[::1]/wake", Bitcoin, "loopback"),
+			("https://[fd00::1]/wake", Bitcoin, "private"),
+			("https://[fe80::1]/wake", Bitcoin, "link-local"),
+			("https://[::ffff:127.0.0.1]/wake", Bitcoin, "loopback"),
+			("not a url", Regtest, "not a URL"),
+			(long.as_str(), Regtest, "at most 1024"),
+		] {
+			let err = ok(url, network).expect_err(url).to_string();
+			assert!(err.contains(why), "{url}: {err}");
+		}
+		// Regtest: local push services over plain http.
+		assert!(ok("http://127.0.0.1:9000/wake", Regtest).is_ok());
+		assert!(ok("https://localhost:9000/wake", Regtest).is_ok());
 	}
 
 	#[tokio::test]
