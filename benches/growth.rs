@@ -9,7 +9,7 @@
 //! `RelayCore::prune` as the node's tick does every second (here every 100
 //! payments). Then, with 100 live payments, it times what a `PaymentSent`
 //! does with the store (find the bucket by payment id, record `Claimed`) and
-//! one tick's store work (prune, held and sending buckets, flush), after
+//! one tick's store work (prune, held buckets, flush), after
 //! 1,000 and after N settled payments, and prints the ratio. The KV store is
 //! in memory: this measures the relay's own work, not the disk.
 
