@@ -97,12 +97,14 @@ fn within_expiry_limit(
 	Ok(limited)
 }
 
-/// The blocks `path` adds to the height for its first HTLC's expiry: each
-/// hop's delta (the last one's is the final delta) and a blinded tail's
-/// excess.
+/// The blocks `path` adds to the height for its first HTLC's expiry: the sum
+/// of its hops' deltas (the last one's is the final delta, or the blinded
+/// path's). A blinded tail's excess is not added again: LDK's shadow offset
+/// goes into the last hop's delta *and* the excess, and the onion puts the
+/// excess only in the recipient's encrypted payload, whose expiry the HTLCs
+/// before it already cover (`onion_utils::build_onion_payloads_callback`).
 fn path_cltv_delta(path: &Path) -> u32 {
-	let hops = path.hops.iter().fold(0u32, |sum, hop| sum.saturating_add(hop.cltv_expiry_delta));
-	hops.saturating_add(path.blinded_tail.as_ref().map_or(0, |t| t.excess_final_cltv_expiry_delta))
+	path.hops.iter().fold(0u32, |sum, hop| sum.saturating_add(hop.cltv_expiry_delta))
 }
 
 impl<R: Deref> Router for TrampolineRouter<R>
@@ -175,7 +177,7 @@ mod tests {
 	use std::sync::Mutex;
 
 	use bitcoin::secp256k1::SecretKey;
-	use lightning::routing::router::{PaymentParameters, RouteHop};
+	use lightning::routing::router::{BlindedTail, PaymentParameters, RouteHop};
 	use lightning::types::features::{ChannelFeatures, NodeFeatures};
 
 	use super::*;
@@ -184,9 +186,10 @@ mod tests {
 
 	/// A router that remembers the CLTV limit it was asked for and answers
 	/// a one-hop route of the given delta (whatever the limit: a router
-	/// that does not honour it), or none.
+	/// that does not honour it), or none; with a blinded tail of the given
+	/// excess when set (LDK's shadow offset, in the hop's delta too).
 	#[derive(Default)]
-	struct Recording(Mutex<Vec<u32>>, Option<u32>);
+	struct Recording(Mutex<Vec<u32>>, Option<u32>, Option<u32>);
 
 	impl Router for Recording {
 		fn find_route(
@@ -204,8 +207,15 @@ mod tests {
 				cltv_expiry_delta,
 				maybe_announced_channel: false,
 			};
+			let blinded_tail = self.2.map(|excess| BlindedTail {
+				trampoline_hops: Vec::new(),
+				hops: Vec::new(),
+				blinding_point: key(3),
+				excess_final_cltv_expiry_delta: excess,
+				final_value_msat: params.final_value_msat,
+			});
 			Ok(Route {
-				paths: vec![Path { hops: vec![hop], blinded_tail: None }],
+				paths: vec![Path { hops: vec![hop], blinded_tail }],
 				route_params: Some(params.clone()),
 			})
 		}
@@ -248,6 +258,17 @@ mod tests {
 			InFlightHtlcs::new(),
 			PaymentHash([7; 32]),
 			id,
+		)
+	}
+
+	/// A router over an inner one answering a route of `delta` (with a
+	/// blinded tail of `excess`), for the payments of `sender`.
+	fn answering(
+		sender: &Arc<SenderState>, delta: Option<u32>, excess: Option<u32>,
+	) -> TrampolineRouter<Arc<Recording>> {
+		TrampolineRouter::new(
+			Arc::new(Recording(Mutex::default(), delta, excess)),
+			Arc::clone(sender),
 		)
 	}
 
@@ -315,18 +336,18 @@ mod tests {
 		sender.best_block_updated(HEIGHT);
 		// A route within the room (299) carries the parameters LDK asked
 		// for, not the clamped ones (LDK asserts it in debug builds).
-		let fits = TrampolineRouter::new(
-			Arc::new(Recording(Mutex::default(), Some(299))),
-			Arc::clone(&sender),
-		);
+		let fits = answering(&sender, Some(299), None);
 		let route = ask_for_route(&fits, id).expect("a route");
 		assert_eq!(route.route_params, Some(params()));
 		// A route one block longer than the room is refused, whatever the
 		// inner router thought of the limit.
-		let outlives = TrampolineRouter::new(
-			Arc::new(Recording(Mutex::default(), Some(300))),
-			Arc::clone(&sender),
-		);
+		let outlives = answering(&sender, Some(300), None);
 		assert!(ask_for_route(&outlives, id).is_err());
+		// LDK adds its shadow offset to a blinded path's last hop and to
+		// the tail's excess; the first HTLC's expiry counts it once, and so
+		// does the check (it refused such routes at random when it counted
+		// the excess again).
+		let shadowed = answering(&sender, Some(299), Some(120));
+		assert!(ask_for_route(&shadowed, id).is_ok());
 	}
 }
