@@ -19,9 +19,58 @@ use ldk_trampoline::control::client::{ClientOptions, ControlClient, TokenSource}
 use ldk_trampoline::node::{Balances, ChannelInfo, NodeEvent, RpcAuth};
 use ldk_trampoline::regtest::{RegtestNetwork, DEADLINE};
 use serde_json::Value;
+use tokio::io::AsyncBufReadExt;
 use tokio::process::Command;
 
 const CHANNEL_SAT: u64 = 1_000_000;
+
+/// `ctl events` run with the read-only token, its lines read as they come.
+struct EventTail {
+	_child: tokio::process::Child,
+	lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl EventTail {
+	/// Starts `ctl events`; returns once it printed `subscribed` (the node
+	/// is listening).
+	async fn start(control: &Control) -> Self {
+		let token = control.token_file(Role::ReadOnly).display().to_string();
+		let mut child = Command::new(BIN)
+			.args(["ctl", "--control", &control.address, "--control-token-file", &token])
+			.arg("events")
+			.stdin(Stdio::null())
+			.stdout(Stdio::piped())
+			.kill_on_drop(true)
+			.spawn()
+			.expect("ctl runs");
+		let stdout = child.stdout.take().expect("piped");
+		let mut tail = Self { _child: child, lines: tokio::io::BufReader::new(stdout).lines() };
+		let first = tail.until(|seen| !seen.is_empty()).await;
+		assert_eq!(first, [serde_json::json!({ "type": "subscribed" })]);
+		tail
+	}
+
+	/// Waits for `ctl events` to end (the node stopped): no line is left.
+	async fn ended(&mut self) {
+		let rest = tokio::time::timeout(DEADLINE, self.lines.next_line()).await;
+		let rest = rest.expect("ctl events still runs").expect("ctl's stdout");
+		assert_eq!(rest, None, "ctl events printed more");
+	}
+
+	/// The events it prints until `enough` holds of those seen.
+	async fn until(&mut self, enough: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+		let mut seen = Vec::new();
+		while !enough(&seen) {
+			let line = tokio::time::timeout(DEADLINE, self.lines.next_line())
+				.await
+				.unwrap_or_else(|_| panic!("ctl events printed nothing more; so far {seen:?}"))
+				.expect("ctl's stdout")
+				.unwrap_or_else(|| panic!("ctl events ended; so far {seen:?}"));
+			seen.push(serde_json::from_str(&line).expect("one JSON object per line"));
+		}
+		seen
+	}
+}
 
 /// Waits until `check` holds, re-evaluating `value` every [`POLL`].
 macro_rules! eventually {
@@ -100,6 +149,9 @@ async fn reference_node_process_pays_a_harness_node() {
 		|b: &Balances| b.onchain.confirmed_sat == 50 * 100_000_000
 	);
 
+	// `ctl events`, with the read-only token, tails what follows.
+	let mut tail = EventTail::start(&control).await;
+
 	// Open a channel to the harness node through the CLI.
 	let peer = format!("{}@{}", bob.node_id(), bob.listen_addr());
 	let opened = ctl(&control, &["open-channel", &peer, &CHANNEL_SAT.to_string()]).await;
@@ -164,6 +216,25 @@ async fn reference_node_process_pays_a_harness_node() {
 		.await
 		.expect("bob is paid");
 	assert_eq!(got, 30_000_000);
+
+	// `ctl events` printed the channel's and both payments' events, in order.
+	let sent = |e: &Value| e["type"] == "payment_sent";
+	let events = tail.until(|seen| seen.iter().filter(|e| sent(e)).count() == 2).await;
+	let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+	let of_the_payments: Vec<&str> = kinds
+		.iter()
+		.copied()
+		.filter(|k| ["channel_pending", "channel_ready", "payment_sent"].contains(k))
+		.collect();
+	assert_eq!(
+		of_the_payments,
+		["channel_pending", "channel_ready", "payment_sent", "payment_sent"],
+		"{events:?}"
+	);
+	let sent: Vec<&Value> = events.iter().filter(|e| sent(e)).collect();
+	assert_eq!(sent[0]["payment_hash"], invoice.payment_hash().to_string().as_str());
+	assert_eq!(sent[0]["fee_msat"], 0);
+	assert_eq!(events[0]["channel_id"], channel_id.as_str(), "{events:?}");
 
 	// Balances moved by exactly the amounts (a direct channel charges no fee).
 	eventually!(node, "bob's balance", bob.balances().lightning_sat, |s: &u64| *s == 130_000);
@@ -236,6 +307,8 @@ async fn reference_node_process_pays_a_harness_node() {
 	let status = node.wait_exit().await;
 	assert!(status.success(), "exit status {status}\n{}", node.diagnostics());
 	drop(node);
+	// The open event stream did not hold the stop up, and ended with it.
+	tail.ended().await;
 
 	// A stopped node leaves no token behind.
 	assert!(

@@ -14,6 +14,7 @@ use ldk_trampoline::config::{ConfigError, CtlFlags, ReferenceNodeConfig, Referen
 use ldk_trampoline::control::client::{
 	with_causes, ClientError, ClientOptions, ControlClient, TokenSource,
 };
+use ldk_trampoline::control::events::EventRecord;
 use ldk_trampoline::control::{self, InvoiceRequest, OfferRequest, OpenChannelRequest, PayRequest};
 use ldk_trampoline::demo::DemoError;
 use ldk_trampoline::node::{Node, NodeError, PaymentStatus};
@@ -283,6 +284,16 @@ enum CtlCommand {
 	/// List the static invoices served for async recipients (recipient,
 	/// slot, size, expiry) and the server's counters.
 	ListStaticInvoices,
+	/// Print the node's events as they happen, one JSON object per line
+	/// (`type`: `subscribed` first, then channel_pending, channel_ready, channel_closed,
+	/// payment_received, payment_sent, payment_failed, payment_forwarded,
+	/// payment_held, htlc_hold, message_held, invoice_received; `lagged`
+	/// when this reader fell behind), until the node stops or Ctrl-C.
+	Events {
+		/// Exit after this many events (`subscribed` not counted).
+		#[arg(long, value_name = "N")]
+		count: Option<u64>,
+	},
 	/// Stop the node (it persists its state and exits).
 	Stop,
 }
@@ -565,6 +576,29 @@ async fn ctl_main(client: ControlClient, command: CtlCommand) -> Result<(), AppE
 		CtlCommand::TrampolineBuckets => print_json(&client.trampoline_buckets().await?),
 		CtlCommand::ListHeld => print_json(&client.list_held().await?),
 		CtlCommand::ListStaticInvoices => print_json(&client.list_static_invoices().await?),
+		CtlCommand::Events { count } => print_events(&client, count).await,
 		CtlCommand::Stop => print_json(&client.stop().await?),
 	}
+}
+
+/// `ctl events`: one line per event, flushed at once (for `tail`-like use
+/// and pipes).
+async fn print_events(client: &ControlClient, count: Option<u64>) -> Result<(), AppError> {
+	use std::io::Write;
+	let mut events = client.events().await?;
+	let mut printed = 0u64;
+	while count.is_none_or(|count| printed < count) {
+		let Some(record) = events.next().await? else { break };
+		let line = serde_json::to_string(&record)
+			.map_err(|e| AppError::Other(format!("cannot print the event: {e}")))?;
+		let mut out = std::io::stdout().lock();
+		// A closed pipe (`ctl events | head`) ends the command quietly.
+		if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+			break;
+		}
+		if record != EventRecord::Subscribed {
+			printed = printed.saturating_add(1);
+		}
+	}
+	Ok(())
 }

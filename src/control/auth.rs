@@ -14,7 +14,8 @@
 //! (browsers send one with every cross-origin POST; `ctl` and scripts do
 //! not); after it, that the body is declared `application/json` (a form or
 //! `text/plain` POST, which browsers send without a preflight, is refused;
-//! `GET /metrics`, a bodiless scrape, is exempt from this one).
+//! the bodiless `GET`s of [`GET_PATHS`], a scrape and the event stream, are
+//! exempt from this one).
 //! No CORS header is ever sent, so a browser never lets a page read an
 //! answer. A refused request runs nothing.
 
@@ -49,7 +50,12 @@ pub const READ_ONLY_PATHS: &[&str] = &[
 	paths::LIST_HELD,
 	paths::TRAMPOLINE_BUCKETS,
 	paths::METRICS,
+	paths::EVENTS,
 ];
+
+/// The endpoints read with a bodiless `GET` (a scrape, an event stream): no
+/// JSON body to check the type of.
+pub const GET_PATHS: &[&str] = &[paths::METRICS, paths::EVENTS];
 
 /// Whether `path` only reads (the read-only token may call it).
 pub fn is_read_only(path: &str) -> bool {
@@ -268,9 +274,10 @@ impl Guard {
 		let role = self.tokens.role_of(token.trim()).ok_or(Refusal::WrongToken)?;
 		let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
 		let essence = content_type.map(|v| v.split(';').next().unwrap_or("").trim());
-		// A scrape is a GET without a body (any other method there is 405).
+		// A scrape or a stream is a GET without a body (any other method
+		// there is 405).
 		let json = essence.is_some_and(|e| e.eq_ignore_ascii_case("application/json"));
-		if !json && path != paths::METRICS {
+		if !json && !GET_PATHS.contains(&path) {
 			return Err(Refusal::ContentType(content_type.unwrap_or("none").to_string()));
 		}
 		if role == Role::ReadOnly && !is_read_only(path) {
@@ -431,6 +438,8 @@ mod tests {
 		assert_eq!(check(scrape, paths::METRICS), Ok(Role::ReadOnly));
 		let scrape = without(good(&read_only), header::AUTHORIZATION);
 		assert_eq!(check(scrape, paths::METRICS), Err(Refusal::MissingToken));
+		let stream = without(good(&read_only), header::CONTENT_TYPE);
+		assert_eq!(check(stream, paths::EVENTS), Ok(Role::ReadOnly));
 		// Charset parameters and case are fine; localhost too on loopback.
 		let pairs = with(good(&admin), header::CONTENT_TYPE, "Application/JSON; charset=utf-8");
 		assert_eq!(check(pairs, paths::PAY), Ok(Role::Admin));

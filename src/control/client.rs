@@ -1,5 +1,6 @@
 //! A client for the control interface (what `ldk-trampoline ctl` uses).
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::events::{EventRecord, SseParser};
 use super::*;
 
 /// How long to wait for the TCP connection to the control interface.
@@ -330,5 +332,60 @@ impl ControlClient {
 	/// `stop`: stops the node, which then exits.
 	pub async fn stop(&self) -> Result<StopResponse, ClientError> {
 		self.call_empty(paths::STOP).await
+	}
+
+	/// `events`: the node's events from now on, as they happen (see
+	/// [`super::events`]). The stream stays open until the node stops.
+	pub async fn events(&self) -> Result<EventStream, ClientError> {
+		let url = format!("{}{}", self.base_url, paths::EVENTS);
+		let mut get = self.http.get(&url);
+		if let Some(token) = self.token()? {
+			get = get.bearer_auth(token);
+		}
+		let response = get
+			.send()
+			.await
+			.map_err(|e| ClientError::Unreachable { url: url.clone(), reason: root_cause(&e) })?;
+		let status = response.status();
+		if !status.is_success() {
+			let body = response.bytes().await.unwrap_or_default();
+			let message = match serde_json::from_slice::<ErrorResponse>(&body) {
+				Ok(error) => error.error,
+				Err(_) => String::from_utf8_lossy(&body).trim().to_string(),
+			};
+			return Err(ClientError::Api { status, message });
+		}
+		Ok(EventStream { url, response, parser: SseParser::default(), ready: VecDeque::new() })
+	}
+}
+
+/// The node's events as [`ControlClient::events`] receives them.
+#[derive(Debug)]
+pub struct EventStream {
+	url: String,
+	response: reqwest::Response,
+	parser: SseParser,
+	ready: VecDeque<EventRecord>,
+}
+
+impl EventStream {
+	/// The next event, waiting for it; `None` when the node ended the stream
+	/// (it stopped).
+	pub async fn next(&mut self) -> Result<Option<EventRecord>, ClientError> {
+		loop {
+			if let Some(record) = self.ready.pop_front() {
+				return Ok(Some(record));
+			}
+			let chunk = self.response.chunk().await.map_err(|e| ClientError::Decode {
+				url: self.url.clone(),
+				reason: format!("the stream broke: {}", with_causes(&e)),
+			})?;
+			let Some(chunk) = chunk else { return Ok(None) };
+			let records = self.parser.push(&chunk).map_err(|e| ClientError::Decode {
+				url: self.url.clone(),
+				reason: e.to_string(),
+			})?;
+			self.ready.extend(records);
+		}
 	}
 }

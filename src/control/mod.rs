@@ -18,6 +18,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod events;
 pub mod metrics;
 pub mod server;
 pub mod tls;
@@ -86,6 +87,9 @@ pub mod paths {
 	pub const TRAMPOLINE_BUCKETS: &str = "/v1/trampoline-buckets";
 	/// `GET`: the Prometheus (OpenMetrics) text of [`metrics`](super::metrics).
 	pub const METRICS: &str = "/metrics";
+	/// `GET`: the node's events as server-sent events, live
+	/// ([`events`](super::events)).
+	pub const EVENTS: &str = "/v1/events";
 }
 
 /// What `trampoline-buckets` answers: every incoming trampoline payment the

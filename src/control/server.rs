@@ -2,12 +2,14 @@
 
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -19,9 +21,10 @@ use lightning::types::payment::PaymentHash;
 use lightning_invoice::Bolt11Invoice;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use super::auth::Guard;
+use super::events::{EventRecord, MAX_EVENT_STREAMS};
 use super::tls::TlsListener;
 use super::*;
 use crate::node::{offer_amount_msat, Node, NodeError};
@@ -84,6 +87,8 @@ type ApiResult<T> = Result<Json<T>, ApiError>;
 struct ControlState {
 	node: Arc<Node>,
 	shutdown: watch::Sender<bool>,
+	/// Event streams open now (at most [`MAX_EVENT_STREAMS`]).
+	streams: Arc<AtomicUsize>,
 }
 
 type Ctx = State<Arc<ControlState>>;
@@ -103,7 +108,7 @@ pub fn router(node: Arc<Node>, shutdown: watch::Sender<bool>, guard: Guard) -> R
 }
 
 fn routes(node: Arc<Node>, shutdown: watch::Sender<bool>) -> Router {
-	let state = Arc::new(ControlState { node, shutdown });
+	let state = Arc::new(ControlState { node, shutdown, streams: Arc::default() });
 	Router::new()
 		.route(paths::GETINFO, post(getinfo))
 		.route(paths::CONNECT, post(connect))
@@ -122,6 +127,7 @@ fn routes(node: Arc<Node>, shutdown: watch::Sender<bool>) -> Router {
 		.route(paths::LIST_HELD, post(list_held))
 		.route(paths::TRAMPOLINE_BUCKETS, post(trampoline_buckets))
 		.route(paths::METRICS, axum::routing::get(metrics))
+		.route(paths::EVENTS, axum::routing::get(events))
 		.fallback(|uri: Uri| async move {
 			ApiError::not_found(format!("no endpoint {uri}; the endpoints are POST /v1/..."))
 		})
@@ -480,6 +486,62 @@ async fn metrics(State(ctx): Ctx) -> Result<Response, ApiError> {
 	Ok(([(axum::http::header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], text).into_response())
 }
 
+/// One open event stream, counted in [`ControlState::streams`] while it lives.
+struct StreamSlot(Arc<AtomicUsize>);
+
+impl StreamSlot {
+	/// A slot, unless [`MAX_EVENT_STREAMS`] are open.
+	fn take(streams: &Arc<AtomicUsize>) -> Option<Self> {
+		streams
+			.fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+				(open < MAX_EVENT_STREAMS).then_some(open + 1)
+			})
+			.ok()
+			.map(|_| Self(Arc::clone(streams)))
+	}
+}
+
+impl Drop for StreamSlot {
+	fn drop(&mut self) {
+		self.0.fetch_sub(1, Ordering::AcqRel);
+	}
+}
+
+fn sse_event(record: &EventRecord) -> Result<SseEvent, axum::Error> {
+	SseEvent::default().event(record.kind()).json_data(record)
+}
+
+/// `GET /v1/events`: every event the node publishes from now on, as
+/// server-sent events (see [`super::events`]).
+async fn events(State(ctx): Ctx) -> Result<Response, ApiError> {
+	let slot = StreamSlot::take(&ctx.streams).ok_or_else(|| ApiError {
+		status: StatusCode::SERVICE_UNAVAILABLE,
+		message: format!("{MAX_EVENT_STREAMS} event streams are open already; close one"),
+	})?;
+	let receiver = ctx.node.subscribe();
+	// The stream ends when the node stops: the server's graceful shutdown
+	// waits for every response to end.
+	let stopping = ctx.shutdown.subscribe();
+	let state = (receiver, stopping, slot);
+	let stream =
+		futures_util::stream::unfold(state, |(mut receiver, mut stopping, slot)| async move {
+			let received = tokio::select! {
+				received = receiver.recv() => received,
+				_ = stopping.wait_for(|stop| *stop) => return None,
+			};
+			let record = match received {
+				Ok(event) => EventRecord::from(&event),
+				Err(broadcast::error::RecvError::Lagged(missed)) => EventRecord::Lagged { missed },
+				Err(broadcast::error::RecvError::Closed) => return None,
+			};
+			Some((sse_event(&record), (receiver, stopping, slot)))
+		});
+	let subscribed =
+		futures_util::stream::once(std::future::ready(sse_event(&EventRecord::Subscribed)));
+	let stream = futures_util::StreamExt::chain(subscribed, stream);
+	Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
+
 async fn list_static_invoices(
 	State(ctx): Ctx, body: Bytes,
 ) -> ApiResult<super::ListStaticInvoicesResponse> {
@@ -500,4 +562,21 @@ async fn stop(State(ctx): Ctx, body: Bytes) -> ApiResult<StopResponse> {
 	ctx.node.stop().await?;
 	let _ = ctx.shutdown.send(true);
 	Ok(Json(StopResponse { stopped: true }))
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+
+	#[test]
+	fn event_streams_beyond_the_limit_are_refused_until_one_closes() {
+		let streams = Arc::new(AtomicUsize::new(0));
+		let mut open: Vec<StreamSlot> =
+			(0..MAX_EVENT_STREAMS).map(|_| StreamSlot::take(&streams).expect("a slot")).collect();
+		assert!(StreamSlot::take(&streams).is_none());
+		open.pop();
+		assert!(StreamSlot::take(&streams).is_some());
+		drop(open);
+		assert_eq!(streams.load(Ordering::Acquire), 0);
+	}
 }
