@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use bitcoin::hashes::{sha256, Hash};
 use hostile_payer::{outcome, wait_until, HostilePayer, Outcome, OuterLie, RawPeer};
-use ldk_trampoline::node::{Node, NodeConfig, NodeEvent, PaymentStatus};
+use ldk_trampoline::node::{format_scid, Node, NodeConfig, NodeEvent, PaymentStatus};
 use ldk_trampoline::onion::{
 	FailingHop, FailureMessage, PaymentData, TlvLayout, TrampolineFailure,
 };
@@ -234,6 +234,7 @@ async fn claimable_naming_another_bucket_is_failed(n: &mut Network) {
 	let lie = n.lie(&onion, secret, onion.first_amount_msat);
 	let (half_id, half_events) = n.payer.send(hash, half, onion.first_cltv_delta, lie);
 	wait_bucket(&n.trampoline, hash, BucketStage::Receiving).await;
+	assert_partial_set_of_one_half(n, hash, onion.first_amount_msat, half);
 	let named = vec![(BUCKET_TLV_TYPE, bucket_id(&hash, &secret).to_vec())];
 
 	let (id, events) =
@@ -249,14 +250,43 @@ async fn claimable_naming_another_bucket_is_failed(n: &mut Network) {
 	assert!(matches!(paid, Outcome::Failed(_)), "an invoice payment naming the bucket: {paid:?}");
 	assert_eq!(relayed(&n.trampoline, hash), vec![BucketStage::Receiving], "never relayed");
 
-	// The half times out; R never saw anything of it.
+	// The half times out; R never saw anything of it, and the operator's
+	// listing no longer shows it.
 	tick_until_failed(&n.trampoline, half_events, half_id).await;
+	let listed = n.trampoline.list_partial_invoices();
+	assert!(listed.iter().all(|p| p.payment_hash != hash.to_string()), "{listed:?}");
 	assert_eq!(
 		n.trampoline.trampoline().unwrap().core().failures_sent(&hash),
 		vec![FailureMessage::MppTimeout]
 	);
 	recipient_saw_nothing(&n.recipient, hash);
 	n.settled(before, before).await;
+}
+
+/// T's listing of partial payments shows the bucket's one part: the
+/// payer's channel, `half` of the `total_msat` its onion announced, a CLTV
+/// ahead of the chain, and when it arrived.
+fn assert_partial_set_of_one_half(n: &Network, hash: PaymentHash, total_msat: u64, half: u64) {
+	let listed = n.trampoline.list_partial_invoices();
+	let set = listed.iter().find(|p| p.payment_hash == hash.to_string());
+	let set = set.unwrap_or_else(|| panic!("the incomplete bucket is not listed: {listed:?}"));
+	assert_eq!(set.kind, "trampoline");
+	assert_eq!((set.total_msat, set.received_msat), (Some(total_msat), half), "{set:?}");
+	assert_eq!(set.parts.len(), 1, "{set:?}");
+	let part = &set.parts[0];
+	let payer = n.wallet().node_id().to_string();
+	let channel = n.trampoline.list_channels().into_iter().find(|c| c.counterparty == payer);
+	let channel = channel.expect("the payer's channel");
+	assert_eq!(part.channel_id, channel.channel_id);
+	assert_eq!(part.short_channel_id, channel.short_channel_id.map(format_scid));
+	assert_eq!((part.peer.as_str(), part.amount_msat), (payer.as_str(), half));
+	assert!(part.cltv_expiry > n.trampoline.best_block_height(), "{part:?}");
+	let now_ms = std::time::SystemTime::now()
+		.duration_since(std::time::UNIX_EPOCH)
+		.map(|d| d.as_millis() as u64)
+		.unwrap_or(0);
+	let arrived = part.arrived_at_ms.expect("its arrival was noted");
+	assert!(arrived <= now_ms && now_ms - arrived < 600_000, "arrived {arrived}, now {now_ms}");
 }
 
 /// Theft path 3. H offers T one msat less than its fee: T fails that bucket

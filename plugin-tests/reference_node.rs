@@ -180,6 +180,9 @@ async fn reference_node_process_pays_a_harness_node() {
 	node.assert_running();
 	assert_eq!(ctl(&control, &["list-payments"]).await["payments"], serde_json::json!([]));
 	assert_eq!(ctl(&control, &["balances"]).await["lightning_sat"], before);
+	// Nothing is held in: no partial payment.
+	let partial = ctl(&control, &["list-partial-invoices"]).await;
+	assert_eq!(partial, serde_json::json!({ "partial_invoices": [] }));
 	let channels = ctl(&control, &["list-channels"]).await;
 	assert_eq!(channels["channels"][0]["usable"], true, "not closed: {channels}");
 	assert_eq!(bob.balances().lightning_sat, 0, "bob was not paid");

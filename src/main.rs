@@ -281,6 +281,11 @@ enum CtlCommand {
 	ListHeld,
 	/// List every payment, oldest first.
 	ListPayments,
+	/// Incoming multi-part payments whose parts we hold and have not claimed
+	/// (missing parts, or not claimed yet): payment hash, kind (trampoline
+	/// bucket or payment to us), total announced, received so far, and each
+	/// part's channel, amount, CLTV and arrival time.
+	ListPartialInvoices,
 	/// List the static invoices served for async recipients (recipient,
 	/// slot, size, expiry) and the server's counters.
 	ListStaticInvoices,
@@ -572,6 +577,7 @@ async fn ctl_main(client: ControlClient, command: CtlCommand) -> Result<(), AppE
 			}
 		},
 		CtlCommand::ListPayments => print_json(&client.list_payments().await?),
+		CtlCommand::ListPartialInvoices => print_json(&client.list_partial_invoices().await?),
 		CtlCommand::TrampolineStats => print_json(&client.trampoline_stats().await?),
 		CtlCommand::TrampolineBuckets => print_json(&client.trampoline_buckets().await?),
 		CtlCommand::ListHeld => print_json(&client.list_held().await?),

@@ -316,6 +316,13 @@ impl ControlClient {
 		self.call_empty(paths::TRAMPOLINE_BUCKETS).await
 	}
 
+	/// `list-partial-invoices`: incoming multi-part payments not claimed yet.
+	pub async fn list_partial_invoices(
+		&self,
+	) -> Result<super::ListPartialInvoicesResponse, ClientError> {
+		self.call_empty(paths::LIST_PARTIAL_INVOICES).await
+	}
+
 	/// `list-held`: trampoline payments held for an offline next node and
 	/// HTLCs held for often-offline payers.
 	pub async fn list_held(&self) -> Result<super::ListHeldResponse, ClientError> {

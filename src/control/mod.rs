@@ -87,6 +87,9 @@ pub mod paths {
 	pub const TRAMPOLINE_BUCKETS: &str = "/v1/trampoline-buckets";
 	/// `GET`: the Prometheus (OpenMetrics) text of [`metrics`](super::metrics).
 	pub const METRICS: &str = "/metrics";
+	/// [`ListPartialInvoicesResponse`](super::ListPartialInvoicesResponse)
+	/// for an empty request.
+	pub const LIST_PARTIAL_INVOICES: &str = "/v1/list-partial-invoices";
 	/// `GET`: the node's events as server-sent events, live
 	/// ([`events`](super::events)).
 	pub const EVENTS: &str = "/v1/events";
@@ -125,6 +128,14 @@ impl From<crate::relay::BucketSummary> for TrampolineBucket {
 			state: summary.state,
 		}
 	}
+}
+
+/// What `list-partial-invoices` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListPartialInvoicesResponse {
+	/// Incoming multi-part payments whose parts we hold and have not
+	/// claimed, oldest first.
+	pub partial_invoices: Vec<crate::node::PartialInvoice>,
 }
 
 /// What `list-held` answers.

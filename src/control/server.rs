@@ -125,6 +125,7 @@ fn routes(node: Arc<Node>, shutdown: watch::Sender<bool>) -> Router {
 		.route(paths::STOP, post(stop))
 		.route(paths::TRAMPOLINE_STATS, post(trampoline_stats))
 		.route(paths::LIST_HELD, post(list_held))
+		.route(paths::LIST_PARTIAL_INVOICES, post(list_partial_invoices))
 		.route(paths::TRAMPOLINE_BUCKETS, post(trampoline_buckets))
 		.route(paths::METRICS, axum::routing::get(metrics))
 		.route(paths::EVENTS, axum::routing::get(events))
@@ -469,6 +470,17 @@ async fn list_held(State(ctx): Ctx, body: Bytes) -> ApiResult<super::ListHeldRes
 	parse::<EmptyRequest>(&body)?;
 	let held = ctx.node.trampoline().map(|relay| relay.core().held()).unwrap_or_default();
 	Ok(Json(super::ListHeldResponse { held, htlcs: ctx.node.list_held_htlcs() }))
+}
+
+async fn list_partial_invoices(
+	State(ctx): Ctx, body: Bytes,
+) -> ApiResult<super::ListPartialInvoicesResponse> {
+	parse::<EmptyRequest>(&body)?;
+	let node = Arc::clone(&ctx.node);
+	let partial_invoices = tokio::task::spawn_blocking(move || node.list_partial_invoices())
+		.await
+		.map_err(|e| ApiError::internal(format!("cannot list the partial payments: {e}")))?;
+	Ok(Json(super::ListPartialInvoicesResponse { partial_invoices }))
 }
 
 async fn metrics(State(ctx): Ctx) -> Result<Response, ApiError> {

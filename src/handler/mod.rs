@@ -13,6 +13,7 @@
 //! `update_add_htlc` flagged `hold_htlc`, before LDK does, and gives a held
 //! HTLC it fails back the failure it chose instead of LDK's.
 
+pub mod arrivals;
 mod fail;
 #[cfg(test)]
 mod reused_htlc_ids;
@@ -34,6 +35,7 @@ use crate::htlc_hold::HtlcHold;
 use crate::relay::dialect::{with_feature_bit, LEGACY_TRAMPOLINE_FEATURE_BIT};
 use crate::relay::{RelayCore, TrampolinePolicy};
 use crate::sender::SenderState;
+use arrivals::HtlcArrivals;
 
 pub(crate) use fail::reason_of;
 pub use rewrite::InboundNode;
@@ -58,6 +60,7 @@ where
 	core: Option<Arc<RelayCore>>,
 	sender: Option<Arc<SenderState>>,
 	hold: Option<Arc<HtlcHold>>,
+	arrivals: Option<Arc<HtlcArrivals>>,
 }
 
 impl<CM: Deref> TrampolineHandler<CM>
@@ -71,7 +74,15 @@ where
 		cm: CM, core: Option<Arc<RelayCore>>, sender: Option<Arc<SenderState>>,
 		hold: Option<Arc<HtlcHold>>,
 	) -> Self {
-		Self { cm, core, sender, hold }
+		Self { cm, core, sender, hold, arrivals: None }
+	}
+
+	/// Notes in `arrivals` when every inbound HTLC arrived and the total a
+	/// final payload announced (for the listing of partial payments, see
+	/// [`HtlcArrivals`]).
+	pub fn with_arrivals(mut self, arrivals: Arc<HtlcArrivals>) -> Self {
+		self.arrivals = Some(arrivals);
+		self
 	}
 }
 
@@ -214,10 +225,15 @@ where
 	CM::Target: AChannelManager,
 {
 	fn handle_update_add_htlc(&self, their_node_id: PublicKey, msg: &msgs::UpdateAddHTLC) {
-		let rewritten = self
+		let inbound = self
 			.core
 			.as_ref()
-			.and_then(|core| rewrite::rewrite_add(core, &*self.cm, &their_node_id, msg));
+			.map(|core| rewrite::inspect_add(core, &*self.cm, &their_node_id, msg))
+			.unwrap_or_default();
+		if let Some(arrivals) = &self.arrivals {
+			arrivals.note(msg.channel_id, msg.htlc_id, inbound.announced_total_msat);
+		}
+		let rewritten = inbound.rewritten;
 		// A trampoline HTLC the relay rewrote is a receive for LDK: not held.
 		let hold = match (&self.hold, msg.hold_htlc, &rewritten) {
 			(Some(hold), Some(()), None) => {

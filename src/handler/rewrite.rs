@@ -95,6 +95,42 @@ enum Decision {
 pub(super) fn rewrite_add<N: InboundNode + ?Sized>(
 	core: &RelayCore, node: &N, peer: &PublicKey, msg: &UpdateAddHTLC,
 ) -> Option<UpdateAddHTLC> {
+	inspect_add(core, node, peer, msg).rewritten
+}
+
+/// What the inbound rewrite made of an add.
+#[derive(Default)]
+pub(super) struct Inbound {
+	/// The message to hand LDK instead (see [`rewrite_add`]).
+	pub rewritten: Option<UpdateAddHTLC>,
+	/// The total the payer announced in a final payload we peeled (a plain
+	/// or blinded receive, or a trampoline bucket), msat.
+	pub announced_total_msat: Option<u64>,
+}
+
+/// [`rewrite_add`], with the total a final payload announced.
+pub(super) fn inspect_add<N: InboundNode + ?Sized>(
+	core: &RelayCore, node: &N, peer: &PublicKey, msg: &UpdateAddHTLC,
+) -> Inbound {
+	let Some((outer, payload)) = peel_final(core, msg) else { return Inbound::default() };
+	let announced_total_msat = match &payload.hop {
+		OuterHop::Receive { payment_data, .. } => payment_data.map(|d| d.total_msat),
+		OuterHop::TrampolineEntry { payment_data, .. } => payment_data.map(|d| d.total_msat),
+		OuterHop::BlindedReceive { total_amount_msat, amt_to_forward, .. } => {
+			Some(total_amount_msat.unwrap_or(*amt_to_forward))
+		},
+		_ => None,
+	};
+	Inbound {
+		rewritten: rewrite_peeled(core, node, peer, msg, outer, payload),
+		announced_total_msat,
+	}
+}
+
+/// The final payload of `msg`'s onion, peeled; `None` for a forward, a
+/// blinded HTLC (its onion needs the path key) or an onion we cannot peel
+/// (LDK's to reject as malformed).
+fn peel_final(core: &RelayCore, msg: &UpdateAddHTLC) -> Option<(PeeledOnion, OuterPayload)> {
 	if msg.blinding_point.is_some() || msg.onion_routing_packet.version != 0 {
 		return None;
 	}
@@ -106,12 +142,20 @@ pub(super) fn rewrite_add<N: InboundNode + ?Sized>(
 	)
 	.ok()?;
 	let ecdh = |key: &PublicKey| core.signer.ecdh(Recipient::Node, key, None);
-	// An outer onion we cannot peel is LDK's to reject (malformed).
 	let outer = onion::peel(&core.secp, &packet, &msg.payment_hash.0, ecdh).ok()?;
 	if !outer.is_final() {
 		return None;
 	}
 	let payload = OuterPayload::decode(&outer.payload).ok()?;
+	Some((outer, payload))
+}
+
+/// [`rewrite_add`] for a peeled final payload.
+fn rewrite_peeled<N: InboundNode + ?Sized>(
+	core: &RelayCore, node: &N, peer: &PublicKey, msg: &UpdateAddHTLC, outer: PeeledOnion,
+	payload: OuterPayload,
+) -> Option<UpdateAddHTLC> {
+	let ecdh = |key: &PublicKey| core.signer.ecdh(Recipient::Node, key, None);
 	let OuterHop::TrampolineEntry {
 		amt_to_forward,
 		outgoing_cltv_value,

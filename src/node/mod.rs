@@ -8,6 +8,7 @@
 mod chain;
 mod events;
 mod logger;
+mod partial;
 mod payments;
 mod peers;
 pub mod persist;
@@ -34,6 +35,7 @@ use tokio::task::JoinHandle;
 
 pub use chain::{BitcoindRpcConfig, ChainError, RpcAuth};
 pub use events::NodeEvent;
+pub use partial::{format_scid, PartialInvoice, PartialPart};
 pub(crate) use payments::offer_amount_msat;
 pub use payments::{PaymentDirection, PaymentRecord, PaymentStatus};
 pub use wallet::{OnchainBalance, WalletError};
@@ -242,6 +244,7 @@ pub struct Node {
 	trampoline_retries: Arc<crate::sender::TrampolineRetries>,
 	static_invoices: Option<Arc<StaticInvoiceServer>>,
 	htlc_hold: Option<Arc<HtlcHold>>,
+	arrivals: Arc<crate::handler::arrivals::HtlcArrivals>,
 	onion_messenger: Arc<OnionMessenger>,
 	events: broadcast::Sender<NodeEvent>,
 	background: Mutex<Option<BackgroundProcessor>>,
@@ -313,6 +316,25 @@ impl Node {
 	/// the role is off.
 	pub fn list_held_htlcs(&self) -> Vec<HeldHtlcSummary> {
 		self.htlc_hold.as_ref().map(|h| h.list()).unwrap_or_default()
+	}
+
+	/// The incoming multi-part payments whose parts we hold and have not
+	/// claimed: trampoline buckets still receiving parts and payments to
+	/// us, each with its parts (incoming channel, amount, CLTV, arrival).
+	/// A set goes when it is claimed or failed back (LDK's MPP timeout
+	/// fails an incomplete one after three timer ticks).
+	pub fn list_partial_invoices(&self) -> Vec<PartialInvoice> {
+		let buckets = self.trampoline.as_ref().map(|r| r.core().buckets()).unwrap_or_default();
+		let held = self
+			.list_held_htlcs()
+			.iter()
+			.filter_map(|h| {
+				let bytes = <[u8; 32] as hex::FromHex>::from_hex(&h.payment_hash).ok()?;
+				Some(lightning::types::payment::PaymentHash(bytes))
+			})
+			.collect();
+		let channels = self.channel_manager.list_channels();
+		partial::partial_invoices(&channels, &self.arrivals, &buckets, &held)
 	}
 
 	/// Every static invoice this node stores for async recipients (recipient

@@ -618,6 +618,7 @@ impl Node {
 			trampoline_retries,
 			static_invoices: static_invoices.clone(),
 			htlc_hold: htlc_hold.clone(),
+			arrivals: plugin.arrivals,
 			onion_messenger: Arc::clone(&onion_messenger),
 			events,
 			background: Mutex::new(Some(background)),

@@ -43,6 +43,7 @@ pub use store::{BucketState, RecordCounts, RelayStore, SettledTotals, StoreError
 
 use store::{parse_htlc_key, BucketId, BucketRecord, HtlcRecord};
 
+use crate::handler::arrivals::HtlcArrivals;
 use crate::handler::TrampolineHandler;
 use crate::htlc_hold::HtlcHold;
 use crate::onion::{FailureMessage, TrampolinePayload};
@@ -655,6 +656,9 @@ where
 	pub relay: Option<Arc<TrampolineRelay<CM>>>,
 	/// The wallet side: trampoline payments sent and their decrypted failures.
 	pub sender: Arc<SenderState>,
+	/// When each inbound HTLC arrived (and the total its final payload
+	/// announced), noted by the handler: for listing partial payments.
+	pub arrivals: Arc<HtlcArrivals>,
 }
 
 impl<CM: Deref + Clone> Trampoline<CM>
@@ -682,10 +686,12 @@ where
 		limits: RelayLimits, sender: Arc<SenderState>, hold: Option<Arc<HtlcHold>>,
 		logger: Arc<dyn Logger + Send + Sync>,
 	) -> Result<Self, RelayError> {
+		let arrivals = Arc::new(HtlcArrivals::default());
 		let Some(policy) = policy else {
 			let handler =
-				TrampolineHandler::new(channel_manager, None, Some(Arc::clone(&sender)), hold);
-			return Ok(Self { handler: Arc::new(handler), relay: None, sender });
+				TrampolineHandler::new(channel_manager, None, Some(Arc::clone(&sender)), hold)
+					.with_arrivals(Arc::clone(&arrivals));
+			return Ok(Self { handler: Arc::new(handler), relay: None, sender, arrivals });
 		};
 		let core = Arc::new(RelayCore::new(signer, kv, policy, limits, logger)?);
 		// Funds safety after a restart: LDK may retry the outgoing payments
@@ -703,8 +709,10 @@ where
 			Some(Arc::clone(&core)),
 			Some(Arc::clone(&sender)),
 			hold,
-		);
+		)
+		.with_arrivals(Arc::clone(&arrivals));
 		Ok(Self {
+			arrivals,
 			handler: Arc::new(handler),
 			relay: Some(Arc::new(TrampolineRelay {
 				cm: channel_manager,
