@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use bitcoin::hashes::Hash;
 use bitcoin::hex::DisplayHex;
-use ldk_trampoline::node::{Node, NodeEvent, PaymentStatus};
+use ldk_trampoline::node::{
+	Node, NodeEvent, OutgoingPart, PartState, PartialPayment, PaymentStatus,
+};
 use ldk_trampoline::onion::TlvLayout;
 use ldk_trampoline::onion::{FailingHop, FailureMessage, TrampolineFailure};
 use ldk_trampoline::regtest::{RegtestNetwork, DEADLINE};
@@ -276,6 +278,16 @@ async fn trampoline_fails_low_fee_with_26_and_unreachable_recipient_with_27() {
 		wallet.trampoline_failure(&hash_of(&invoice)),
 		Some(TrampolineFailure { hop: FailingHop::Trampoline(0), message: policy_failure.clone() })
 	);
+	// W's operator sees the failed part: its path, and T's code and hop.
+	let payment = partial_payment(&wallet, hash_of(&invoice));
+	assert_eq!(payment.state, "failed", "{payment:?}");
+	let failed: Vec<&OutgoingPart> =
+		payment.parts.iter().filter(|p| matches!(p.state, PartState::Failed { .. })).collect();
+	assert!(!failed.is_empty(), "{payment:?}");
+	let PartState::Failed { code, failing_hop, .. } = &failed[0].state else { unreachable!() };
+	assert_eq!(*code, Some(policy_failure.code()), "{payment:?}");
+	assert_eq!(failing_hop.as_deref(), Some("trampoline 0"), "{payment:?}");
+	assert_eq!(failed[0].path, vec![channel_scid_with(&wallet, &trampoline)], "{payment:?}");
 
 	// (b') Enough fee, but less CLTV delta than T asks for.
 	let invoice = recipient_invoice(&recipient, AMOUNT_MSAT);
@@ -1262,6 +1274,33 @@ async fn pay_offline_recipient(
 	(invoice, id, hash)
 }
 
+/// `node`'s listing of `hash`'s outgoing payment.
+fn partial_payment(node: &Node, hash: PaymentHash) -> PartialPayment {
+	let listed = node.list_partial_payments();
+	let found = listed.iter().find(|p| p.payment_hash.as_deref() == Some(&hash.to_string()));
+	found.cloned().unwrap_or_else(|| panic!("no payment of {hash} listed: {listed:?}"))
+}
+
+/// The short channel id of `node`'s channel with `peer`, `BLOCKxTXxOUTPUT`.
+fn channel_scid_with(node: &Node, peer: &Node) -> String {
+	let peer = peer.node_id().to_string();
+	let channel = node.list_channels().into_iter().find(|c| c.counterparty == peer);
+	let scid = channel.and_then(|c| c.short_channel_id).expect("a confirmed channel");
+	ldk_trampoline::node::format_scid(scid)
+}
+
+/// `wallet`'s payment of `hash`, pending with one part in flight on its
+/// channel to `trampoline`.
+fn in_flight_part(wallet: &Node, trampoline: &Node, hash: PaymentHash) -> OutgoingPart {
+	let payment = partial_payment(wallet, hash);
+	assert_eq!(payment.state, "pending", "{payment:?}");
+	assert_eq!(payment.parts.len(), 1, "{payment:?}");
+	let part = payment.parts[0].clone();
+	assert!(matches!(part.state, PartState::InFlight { .. }), "{payment:?}");
+	assert_eq!(part.path, vec![channel_scid_with(wallet, trampoline)], "{payment:?}");
+	part
+}
+
 /// R is offline: T holds the complete bucket (nothing forwarded), tells the
 /// operator (event + signed LSPS5 webhook call), keeps it held across its
 /// own restart, and forwards it when R is back. A second
@@ -1294,6 +1333,12 @@ async fn trampoline_holds_for_an_offline_recipient() {
 		trampoline.node_id(),
 	)
 	.await;
+	// W's operator sees the payment pending with its one part in flight
+	// on W's channel to T, and T's sees no partial payment in (the bucket
+	// is complete: held, not receiving).
+	let part = in_flight_part(&wallet, &trampoline, hash);
+	assert_eq!(part.amount_msat, AMOUNT_MSAT + fee, "{part:?}");
+	assert!(trampoline.list_partial_invoices().is_empty());
 	let core = trampoline.trampoline().unwrap().core();
 	assert_eq!(core.stats().held, 1);
 	let held = core.held();

@@ -286,6 +286,10 @@ enum CtlCommand {
 	/// bucket or payment to us), total announced, received so far, and each
 	/// part's channel, amount, CLTV and arrival time.
 	ListPartialInvoices,
+	/// Outgoing payments with their parts: each finished part's path
+	/// (channels), amount and outcome (failing channel or node, a
+	/// trampoline's failure code), and the HTLCs still in flight.
+	ListPartialPayments,
 	/// List the static invoices served for async recipients (recipient,
 	/// slot, size, expiry) and the server's counters.
 	ListStaticInvoices,
@@ -578,6 +582,7 @@ async fn ctl_main(client: ControlClient, command: CtlCommand) -> Result<(), AppE
 		},
 		CtlCommand::ListPayments => print_json(&client.list_payments().await?),
 		CtlCommand::ListPartialInvoices => print_json(&client.list_partial_invoices().await?),
+		CtlCommand::ListPartialPayments => print_json(&client.list_partial_payments().await?),
 		CtlCommand::TrampolineStats => print_json(&client.trampoline_stats().await?),
 		CtlCommand::TrampolineBuckets => print_json(&client.trampoline_buckets().await?),
 		CtlCommand::ListHeld => print_json(&client.list_held().await?),

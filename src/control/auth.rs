@@ -49,6 +49,7 @@ pub const READ_ONLY_PATHS: &[&str] = &[
 	paths::TRAMPOLINE_STATS,
 	paths::LIST_HELD,
 	paths::LIST_PARTIAL_INVOICES,
+	paths::LIST_PARTIAL_PAYMENTS,
 	paths::TRAMPOLINE_BUCKETS,
 	paths::METRICS,
 	paths::EVENTS,

@@ -323,6 +323,13 @@ impl ControlClient {
 		self.call_empty(paths::LIST_PARTIAL_INVOICES).await
 	}
 
+	/// `list-partial-payments`: outgoing payments with their parts.
+	pub async fn list_partial_payments(
+		&self,
+	) -> Result<super::ListPartialPaymentsResponse, ClientError> {
+		self.call_empty(paths::LIST_PARTIAL_PAYMENTS).await
+	}
+
 	/// `list-held`: trampoline payments held for an offline next node and
 	/// HTLCs held for often-offline payers.
 	pub async fn list_held(&self) -> Result<super::ListHeldResponse, ClientError> {

@@ -4,9 +4,9 @@
 //! [`EventRecord::Subscribed`].
 //!
 //! A subscriber that reads too slowly does not hold the node's memory: the
-//! node keeps a bounded backlog per subscriber, and one that falls behind it
-//! gets a [`EventRecord::Lagged`] saying how many events it missed, then the
-//! events after them. The server serves at most [`MAX_EVENT_STREAMS`] streams
+//! node keeps its last 1,024 events in one ring shared by all subscribers,
+//! and one that falls behind it gets a [`EventRecord::Lagged`] saying how
+//! many events it missed, then the events after them. The server serves at most [`MAX_EVENT_STREAMS`] streams
 //! at once (503 beyond).
 //!
 //! [`EventRecord`] is both the server's JSON and what the client parses back
@@ -200,6 +200,8 @@ pub enum EventStreamError {
 #[derive(Debug, Default)]
 pub struct SseParser {
 	buffer: Vec<u8>,
+	/// How much of `buffer` holds no event end (each chunk is scanned once).
+	scanned: usize,
 }
 
 /// The longest event [`SseParser`] keeps waiting for the end of; a longer one
@@ -211,7 +213,11 @@ impl SseParser {
 	pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<EventRecord>, EventStreamError> {
 		self.buffer.extend_from_slice(chunk);
 		let mut events = Vec::new();
-		while let Some(end) = find_blank_line(&self.buffer) {
+		// A blank line may straddle the previous chunk's last 3 bytes.
+		let mut from = self.scanned.saturating_sub(3).min(self.buffer.len());
+		while let Some(end) = find_blank_line(&self.buffer[from..]) {
+			let end = end.start + from..end.end + from;
+			from = 0;
 			let block: Vec<u8> = self.buffer.drain(..end.end).collect();
 			let text =
 				std::str::from_utf8(&block[..end.start]).map_err(|_| EventStreamError::NotText)?;
@@ -224,6 +230,7 @@ impl SseParser {
 				events.push(serde_json::from_str(&data.join("\n"))?);
 			}
 		}
+		self.scanned = self.buffer.len();
 		if self.buffer.len() > MAX_EVENT_BYTES {
 			return Err(EventStreamError::TooLong);
 		}

@@ -90,6 +90,9 @@ pub mod paths {
 	/// [`ListPartialInvoicesResponse`](super::ListPartialInvoicesResponse)
 	/// for an empty request.
 	pub const LIST_PARTIAL_INVOICES: &str = "/v1/list-partial-invoices";
+	/// [`ListPartialPaymentsResponse`](super::ListPartialPaymentsResponse)
+	/// for an empty request.
+	pub const LIST_PARTIAL_PAYMENTS: &str = "/v1/list-partial-payments";
 	/// `GET`: the node's events as server-sent events, live
 	/// ([`events`](super::events)).
 	pub const EVENTS: &str = "/v1/events";
@@ -136,6 +139,13 @@ pub struct ListPartialInvoicesResponse {
 	/// Incoming multi-part payments whose parts we hold and have not
 	/// claimed, oldest first.
 	pub partial_invoices: Vec<crate::node::PartialInvoice>,
+}
+
+/// What `list-partial-payments` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListPartialPaymentsResponse {
+	/// Outgoing payments with their parts, oldest first.
+	pub partial_payments: Vec<crate::node::PartialPayment>,
 }
 
 /// What `list-held` answers.

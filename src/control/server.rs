@@ -126,6 +126,7 @@ fn routes(node: Arc<Node>, shutdown: watch::Sender<bool>) -> Router {
 		.route(paths::TRAMPOLINE_STATS, post(trampoline_stats))
 		.route(paths::LIST_HELD, post(list_held))
 		.route(paths::LIST_PARTIAL_INVOICES, post(list_partial_invoices))
+		.route(paths::LIST_PARTIAL_PAYMENTS, post(list_partial_payments))
 		.route(paths::TRAMPOLINE_BUCKETS, post(trampoline_buckets))
 		.route(paths::METRICS, axum::routing::get(metrics))
 		.route(paths::EVENTS, axum::routing::get(events))
@@ -472,15 +473,30 @@ async fn list_held(State(ctx): Ctx, body: Bytes) -> ApiResult<super::ListHeldRes
 	Ok(Json(super::ListHeldResponse { held, htlcs: ctx.node.list_held_htlcs() }))
 }
 
+/// `list` of the node, run off the async workers (it walks LDK's channels).
+async fn listing<T: Send + 'static>(
+	ctx: &ControlState, list: impl FnOnce(&Node) -> T + Send + 'static,
+) -> Result<T, ApiError> {
+	let node = Arc::clone(&ctx.node);
+	tokio::task::spawn_blocking(move || list(&node))
+		.await
+		.map_err(|e| ApiError::internal(format!("the listing failed: {e}")))
+}
+
 async fn list_partial_invoices(
 	State(ctx): Ctx, body: Bytes,
 ) -> ApiResult<super::ListPartialInvoicesResponse> {
 	parse::<EmptyRequest>(&body)?;
-	let node = Arc::clone(&ctx.node);
-	let partial_invoices = tokio::task::spawn_blocking(move || node.list_partial_invoices())
-		.await
-		.map_err(|e| ApiError::internal(format!("cannot list the partial payments: {e}")))?;
+	let partial_invoices = listing(&ctx, Node::list_partial_invoices).await?;
 	Ok(Json(super::ListPartialInvoicesResponse { partial_invoices }))
+}
+
+async fn list_partial_payments(
+	State(ctx): Ctx, body: Bytes,
+) -> ApiResult<super::ListPartialPaymentsResponse> {
+	parse::<EmptyRequest>(&body)?;
+	let partial_payments = listing(&ctx, Node::list_partial_payments).await?;
+	Ok(Json(super::ListPartialPaymentsResponse { partial_payments }))
 }
 
 async fn metrics(State(ctx): Ctx) -> Result<Response, ApiError> {

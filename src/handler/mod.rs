@@ -231,7 +231,7 @@ where
 			.map(|core| rewrite::inspect_add(core, &*self.cm, &their_node_id, msg))
 			.unwrap_or_default();
 		if let Some(arrivals) = &self.arrivals {
-			arrivals.note(msg.channel_id, msg.htlc_id, inbound.announced_total_msat);
+			arrivals.note(their_node_id, msg.channel_id, msg.htlc_id, inbound.announced_total_msat);
 		}
 		let rewritten = inbound.rewritten;
 		// A trampoline HTLC the relay rewrote is a receive for LDK: not held.

@@ -129,6 +129,7 @@ pub(super) struct EventHandler {
 	pub(super) logger: Arc<NodeLogger>,
 	pub(super) runtime: tokio::runtime::Handle,
 	pub(super) wake: Option<Arc<WakeNotifier>>,
+	pub(super) outgoing: Arc<super::outgoing::OutgoingParts>,
 }
 
 impl EventHandler {
@@ -404,7 +405,26 @@ impl lightning::events::EventHandler for EventHandler {
 			Event::PaymentFailed { payment_id, .. } => Some(*payment_id),
 			_ => None,
 		};
+		// The parts of outgoing payments, noted once the event is handled
+		// (a replayed event is seen again, not twice).
+		let parts = matches!(
+			&event,
+			Event::PaymentPathFailed { .. }
+				| Event::PaymentPathSuccessful { .. }
+				| Event::PaymentSent { .. }
+				| Event::PaymentFailed { .. }
+		)
+		.then(|| event.clone());
+		let trampoline_failure = match &event {
+			Event::PaymentPathFailed { payment_id: Some(id), .. } => {
+				self.trampoline_sender.failure_of(id)
+			},
+			_ => None,
+		};
 		self.handle(event)?;
+		if let Some(event) = parts {
+			self.outgoing.observe(&event, trampoline_failure);
+		}
 		// Handled (by the relay or the wallet): the sender keeps live
 		// payments only.
 		if let Some(payment_id) = resolved {

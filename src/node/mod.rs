@@ -8,6 +8,7 @@
 mod chain;
 mod events;
 mod logger;
+mod outgoing;
 mod partial;
 mod payments;
 mod peers;
@@ -35,6 +36,7 @@ use tokio::task::JoinHandle;
 
 pub use chain::{BitcoindRpcConfig, ChainError, RpcAuth};
 pub use events::NodeEvent;
+pub use outgoing::{OutgoingPart, PartState, PartialPayment};
 pub use partial::{format_scid, PartialInvoice, PartialPart};
 pub(crate) use payments::offer_amount_msat;
 pub use payments::{PaymentDirection, PaymentRecord, PaymentStatus};
@@ -245,6 +247,7 @@ pub struct Node {
 	static_invoices: Option<Arc<StaticInvoiceServer>>,
 	htlc_hold: Option<Arc<HtlcHold>>,
 	arrivals: Arc<crate::handler::arrivals::HtlcArrivals>,
+	outgoing: Arc<outgoing::OutgoingParts>,
 	onion_messenger: Arc<OnionMessenger>,
 	events: broadcast::Sender<NodeEvent>,
 	background: Mutex<Option<BackgroundProcessor>>,
@@ -335,6 +338,16 @@ impl Node {
 			.collect();
 		let channels = self.channel_manager.list_channels();
 		partial::partial_invoices(&channels, &self.arrivals, &buckets, &held)
+	}
+
+	/// Each outgoing payment LDK still tracks or whose parts are kept (the
+	/// latest thousand), the relay's too, with its parts: the channels of
+	/// each finished part's path, its amount and outcome (the failing
+	/// channel or node, and a trampoline's code), and the HTLCs in flight.
+	pub fn list_partial_payments(&self) -> Vec<PartialPayment> {
+		let recent = self.channel_manager.list_recent_payments();
+		let channels = self.channel_manager.list_channels();
+		self.outgoing.list(&recent, &channels)
 	}
 
 	/// Every static invoice this node stores for async recipients (recipient

@@ -30,9 +30,10 @@ pub struct PartialInvoice {
 	/// `trampoline` (a bucket the relay is receiving) or `receive` (a
 	/// payment to this node: a BOLT 11 or BOLT 12 invoice, a keysend).
 	pub kind: String,
-	/// The total the payer announced, msat (a trampoline bucket's outer
-	/// total, or what the first part's onion said); `None` when no part's
-	/// onion was read (a blinded receive).
+	/// The total the payer announced, msat, unverified (a trampoline
+	/// bucket's outer total, or what the first part noted with one said);
+	/// `None` when no part's onion was read (a blinded receive, or a node
+	/// without the relay, whose handler peels nothing).
 	pub total_msat: Option<u64>,
 	/// What its parts bring in so far, msat.
 	pub received_msat: u64,
@@ -83,9 +84,11 @@ pub fn partial_invoices(
 	for channel in channels {
 		for htlc in &channel.pending_inbound_htlcs {
 			// Claimed or failed already: on its way out.
+			// Not yet irrevocable (LDK reports no state for an add it only
+			// heard of), or claimed or failed already: not held.
 			let committed = matches!(
 				htlc.state,
-				None | Some(InboundHTLCStateDetails::Committed)
+				Some(InboundHTLCStateDetails::Committed)
 					| Some(InboundHTLCStateDetails::AwaitingRemoteRevokeToAdd)
 			);
 			let hash = htlc.payment_hash;
@@ -96,7 +99,8 @@ pub fn partial_invoices(
 			if bucket.is_some_and(|b| b.state != BucketStage::Receiving) {
 				continue;
 			}
-			let arrival = arrivals.get(&channel.channel_id, htlc.htlc_id);
+			let arrival =
+				arrivals.get(&channel.counterparty.node_id, &channel.channel_id, htlc.htlc_id);
 			let set = sets.entry(hash.0).or_insert_with(|| PartialInvoice {
 				payment_hash: hash.to_string(),
 				kind: if bucket.is_some() { "trampoline" } else { "receive" }.into(),

@@ -566,7 +566,9 @@ impl Node {
 		let peers = Arc::new(PeerStore::load(Arc::clone(&store))?);
 		let (events, _) = broadcast::channel(1024);
 		let trampoline_retries = Arc::new(crate::sender::TrampolineRetries::default());
+		let outgoing = Arc::new(super::outgoing::OutgoingParts::default());
 		let event_handler = EventHandler {
+			outgoing: Arc::clone(&outgoing),
 			channel_manager: Arc::clone(&channel_manager),
 			wallet: Arc::clone(&wallet),
 			fee_estimator: Arc::clone(&fee_estimator),
@@ -619,6 +621,7 @@ impl Node {
 			static_invoices: static_invoices.clone(),
 			htlc_hold: htlc_hold.clone(),
 			arrivals: plugin.arrivals,
+			outgoing,
 			onion_messenger: Arc::clone(&onion_messenger),
 			events,
 			background: Mutex::new(Some(background)),
@@ -665,9 +668,32 @@ impl Node {
 			let (cm, events) = (Arc::clone(&node.channel_manager), node.events.clone());
 			tasks.push(tokio::spawn(watch_held_htlcs(hold, cm, events, stop_rx.clone())));
 		}
+		let (arrivals, cm) = (Arc::clone(&node.arrivals), Arc::clone(&node.channel_manager));
+		tasks.push(tokio::spawn(prune_arrivals(arrivals, cm, stop_rx.clone())));
 		tasks.push(tokio::spawn(Arc::clone(&node).announce_node(stop_rx)));
 		*node.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
 		Ok(node)
+	}
+}
+
+/// How often the inbound HTLCs' arrivals are pruned to what LDK holds.
+const ARRIVALS_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Forgets the arrivals of HTLCs LDK no longer holds, every
+/// [`ARRIVALS_PRUNE_INTERVAL`], so that the tracker's bounds are reached
+/// only by HTLCs actually pending.
+async fn prune_arrivals(
+	arrivals: Arc<crate::handler::arrivals::HtlcArrivals>, cm: Arc<ChannelManager>,
+	mut stop: watch::Receiver<bool>,
+) {
+	loop {
+		tokio::select! {
+			_ = stop.changed() => return,
+			_ = tokio::time::sleep(ARRIVALS_PRUNE_INTERVAL) => {},
+		}
+		let (arrivals, cm) = (Arc::clone(&arrivals), Arc::clone(&cm));
+		let _ =
+			tokio::task::spawn_blocking(move || arrivals.retain_pending(&cm.list_channels())).await;
 	}
 }
 

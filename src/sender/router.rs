@@ -103,8 +103,14 @@ fn within_expiry_limit(
 /// goes into the last hop's delta *and* the excess, and the onion puts the
 /// excess only in the recipient's encrypted payload, whose expiry the HTLCs
 /// before it already cover (`onion_utils::build_onion_payloads_callback`).
+///
+/// A tail's trampoline hops (LDK 0.2.7's router never fills them) would
+/// move the outer route's start up by their deltas
+/// (`onion_utils::create_payment_onion_internal`): counted too.
 fn path_cltv_delta(path: &Path) -> u32 {
-	path.hops.iter().fold(0u32, |sum, hop| sum.saturating_add(hop.cltv_expiry_delta))
+	let hops = path.hops.iter().fold(0u32, |sum, hop| sum.saturating_add(hop.cltv_expiry_delta));
+	let trampolines = path.blinded_tail.iter().flat_map(|t| t.trampoline_hops.iter());
+	trampolines.fold(hops, |sum, hop| sum.saturating_add(hop.cltv_expiry_delta))
 }
 
 impl<R: Deref> Router for TrampolineRouter<R>
