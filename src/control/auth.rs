@@ -48,6 +48,7 @@ pub const READ_ONLY_PATHS: &[&str] = &[
 	paths::LIST_STATIC_INVOICES,
 	paths::TRAMPOLINE_STATS,
 	paths::LIST_HELD,
+	paths::LIST_FORWARDS,
 	paths::TRAMPOLINE_BUCKETS,
 	paths::METRICS,
 	paths::EVENTS,

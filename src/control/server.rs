@@ -125,6 +125,7 @@ fn routes(node: Arc<Node>, shutdown: watch::Sender<bool>) -> Router {
 		.route(paths::STOP, post(stop))
 		.route(paths::TRAMPOLINE_STATS, post(trampoline_stats))
 		.route(paths::LIST_HELD, post(list_held))
+		.route(paths::LIST_FORWARDS, post(list_forwards))
 		.route(paths::TRAMPOLINE_BUCKETS, post(trampoline_buckets))
 		.route(paths::METRICS, axum::routing::get(metrics))
 		.route(paths::EVENTS, axum::routing::get(events))
@@ -469,6 +470,12 @@ async fn list_held(State(ctx): Ctx, body: Bytes) -> ApiResult<super::ListHeldRes
 	parse::<EmptyRequest>(&body)?;
 	let held = ctx.node.trampoline().map(|relay| relay.core().held()).unwrap_or_default();
 	Ok(Json(super::ListHeldResponse { held, htlcs: ctx.node.list_held_htlcs() }))
+}
+
+async fn list_forwards(State(ctx): Ctx, body: Bytes) -> ApiResult<super::ListForwardsResponse> {
+	let request = parse::<super::ListForwardsRequest>(&body)?;
+	let limit = request.limit.map_or(0, |l| usize::try_from(l).unwrap_or(usize::MAX));
+	Ok(Json(ctx.node.list_forwards(request.index_offset, limit).into()))
 }
 
 async fn metrics(State(ctx): Ctx) -> Result<Response, ApiError> {
