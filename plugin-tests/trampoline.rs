@@ -422,7 +422,8 @@ async fn plain_payments_are_untouched_with_the_relay_on() {
 
 /// A plain forward through T (W pays R's invoice, routed over R's hint for
 /// its private channel to T) is in T's forwarding history with LDK's
-/// amounts and the fee W paid, and still is after T restarts.
+/// amounts and the fee W paid, then one R fails back as a failed forward;
+/// both are still there after T restarts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_plain_forward_is_in_the_forwarding_history_across_a_restart() {
 	let Network { mut net, wallet, trampoline, recipient, .. } = network().await;
@@ -456,11 +457,41 @@ async fn a_plain_forward_is_in_the_forwarding_history_across_a_restart() {
 	);
 	assert_eq!(forward.outgoing_channel_id, channel_of(recipient.node_id().to_string()));
 
+	// R refuses a payment it holds (it knows no preimage for the hash): T
+	// fails the HTLC back, a failed forward without amounts (LDK gives none).
+	let hash = ldk_node::lightning::types::payment::PaymentHash([0x5a; 32]);
+	let description = ldk_node::lightning_invoice::Bolt11InvoiceDescription::Direct(
+		ldk_node::lightning_invoice::Description::new("refused".into()).unwrap(),
+	);
+	let refused = recipient
+		.bolt11_payment()
+		.receive_for_hash(amount_msat, &description, 3600, hash)
+		.expect("invoice for a hash");
+	let refused: lightning_invoice::Bolt11Invoice = refused.to_string().parse().unwrap();
+	let id = wallet.pay_invoice(&refused, None).expect("pay");
+	common::wait_ldk_event(&recipient, DEADLINE, "claimable", |e| match e {
+		ldk_node::Event::PaymentClaimable { payment_hash, .. } if *payment_hash == hash => Some(()),
+		_ => None,
+	})
+	.await;
+	recipient.bolt11_payment().fail_for_hash(hash).expect("R fails it");
+	let failed = wallet.wait_for_payment(id, DEADLINE).await.unwrap();
+	assert!(matches!(failed.status, PaymentStatus::Failed { .. }), "{failed:?}");
+	let forwards = common::wait_forwards(&trampoline, 2).await;
+	let [_, refused] = &forwards[..] else { panic!("two forwards: {forwards:?}") };
+	assert_eq!(refused.kind, ForwardKind::Channel);
+	assert_eq!((refused.in_msat, refused.out_msat, refused.fee_msat), (None, None, None));
+	assert!(matches!(refused.outcome, ForwardOutcome::Failed { .. }), "{refused:?}");
+	assert_eq!(refused.incoming_channel_ids, forward.incoming_channel_ids);
+	assert_eq!(refused.outgoing_channel_id, forward.outgoing_channel_id);
+	assert_eq!(refused.next_node, forward.next_node);
+	assert_eq!(refused.index, forward.index + 1);
+
 	let trampoline = net.restart(&trampoline).await.expect("restart");
 	let page = trampoline.list_forwards(None, 10);
-	assert_eq!(page.forwards, forwards, "the record survives the restart");
+	assert_eq!(page.forwards, forwards, "the records survive the restart");
 	assert_eq!(page.next_index_offset, None);
-	assert!(trampoline.list_forwards(Some(forward.index), 10).forwards.is_empty());
+	assert!(trampoline.list_forwards(Some(refused.index), 10).forwards.is_empty());
 }
 
 /// Sends a hand-made trampoline payment from W and waits until it failed.
