@@ -16,8 +16,12 @@ use common::relay_process::{
 };
 use ldk_trampoline::control::auth::Role;
 use ldk_trampoline::control::client::{ClientOptions, ControlClient, TokenSource};
-use ldk_trampoline::node::{Balances, ChannelInfo, NodeEvent, RpcAuth};
+use ldk_trampoline::node::forwards::fail_reason_words;
+use ldk_trampoline::node::{
+	Balances, ChannelInfo, ForwardKind, ForwardOutcome, NodeEvent, RpcAuth,
+};
 use ldk_trampoline::regtest::{RegtestNetwork, DEADLINE};
+use ldk_trampoline::relay::{Dialect, FailReason};
 use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
 use tokio::process::Command;
@@ -615,6 +619,32 @@ async fn reference_node_pays_through_a_trampoline_and_reports_relay_stats() {
 	assert!(err.contains("TrampolineFeeOrExpiryInsufficient") && err.contains("over the budget"));
 	let stats = bob.trampoline().expect("bob relays").core().stats();
 	assert_eq!((stats.relayed, stats.failed), (2, 2));
+	// Bob's forwarding history: relayed, refused (1 msat offered), relayed
+	// with the fee asked, refused, oldest first, each relayed one with bob's
+	// fee (he pays carol over their direct channel).
+	let forwards = common::wait_forwards(&bob, 4).await;
+	let outcomes: Vec<_> = forwards.iter().map(|f| (f.kind, f.fee_msat, f.dialect)).collect();
+	let relayed = (ForwardKind::Trampoline, Some(fee_msat), Some(Dialect::Spec));
+	let refused = (ForwardKind::Trampoline, None, Some(Dialect::Spec));
+	assert_eq!(outcomes, vec![relayed, refused, relayed, refused], "{forwards:?}");
+	assert_eq!(forwards[0].in_msat, Some(amount_msat + fee_msat));
+	assert_eq!(forwards[0].out_msat, Some(amount_msat));
+	assert_eq!(forwards[1].in_msat, Some(amount_msat + 1));
+	let ForwardOutcome::Failed { reason } = &forwards[1].outcome else { panic!("{forwards:?}") };
+	assert_eq!(reason, &fail_reason_words(&FailReason::FeeInsufficient));
+	// Pages of two: oldest first, the cursor is the last index.
+	let page = bob.list_forwards(None, 2);
+	assert_eq!(page.forwards, forwards[..2]);
+	assert_eq!(page.next_index_offset, Some(forwards[1].index));
+	let page = bob.list_forwards(page.next_index_offset, 2);
+	assert_eq!((page.forwards.as_slice(), page.next_index_offset), (&forwards[2..], None));
+
+	// The reference node forwards nothing (it pays): an empty page, and
+	// its shape.
+	let empty = ctl(&control, &["list-forwards"]).await;
+	assert_eq!(empty, serde_json::json!({ "forwards": [], "next_index_offset": null }));
+	let empty = ctl(&control, &["list-forwards", "--index-offset", "7", "--limit", "5"]).await;
+	assert_eq!(empty, serde_json::json!({ "forwards": [], "next_index_offset": null }));
 
 	// The reference node's own relay has seen nothing.
 	let stats = ctl(&control, &["trampoline-stats"]).await;

@@ -12,12 +12,13 @@ use std::time::Duration;
 use bitcoin::hashes::Hash;
 use bitcoin::hex::DisplayHex;
 use ldk_trampoline::node::{
-	Node, NodeEvent, OutgoingPart, PartState, PartialPayment, PaymentStatus,
+	ForwardKind, ForwardOutcome, Node, NodeEvent, OutgoingPart, PartState, PartialPayment,
+	PaymentStatus,
 };
 use ldk_trampoline::onion::TlvLayout;
 use ldk_trampoline::onion::{FailingHop, FailureMessage, TrampolineFailure};
 use ldk_trampoline::regtest::{RegtestNetwork, DEADLINE};
-use ldk_trampoline::relay::{BucketStage, TrampolinePolicy};
+use ldk_trampoline::relay::{BucketStage, Dialect, TrampolinePolicy};
 use ldk_trampoline::sender::{
 	send_to_trampoline, trampoline_onion, OuterSend, TrampolineBudget, TrampolineRouteHop,
 };
@@ -184,6 +185,22 @@ async fn wallet_pays_ldk_node_invoice_through_trampoline() {
 	wait_lightning_balance(&trampoline, t_before + fee_msat / 1000).await;
 	assert!(failures(&trampoline, &hash_of(&invoice)).is_empty());
 	assert_eq!(wallet.trampoline_failure(&hash_of(&invoice)), None);
+	// T's forwarding history: one relayed trampoline payment, in what W
+	// sent, out what R got (T pays R over their direct channel), T's fee.
+	let forwards = common::wait_forwards(&trampoline, 1).await;
+	let [relayed] = &forwards[..] else { panic!("one forward: {forwards:?}") };
+	assert_eq!(relayed.kind, ForwardKind::Trampoline);
+	assert_eq!(relayed.payment_hash, Some(hash_of(&invoice).to_string()));
+	assert_eq!(
+		(relayed.in_msat, relayed.out_msat, relayed.fee_msat),
+		(Some(AMOUNT_MSAT + fee_msat), Some(AMOUNT_MSAT), Some(fee_msat))
+	);
+	assert_eq!(relayed.dialect, Some(Dialect::Spec), "our sender speaks the spec dialect");
+	assert_eq!(relayed.next_node, Some(recipient.node_id().to_string()));
+	assert_eq!(relayed.outcome, ForwardOutcome::Succeeded);
+	let w_t = wallet.list_channels().into_iter().map(|c| c.channel_id).collect::<Vec<_>>();
+	assert_eq!(relayed.incoming_channel_ids, w_t);
+	assert!(relayed.duration_ms.is_some() && relayed.started_at_ms.is_some(), "{relayed:?}");
 
 	// T restarts (its relay state and plugin secret come back from the data
 	// directory) and relays again.
@@ -202,6 +219,11 @@ async fn wallet_pays_ldk_node_invoice_through_trampoline() {
 	assert_eq!(paid.status, PaymentStatus::Succeeded, "{paid:?}");
 	wait_lightning_balance(&wallet, w_before - 2 * (AMOUNT_MSAT + fee_msat) / 1000).await;
 	wait_lightning_balance(&trampoline, t_before + 2 * fee_msat / 1000).await;
+	// The first record came back from T's store; the second follows it.
+	let after = common::wait_forwards(&trampoline, 2).await;
+	assert_eq!(after[0], forwards[0]);
+	assert_eq!((after[1].index, after[1].fee_msat), (forwards[0].index + 1, Some(fee_msat)));
+	assert_eq!(after[1].payment_hash, Some(hash_of(&invoice).to_string()));
 }
 
 /// W pays an ldk-node offer through T: W fetches the invoice over onion
@@ -409,6 +431,80 @@ async fn plain_payments_are_untouched_with_the_relay_on() {
 	let fee_sat = paid.fee_msat.unwrap_or(0) / 1000;
 	wait_lightning_balance(&wallet, w_before - 2_000 - 1_000 - 3_000 - fee_sat).await;
 	assert!(trampoline.trampoline().unwrap().core().failures_sent(&hash_of(&invoice)).is_empty());
+}
+
+/// A plain forward through T (W pays R's invoice, routed over R's hint for
+/// its private channel to T) is in T's forwarding history with LDK's
+/// amounts and the fee W paid, then one R fails back as a failed forward;
+/// both are still there after T restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_plain_forward_is_in_the_forwarding_history_across_a_restart() {
+	let Network { mut net, wallet, trampoline, recipient, .. } = network().await;
+	let amount_msat = 3_000_000;
+	let invoice = recipient_invoice(&recipient, amount_msat);
+	let id = wallet.pay_invoice(&invoice, None).expect("pay");
+	let paid = wallet.wait_for_payment(id, DEADLINE).await.unwrap();
+	assert_eq!(paid.status, PaymentStatus::Succeeded, "{paid:?}");
+	let fee_msat = paid.fee_msat.expect("a fee to T");
+	assert!(fee_msat > 0, "T charges its channel fee");
+	let forwards = common::wait_forwards(&trampoline, 1).await;
+	let [forward] = &forwards[..] else { panic!("one forward: {forwards:?}") };
+	assert_eq!(forward.kind, ForwardKind::Channel);
+	assert_eq!(
+		(forward.in_msat, forward.out_msat, forward.fee_msat),
+		(Some(amount_msat + fee_msat), Some(amount_msat), Some(fee_msat))
+	);
+	assert_eq!((forward.dialect, forward.payment_hash.as_deref()), (None, None));
+	assert_eq!(forward.outcome, ForwardOutcome::Succeeded);
+	assert_eq!(forward.next_node, Some(recipient.node_id().to_string()));
+	let channel_of = |peer: String| {
+		trampoline
+			.list_channels()
+			.into_iter()
+			.find(|c| c.counterparty == peer)
+			.map(|c| c.channel_id)
+	};
+	assert_eq!(
+		forward.incoming_channel_ids,
+		vec![channel_of(wallet.node_id().to_string()).unwrap()]
+	);
+	assert_eq!(forward.outgoing_channel_id, channel_of(recipient.node_id().to_string()));
+
+	// R refuses a payment it holds (it knows no preimage for the hash): T
+	// fails the HTLC back, a failed forward without amounts (LDK gives none).
+	let hash = ldk_node::lightning::types::payment::PaymentHash([0x5a; 32]);
+	let description = ldk_node::lightning_invoice::Bolt11InvoiceDescription::Direct(
+		ldk_node::lightning_invoice::Description::new("refused".into()).unwrap(),
+	);
+	let refused = recipient
+		.bolt11_payment()
+		.receive_for_hash(amount_msat, &description, 3600, hash)
+		.expect("invoice for a hash");
+	let refused: lightning_invoice::Bolt11Invoice = refused.to_string().parse().unwrap();
+	let id = wallet.pay_invoice(&refused, None).expect("pay");
+	common::wait_ldk_event(&recipient, DEADLINE, "claimable", |e| match e {
+		ldk_node::Event::PaymentClaimable { payment_hash, .. } if *payment_hash == hash => Some(()),
+		_ => None,
+	})
+	.await;
+	recipient.bolt11_payment().fail_for_hash(hash).expect("R fails it");
+	let failed = wallet.wait_for_payment(id, DEADLINE).await.unwrap();
+	assert!(matches!(failed.status, PaymentStatus::Failed { .. }), "{failed:?}");
+	let forwards = common::wait_forwards(&trampoline, 2).await;
+	let [_, refused] = &forwards[..] else { panic!("two forwards: {forwards:?}") };
+	assert_eq!(refused.kind, ForwardKind::Channel);
+	assert_eq!((refused.in_msat, refused.out_msat, refused.fee_msat), (None, None, None));
+	assert!(matches!(refused.outcome, ForwardOutcome::Failed { .. }), "{refused:?}");
+	assert_eq!(refused.incoming_channel_ids, forward.incoming_channel_ids);
+	assert_eq!(refused.outgoing_channel_id, forward.outgoing_channel_id);
+	assert_eq!(refused.next_node, forward.next_node);
+	assert_eq!(refused.index, forward.index + 1);
+
+	let trampoline = net.restart(&trampoline).await.expect("restart");
+	let page = trampoline.list_forwards(None, 10);
+	assert_eq!(page.forwards, forwards, "the records survive the restart");
+	assert_eq!(page.next_index_offset, None);
+	assert!(trampoline.list_forwards(Some(refused.index), 10).forwards.is_empty());
 }
 
 /// Sends a hand-made trampoline payment from W and waits until it failed.

@@ -290,6 +290,18 @@ enum CtlCommand {
 	/// (channels), amount and outcome (failing channel or node, a
 	/// trampoline's failure code), and the HTLCs still in flight.
 	ListPartialPayments,
+	/// List forwards, oldest first, a page at a time: plain channel
+	/// forwards and relayed trampoline payments (in and out amounts, fee
+	/// earned, dialect, duration, outcome). Pass the answer's
+	/// `next_index_offset` as `--index-offset` for the next page.
+	ListForwards {
+		/// Start after the record of this index [default: the oldest kept].
+		#[arg(long, value_name = "N")]
+		index_offset: Option<u64>,
+		/// At most this many records [default: 100, at most 1000].
+		#[arg(long, value_name = "N")]
+		limit: Option<u32>,
+	},
 	/// List the static invoices served for async recipients (recipient,
 	/// slot, size, expiry) and the server's counters.
 	ListStaticInvoices,
@@ -583,6 +595,10 @@ async fn ctl_main(client: ControlClient, command: CtlCommand) -> Result<(), AppE
 		CtlCommand::ListPayments => print_json(&client.list_payments().await?),
 		CtlCommand::ListPartialInvoices => print_json(&client.list_partial_invoices().await?),
 		CtlCommand::ListPartialPayments => print_json(&client.list_partial_payments().await?),
+		CtlCommand::ListForwards { index_offset, limit } => {
+			let request = control::ListForwardsRequest { index_offset, limit };
+			print_json(&client.list_forwards(&request).await?)
+		},
 		CtlCommand::TrampolineStats => print_json(&client.trampoline_stats().await?),
 		CtlCommand::TrampolineBuckets => print_json(&client.trampoline_buckets().await?),
 		CtlCommand::ListHeld => print_json(&client.list_held().await?),

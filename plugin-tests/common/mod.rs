@@ -222,3 +222,21 @@ pub fn relayed(node: &Node, hash: PaymentHash) -> Vec<BucketStage> {
 	let core = node.trampoline().expect("relay on").core();
 	core.buckets().into_iter().filter(|b| b.payment_hash == hash).map(|b| b.state).collect()
 }
+
+/// Waits (within [`DEADLINE`]) until `node`'s forwarding history holds at
+/// least `count` records, and returns its first page.
+pub async fn wait_forwards(node: &Node, count: usize) -> Vec<ldk_trampoline::node::ForwardRecord> {
+	let deadline = tokio::time::Instant::now() + DEADLINE;
+	loop {
+		let page = node.list_forwards(None, 1_000);
+		if page.forwards.len() >= count {
+			return page.forwards;
+		}
+		assert!(
+			tokio::time::Instant::now() < deadline,
+			"{} forwards recorded, expected {count}: {page:?}",
+			page.forwards.len()
+		);
+		tokio::time::sleep(Duration::from_millis(50)).await;
+	}
+}

@@ -50,6 +50,7 @@ pub const READ_ONLY_PATHS: &[&str] = &[
 	paths::LIST_HELD,
 	paths::LIST_PARTIAL_INVOICES,
 	paths::LIST_PARTIAL_PAYMENTS,
+	paths::LIST_FORWARDS,
 	paths::TRAMPOLINE_BUCKETS,
 	paths::METRICS,
 	paths::EVENTS,

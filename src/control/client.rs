@@ -336,6 +336,14 @@ impl ControlClient {
 		self.call_empty(paths::LIST_HELD).await
 	}
 
+	/// `list-forwards`: one page of the forwarding history, oldest first
+	/// (pass the answer's `next_index_offset` as `index_offset` for the next).
+	pub async fn list_forwards(
+		&self, request: &super::ListForwardsRequest,
+	) -> Result<super::ListForwardsResponse, ClientError> {
+		self.call(paths::LIST_FORWARDS, request, REQUEST_TIMEOUT).await
+	}
+
 	/// `list-static-invoices`: the static invoices this node serves.
 	pub async fn list_static_invoices(
 		&self,

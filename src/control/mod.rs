@@ -27,7 +27,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::node::{Balances, ChannelInfo, PaymentRecord};
+pub use crate::node::{Balances, ChannelInfo, ForwardRecord, PaymentRecord};
 
 /// Where the control interface listens unless configured otherwise: `127.0.0.1:9736`.
 pub const DEFAULT_CONTROL_LISTEN: SocketAddr =
@@ -82,6 +82,9 @@ pub mod paths {
 	pub const TRAMPOLINE_STATS: &str = "/v1/trampoline-stats";
 	/// [`ListHeldResponse`](super::ListHeldResponse) for an empty request.
 	pub const LIST_HELD: &str = "/v1/list-held";
+	/// [`ListForwardsRequest`](super::ListForwardsRequest) →
+	/// [`ListForwardsResponse`](super::ListForwardsResponse).
+	pub const LIST_FORWARDS: &str = "/v1/list-forwards";
 	/// [`TrampolineBucketsResponse`](super::TrampolineBucketsResponse) for an
 	/// empty request.
 	pub const TRAMPOLINE_BUCKETS: &str = "/v1/trampoline-buckets";
@@ -357,6 +360,42 @@ pub struct PayRequest {
 pub struct ListPaymentsResponse {
 	/// Every payment, oldest first.
 	pub payments: Vec<PaymentRecord>,
+}
+
+/// What `list-forwards` asks: one page of the forwarding history, oldest
+/// first, as LND's `fwdinghistory` pages (`index_offset`, `num_max_events`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListForwardsRequest {
+	/// Start just after the record of this index (the previous page's
+	/// `next_index_offset`); from the oldest kept if not given or 0.
+	#[serde(default, skip_serializing_if = "Option::is_none")]
+	pub index_offset: Option<u64>,
+	/// The most records to answer: [`crate::node::forwards::DEFAULT_FORWARDS_PAGE`]
+	/// if not given or 0, at most [`crate::node::forwards::MAX_FORWARDS_PAGE`].
+	#[serde(default, skip_serializing_if = "Option::is_none")]
+	pub limit: Option<u32>,
+}
+
+/// What `list-forwards` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListForwardsResponse {
+	/// The records after `index_offset`, oldest first: plain channel
+	/// forwards (`kind: "channel"`) and relayed trampoline payments
+	/// (`kind: "trampoline"`, with the payer's `dialect`), each with its
+	/// `index`, `in_msat`, `out_msat`, `fee_msat`, channels, `next_node`,
+	/// `started_at_ms`, `settled_at_ms`, `duration_ms` and `outcome`
+	/// (`{"state": "succeeded"}` or `{"state": "failed", "reason": "..."}`).
+	pub forwards: Vec<ForwardRecord>,
+	/// The `index_offset` that asks for the next page; `null` when this page
+	/// holds the newest record.
+	pub next_index_offset: Option<u64>,
+}
+
+impl From<crate::node::ForwardPage> for ListForwardsResponse {
+	fn from(page: crate::node::ForwardPage) -> Self {
+		Self { forwards: page.forwards, next_index_offset: page.next_index_offset }
+	}
 }
 
 /// What `list-static-invoices` answers.

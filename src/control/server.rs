@@ -127,6 +127,7 @@ fn routes(node: Arc<Node>, shutdown: watch::Sender<bool>) -> Router {
 		.route(paths::LIST_HELD, post(list_held))
 		.route(paths::LIST_PARTIAL_INVOICES, post(list_partial_invoices))
 		.route(paths::LIST_PARTIAL_PAYMENTS, post(list_partial_payments))
+		.route(paths::LIST_FORWARDS, post(list_forwards))
 		.route(paths::TRAMPOLINE_BUCKETS, post(trampoline_buckets))
 		.route(paths::METRICS, axum::routing::get(metrics))
 		.route(paths::EVENTS, axum::routing::get(events))
@@ -497,6 +498,12 @@ async fn list_partial_payments(
 	parse::<EmptyRequest>(&body)?;
 	let partial_payments = listing(&ctx, Node::list_partial_payments).await?;
 	Ok(Json(super::ListPartialPaymentsResponse { partial_payments }))
+}
+
+async fn list_forwards(State(ctx): Ctx, body: Bytes) -> ApiResult<super::ListForwardsResponse> {
+	let request = parse::<super::ListForwardsRequest>(&body)?;
+	let limit = request.limit.map_or(0, |l| usize::try_from(l).unwrap_or(usize::MAX));
+	Ok(Json(ctx.node.list_forwards(request.index_offset, limit).into()))
 }
 
 async fn metrics(State(ctx): Ctx) -> Result<Response, ApiError> {

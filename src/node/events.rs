@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bitcoin::secp256k1::PublicKey;
 use bitcoin::Amount;
-use lightning::events::{Event, PaymentPurpose, ReplayEvent};
+use lightning::events::{Event, HTLCHandlingFailureType, PaymentPurpose, ReplayEvent};
 use lightning::ln::channelmanager::PaymentId;
 use lightning::ln::types::ChannelId;
 use lightning::types::payment::PaymentHash;
@@ -14,6 +14,7 @@ use lightning::{log_error, log_info};
 use tokio::sync::broadcast;
 
 use super::chain::FeeEstimator;
+use super::forwards::{ForwardKind, ForwardOutcome, ForwardStore, NewForward};
 use super::logger::NodeLogger;
 use super::payments::{PaymentStatus, PaymentStore};
 use super::types::{
@@ -120,6 +121,7 @@ pub(super) struct EventHandler {
 	pub(super) sweeper: Arc<Sweeper>,
 	pub(super) peer_manager: Arc<PeerManager>,
 	pub(super) payments: Arc<PaymentStore>,
+	pub(super) forwards: Arc<ForwardStore>,
 	pub(super) trampoline: Option<Arc<TrampolineRelay>>,
 	pub(super) trampoline_sender: Arc<SenderState>,
 	pub(super) trampoline_retries: Arc<TrampolineRetries>,
@@ -149,6 +151,14 @@ impl EventHandler {
 		if let Some(wake) = &self.wake {
 			let kind = super::wake::WakeKind::OnionMessageIncoming;
 			wake.wake(kind, &peer.to_string(), &self.runtime, &self.logger);
+		}
+	}
+
+	/// Adds a plain forward to the history (written before it is listed; a
+	/// failed write is logged: the history is informational).
+	fn record_forward(&self, forward: NewForward) {
+		if let Err(e) = self.forwards.record(forward) {
+			log_error!(self.logger, "Cannot record a forward: {e}");
 		}
 	}
 
@@ -309,15 +319,56 @@ impl EventHandler {
 				self.fail_payment(payment_id, reason);
 			},
 			Event::PaymentForwarded {
+				prev_channel_id,
+				next_channel_id,
+				next_node_id,
 				total_fee_earned_msat,
 				outbound_amount_forwarded_msat,
 				..
 			} => {
+				// What came in is what went out plus our fee (LDK's own terms).
+				let in_msat = outbound_amount_forwarded_msat
+					.zip(total_fee_earned_msat)
+					.and_then(|(out, fee)| out.checked_add(fee));
+				self.record_forward(NewForward {
+					kind: ForwardKind::Channel,
+					payment_hash: None,
+					in_msat,
+					out_msat: outbound_amount_forwarded_msat,
+					incoming_channel_ids: prev_channel_id.iter().map(|c| c.to_string()).collect(),
+					outgoing_channel_id: next_channel_id.map(|c| c.to_string()),
+					next_node: next_node_id.map(|n| n.to_string()),
+					dialect: None,
+					started_at_ms: None,
+					outcome: ForwardOutcome::Succeeded,
+				});
 				self.publish(NodeEvent::PaymentForwarded {
 					fee_msat: total_fee_earned_msat.unwrap_or(0),
 					outbound_msat: outbound_amount_forwarded_msat.unwrap_or(0),
 				});
 			},
+			Event::HTLCHandlingFailed {
+				prev_channel_id,
+				failure_type: HTLCHandlingFailureType::Forward { node_id, channel_id },
+				failure_reason,
+			} => {
+				let reason = failure_reason
+					.map(|r| format!("{r:?}"))
+					.unwrap_or_else(|| "unknown (LDK gave no reason)".into());
+				self.record_forward(NewForward {
+					kind: ForwardKind::Channel,
+					payment_hash: None,
+					in_msat: None,
+					out_msat: None,
+					incoming_channel_ids: vec![prev_channel_id.to_string()],
+					outgoing_channel_id: Some(channel_id.to_string()),
+					next_node: node_id.map(|n| n.to_string()),
+					dialect: None,
+					started_at_ms: None,
+					outcome: ForwardOutcome::Failed { reason },
+				});
+			},
+			Event::HTLCHandlingFailed { .. } => {},
 			Event::ChannelPending { channel_id, user_channel_id, counterparty_node_id, .. } => {
 				self.publish(NodeEvent::ChannelPending {
 					channel_id,
@@ -389,7 +440,6 @@ impl EventHandler {
 			| Event::PaymentPathFailed { .. }
 			| Event::ProbeSuccessful { .. }
 			| Event::ProbeFailed { .. }
-			| Event::HTLCHandlingFailed { .. }
 			| Event::DiscardFunding { .. }
 			| Event::FundingTxBroadcastSafe { .. } => {},
 			other => log_info!(self.logger, "Unhandled event: {other:?}"),

@@ -7,6 +7,7 @@
 
 mod chain;
 mod events;
+pub mod forwards;
 mod logger;
 mod outgoing;
 mod partial;
@@ -36,6 +37,7 @@ use tokio::task::JoinHandle;
 
 pub use chain::{BitcoindRpcConfig, ChainError, RpcAuth};
 pub use events::NodeEvent;
+pub use forwards::{ForwardKind, ForwardOutcome, ForwardPage, ForwardRecord};
 pub use outgoing::{OutgoingPart, PartState, PartialPayment};
 pub use partial::{format_scid, PartialInvoice, PartialPart};
 pub(crate) use payments::offer_amount_msat;
@@ -43,6 +45,7 @@ pub use payments::{PaymentDirection, PaymentRecord, PaymentStatus};
 pub use wallet::{OnchainBalance, WalletError};
 
 use self::chain::FeeEstimator;
+use self::forwards::ForwardStore;
 use self::payments::PaymentStore;
 use self::peers::PeerStore;
 use self::types::{
@@ -100,6 +103,9 @@ pub struct NodeConfig {
 	/// `release_held_htlc` arrives (the sender's LSP of BOLTs PR 1149), within
 	/// this policy; `None` (the default): the feature is not advertised.
 	pub htlc_hold: Option<HtlcHoldPolicy>,
+	/// How many forwarding records to keep (the newest; at least one):
+	/// [`forwards::MAX_FORWARDS`] by default.
+	pub max_forwards: usize,
 }
 
 impl NodeConfig {
@@ -120,6 +126,7 @@ impl NodeConfig {
 			wake_webhook: None,
 			wake_webhook_ca_cert: None,
 			htlc_hold: None,
+			max_forwards: forwards::MAX_FORWARDS,
 		}
 	}
 }
@@ -240,6 +247,7 @@ pub struct Node {
 	wallet: Arc<OnchainWallet>,
 	fee_estimator: Arc<FeeEstimator>,
 	payments: Arc<PaymentStore>,
+	forwards: Arc<ForwardStore>,
 	peers: Arc<PeerStore>,
 	trampoline: Option<Arc<TrampolineRelay>>,
 	trampoline_sender: Arc<crate::sender::SenderState>,
@@ -288,6 +296,16 @@ impl Node {
 	/// The LDK onion messenger, for what this API does not cover.
 	pub fn onion_messenger(&self) -> &Arc<OnionMessenger> {
 		&self.onion_messenger
+	}
+
+	/// The forwarding history after `index_offset` (from the oldest kept
+	/// when `None` or 0), oldest first, at most `limit` records
+	/// ([`forwards::DEFAULT_FORWARDS_PAGE`] when 0, at most
+	/// [`forwards::MAX_FORWARDS_PAGE`]): plain channel forwards and relayed
+	/// trampoline payments, succeeded and failed, as LND's `fwdinghistory`
+	/// pages them. Pass the page's `next_index_offset` for the next one.
+	pub fn list_forwards(&self, index_offset: Option<u64>, limit: usize) -> ForwardPage {
+		self.forwards.list(index_offset, limit)
 	}
 
 	/// The trampoline relay, when [`NodeConfig::trampoline`] is set.

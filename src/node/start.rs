@@ -40,6 +40,7 @@ use tokio::sync::{broadcast, watch};
 
 use super::chain::{BitcoindClient, FeeEstimator};
 use super::events::EventHandler;
+use super::forwards::ForwardStore;
 use super::logger::NodeLogger;
 use super::payments::PaymentStore;
 use super::peers::PeerStore;
@@ -563,6 +564,18 @@ impl Node {
 		let listen_addr = listener.local_addr().map_err(|e| NodeError::Config(e.to_string()))?;
 
 		let payments = Arc::new(PaymentStore::load(Arc::clone(&store))?);
+		let forwards = Arc::new(
+			ForwardStore::load(
+				Arc::clone(&store) as Arc<dyn KVStoreSync + Send + Sync>,
+				config.max_forwards,
+				Arc::clone(&logger) as Arc<dyn lightning::util::logger::Logger + Send + Sync>,
+			)
+			.map_err(|e| NodeError::StoredState { what: "forwards", reason: e.to_string() })?,
+		);
+		if let Some(relay) = &plugin.relay {
+			// Before any event: the relay tells the history of every bucket it settles.
+			relay.set_observer(Arc::clone(&forwards) as Arc<dyn crate::relay::SettleObserver>);
+		}
 		let peers = Arc::new(PeerStore::load(Arc::clone(&store))?);
 		let (events, _) = broadcast::channel(1024);
 		let trampoline_retries = Arc::new(crate::sender::TrampolineRetries::default());
@@ -575,6 +588,7 @@ impl Node {
 			sweeper: Arc::clone(&sweeper),
 			peer_manager: Arc::clone(&peer_manager),
 			payments: Arc::clone(&payments),
+			forwards: Arc::clone(&forwards),
 			trampoline: plugin.relay.clone(),
 			trampoline_sender: Arc::clone(&plugin.sender),
 			trampoline_retries: Arc::clone(&trampoline_retries),
@@ -614,6 +628,7 @@ impl Node {
 			wallet: Arc::clone(&wallet),
 			fee_estimator: Arc::clone(&fee_estimator),
 			payments,
+			forwards,
 			peers,
 			trampoline: plugin.relay,
 			trampoline_sender: plugin.sender,

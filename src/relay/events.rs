@@ -17,6 +17,7 @@ use lightning::ln::channelmanager::{
 	AChannelManager, FailureCode, PaymentId, RecentPaymentDetails, RecipientOnionFields, Retry,
 	RetryableSendFailure,
 };
+use lightning::ln::types::ChannelId;
 use lightning::routing::router::{PaymentParameters, RouteParameters};
 use lightning::types::features::{Bolt11InvoiceFeatures, Bolt12InvoiceFeatures};
 use lightning::types::payment::{PaymentHash, PaymentPreimage, PaymentSecret};
@@ -24,8 +25,8 @@ use lightning::{log_error, log_info};
 
 use super::dialect::{self, wire_failure, Dialect, FailReason};
 use super::rules::{self, InnerFacts, RelayDecision, RelayInputs, RelayPlan};
-use super::store::{BucketId, BucketRecord, BucketState};
-use super::{now_secs, TrampolineRelay, BUCKET_TLV_TYPE};
+use super::store::{parse_htlc_key, BucketId, BucketRecord, BucketState};
+use super::{now_secs, SettledBucket, TrampolineRelay, BUCKET_TLV_TYPE};
 use crate::onion::{
 	legacy_route_hints_to_ldk, PaymentBlindedPath, TrampolineHop, TrampolinePayload,
 };
@@ -133,7 +134,13 @@ where
 				}
 				self.on_claimable(&id, bucket, *amount_msat, *claim_deadline)
 			},
-			Event::PaymentSent { payment_id: Some(payment_id), payment_preimage, .. } => {
+			Event::PaymentSent {
+				payment_id: Some(payment_id),
+				payment_preimage,
+				amount_msat,
+				fee_paid_msat,
+				..
+			} => {
 				let Some((id, bucket)) = self.core.store.bucket_by_payment(&payment_id.0) else {
 					return HookOutcome::NotOurs;
 				};
@@ -152,6 +159,12 @@ where
 				});
 				if stored.is_err() {
 					return HookOutcome::Replay;
+				}
+				if !bucket.state.is_settled() {
+					// Not a replay of an outcome already told.
+					let out_msat =
+						amount_msat.and_then(|a| a.checked_add(fee_paid_msat.unwrap_or(0)));
+					self.notify_settled(|| self.settled_bucket(&id, &bucket, out_msat, None));
 				}
 				HookOutcome::Handled
 			},
@@ -624,6 +637,39 @@ where
 		}
 	}
 
+	/// What the observer is told of bucket `id`, settled with `out_msat`
+	/// sent onwards (relayed) or failed back for `failure`.
+	fn settled_bucket(
+		&self, id: &BucketId, bucket: &BucketRecord, out_msat: Option<u64>,
+		failure: Option<FailReason>,
+	) -> SettledBucket {
+		let htlcs = self.core.store.htlcs_of(id);
+		let in_msat = htlcs
+			.iter()
+			.try_fold(0u64, |sum, (_, h)| sum.checked_add(h.amount_msat))
+			.filter(|sum| *sum > 0)
+			.unwrap_or(bucket.outer_total_msat);
+		let mut incoming_channels: Vec<ChannelId> =
+			htlcs.iter().filter_map(|(key, _)| parse_htlc_key(key).map(|(c, _)| c)).collect();
+		incoming_channels.sort();
+		incoming_channels.dedup();
+		let started_secs =
+			htlcs.iter().map(|(_, h)| h.recorded_secs).filter(|secs| *secs > 0).min();
+		let next_node = TrampolinePayload::decode(&bucket.trampoline_payload)
+			.ok()
+			.and_then(|payload| payload.hop.next_node_id());
+		SettledBucket {
+			payment_hash: PaymentHash(bucket.payment_hash),
+			dialect: bucket.dialect,
+			in_msat,
+			out_msat,
+			incoming_channels,
+			next_node,
+			started_secs,
+			failure,
+		}
+	}
+
 	/// Records `reason` for the bucket, then fails its HTLCs back; the
 	/// handler puts [`wire_failure`] of it in the payer's dialect on the wire.
 	fn fail_bucket(&self, id: &BucketId, bucket: &BucketRecord, reason: FailReason) -> HookOutcome {
@@ -637,6 +683,7 @@ where
 	) -> HookOutcome {
 		// The spec answer too, for versions that read only that.
 		let failure = wire_failure(&reason, Dialect::Spec, &self.core.policy).encode();
+		let told = reason.clone();
 		let reason = Some(reason);
 		if self
 			.core
@@ -645,6 +692,9 @@ where
 			.is_err()
 		{
 			return HookOutcome::Replay;
+		}
+		if !bucket.state.is_settled() {
+			self.notify_settled(|| self.settled_bucket(id, bucket, None, Some(told)));
 		}
 		if bucket.superseded {
 			// Its HTLCs are resolved and the hash's claimable set is another

@@ -21,7 +21,7 @@ mod tests;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ops::Deref;
 use std::sync::atomic::AtomicU32;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use lightning::ln::channel_state::ChannelDetails;
 use lightning::ln::types::ChannelId;
@@ -718,6 +718,7 @@ where
 				cm: channel_manager,
 				core,
 				sender: Arc::clone(&sender),
+				observer: OnceLock::new(),
 			})),
 			sender,
 		})
@@ -733,6 +734,7 @@ where
 	cm: CM,
 	core: Arc<RelayCore>,
 	sender: Arc<SenderState>,
+	observer: OnceLock<Arc<dyn SettleObserver>>,
 }
 
 impl<CM: Deref> TrampolineRelay<CM>
@@ -743,4 +745,52 @@ where
 	pub fn core(&self) -> &Arc<RelayCore> {
 		&self.core
 	}
+
+	/// Tells `observer` of every bucket the relay settles from now on (set
+	/// it before the node starts handling events). One observer per relay:
+	/// `false` (and `observer` dropped) if one is set already.
+	pub fn set_observer(&self, observer: Arc<dyn SettleObserver>) -> bool {
+		self.observer.set(observer).is_ok()
+	}
+
+	/// Tells the observer, if any, of a bucket just settled (built only if
+	/// there is one).
+	pub(crate) fn notify_settled(&self, settled: impl FnOnce() -> SettledBucket) {
+		if let Some(observer) = self.observer.get() {
+			observer.bucket_settled(&settled());
+		}
+	}
+}
+
+/// A bucket the relay just settled (once per bucket, when its claim or
+/// failure is recorded), as told to a [`SettleObserver`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettledBucket {
+	/// The payment hash.
+	pub payment_hash: PaymentHash,
+	/// The dialect its payer spoke.
+	pub dialect: Dialect,
+	/// What its incoming HTLCs brought in, msat (the outer total the payer
+	/// announced when no HTLC amount is known).
+	pub in_msat: u64,
+	/// What left our channels for the next node, its routing fees
+	/// included, msat: known for a relayed bucket only.
+	pub out_msat: Option<u64>,
+	/// The channels its incoming HTLCs came in on.
+	pub incoming_channels: Vec<ChannelId>,
+	/// The next node of its trampoline payload, if it names one.
+	pub next_node: Option<PublicKey>,
+	/// When its first HTLC was recorded, seconds since the Unix epoch.
+	pub started_secs: Option<u64>,
+	/// `None`: relayed (the outgoing payment succeeded, the incoming HTLCs
+	/// are claimed); else why it was failed back.
+	pub failure: Option<FailReason>,
+}
+
+/// Learns of the buckets a [`TrampolineRelay`] settles (a node's forwarding
+/// history, say). Called on the event handler's thread, after the relay
+/// recorded the outcome: it must not call back into the relay's events.
+pub trait SettleObserver: Send + Sync {
+	/// `bucket` was relayed or failed back.
+	fn bucket_settled(&self, bucket: &SettledBucket);
 }
