@@ -16,6 +16,7 @@ use common::{hash_of, relayed, tick_until_failed};
 mod hostile_payer;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bitcoin::hashes::{sha256, Hash};
 use hostile_payer::{outcome, wait_until, HostilePayer, Outcome, OuterLie, RawPeer};
@@ -234,7 +235,7 @@ async fn claimable_naming_another_bucket_is_failed(n: &mut Network) {
 	let lie = n.lie(&onion, secret, onion.first_amount_msat);
 	let (half_id, half_events) = n.payer.send(hash, half, onion.first_cltv_delta, lie);
 	wait_bucket(&n.trampoline, hash, BucketStage::Receiving).await;
-	assert_partial_set_of_one_half(n, hash, onion.first_amount_msat, half);
+	assert_partial_set_of_one_half(n, hash, onion.first_amount_msat, half).await;
 	let named = vec![(BUCKET_TLV_TYPE, bucket_id(&hash, &secret).to_vec())];
 
 	let (id, events) =
@@ -263,13 +264,22 @@ async fn claimable_naming_another_bucket_is_failed(n: &mut Network) {
 	n.settled(before, before).await;
 }
 
-/// T's listing of partial payments shows the bucket's one part: the
-/// payer's channel, `half` of the `total_msat` its onion announced, a CLTV
-/// ahead of the chain, and when it arrived.
-fn assert_partial_set_of_one_half(n: &Network, hash: PaymentHash, total_msat: u64, half: u64) {
-	let listed = n.trampoline.list_partial_invoices();
-	let set = listed.iter().find(|p| p.payment_hash == hash.to_string());
-	let set = set.unwrap_or_else(|| panic!("the incomplete bucket is not listed: {listed:?}"));
+/// T's listing of partial payments shows the bucket's one part (once LDK
+/// committed its HTLC: the bucket is recorded at the add): the payer's
+/// channel, `half` of the `total_msat` its onion announced, a CLTV ahead of
+/// the chain, and when it arrived.
+async fn assert_partial_set_of_one_half(
+	n: &Network, hash: PaymentHash, total_msat: u64, half: u64,
+) {
+	let deadline = tokio::time::Instant::now() + DEADLINE;
+	let set = loop {
+		let listed = n.trampoline.list_partial_invoices();
+		if let Some(set) = listed.into_iter().find(|p| p.payment_hash == hash.to_string()) {
+			break set;
+		}
+		assert!(tokio::time::Instant::now() < deadline, "the incomplete bucket is never listed");
+		tokio::time::sleep(Duration::from_millis(50)).await;
+	};
 	assert_eq!(set.kind, "trampoline");
 	assert_eq!((set.total_msat, set.received_msat), (Some(total_msat), half), "{set:?}");
 	assert_eq!(set.parts.len(), 1, "{set:?}");
