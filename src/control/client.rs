@@ -381,6 +381,10 @@ impl ControlClient {
 	}
 }
 
+/// How long [`EventStream::next`] waits for anything (three of the node's
+/// keep-alive intervals).
+pub const EVENT_STREAM_SILENCE: Duration = Duration::from_secs(45);
+
 /// The node's events as [`ControlClient::events`] receives them.
 #[derive(Debug)]
 pub struct EventStream {
@@ -398,10 +402,21 @@ impl EventStream {
 			if let Some(record) = self.ready.pop_front() {
 				return Ok(Some(record));
 			}
-			let chunk = self.response.chunk().await.map_err(|e| ClientError::Decode {
-				url: self.url.clone(),
-				reason: format!("the stream broke: {}", with_causes(&e)),
-			})?;
+			// The node sends a keep-alive every 15 s: silence for longer
+			// means it is gone (a half-open connection never ends by itself).
+			let chunk = tokio::time::timeout(EVENT_STREAM_SILENCE, self.response.chunk())
+				.await
+				.map_err(|_| ClientError::Unreachable {
+					url: self.url.clone(),
+					reason: format!(
+						"no event and no keep-alive for {}s",
+						EVENT_STREAM_SILENCE.as_secs()
+					),
+				})?
+				.map_err(|e| ClientError::Decode {
+					url: self.url.clone(),
+					reason: format!("the stream broke: {}", with_causes(&e)),
+				})?;
 			let Some(chunk) = chunk else { return Ok(None) };
 			let records = self.parser.push(&chunk).map_err(|e| ClientError::Decode {
 				url: self.url.clone(),
