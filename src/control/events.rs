@@ -12,6 +12,7 @@
 //! [`EventRecord`] is both the server's JSON and what the client parses back
 //! ([`SseParser`]), so the two cannot drift apart.
 
+use hex::DisplayHex;
 use serde::{Deserialize, Serialize};
 
 use crate::htlc_hold::{HeldHtlcSummary, HoldEvent};
@@ -134,7 +135,6 @@ impl EventRecord {
 
 impl From<&NodeEvent> for EventRecord {
 	fn from(event: &NodeEvent) -> Self {
-		let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
 		match event {
 			NodeEvent::ChannelPending { channel_id, counterparty, .. } => Self::ChannelPending {
 				channel_id: channel_id.to_string(),
@@ -152,18 +152,19 @@ impl From<&NodeEvent> for EventRecord {
 				amount_msat: *amount_msat,
 			},
 			NodeEvent::PaymentSent { payment_id, payment_hash, fee_msat } => Self::PaymentSent {
-				payment_id: hex(&payment_id.0),
+				payment_id: payment_id.0.to_lower_hex_string(),
 				payment_hash: payment_hash.to_string(),
 				fee_msat: *fee_msat,
 			},
-			NodeEvent::PaymentFailed { payment_id, reason } => {
-				Self::PaymentFailed { payment_id: hex(&payment_id.0), reason: reason.clone() }
+			NodeEvent::PaymentFailed { payment_id, reason } => Self::PaymentFailed {
+				payment_id: payment_id.0.to_lower_hex_string(),
+				reason: reason.clone(),
 			},
 			NodeEvent::PaymentForwarded { fee_msat, outbound_msat } => {
 				Self::PaymentForwarded { fee_msat: *fee_msat, outbound_msat: *outbound_msat }
 			},
 			NodeEvent::InvoiceReceived { request, .. } => {
-				Self::InvoiceReceived { request: hex(&request.0) }
+				Self::InvoiceReceived { request: request.0.to_lower_hex_string() }
 			},
 			NodeEvent::PaymentHeld { held } => Self::PaymentHeld { held: held.clone() },
 			NodeEvent::HtlcHold { event } => {

@@ -17,6 +17,8 @@ use bitcoin::secp256k1::PublicKey;
 use lightning::ln::channel_state::ChannelDetails;
 use lightning::ln::types::ChannelId;
 
+use crate::relay::now_ms;
+
 /// How many inbound HTLCs the tracker remembers (LDK accepts at most 483
 /// per channel).
 pub const MAX_ARRIVALS: usize = 100_000;
@@ -137,13 +139,6 @@ impl HtlcArrivals {
 	pub fn is_empty(&self) -> bool {
 		self.len() == 0
 	}
-}
-
-/// Now, ms since the Unix epoch (0 before it).
-pub(crate) fn now_ms() -> u64 {
-	std::time::SystemTime::now()
-		.duration_since(std::time::UNIX_EPOCH)
-		.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

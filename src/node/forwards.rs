@@ -10,9 +10,9 @@
 //! that does not read at start is logged and skipped. Pagination follows
 //! LND's `fwdinghistory`: oldest first, from just after `index_offset`.
 
+use crate::relay::now_ms;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use lightning::util::logger::Logger;
 use lightning::util::persist::KVStoreSync;
@@ -217,13 +217,6 @@ pub struct ForwardStore {
 
 fn key(index: u64) -> String {
 	format!("{index:020}")
-}
-
-fn now_ms() -> u64 {
-	SystemTime::now()
-		.duration_since(UNIX_EPOCH)
-		.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-		.unwrap_or_default()
 }
 
 impl ForwardStore {

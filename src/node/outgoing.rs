@@ -11,6 +11,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
+use hex::DisplayHex;
 use lightning::events::{Event, PathFailure};
 use lightning::ln::channel_state::{ChannelDetails, OutboundHTLCStateDetails};
 use lightning::ln::channelmanager::{PaymentId, RecentPaymentDetails};
@@ -20,8 +21,8 @@ use lightning::types::payment::PaymentHash;
 use serde::{Deserialize, Serialize};
 
 use super::partial::format_scid;
-use crate::handler::arrivals::now_ms;
 use crate::onion::{FailingHop, TrampolineFailure};
+use crate::relay::now_ms;
 
 /// How many payments [`OutgoingParts`] remembers the parts of.
 pub const MAX_PAYMENTS: usize = 1_000;
@@ -218,7 +219,7 @@ impl OutgoingParts {
 					}
 				}
 				PartialPayment {
-					payment_id: hex(&id.0),
+					payment_id: id.0.to_lower_hex_string(),
 					payment_hash: hash.map(|h| h.to_string()),
 					state: state.into(),
 					parts,
@@ -262,8 +263,4 @@ fn in_flight(channels: &[ChannelDetails], hash: PaymentHash, now: u64) -> Vec<Ou
 			at_ms: now,
 		})
 		.collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-	bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bitcoin::hashes::Hash;
 use lightning::ln::channelmanager::{
@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::events::NodeEvent;
 use super::types::Store;
 use super::{Node, NodeError};
+use crate::relay::now_ms;
 use crate::sender::{TrampolineBudget, TrampolineInvoice, TrampolineRouteHop};
 
 const PAYMENTS_NAMESPACE: &str = "payments";
@@ -133,7 +134,7 @@ impl PaymentStore {
 			status: PaymentStatus::Pending,
 			preimage: None,
 			kind: kind.to_string(),
-			created_at_ms: unix_now_ms(),
+			created_at_ms: now_ms(),
 		};
 		self.persist(&record);
 		self.lock().insert(record.id.clone(), record);
@@ -152,7 +153,7 @@ impl PaymentStore {
 			status: PaymentStatus::Succeeded,
 			preimage: preimage.map(|p| p.to_string()),
 			kind: if is_offer { "bolt12" } else { "bolt11" }.to_string(),
-			created_at_ms: unix_now_ms(),
+			created_at_ms: now_ms(),
 		};
 		self.persist(&record);
 		self.lock().insert(record.id.clone(), record);
@@ -185,10 +186,6 @@ fn currency(network: bitcoin::Network) -> Currency {
 		bitcoin::Network::Signet => Currency::Signet,
 		bitcoin::Network::Regtest => Currency::Regtest,
 	}
-}
-
-fn unix_now_ms() -> u64 {
-	SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
 }
 
 /// How long LDK keeps retrying a payment over other routes.

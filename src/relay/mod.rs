@@ -84,6 +84,13 @@ pub(crate) fn now_secs() -> u64 {
 	std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// Now, ms since the Unix epoch (0 before it).
+pub(crate) fn now_ms() -> u64 {
+	std::time::SystemTime::now()
+		.duration_since(std::time::UNIX_EPOCH)
+		.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// What the relay still shows of pruned buckets: the latest ones, and
 /// running totals.
 #[derive(Default)]
