@@ -3,6 +3,9 @@
 //! trampoline node T, knowing only its channel to T.
 
 mod common;
+/// The hand-composed LDK node of `examples/relay_node`.
+#[path = "../examples/relay_node/node.rs"]
+mod relay_node;
 
 use common::{hash_of, relayed, tick_until_failed};
 
@@ -1569,4 +1572,75 @@ async fn payment_sent_right_after_the_trampoline_restarts_succeeds() {
 	assert_eq!(received, AMOUNT_MSAT);
 	wait_lightning_balance(&wallet, w_before - (AMOUNT_MSAT + fee_msat) / 1000).await;
 	wait_lightning_balance(&trampoline, t_before + fee_msat / 1000).await;
+}
+
+/// "An existing node": `examples/relay_node` composes LDK's parts by hand
+/// (no `ldk_trampoline::node::Node`) and enables the plugin through
+/// `Plugin::builder`. W pays R's invoice through it; then an offer of too
+/// low a fee is refused with NODE|26 (the relay's checks are on, not a
+/// plain pass-through), and the node's balances moved by exactly the fee.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hand_composed_ldk_node_relays_through_the_plugin_builder() {
+	let mut net = RegtestNetwork::start().expect("regtest");
+	let wallet = net.add_node("wallet").await.expect("wallet");
+	let recipient = net.add_node("recipient").await.expect("recipient");
+	let rpc = net.bitcoind().rpc_config();
+	let ldk_trampoline::node::RpcAuth::UserPass { user, password } = rpc.auth else {
+		panic!("the harness's bitcoind takes a user and password");
+	};
+	let policy = TrampolinePolicy::default();
+	let relay = relay_node::start(relay_node::RelayNodeConfig {
+		data_dir: net.dir().join("relay_node"),
+		bitcoind: (format!("{}:{}", rpc.host, rpc.port).parse().expect("address"), user, password),
+		listen: "127.0.0.1:0".parse().expect("address"),
+		trampoline: policy,
+	})
+	.await
+	.expect("the example node starts");
+	net.fund(&[&wallet, &recipient], 1).await.expect("fund");
+	let (x, x_addr) = (relay.node_id(), relay.listen_addr());
+	net.open_channel_to(&wallet, x, x_addr, CHANNEL_SAT, 0, false).await.expect("W-X");
+	// R opens to X pushing half: X's side of X-R is what it relays with.
+	let push_msat = CHANNEL_SAT * 1000 / 2;
+	net.open_channel_to(&recipient, x, x_addr, CHANNEL_SAT, push_msat, false).await.expect("R-X");
+	wait_channels_usable(&[&wallet, &recipient], 1).await;
+	let deadline = tokio::time::Instant::now() + DEADLINE;
+	while !(relay.list_channels().len() == 2 && relay.list_channels().iter().all(|c| c.is_usable)) {
+		assert!(tokio::time::Instant::now() < deadline, "X's channels not usable");
+		tokio::time::sleep(Duration::from_millis(50)).await;
+	}
+
+	let (w_before, r_before) =
+		(wallet.balances().lightning_sat, recipient.balances().lightning_sat);
+	let fee_msat = policy.fee_msat(AMOUNT_MSAT);
+	let invoice = recipient.create_invoice(Some(AMOUNT_MSAT), "via X", 3600).expect("invoice");
+	let id = wallet
+		.pay_invoice_via_trampoline(&invoice, x, fee_msat, policy.cltv_expiry_delta)
+		.expect("pay");
+	let paid = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
+	assert_eq!(paid.status, PaymentStatus::Succeeded, "{paid:?}");
+	wait_lightning_balance(&recipient, r_before + AMOUNT_MSAT / 1000).await;
+	wait_lightning_balance(&wallet, w_before - (AMOUNT_MSAT + fee_msat) / 1000).await;
+	assert_eq!(relay.relayed(), (1, 0), "X's relay relayed it");
+
+	// Too low a fee: X refuses with the spec's fee_insufficient (NODE|26).
+	let invoice = recipient.create_invoice(Some(AMOUNT_MSAT), "via X, cheaply", 3600).unwrap();
+	let id = wallet
+		.pay_invoice_via_trampoline(&invoice, x, fee_msat - 1, policy.cltv_expiry_delta)
+		.expect("pay");
+	let paid = wallet.wait_for_payment(id, DEADLINE).await.expect("outcome");
+	assert!(matches!(paid.status, PaymentStatus::Failed { .. }), "{paid:?}");
+	let fee_insufficient = FailureMessage::TrampolineFeeOrExpiryInsufficient {
+		fee_base_msat: policy.fee_base_msat,
+		fee_proportional_millionths: policy.fee_proportional_millionths,
+		cltv_expiry_delta: policy.cltv_expiry_delta,
+	};
+	assert_eq!(
+		wallet.trampoline_failure(&hash_of(&invoice)),
+		Some(TrampolineFailure { hop: FailingHop::Trampoline(0), message: fee_insufficient })
+	);
+	assert_eq!(relay.relayed(), (1, 1));
+	wait_lightning_balance(&recipient, r_before + AMOUNT_MSAT / 1000).await;
+	wait_lightning_balance(&wallet, w_before - (AMOUNT_MSAT + fee_msat) / 1000).await;
+	relay.stop().await.expect("the example node stops");
 }

@@ -6,7 +6,7 @@
 //! nodes against a real bitcoind, the reference node's [`control`] interface,
 //! the [`demo`] and the [`bench`].
 //!
-//! The plugin itself: [`handler`] (the `ChannelMessageHandler` wrapper),
+//! The plugin itself, wired into a node by [`plugin::Plugin::builder`]: [`handler`] (the `ChannelMessageHandler` wrapper),
 //! [`relay`] (buckets, policy, forwarding, claims) and [`sender`] (paying
 //! through a trampoline), on top of [`onion`]; [`static_invoices`] (the static
 //! invoice server for often-offline recipients).
@@ -23,6 +23,7 @@ pub mod handler;
 pub mod htlc_hold;
 pub mod node;
 pub mod onion;
+pub mod plugin;
 pub mod regtest;
 pub mod relay;
 pub mod sender;

@@ -17,14 +17,10 @@ use super::chain::FeeEstimator;
 use super::forwards::{ForwardKind, ForwardOutcome, ForwardStore, NewForward};
 use super::logger::NodeLogger;
 use super::payments::{PaymentStatus, PaymentStore};
-use super::types::{
-	ChannelManager, OnionMessenger, PeerManager, StaticInvoiceServer, Sweeper, TrampolineRelay,
-};
-use super::wake::WakeNotifier;
+use super::types::{ChannelManager, OnionMessenger, PeerManager, Plugin, Sweeper};
 use super::wallet::OnchainWallet;
 use crate::relay::HookOutcome;
-use crate::sender::{AfterFailure, ReceivedInvoice, SenderState, TrampolineRetries};
-use crate::static_invoices::HookOutcome as StaticInvoiceOutcome;
+use crate::sender::{AfterFailure, ReceivedInvoice, TrampolineRetries};
 
 /// What happened on a node, for callers that wait on it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,15 +118,12 @@ pub(super) struct EventHandler {
 	pub(super) peer_manager: Arc<PeerManager>,
 	pub(super) payments: Arc<PaymentStore>,
 	pub(super) forwards: Arc<ForwardStore>,
-	pub(super) trampoline: Option<Arc<TrampolineRelay>>,
-	pub(super) trampoline_sender: Arc<SenderState>,
+	pub(super) plugin: Arc<Plugin>,
 	pub(super) trampoline_retries: Arc<TrampolineRetries>,
-	pub(super) static_invoices: Option<Arc<StaticInvoiceServer>>,
 	pub(super) onion_messenger: Arc<OnionMessenger>,
 	pub(super) events: broadcast::Sender<NodeEvent>,
 	pub(super) logger: Arc<NodeLogger>,
 	pub(super) runtime: tokio::runtime::Handle,
-	pub(super) wake: Option<Arc<WakeNotifier>>,
 	pub(super) outgoing: Arc<super::outgoing::OutgoingParts>,
 }
 
@@ -138,20 +131,6 @@ impl EventHandler {
 	fn publish(&self, event: NodeEvent) {
 		// No subscriber is fine.
 		let _ = self.events.send(event);
-	}
-
-	/// Tells subscribers (for the peer's first held message) and the wake-up
-	/// webhook (gated per peer, see [`WakeNotifier::wake`]) that messages wait
-	/// for offline `peer`.
-	fn announce_message_held(&self, peer: PublicKey, first: bool) {
-		if first {
-			log_info!(self.logger, "Keeping onion messages for offline peer {peer}");
-			self.publish(NodeEvent::MessageHeld { peer });
-		}
-		if let Some(wake) = &self.wake {
-			let kind = super::wake::WakeKind::OnionMessageIncoming;
-			wake.wake(kind, &peer.to_string(), &self.runtime, &self.logger);
-		}
 	}
 
 	/// Adds a plain forward to the history (written before it is listed; a
@@ -170,18 +149,10 @@ impl EventHandler {
 	}
 
 	fn handle(&self, event: Event) -> Result<(), ReplayEvent> {
-		if let Some(relay) = &self.trampoline {
-			match relay.handle_event(&event) {
-				HookOutcome::NotOurs => {},
-				HookOutcome::Handled => return Ok(()),
-				HookOutcome::Replay => return Err(ReplayEvent()),
-			}
-		}
-		if let Some(server) = &self.static_invoices {
-			match server.handle_event(&event) {
-				StaticInvoiceOutcome::NotOurs => {},
-				StaticInvoiceOutcome::Handled => return Ok(()),
-			}
+		match self.plugin.handle_event(&event, &self.onion_messenger) {
+			HookOutcome::NotOurs => {},
+			HookOutcome::Handled => return Ok(()),
+			HookOutcome::Replay => return Err(ReplayEvent()),
 		}
 		match event {
 			Event::FundingGenerationReady {
@@ -256,7 +227,7 @@ impl EventHandler {
 			Event::InvoiceReceived { payment_id, invoice, context, .. } => {
 				match self.trampoline_retries.on_invoice(
 					&*self.channel_manager,
-					&self.trampoline_sender,
+					self.plugin.sender(),
 					payment_id,
 					&invoice,
 				) {
@@ -300,7 +271,7 @@ impl EventHandler {
 					reason.map(|r| format!("{r:?}")).unwrap_or_else(|| "unknown".into());
 				let payment_id = match self.trampoline_retries.on_failed(
 					&*self.channel_manager,
-					&self.trampoline_sender,
+					self.plugin.sender(),
 					&payment_id,
 				) {
 					AfterFailure::NotOurs => payment_id,
@@ -310,7 +281,7 @@ impl EventHandler {
 						return Ok(());
 					},
 					AfterFailure::Failed { payment_id: first, why } => {
-						if let Some(failure) = self.trampoline_sender.failure_of(&payment_id) {
+						if let Some(failure) = self.plugin.sender().failure_of(&payment_id) {
 							reason = format!("{reason}: {failure:?}, not retried: {why}");
 						}
 						first
@@ -410,32 +381,6 @@ impl EventHandler {
 					}
 				});
 			},
-			Event::OnionMessageIntercepted { peer_node_id, message } => {
-				// Only generated with the static invoice server on (offline-peer
-				// interception): hold it until the peer connects.
-				if let Some(server) = &self.static_invoices {
-					match server.hold_message(peer_node_id, message) {
-						Ok(held) => self.announce_message_held(peer_node_id, held.first),
-						Err(e) => log_info!(
-							self.logger,
-							"Not keeping an onion message for offline {peer_node_id}: {e}"
-						),
-					}
-				}
-			},
-			Event::OnionMessagePeerConnected { peer_node_id } => {
-				let held = self.static_invoices.as_ref().map(|s| s.mailbox().take(&peer_node_id));
-				for message in held.unwrap_or_default() {
-					if let Err(e) =
-						self.onion_messenger.forward_onion_message(message, &peer_node_id)
-					{
-						log_info!(
-							self.logger,
-							"Cannot forward a held onion message to {peer_node_id}: {e:?}"
-						);
-					}
-				}
-			},
 			Event::PaymentPathSuccessful { .. }
 			| Event::PaymentPathFailed { .. }
 			| Event::ProbeSuccessful { .. }
@@ -450,14 +395,9 @@ impl EventHandler {
 
 impl lightning::events::EventHandler for EventHandler {
 	fn handle_event(&self, event: Event) -> Result<(), ReplayEvent> {
-		let resolved = match &event {
-			Event::PaymentSent { payment_id, .. } => *payment_id,
-			Event::PaymentFailed { payment_id, .. } => Some(*payment_id),
-			_ => None,
-		};
 		// The parts of outgoing payments, noted once the event is handled
 		// (a replayed event is seen again, not twice).
-		let parts = matches!(
+		let after = matches!(
 			&event,
 			Event::PaymentPathFailed { .. }
 				| Event::PaymentPathSuccessful { .. }
@@ -467,18 +407,16 @@ impl lightning::events::EventHandler for EventHandler {
 		.then(|| event.clone());
 		let trampoline_failure = match &event {
 			Event::PaymentPathFailed { payment_id: Some(id), .. } => {
-				self.trampoline_sender.failure_of(id)
+				self.plugin.sender().failure_of(id)
 			},
 			_ => None,
 		};
 		self.handle(event)?;
-		if let Some(event) = parts {
+		if let Some(event) = after {
 			self.outgoing.observe(&event, trampoline_failure);
-		}
-		// Handled (by the relay or the wallet): the sender keeps live
-		// payments only.
-		if let Some(payment_id) = resolved {
-			self.trampoline_sender.forget_payment(&payment_id);
+			// Handled (by the relay or the wallet): the sender keeps live
+			// payments only.
+			self.plugin.event_handled(&event);
 		}
 		Ok(())
 	}

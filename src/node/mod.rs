@@ -16,7 +16,6 @@ mod peers;
 pub mod persist;
 mod start;
 pub mod types;
-mod wake;
 mod wallet;
 
 use std::net::SocketAddr;
@@ -249,12 +248,8 @@ pub struct Node {
 	payments: Arc<PaymentStore>,
 	forwards: Arc<ForwardStore>,
 	peers: Arc<PeerStore>,
-	trampoline: Option<Arc<TrampolineRelay>>,
-	trampoline_sender: Arc<crate::sender::SenderState>,
+	plugin: Arc<types::Plugin>,
 	trampoline_retries: Arc<crate::sender::TrampolineRetries>,
-	static_invoices: Option<Arc<StaticInvoiceServer>>,
-	htlc_hold: Option<Arc<HtlcHold>>,
-	arrivals: Arc<crate::handler::arrivals::HtlcArrivals>,
 	outgoing: Arc<outgoing::OutgoingParts>,
 	onion_messenger: Arc<OnionMessenger>,
 	events: broadcast::Sender<NodeEvent>,
@@ -310,33 +305,33 @@ impl Node {
 
 	/// The trampoline relay, when [`NodeConfig::trampoline`] is set.
 	pub fn trampoline(&self) -> Option<&Arc<TrampolineRelay>> {
-		self.trampoline.as_ref()
+		self.plugin.relay()
 	}
 
 	/// The wallet side of the plugin: trampoline payments sent, what their
 	/// trampolines answered, and [`crate::sender::send_to_trampoline`]'s state
 	/// argument for payments built by hand.
 	pub fn trampoline_sender(&self) -> &Arc<crate::sender::SenderState> {
-		&self.trampoline_sender
+		self.plugin.sender()
 	}
 
 	/// The static invoice server, when [`NodeConfig::static_invoice_server`]
 	/// is set.
 	pub fn static_invoice_server(&self) -> Option<&Arc<StaticInvoiceServer>> {
-		self.static_invoices.as_ref()
+		self.plugin.static_invoices()
 	}
 
 	/// The hold of HTLCs for often-offline payers, when
 	/// [`NodeConfig::htlc_hold`] is set.
 	pub fn htlc_hold(&self) -> Option<&Arc<HtlcHold>> {
-		self.htlc_hold.as_ref()
+		self.plugin.htlc_hold()
 	}
 
 	/// Every HTLC this node holds for an often-offline payer (peer, amount,
 	/// payment hash, held since, deadline, reason), oldest first; empty when
 	/// the role is off.
 	pub fn list_held_htlcs(&self) -> Vec<HeldHtlcSummary> {
-		self.htlc_hold.as_ref().map(|h| h.list()).unwrap_or_default()
+		self.plugin.list_held_htlcs()
 	}
 
 	/// The incoming multi-part payments whose parts we hold and have not
@@ -345,7 +340,7 @@ impl Node {
 	/// A set goes when it is claimed or failed back (LDK's MPP timeout
 	/// fails an incomplete one after three timer ticks).
 	pub fn list_partial_invoices(&self) -> Vec<PartialInvoice> {
-		let buckets = self.trampoline.as_ref().map(|r| r.core().buckets()).unwrap_or_default();
+		let buckets = self.trampoline().map(|r| r.core().buckets()).unwrap_or_default();
 		let held = self
 			.list_held_htlcs()
 			.iter()
@@ -355,7 +350,7 @@ impl Node {
 			})
 			.collect();
 		let channels = self.channel_manager.list_channels();
-		partial::partial_invoices(&channels, &self.arrivals, &buckets, &held)
+		partial::partial_invoices(&channels, self.plugin.arrivals(), &buckets, &held)
 	}
 
 	/// Each outgoing payment LDK still tracks or whose parts are kept (the
@@ -371,7 +366,7 @@ impl Node {
 	/// Every static invoice this node stores for async recipients (recipient
 	/// id in hex, slot, size, expiry); empty when the server role is off.
 	pub fn list_static_invoices(&self) -> Vec<StoredStaticInvoice> {
-		self.static_invoices.as_ref().map(|s| s.list()).unwrap_or_default()
+		self.static_invoice_server().map(|s| s.list()).unwrap_or_default()
 	}
 
 	/// What the trampoline answered for a payment sent with
@@ -380,7 +375,7 @@ impl Node {
 	pub fn trampoline_failure(
 		&self, payment_hash: &lightning::types::payment::PaymentHash,
 	) -> Option<crate::onion::TrampolineFailure> {
-		self.trampoline_sender.failure(payment_hash)
+		self.trampoline_sender().failure(payment_hash)
 	}
 
 	/// The public network graph as learned from gossip.

@@ -243,7 +243,7 @@ impl Node {
 		// A relay advertises trampoline support (57, and Electrum's 151) in
 		// its invoices: Electrum then pays them end to end with us as its
 		// trampoline, and we receive as the final node.
-		match &self.trampoline {
+		match self.trampoline() {
 			Some(relay) => relay
 				.core()
 				.advertise_in_invoice(invoice)
@@ -374,7 +374,7 @@ impl Node {
 		self.trampoline_retries.track(id, invoice.clone(), route, budget);
 		let send = DeferredSend {
 			cm: Arc::clone(&self.channel_manager),
-			sender: Arc::clone(&self.trampoline_sender),
+			sender: Arc::clone(self.trampoline_sender()),
 			retries: Arc::clone(&self.trampoline_retries),
 			payments: Arc::clone(&self.payments),
 			events: self.events.clone(),

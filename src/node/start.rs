@@ -47,13 +47,12 @@ use super::peers::PeerStore;
 use super::persist::ManagerFirst;
 use super::types::{
 	ChainMonitor, ChannelManager, GossipSync, NetworkGraph, OnionMessenger, PaymentRouter,
-	PeerManager, Scorer, StaticInvoiceServer, Sweeper,
+	PeerManager, Scorer, Sweeper,
 };
-use super::wake::{announce_held, parse_webhook_url, webhook_client, HeldWatch, WakeNotifier};
 use super::wallet::OnchainWallet;
 use super::{Node, NodeConfig, NodeError};
-use crate::htlc_hold::{HoldReleaseHandler, HtlcHold};
-use crate::relay::Trampoline;
+use crate::plugin::wake::{parse_webhook_url, webhook_client};
+use crate::plugin::{Plugin, PluginError, PluginEvent};
 use crate::sender::SenderState;
 
 type ChannelMonitor =
@@ -63,7 +62,7 @@ type ChannelMonitor =
 struct ChainListener {
 	/// Told each height before the ChannelManager: the router bounds the
 	/// relay's retries by it (it must never be behind LDK's height).
-	trampoline_sender: Arc<SenderState>,
+	plugin: Arc<SenderState>,
 	channel_manager: Arc<ChannelManager>,
 	chain_monitor: Arc<ChainMonitor>,
 	wallet: Arc<OnchainWallet>,
@@ -75,14 +74,14 @@ impl Listen for ChainListener {
 		&self, header: &bitcoin::block::Header,
 		txdata: &lightning::chain::transaction::TransactionData, height: u32,
 	) {
-		self.trampoline_sender.best_block_updated(height);
+		self.plugin.filtered_block_connected(header, txdata, height);
 		self.channel_manager.filtered_block_connected(header, txdata, height);
 		self.chain_monitor.filtered_block_connected(header, txdata, height);
 		self.sweeper.filtered_block_connected(header, txdata, height);
 	}
 
 	fn block_connected(&self, block: &bitcoin::Block, height: u32) {
-		self.trampoline_sender.best_block_updated(height);
+		self.plugin.block_connected(block, height);
 		self.wallet.block_connected(block, height);
 		self.channel_manager.block_connected(block, height);
 		self.chain_monitor.block_connected(block, height);
@@ -241,6 +240,48 @@ fn user_config(hold_htlcs: bool) -> UserConfig {
 	config
 }
 
+/// The plugin with the capabilities `config` turns on, telling its events
+/// to the node's subscribers.
+fn plugin_for(
+	config: &NodeConfig, channel_manager: &Arc<ChannelManager>, router: &PaymentRouter,
+	keys: &Arc<KeysManager>, store: &Arc<FilesystemStore>, logger: &Arc<NodeLogger>,
+	events: broadcast::Sender<super::NodeEvent>,
+) -> Result<Plugin<Arc<ChannelManager>>, NodeError> {
+	let mut builder = Plugin::builder(
+		Arc::clone(channel_manager),
+		router,
+		Arc::clone(keys) as Arc<dyn NodeSigner + Send + Sync>,
+		Arc::clone(store) as Arc<dyn KVStoreSync + Send + Sync>,
+		Arc::clone(logger) as Arc<dyn lightning::util::logger::Logger + Send + Sync>,
+	)
+	.trampoline_limits(config.trampoline_limits)
+	.on_event(move |event| {
+		let event = match event {
+			PluginEvent::PaymentHeld { held } => super::NodeEvent::PaymentHeld { held },
+			PluginEvent::HtlcHold { event } => super::NodeEvent::HtlcHold { event },
+			PluginEvent::MessageHeld { peer } => super::NodeEvent::MessageHeld { peer },
+		};
+		// No subscriber is fine.
+		let _ = events.send(event);
+	});
+	if let Some(policy) = config.trampoline {
+		builder = builder.trampoline(policy);
+	}
+	if let Some(policy) = config.htlc_hold {
+		builder = builder.htlc_hold(policy);
+	}
+	if let Some(policy) = config.static_invoice_server {
+		builder = builder.static_invoices(policy);
+	}
+	if let Some(url) = &config.wake_webhook {
+		builder = builder.wake_webhook(url.clone(), config.wake_webhook_ca_cert.clone());
+	}
+	builder.build().map_err(|e| match e {
+		PluginError::WakeWebhook(e) => NodeError::Config(e.to_string()),
+		e => NodeError::StoredState { what: "plugin", reason: e.to_string() },
+	})
+}
+
 impl Node {
 	/// Starts a node: reads or creates its state in `config.data_dir`, syncs to
 	/// bitcoind's tip, listens for peers and reconnects to known ones.
@@ -252,16 +293,13 @@ impl Node {
 				config.alias.len()
 			)));
 		}
-		let wake_webhook = match config.wake_webhook.as_deref() {
-			Some(url) => {
-				let url = parse_webhook_url(url, config.network)
-					.map_err(|e| NodeError::Config(e.to_string()))?;
-				let client = webhook_client(config.wake_webhook_ca_cert.as_deref())
-					.map_err(|e| NodeError::Config(e.to_string()))?;
-				Some((url, client))
-			},
-			None => None,
-		};
+		if let Some(url) = config.wake_webhook.as_deref() {
+			// Checked before anything is written (the plugin builds its client
+			// again from the same settings).
+			parse_webhook_url(url, config.network).map_err(|e| NodeError::Config(e.to_string()))?;
+			webhook_client(config.wake_webhook_ca_cert.as_deref())
+				.map_err(|e| NodeError::Config(e.to_string()))?;
+		}
 		let dir = config.data_dir.clone();
 		let (data_dir_lock, seed) = prepare_data_dir(&dir)?;
 		let logger = Arc::new(
@@ -285,9 +323,6 @@ impl Node {
 		let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
 		let keys_manager =
 			Arc::new(KeysManager::new(&seed, now.as_secs(), now.subsec_nanos(), true));
-		let wake_notifier = wake_webhook.map(|(url, client)| {
-			Arc::new(WakeNotifier::new(url, client, Arc::clone(&keys_manager)))
-		});
 		let wallet = Arc::new(OnchainWallet::open(
 			&dir.join(WALLET_DB),
 			&seed,
@@ -491,24 +526,22 @@ impl Node {
 			None::<Arc<dyn UtxoLookup + Send + Sync>>,
 			Arc::clone(&logger),
 		));
+		let (events, _) = broadcast::channel(1024);
+		let plugin = Arc::new(plugin_for(
+			&config,
+			&channel_manager,
+			&router,
+			&keys_manager,
+			&store,
+			&logger,
+			events.clone(),
+		)?);
 		// A static invoice server holds onion messages for offline peers (its
 		// async recipients) instead of dropping them.
-		let new_messenger = if config.static_invoice_server.is_some() {
+		let new_messenger = if plugin.intercepts_offline_peers() {
 			OnionMessenger::new_with_offline_peer_interception
 		} else {
 			OnionMessenger::new
-		};
-		let htlc_hold = match config.htlc_hold {
-			Some(policy) => Some(Arc::new(
-				HtlcHold::new(
-					Arc::clone(&store) as Arc<dyn KVStoreSync + Send + Sync>,
-					policy,
-					Arc::clone(&keys_manager) as Arc<dyn NodeSigner + Send + Sync>,
-					Arc::clone(&logger) as Arc<dyn lightning::util::logger::Logger + Send + Sync>,
-				)
-				.map_err(|e| stored_err("held HTLCs")(&e))?,
-			)),
-			None => None,
 		};
 		let onion_messenger: Arc<OnionMessenger> = Arc::new(new_messenger(
 			Arc::clone(&keys_manager),
@@ -517,36 +550,13 @@ impl Node {
 			Arc::clone(&channel_manager),
 			Arc::clone(&message_router),
 			Arc::clone(&channel_manager),
-			Arc::new(HoldReleaseHandler::new(Arc::clone(&channel_manager), htlc_hold.clone())),
+			plugin.async_payments_handler(),
 			IgnoringMessageHandler {},
 			IgnoringMessageHandler {},
 		));
-		let static_invoices = match config.static_invoice_server {
-			Some(policy) => Some(Arc::new(
-				StaticInvoiceServer::new(
-					Arc::clone(&channel_manager),
-					Arc::clone(&store) as Arc<dyn KVStoreSync + Send + Sync>,
-					policy,
-					Arc::clone(&logger) as Arc<dyn lightning::util::logger::Logger + Send + Sync>,
-				)
-				.map_err(|e| stored_err("static invoices")(&e))?,
-			)),
-			None => None,
-		};
-		let plugin = Trampoline::new(
-			Arc::clone(&channel_manager),
-			Arc::clone(&keys_manager) as Arc<dyn NodeSigner + Send + Sync>,
-			Arc::clone(&store) as Arc<dyn KVStoreSync + Send + Sync>,
-			config.trampoline,
-			config.trampoline_limits,
-			trampoline_sender,
-			htlc_hold.clone(),
-			Arc::clone(&logger) as Arc<dyn lightning::util::logger::Logger + Send + Sync>,
-		)
-		.map_err(|e| stored_err("trampoline state")(&e))?;
 		let peer_manager: Arc<PeerManager> = Arc::new(PeerManager::new(
 			MessageHandler {
-				chan_handler: plugin.handler,
+				chan_handler: plugin.message_handler(),
 				route_handler: Arc::clone(&gossip_sync),
 				onion_message_handler: Arc::clone(&onion_messenger),
 				custom_message_handler: IgnoringMessageHandler {},
@@ -572,12 +582,11 @@ impl Node {
 			)
 			.map_err(|e| NodeError::StoredState { what: "forwards", reason: e.to_string() })?,
 		);
-		if let Some(relay) = &plugin.relay {
+		if let Some(relay) = plugin.relay() {
 			// Before any event: the relay tells the history of every bucket it settles.
 			relay.set_observer(Arc::clone(&forwards) as Arc<dyn crate::relay::SettleObserver>);
 		}
 		let peers = Arc::new(PeerStore::load(Arc::clone(&store))?);
-		let (events, _) = broadcast::channel(1024);
 		let trampoline_retries = Arc::new(crate::sender::TrampolineRetries::default());
 		let outgoing = Arc::new(super::outgoing::OutgoingParts::default());
 		let event_handler = EventHandler {
@@ -589,20 +598,13 @@ impl Node {
 			peer_manager: Arc::clone(&peer_manager),
 			payments: Arc::clone(&payments),
 			forwards: Arc::clone(&forwards),
-			trampoline: plugin.relay.clone(),
-			trampoline_sender: Arc::clone(&plugin.sender),
+			plugin: Arc::clone(&plugin),
 			trampoline_retries: Arc::clone(&trampoline_retries),
-			static_invoices: static_invoices.clone(),
 			onion_messenger: Arc::clone(&onion_messenger),
 			events: events.clone(),
 			logger: Arc::clone(&logger),
 			runtime: tokio::runtime::Handle::current(),
-			wake: wake_notifier.clone(),
 		};
-		if let Some(relay) = &plugin.relay {
-			// Settle what a crash interrupted (claims first: funds safety).
-			relay.resume();
-		}
 		let background = BackgroundProcessor::start(
 			bp_store,
 			event_handler,
@@ -630,12 +632,8 @@ impl Node {
 			payments,
 			forwards,
 			peers,
-			trampoline: plugin.relay,
-			trampoline_sender: plugin.sender,
+			plugin: Arc::clone(&plugin),
 			trampoline_retries,
-			static_invoices: static_invoices.clone(),
-			htlc_hold: htlc_hold.clone(),
-			arrivals: plugin.arrivals,
 			outgoing,
 			onion_messenger: Arc::clone(&onion_messenger),
 			events,
@@ -647,7 +645,7 @@ impl Node {
 		});
 
 		let chain_listener = ChainListener {
-			trampoline_sender: Arc::clone(&node.trampoline_sender),
+			plugin: plugin.chain_listener(),
 			channel_manager,
 			chain_monitor,
 			wallet,
@@ -667,53 +665,12 @@ impl Node {
 			)),
 		];
 		tasks.push(tokio::spawn(Arc::clone(&node).reconnect_peers(stop_rx.clone())));
-		if let Some(server) = static_invoices {
-			tasks.push(tokio::spawn(evict_expired_invoices(server, stop_rx.clone())));
-		}
-		if let Some(relay) = node.trampoline.clone() {
-			let wake = HeldWake {
-				watch: HeldWatch::default(),
-				notifier: wake_notifier,
-				events: node.events.clone(),
-				logger: Arc::clone(&logger),
-			};
-			tasks.push(tokio::spawn(release_held_buckets(relay, wake, stop_rx.clone())));
-		}
-		if let Some(hold) = htlc_hold {
-			let (cm, events) = (Arc::clone(&node.channel_manager), node.events.clone());
-			tasks.push(tokio::spawn(watch_held_htlcs(hold, cm, events, stop_rx.clone())));
-		}
-		let (arrivals, cm) = (Arc::clone(&node.arrivals), Arc::clone(&node.channel_manager));
-		tasks.push(tokio::spawn(prune_arrivals(arrivals, cm, stop_rx.clone())));
+		tasks.push(tokio::spawn(plugin.run(stop_rx.clone())));
 		tasks.push(tokio::spawn(Arc::clone(&node).announce_node(stop_rx)));
 		*node.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
 		Ok(node)
 	}
 }
-
-/// How often the inbound HTLCs' arrivals are pruned to what LDK holds.
-const ARRIVALS_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
-
-/// Forgets the arrivals of HTLCs LDK no longer holds, every
-/// [`ARRIVALS_PRUNE_INTERVAL`], so that the tracker's bounds are reached
-/// only by HTLCs actually pending.
-async fn prune_arrivals(
-	arrivals: Arc<crate::handler::arrivals::HtlcArrivals>, cm: Arc<ChannelManager>,
-	mut stop: watch::Receiver<bool>,
-) {
-	loop {
-		tokio::select! {
-			_ = stop.changed() => return,
-			_ = tokio::time::sleep(ARRIVALS_PRUNE_INTERVAL) => {},
-		}
-		let (arrivals, cm) = (Arc::clone(&arrivals), Arc::clone(&cm));
-		let _ =
-			tokio::task::spawn_blocking(move || arrivals.retain_pending(&cm.list_channels())).await;
-	}
-}
-
-/// How often held trampoline buckets are looked at.
-const HOLD_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 async fn accept_peers(listener: tokio::net::TcpListener, peer_manager: Arc<PeerManager>) {
 	loop {
@@ -747,82 +704,6 @@ async fn follow_chain(
 			let (bitcoind, fee_estimator) = (Arc::clone(&bitcoind), Arc::clone(&fee_estimator));
 			let _ = tokio::task::spawn_blocking(move || fee_estimator.refresh(&bitcoind)).await;
 			last_fee_refresh = std::time::Instant::now();
-		}
-	}
-}
-
-/// How often the static invoice server drops expired invoices.
-const EVICTION_INTERVAL: Duration = Duration::from_secs(600);
-
-/// What [`release_held_buckets`] needs to announce newly held buckets.
-struct HeldWake {
-	watch: HeldWatch,
-	notifier: Option<Arc<WakeNotifier>>,
-	events: broadcast::Sender<super::NodeEvent>,
-	logger: Arc<NodeLogger>,
-}
-
-/// Forwards held trampoline buckets whose next node is back, fails back
-/// those past their deadline, and announces newly held ones, every
-/// [`HOLD_POLL_INTERVAL`].
-async fn release_held_buckets(
-	relay: Arc<super::types::TrampolineRelay>, mut wake: HeldWake, mut stop: watch::Receiver<bool>,
-) {
-	loop {
-		let held = tokio::task::spawn_blocking({
-			let relay = Arc::clone(&relay);
-			move || {
-				relay.tick();
-				relay.core().held()
-			}
-		})
-		.await;
-		if let Ok(held) = held {
-			let new = wake.watch.newly_held(held);
-			announce_held(new, &wake.events, wake.notifier.as_ref(), &wake.logger);
-		}
-		tokio::select! {
-			_ = stop.changed() => return,
-			_ = tokio::time::sleep(HOLD_POLL_INTERVAL) => {},
-		}
-	}
-}
-
-/// Fails back refused and expired held HTLCs, forgets settled ones and
-/// publishes what happened to them, every [`HOLD_POLL_INTERVAL`].
-async fn watch_held_htlcs(
-	hold: Arc<HtlcHold>, cm: Arc<ChannelManager>, events: broadcast::Sender<super::NodeEvent>,
-	mut stop: watch::Receiver<bool>,
-) {
-	loop {
-		let happened = tokio::task::spawn_blocking({
-			let (hold, cm) = (Arc::clone(&hold), Arc::clone(&cm));
-			move || {
-				let height = cm.current_best_block().height;
-				hold.tick(&cm, height)
-			}
-		})
-		.await;
-		for event in happened.unwrap_or_default() {
-			let _ = events.send(super::NodeEvent::HtlcHold { event });
-		}
-		tokio::select! {
-			_ = stop.changed() => return,
-			_ = tokio::time::sleep(HOLD_POLL_INTERVAL) => {},
-		}
-	}
-}
-
-async fn evict_expired_invoices(server: Arc<StaticInvoiceServer>, mut stop: watch::Receiver<bool>) {
-	loop {
-		let _ = tokio::task::spawn_blocking({
-			let server = Arc::clone(&server);
-			move || server.core().evict_expired()
-		})
-		.await;
-		tokio::select! {
-			_ = stop.changed() => return,
-			_ = tokio::time::sleep(EVICTION_INTERVAL) => {},
 		}
 	}
 }

@@ -107,6 +107,9 @@ pub type TrampolineRelay = crate::relay::TrampolineRelay<Arc<ChannelManager>>;
 /// The static invoice server's event hook and store.
 pub type StaticInvoiceServer = crate::static_invoices::StaticInvoiceServer<Arc<ChannelManager>>;
 
+/// The plugin, wired into the node ([`crate::plugin::Plugin::builder`]).
+pub type Plugin = crate::plugin::Plugin<Arc<ChannelManager>>;
+
 /// The peer manager, speaking to peers over `lightning-net-tokio`.
 pub type PeerManager = lightning::ln::peer_handler::PeerManager<
 	SocketDescriptor,

@@ -1,11 +1,11 @@
 //! The trampoline relay: buckets, the trampoline policy, paying the next node
 //! through LDK's router, and settling the bucket with the outcome.
 //!
-//! [`Trampoline::new`] is the plugin's entry point for a node author: it hands
-//! back the [`TrampolineHandler`] to give `PeerManager` instead of the
-//! `ChannelManager`, and the [`TrampolineRelay`] whose
-//! [`handle_event`](TrampolineRelay::handle_event) the node's event handler
-//! calls first.
+//! [`Trampoline::new`] (called by [`crate::plugin::PluginBuilder::build`],
+//! the entry point for a node author) hands back the [`TrampolineHandler`]
+//! to give `PeerManager` instead of the `ChannelManager`, and the
+//! [`TrampolineRelay`] whose [`handle_event`](TrampolineRelay::handle_event)
+//! the plugin's event handler calls first.
 
 pub mod dialect;
 mod events;

@@ -220,6 +220,23 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 	m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The chain listener a node places ahead of its `ChannelManager`
+/// ([`crate::plugin::Plugin::chain_listener`]): each connected block's
+/// height reaches [`SenderState::best_block_updated`] first.
+impl lightning::chain::Listen for SenderState {
+	fn filtered_block_connected(
+		&self, _header: &bitcoin::block::Header,
+		_txdata: &lightning::chain::transaction::TransactionData, height: u32,
+	) {
+		self.best_block_updated(height);
+	}
+
+	fn blocks_disconnected(&self, _fork_point: lightning::chain::BestBlock) {
+		// The height never goes down: after a reorg a height above LDK's only
+		// tightens the bound.
+	}
+}
+
 impl SenderState {
 	fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
 		lock(&self.inner)

@@ -48,10 +48,15 @@ impl<R: Deref> TrampolineRouter<R>
 where
 	R::Target: Router,
 {
-	/// Wraps `inner`; `sender` is the state given to
-	/// [`crate::relay::Trampoline::new`].
+	/// Wraps `inner`; `sender` is the state shared with the plugin (a fresh
+	/// `Arc::default()` for a new node).
 	pub fn new(inner: R, sender: Arc<SenderState>) -> Self {
 		Self { inner, sender }
+	}
+
+	/// The state it shares with the plugin ([`crate::plugin::Plugin::builder`]).
+	pub fn sender(&self) -> &Arc<SenderState> {
+		&self.sender
 	}
 
 	/// Why the inner router found no route for `params`: it finds one

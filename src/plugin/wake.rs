@@ -1,10 +1,10 @@
 //! Wake-up calls for operators. When the relay starts holding a trampoline
-//! payment for an offline peer, the node publishes [`NodeEvent::PaymentHeld`]
-//! and, with [`super::NodeConfig::wake_webhook`] set, POSTs an LSPS5
+//! payment for an offline peer, the plugin tells [`PluginEvent::PaymentHeld`]
+//! and, with [`super::PluginBuilder::wake_webhook`] set, POSTs an LSPS5
 //! (bLIP-55) `lsps5.payment_incoming` notification there; when the static
 //! invoice server starts keeping onion messages for an offline peer (an
 //! async payer's `held_htlc_available` for its recipient, say), it
-//! publishes [`NodeEvent::MessageHeld`] and POSTs
+//! tells [`PluginEvent::MessageHeld`] and POSTs
 //! `lsps5.onion_message_incoming`. Calls are signed with the node key as
 //! LSPS5 specifies (`x-lsps5-timestamp`, `x-lsps5-signature`), so that the
 //! operator's push service can wake the mobile peer and check that the call
@@ -21,8 +21,8 @@
 //! The URL follows LSPS5's rules ([`parse_webhook_url`]): https (plain http
 //! only on regtest), at most [`MAX_WEBHOOK_URL_LENGTH`] characters, and no
 //! loopback, private or link-local host outside regtest. The client speaks
-//! TLS through rustls (webpki roots, plus [`super::NodeConfig::wake_webhook_ca_cert`]
-//! when set), follows no redirect, gives up on a call after
+//! TLS through rustls (webpki roots, plus the CA certificate given to
+//! [`super::PluginBuilder::wake_webhook`] when set), follows no redirect, gives up on a call after
 //! [`WEBHOOK_TIMEOUT`] and tries [`WEBHOOK_ATTEMPTS`] times, waiting
 //! [`WEBHOOK_BACKOFF`] then twice that, when the webhook cannot be reached or
 //! answers 5xx or 429.
@@ -34,14 +34,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use lightning::sign::{KeysManager, NodeSigner};
+use lightning::sign::NodeSigner;
 use lightning::util::logger::Logger;
 use lightning::{log_info, log_warn};
 use lightning_liquidity::lsps0::ser::LSPSDateTime;
 use lightning_liquidity::lsps5::msgs::WebhookNotification;
 
-use super::events::NodeEvent;
-use super::logger::NodeLogger;
+use super::PluginEvent;
 use crate::relay::HeldBucket;
 
 /// How long a webhook may take to answer one attempt.
@@ -54,16 +53,16 @@ pub const WEBHOOK_BACKOFF: Duration = Duration::from_secs(1);
 pub const MAX_WEBHOOK_URL_LENGTH: usize = 1024;
 /// Least time between two calls of one notification for one peer (LSPS5's
 /// notification cooldown).
-pub(super) const WAKE_COOLDOWN: Duration = Duration::from_secs(60);
+pub(crate) const WAKE_COOLDOWN: Duration = Duration::from_secs(60);
 /// Most webhook calls in flight at once.
-pub(super) const MAX_CONCURRENT_WAKES: usize = 8;
+pub(crate) const MAX_CONCURRENT_WAKES: usize = 8;
 /// Most (notification, peer) pairs remembered within one cooldown; beyond,
 /// calls for further peers are skipped.
 const MAX_TRACKED_WAKES: usize = 10_000;
 
 /// The notification a wake-up call carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(super) enum WakeKind {
+pub(crate) enum WakeKind {
 	/// `lsps5.payment_incoming`: a payment is held for the peer.
 	PaymentIncoming,
 	/// `lsps5.onion_message_incoming`: onion messages wait for the peer.
@@ -72,7 +71,7 @@ pub(super) enum WakeKind {
 
 /// Why [`WakeGate::admit`] skipped a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum WakeSkipped {
+pub(crate) enum WakeSkipped {
 	/// The peer was called for this within [`WAKE_COOLDOWN`].
 	Cooldown,
 	/// [`MAX_CONCURRENT_WAKES`] calls are in flight.
@@ -84,7 +83,7 @@ pub(super) enum WakeSkipped {
 type WakeKey = (WakeKind, String);
 
 /// Rate limit, deduplication and concurrency cap of wake-up calls.
-pub(super) struct WakeGate {
+pub(crate) struct WakeGate {
 	recent: Mutex<Recent>,
 	slots: Arc<tokio::sync::Semaphore>,
 	cooldown: Duration,
@@ -108,7 +107,7 @@ impl WakeGate {
 	/// A permit to call the webhook now for (`kind`, `peer`), held for the
 	/// call's duration. O(1) amortized: calls older than the cooldown are
 	/// forgotten, oldest first.
-	pub(super) fn admit(
+	pub(crate) fn admit(
 		&self, kind: WakeKind, peer: &str, now: Instant,
 	) -> Result<tokio::sync::OwnedSemaphorePermit, WakeSkipped> {
 		let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
@@ -139,13 +138,13 @@ impl WakeGate {
 /// What the notifier did since the node started.
 #[cfg(test)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) struct WakeStats {
+pub(crate) struct WakeStats {
 	/// Calls started.
-	pub(super) started: u64,
+	pub(crate) started: u64,
 	/// Calls skipped: the peer was called within the cooldown.
-	pub(super) deduplicated: u64,
+	pub(crate) deduplicated: u64,
 	/// Calls skipped: too many in flight, or too many peers.
-	pub(super) busy: u64,
+	pub(crate) busy: u64,
 }
 
 /// Why a wake-up call failed, or the webhook cannot be used.
@@ -264,10 +263,10 @@ pub fn webhook_client(ca_cert: Option<&Path>) -> Result<reqwest::Client, WakeErr
 }
 
 /// Posts signed LSPS5 notifications to the operator's webhook.
-pub(super) struct WakeNotifier {
+pub(crate) struct WakeNotifier {
 	url: reqwest::Url,
 	client: reqwest::Client,
-	signer: Arc<KeysManager>,
+	signer: Arc<dyn NodeSigner + Send + Sync>,
 	gate: WakeGate,
 	backoff: Duration,
 	started: AtomicU64,
@@ -278,8 +277,8 @@ pub(super) struct WakeNotifier {
 impl WakeNotifier {
 	/// A notifier posting to `url` with `client` ([`webhook_client`]),
 	/// signing with `signer`'s node key.
-	pub(super) fn new(
-		url: reqwest::Url, client: reqwest::Client, signer: Arc<KeysManager>,
+	pub(crate) fn new(
+		url: reqwest::Url, client: reqwest::Client, signer: Arc<dyn NodeSigner + Send + Sync>,
 	) -> Self {
 		Self {
 			url,
@@ -295,9 +294,9 @@ impl WakeNotifier {
 
 	/// Calls the webhook with `kind` for `peer` in a task of its own on
 	/// `runtime`, if the gate lets it (see the module); `None` when skipped.
-	pub(super) fn wake(
+	pub(crate) fn wake(
 		self: &Arc<Self>, kind: WakeKind, peer: &str, runtime: &tokio::runtime::Handle,
-		logger: &Arc<NodeLogger>,
+		logger: &Arc<dyn Logger + Send + Sync>,
 	) -> Option<tokio::task::JoinHandle<()>> {
 		let permit = match self.gate.admit(kind, peer, Instant::now()) {
 			Ok(permit) => permit,
@@ -329,7 +328,7 @@ impl WakeNotifier {
 
 	/// What the notifier did since the node started.
 	#[cfg(test)]
-	pub(super) fn stats(&self) -> WakeStats {
+	pub(crate) fn stats(&self) -> WakeStats {
 		WakeStats {
 			started: self.started.load(Ordering::Relaxed),
 			deduplicated: self.deduplicated.load(Ordering::Relaxed),
@@ -392,14 +391,14 @@ impl WakeNotifier {
 
 /// Tells which held buckets are new since the last look.
 #[derive(Default)]
-pub(super) struct HeldWatch {
+pub(crate) struct HeldWatch {
 	seen: HashSet<String>,
 }
 
 impl HeldWatch {
 	/// The buckets of `held` not held at the last call (all of them at the
 	/// first call, after a restart too: the operator is told again).
-	pub(super) fn newly_held(&mut self, held: Vec<HeldBucket>) -> Vec<HeldBucket> {
+	pub(crate) fn newly_held(&mut self, held: Vec<HeldBucket>) -> Vec<HeldBucket> {
 		let now: HashSet<String> = held.iter().map(|h| h.payment_hash.clone()).collect();
 		let new = held.into_iter().filter(|h| !self.seen.contains(&h.payment_hash)).collect();
 		self.seen = now;
@@ -410,9 +409,9 @@ impl HeldWatch {
 /// Publishes each newly held bucket and, with a notifier, calls the webhook
 /// in a task of its own (a slow webhook must not hold the hold loop up),
 /// gated per next node ([`WakeNotifier::wake`]).
-pub(super) fn announce_held(
-	held: Vec<HeldBucket>, events: &tokio::sync::broadcast::Sender<NodeEvent>,
-	notifier: Option<&Arc<WakeNotifier>>, logger: &Arc<NodeLogger>,
+pub(crate) fn announce_held(
+	held: Vec<HeldBucket>, events: &super::EventSink, notifier: Option<&Arc<WakeNotifier>>,
+	logger: &Arc<dyn Logger + Send + Sync>,
 ) {
 	for bucket in held {
 		log_info!(
@@ -425,8 +424,7 @@ pub(super) fn announce_held(
 			let runtime = tokio::runtime::Handle::current();
 			notifier.wake(WakeKind::PaymentIncoming, &bucket.next_node, &runtime, logger);
 		}
-		// No subscriber is fine.
-		let _ = events.send(NodeEvent::PaymentHeld { held: bucket });
+		events.tell(PluginEvent::PaymentHeld { held: bucket });
 	}
 }
 
@@ -434,7 +432,6 @@ pub(super) fn announce_held(
 mod tests {
 	use std::sync::atomic::AtomicUsize;
 
-	use lightning::util::logger::Level;
 	use lightning_liquidity::lsps5::msgs::WebhookNotification;
 	use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -509,18 +506,19 @@ mod tests {
 		(format!("http://127.0.0.1:{port}/wake").parse().expect("url"), calls)
 	}
 
-	fn notifier(url: reqwest::Url, dir: &std::path::Path) -> (Arc<WakeNotifier>, Arc<NodeLogger>) {
-		notifier_with(url, webhook_client(None).expect("client"), dir)
+	type TestLogger = Arc<dyn Logger + Send + Sync>;
+
+	fn notifier(url: reqwest::Url) -> (Arc<WakeNotifier>, TestLogger) {
+		notifier_with(url, webhook_client(None).expect("client"))
 	}
 
 	fn notifier_with(
-		url: reqwest::Url, client: reqwest::Client, dir: &std::path::Path,
-	) -> (Arc<WakeNotifier>, Arc<NodeLogger>) {
-		let keys = Arc::new(KeysManager::new(&[7; 32], 1, 1, true));
-		let logger = NodeLogger::open(&dir.join("log"), Level::Info, "test").expect("log");
+		url: reqwest::Url, client: reqwest::Client,
+	) -> (Arc<WakeNotifier>, TestLogger) {
+		let keys = Arc::new(lightning::sign::KeysManager::new(&[7; 32], 1, 1, true));
 		let mut notifier = WakeNotifier::new(url, client, keys);
 		notifier.backoff = Duration::from_millis(20);
-		(Arc::new(notifier), Arc::new(logger))
+		(Arc::new(notifier), Arc::new(crate::testkit::NoLogger))
 	}
 
 	/// A self-signed certificate for `localhost` and 127.0.0.1: the server's
@@ -546,12 +544,12 @@ mod tests {
 			parse_webhook_url(&url, bitcoin::Network::Regtest).expect("regtest allows loopback");
 		// Built as the node builds it, trusting the test certificate.
 		let client = webhook_client(Some(&cert)).expect("client");
-		let (trusted, _) = notifier_with(url.clone(), client, dir.path());
+		let (trusted, _) = notifier_with(url.clone(), client);
 		trusted.notify(WebhookNotification::payment_incoming()).await.expect("the https call");
 		assert_eq!(calls.load(Ordering::SeqCst), 1);
 		// Without the certificate the handshake fails: nothing is posted, and
 		// a TLS failure is retried like any unreachable webhook.
-		let (untrusted, _) = notifier_with(url, webhook_client(None).expect("client"), dir.path());
+		let (untrusted, _) = notifier_with(url, webhook_client(None).expect("client"));
 		let err = untrusted.notify(WebhookNotification::payment_incoming()).await.unwrap_err();
 		assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
 		assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -561,10 +559,9 @@ mod tests {
 
 	#[tokio::test]
 	async fn a_failing_webhook_is_retried_with_backoff_but_not_a_refusing_one() {
-		let dir = tempfile::tempdir().expect("tempdir");
 		let (port, calls) = serve_webhook(None, vec![503, 429]).await;
 		let url: reqwest::Url = format!("http://127.0.0.1:{port}/wake").parse().unwrap();
-		let (calling, _) = notifier(url.clone(), dir.path());
+		let (calling, _) = notifier(url.clone());
 		let started = Instant::now();
 		calling.notify(WebhookNotification::payment_incoming()).await.expect("third attempt");
 		assert_eq!(calls.load(Ordering::SeqCst), 3, "503, 429, then 200");
@@ -573,14 +570,14 @@ mod tests {
 
 		let (port, calls) = serve_webhook(None, vec![500, 500, 500, 500]).await;
 		let url: reqwest::Url = format!("http://127.0.0.1:{port}/wake").parse().unwrap();
-		let (calling, _) = notifier(url, dir.path());
+		let (calling, _) = notifier(url);
 		let err = calling.notify(WebhookNotification::payment_incoming()).await.unwrap_err();
 		assert!(err.to_string().contains("500"), "{err}");
 		assert_eq!(calls.load(Ordering::SeqCst), WEBHOOK_ATTEMPTS as usize);
 
 		let (port, calls) = serve_webhook(None, vec![400]).await;
 		let url: reqwest::Url = format!("http://127.0.0.1:{port}/wake").parse().unwrap();
-		let (calling, _) = notifier(url, dir.path());
+		let (calling, _) = notifier(url);
 		let err = calling.notify(WebhookNotification::payment_incoming()).await.unwrap_err();
 		assert!(err.to_string().contains("400"), "{err}");
 		assert_eq!(calls.load(Ordering::SeqCst), 1, "a 4xx is the webhook's answer: no retry");
@@ -623,8 +620,7 @@ mod tests {
 	#[tokio::test]
 	async fn a_flood_for_one_peer_makes_one_call_per_cooldown() {
 		let (url, calls) = webhook().await;
-		let dir = tempfile::tempdir().expect("tempdir");
-		let (notifier, logger) = notifier(url, dir.path());
+		let (notifier, logger) = notifier(url);
 		let runtime = tokio::runtime::Handle::current();
 		let mut started = Vec::new();
 		for _ in 0..20 {
