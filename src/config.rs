@@ -537,8 +537,11 @@ pub struct CtlTarget {
 }
 
 /// Finds the node `ctl` talks to, as the node finds its own settings: flags
-/// first, then the config file (`--config`, paths relative to it), then the
-/// defaults ([`default_data_dir`], [`DEFAULT_CONTROL_LISTEN`]). The token is
+/// first (`ctl` reads `$LDK_TRAMPOLINE_CONTROL` and `$LDK_TRAMPOLINE_CONFIG`
+/// for `--control` and `--config`), then the config file (`--config`, paths
+/// relative to it), then what the running node wrote in its data directory
+/// ([`crate::control::CONTROL_URL_FILE`]), then the defaults
+/// ([`default_data_dir`], [`DEFAULT_CONTROL_LISTEN`]). The token is
 /// `--control-token-file`, else the admin token file of the data directory;
 /// with `control_tls_cert` in the config the address is `https://` and that
 /// certificate is trusted (unless `--control-ca-cert` says otherwise).
@@ -551,19 +554,21 @@ pub fn resolve_ctl(flags: CtlFlags) -> Result<CtlTarget, ConfigError> {
 		None => (ReferenceNodeConfig::default(), PathBuf::new()),
 	};
 	let tls_cert = file.control_tls_cert.map(|cert| dir.join(cert));
-	let mut address =
-		flags.control.or(file.control_listen).unwrap_or_else(|| DEFAULT_CONTROL_LISTEN.to_string());
+	let data_dir =
+		flags.data_dir.or_else(|| file.data_dir.map(|d| dir.join(d))).or_else(default_data_dir);
+	let mut address = flags
+		.control
+		.or(file.control_listen)
+		.or_else(|| data_dir.as_deref().and_then(crate::control::read_control_url))
+		.unwrap_or_else(|| DEFAULT_CONTROL_LISTEN.to_string());
 	if tls_cert.is_some() && !address.contains("://") {
 		address = format!("https://{address}");
 	}
 	let token_file = match flags.token_file {
 		Some(path) => path,
 		None => {
-			let data_dir = flags
-				.data_dir
-				.or_else(|| file.data_dir.map(|d| dir.join(d)))
-				.or_else(default_data_dir)
-				.ok_or(ConfigError::Missing { key: "data_dir", flag: "--data-dir" })?;
+			let data_dir =
+				data_dir.ok_or(ConfigError::Missing { key: "data_dir", flag: "--data-dir" })?;
 			crate::control::auth::Role::Admin.token_path(&data_dir)
 		},
 	};
@@ -856,6 +861,20 @@ mod tests {
 			(target.address.as_str(), target.token_file.as_path()),
 			("127.0.0.1:9736", Path::new("/t"))
 		);
+		// A running node's data directory says where it listens.
+		let data = dir.path().join("running");
+		std::fs::create_dir_all(&data).unwrap();
+		crate::control::write_control_url(&data, "http://127.0.0.1:7777").unwrap();
+		let target =
+			resolve_ctl(CtlFlags { data_dir: Some(data.clone()), ..Default::default() }).unwrap();
+		assert_eq!(target.address, "http://127.0.0.1:7777");
+		let flagged = resolve_ctl(CtlFlags {
+			data_dir: Some(data),
+			control: Some("127.0.0.1:1".into()),
+			..Default::default()
+		})
+		.unwrap();
+		assert_eq!(flagged.address, "127.0.0.1:1", "a flag wins over the node's file");
 		// Without anything: the node's default data directory.
 		if let Some(default) = default_data_dir() {
 			let target = resolve_ctl(CtlFlags::default()).unwrap();

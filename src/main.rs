@@ -152,13 +152,15 @@ struct NodeArgs {
 	htlc_hold_max_msat_per_peer: Option<u64>,
 }
 
-/// How `ctl` finds the node: flags, else the node's config file, else the
-/// defaults the node itself uses.
+/// How `ctl` finds the node: flags (or their environment variables), else
+/// the node's config file, else what the running node wrote in its data
+/// directory, else the defaults the node itself uses.
 #[derive(Args)]
 struct CtlArgs {
 	/// The node's control interface [default: the config's control_listen,
-	/// else 127.0.0.1:9736; https:// when the config has control_tls_cert].
-	#[arg(long, global = true, value_name = "HOST:PORT or URL")]
+	/// else the running node's <data-dir>/control.url, else 127.0.0.1:9736;
+	/// https:// when the config has control_tls_cert].
+	#[arg(long, global = true, value_name = "HOST:PORT or URL", env = "LDK_TRAMPOLINE_CONTROL")]
 	control: Option<String>,
 	/// The node's data directory, where its control token is
 	/// [default: the config's data_dir, else $LDK_TRAMPOLINE_DATA_DIR, else
@@ -167,7 +169,7 @@ struct CtlArgs {
 	data_dir: Option<PathBuf>,
 	/// The node's config file (for its data_dir, control_listen and
 	/// control_tls_cert).
-	#[arg(long, global = true, value_name = "FILE")]
+	#[arg(long, global = true, value_name = "FILE", env = "LDK_TRAMPOLINE_CONFIG")]
 	config: Option<PathBuf>,
 	/// The token file to authenticate with [default:
 	/// <data-dir>/control-admin.token]; give control-readonly.token for
@@ -425,6 +427,10 @@ async fn node_main(settings: ReferenceNodeSettings) -> Result<(), AppError> {
 			return Err(e.into());
 		},
 	};
+	// `ctl` finds the node without flags (a failed write only costs that).
+	if let Err(e) = control::write_control_url(&data_dir, &format!("{scheme}://{control_addr}")) {
+		eprintln!("cannot write {}: {e}", control::CONTROL_URL_FILE);
+	}
 	let hosts = control::auth::allowed_hosts(control_addr, &settings.control_hosts);
 	let guard = control::auth::Guard::new(tokens.clone(), hosts);
 	println!(
@@ -451,6 +457,7 @@ async fn node_main(settings: ReferenceNodeSettings) -> Result<(), AppError> {
 	// Idempotent: `/v1/stop` has already stopped it when that was the reason.
 	let stop_result = node.stop().await;
 	tokens.remove(&data_dir);
+	let _ = std::fs::remove_file(data_dir.join(control::CONTROL_URL_FILE));
 	let server_result = match server_result {
 		Some(result) => Some(result),
 		None => match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {

@@ -33,6 +33,24 @@ pub use crate::node::{Balances, ChannelInfo, ForwardRecord, PaymentRecord};
 pub const DEFAULT_CONTROL_LISTEN: SocketAddr =
 	SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9736);
 
+/// The file in the data directory where a running node says where its
+/// control interface is (`http://HOST:PORT` or `https://...`), for `ctl`;
+/// written at start, removed at stop (like `lightning-rpc` in CLN's
+/// directory).
+pub const CONTROL_URL_FILE: &str = "control.url";
+
+/// Tells `ctl` where the node in `data_dir` listens ([`CONTROL_URL_FILE`]).
+pub fn write_control_url(data_dir: &std::path::Path, url: &str) -> std::io::Result<()> {
+	std::fs::write(data_dir.join(CONTROL_URL_FILE), format!("{url}\n"))
+}
+
+/// Where the node in `data_dir` said its control interface is, if it runs.
+pub fn read_control_url(data_dir: &std::path::Path) -> Option<String> {
+	let text = std::fs::read_to_string(data_dir.join(CONTROL_URL_FILE)).ok()?;
+	let url = text.trim();
+	(!url.is_empty() && url.len() <= 512).then(|| url.to_string())
+}
+
 /// The `trampoline` of a pay request that lets the node choose among its
 /// peers advertising trampoline routing.
 pub const AUTO_TRAMPOLINE: &str = "auto";

@@ -4,11 +4,16 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use lightning::util::logger::{Level, Logger, Record};
 
-/// Writes LDK's log records to a file, one line each, at or above a level.
+/// A log line's time: ISO 8601 (RFC 3339) in UTC, to the millisecond.
+fn timestamp(now: chrono::DateTime<chrono::Utc>) -> impl std::fmt::Display {
+	now.format("%Y-%m-%dT%H:%M:%S%.3fZ")
+}
+
+/// Writes LDK's log records to a file, one line each, at or above a level:
+/// `2026-12-08T01:02:03.456Z <name> INFO  [module:line] message`.
 pub struct NodeLogger {
 	file: Mutex<File>,
 	min_level: Level,
@@ -32,11 +37,9 @@ impl Logger for NodeLogger {
 		if record.level < self.min_level {
 			return;
 		}
-		let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
 		let line = format!(
-			"{}.{:03} {} {:<5} [{}:{}] {}\n",
-			now.as_secs(),
-			now.subsec_millis(),
+			"{} {} {:<5} [{}:{}] {}\n",
+			timestamp(chrono::Utc::now()),
 			self.name,
 			record.level,
 			record.module_path,
@@ -47,5 +50,26 @@ impl Logger for NodeLogger {
 			// A failed log write must never take the node down.
 			let _ = file.write_all(line.as_bytes());
 		}
+	}
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+
+	#[test]
+	fn log_lines_start_with_an_iso_8601_utc_time() {
+		let dir = tempfile::tempdir().expect("tempdir");
+		let path = dir.path().join("logs").join("ldk.log");
+		let logger = NodeLogger::open(&path, Level::Info, "alice").expect("open");
+		lightning::log_info!(logger, "hello {}", 42);
+		lightning::log_debug!(logger, "below the level");
+		let text = std::fs::read_to_string(&path).expect("read");
+		let lines: Vec<&str> = text.lines().collect();
+		assert_eq!(lines.len(), 1, "{text}");
+		let (time, rest) = lines[0].split_once(' ').expect("a time first");
+		chrono::DateTime::parse_from_rfc3339(time).expect("RFC 3339");
+		assert!(time.ends_with('Z') && time.len() == "2026-12-08T01:02:03.456Z".len(), "{time}");
+		assert!(rest.starts_with("alice INFO ") && rest.ends_with("hello 42"), "{rest}");
 	}
 }

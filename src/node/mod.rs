@@ -78,7 +78,7 @@ pub struct NodeConfig {
 	/// The longest delay between attempts to reconnect to a channel peer
 	/// that dropped (the first attempt is at once, then the delay doubles).
 	pub reconnect_interval: Duration,
-	/// The lowest level written to `<data_dir>/logs/ldk.log`.
+	/// The lowest level written to `<data_dir>/logs/ldk.log` (default: info).
 	pub log_level: Level,
 	/// Relay trampoline payments with this policy; `None` (the default) leaves
 	/// the node exactly as without the plugin.
@@ -118,7 +118,7 @@ impl NodeConfig {
 			alias: "ldk-trampoline".to_string(),
 			chain_poll_interval: Duration::from_secs(1),
 			reconnect_interval: Duration::from_secs(5),
-			log_level: Level::Debug,
+			log_level: Level::Info,
 			trampoline: None,
 			trampoline_limits: RelayLimits::default(),
 			static_invoice_server: None,
