@@ -109,6 +109,14 @@ impl Dialect {
 			TlvLayout::Legacy => Self::Legacy,
 		}
 	}
+
+	/// Its name, as in records and metric labels: `spec` or `legacy`.
+	pub fn name(self) -> &'static str {
+		match self {
+			Self::Spec => "spec",
+			Self::Legacy => "legacy",
+		}
+	}
 }
 
 /// Why the relay fails a trampoline HTLC or bucket back: every reason, in the
@@ -180,6 +188,28 @@ pub enum FailReason {
 }
 
 impl FailReason {
+	/// Its name, as in records (the `reason` tag) and metric labels.
+	pub fn name(&self) -> &'static str {
+		match self {
+			Self::FeeInsufficient => "fee_insufficient",
+			Self::ExpiryTooSoon => "expiry_too_soon",
+			Self::NoRouteWithinBudget => "no_route_within_budget",
+			Self::NoLiquidity => "no_liquidity",
+			Self::UnknownNextNode => "unknown_next_node",
+			Self::HoldExpired => "hold_expired",
+			Self::OverLimits => "over_limits",
+			Self::PayerSplit => "payer_split",
+			Self::FailedOnTheWay => "failed_on_the_way",
+			Self::NextNodeFailed { .. } => "next_node_failed",
+			Self::DownstreamUnreadable => "downstream_unreadable",
+			Self::RecipientRejected { .. } => "recipient_rejected",
+			Self::MppTimeout => "mpp_timeout",
+			Self::Unsupported => "unsupported",
+			Self::Internal => "internal",
+			Self::Verbatim { .. } => "verbatim",
+		}
+	}
+
 	/// The reason behind a spec failure recorded by a version that stored
 	/// only the message (records written before reasons were).
 	pub fn from_recorded(message: FailureMessage) -> Self {
@@ -619,6 +649,35 @@ mod tests {
 			assert_eq!(serde_json::from_slice::<FailReason>(&json).unwrap(), reason);
 		}
 		assert_eq!(serde_json::to_string(&Dialect::Legacy).unwrap(), "\"legacy\"");
+	}
+
+	#[test]
+	fn names_are_the_record_names() {
+		for dialect in [Dialect::Spec, Dialect::Legacy] {
+			assert_eq!(serde_json::to_string(&dialect).unwrap(), format!("\"{}\"", dialect.name()));
+		}
+		let message = FailureMessage::MppTimeout;
+		for reason in [
+			FailReason::FeeInsufficient,
+			FailReason::ExpiryTooSoon,
+			FailReason::NoRouteWithinBudget,
+			FailReason::NoLiquidity,
+			FailReason::UnknownNextNode,
+			FailReason::HoldExpired,
+			FailReason::OverLimits,
+			FailReason::PayerSplit,
+			FailReason::FailedOnTheWay,
+			FailReason::NextNodeFailed { message: message.clone() },
+			FailReason::DownstreamUnreadable,
+			FailReason::RecipientRejected { htlc_msat: 1, height: 1 },
+			FailReason::MppTimeout,
+			FailReason::Unsupported,
+			FailReason::Internal,
+			FailReason::Verbatim { message: message.clone() },
+		] {
+			let json = serde_json::to_value(&reason).unwrap();
+			assert_eq!(json["reason"], reason.name(), "{reason:?}");
+		}
 	}
 
 	#[test]
