@@ -376,6 +376,28 @@ mod tests {
 
 	const NODE_26: u16 = codes::TRAMPOLINE_FEE_OR_EXPIRY_INSUFFICIENT;
 
+	/// One of each reason.
+	fn every_reason() -> [FailReason; 16] {
+		[
+			FailReason::FeeInsufficient,
+			FailReason::ExpiryTooSoon,
+			FailReason::NoRouteWithinBudget,
+			FailReason::NoLiquidity,
+			FailReason::UnknownNextNode,
+			FailReason::HoldExpired,
+			FailReason::OverLimits,
+			FailReason::PayerSplit,
+			FailReason::FailedOnTheWay,
+			FailReason::NextNodeFailed { message: FailureMessage::TemporaryTrampolineFailure },
+			FailReason::DownstreamUnreadable,
+			FailReason::RecipientRejected { htlc_msat: 1, height: 1 },
+			FailReason::MppTimeout,
+			FailReason::Unsupported,
+			FailReason::Internal,
+			FailReason::Verbatim { message: FailureMessage::UnknownNextTrampoline },
+		]
+	}
+
 	#[test]
 	fn bit_151_is_set_in_le_flags() {
 		use lightning::types::features::InitFeatures;
@@ -584,25 +606,7 @@ mod tests {
 	fn no_legacy_answer_is_a_code_that_ends_an_electrum_payment_by_accident() {
 		// Every reason's legacy code is one Electrum 4.3.4 knows
 		// (OnionFailureCode in lnonion.py), never 25/26/27.
-		let all = [
-			FailReason::FeeInsufficient,
-			FailReason::ExpiryTooSoon,
-			FailReason::NoRouteWithinBudget,
-			FailReason::NoLiquidity,
-			FailReason::UnknownNextNode,
-			FailReason::HoldExpired,
-			FailReason::OverLimits,
-			FailReason::PayerSplit,
-			FailReason::FailedOnTheWay,
-			FailReason::NextNodeFailed { message: FailureMessage::TemporaryTrampolineFailure },
-			FailReason::DownstreamUnreadable,
-			FailReason::RecipientRejected { htlc_msat: 1, height: 1 },
-			FailReason::MppTimeout,
-			FailReason::Unsupported,
-			FailReason::Internal,
-			FailReason::Verbatim { message: FailureMessage::UnknownNextTrampoline },
-		];
-		for reason in all {
+		for reason in every_reason() {
 			let code = code(reason.clone(), Dialect::Legacy);
 			assert!(
 				![codes::TEMPORARY_TRAMPOLINE_FAILURE, NODE_26, codes::UNKNOWN_NEXT_TRAMPOLINE]
@@ -656,25 +660,7 @@ mod tests {
 		for dialect in [Dialect::Spec, Dialect::Legacy] {
 			assert_eq!(serde_json::to_string(&dialect).unwrap(), format!("\"{}\"", dialect.name()));
 		}
-		let message = FailureMessage::MppTimeout;
-		for reason in [
-			FailReason::FeeInsufficient,
-			FailReason::ExpiryTooSoon,
-			FailReason::NoRouteWithinBudget,
-			FailReason::NoLiquidity,
-			FailReason::UnknownNextNode,
-			FailReason::HoldExpired,
-			FailReason::OverLimits,
-			FailReason::PayerSplit,
-			FailReason::FailedOnTheWay,
-			FailReason::NextNodeFailed { message: message.clone() },
-			FailReason::DownstreamUnreadable,
-			FailReason::RecipientRejected { htlc_msat: 1, height: 1 },
-			FailReason::MppTimeout,
-			FailReason::Unsupported,
-			FailReason::Internal,
-			FailReason::Verbatim { message: message.clone() },
-		] {
+		for reason in every_reason() {
 			let json = serde_json::to_value(&reason).unwrap();
 			assert_eq!(json["reason"], reason.name(), "{reason:?}");
 		}
