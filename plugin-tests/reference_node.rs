@@ -571,6 +571,16 @@ async fn reference_node_pays_through_a_trampoline_and_reports_relay_stats() {
 	let amount_msat = 20_000_000;
 	let bob_policy = bob.config().trampoline.expect("bob relays");
 	let fee_msat = bob_policy.fee_msat(amount_msat);
+	// Bob's metrics before: nothing relayed, failed or timed.
+	let before = samples(&scrape_of(&bob));
+	for metric in [
+		"ldk_trampoline_relay_fees_earned_msat_total",
+		"ldk_trampoline_relay_failures_total",
+		"ldk_trampoline_relay_refusals_total",
+		"ldk_trampoline_relay_step_seconds_count",
+	] {
+		assert_eq!(total(&before, metric), 0.0, "{metric}");
+	}
 	let invoice = carol.create_invoice(Some(amount_msat), "via trampoline", 3600).unwrap();
 	let received = carol.subscribe();
 	let paid = ctl(&control, &["pay", &invoice.to_string(), "--trampoline", "auto"]).await;
@@ -639,6 +649,32 @@ async fn reference_node_pays_through_a_trampoline_and_reports_relay_stats() {
 	let page = bob.list_forwards(page.next_index_offset, 2);
 	assert_eq!((page.forwards.as_slice(), page.next_index_offset), (&forwards[2..], None));
 
+	// Bob's metrics moved by exactly these forwards: the fees are theirs,
+	// each refused one is a failure with the code the payer was told
+	// (NODE|26, spec), every bucket was timed to claimable, the relayed two
+	// to sent and to settled; nothing was refused at the door.
+	let text = scrape_of(&bob);
+	let after = samples(&text);
+	let fees: u64 = forwards.iter().filter_map(|f| f.fee_msat).sum();
+	assert_eq!(fees, 2 * fee_msat);
+	assert_eq!(total(&after, "ldk_trampoline_relay_fees_earned_msat_total"), fees as f64, "{text}");
+	let failed = forwards.iter().filter(|f| matches!(f.outcome, ForwardOutcome::Failed { .. }));
+	let failed = failed.count() as f64;
+	assert_eq!(total(&after, "ldk_trampoline_relay_failures_total"), failed, "{text}");
+	let told = "ldk_trampoline_relay_failures_total{dialect=\"spec\",reason=\"fee_insufficient\",code=\"0x201a\"}";
+	assert_eq!(metric(&text, told), Some(failed), "{text}");
+	assert_eq!(total(&after, "ldk_trampoline_relay_refusals_total"), 0.0, "{text}");
+	let relayed = (forwards.len() as f64) - failed;
+	for (step, count) in [
+		("receive_to_claimable", forwards.len() as f64),
+		("claimable_to_sent", relayed),
+		("sent_to_settled", relayed),
+	] {
+		let series = format!("ldk_trampoline_relay_step_seconds_count{{step=\"{step}\"}}");
+		assert_eq!(metric(&text, &series), Some(count), "{series} in\n{text}");
+	}
+	assert_eq!(bob.trampoline().expect("bob relays").core().metrics().timed_buckets(), 0);
+
 	// The reference node forwards nothing (it pays): an empty page, and
 	// its shape.
 	let empty = ctl(&control, &["list-forwards"]).await;
@@ -646,7 +682,9 @@ async fn reference_node_pays_through_a_trampoline_and_reports_relay_stats() {
 	let empty = ctl(&control, &["list-forwards", "--index-offset", "7", "--limit", "5"]).await;
 	assert_eq!(empty, serde_json::json!({ "forwards": [], "next_index_offset": null }));
 
-	// The reference node's own relay has seen nothing.
+	// The reference node's own relay has seen nothing; its scrape parses.
+	let scraped = scrape(&control).await;
+	assert_eq!(metric(&scraped, "ldk_trampoline_relay_fees_earned_msat_total"), Some(0.0));
 	let stats = ctl(&control, &["trampoline-stats"]).await;
 	assert_eq!((stats["relayed"].as_u64(), stats["failed"].as_u64()), (Some(0), Some(0)));
 	let held = ctl(&control, &["list-held"]).await;
@@ -888,6 +926,44 @@ async fn scrape(control: &Control) -> String {
 	assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
 	let text = response.text().await.unwrap();
 	assert!(text.ends_with("# EOF\n"), "{text}");
+	samples(&text);
+	text
+}
+
+/// Every sample of a scrape, read by `prometheus-parse` (which must read
+/// every line but OpenMetrics' closing `# EOF`; a histogram is one sample,
+/// its `_count` and `_sum` untyped ones).
+fn samples(text: &str) -> Vec<prometheus_parse::Sample> {
+	use prometheus_parse::LineInfo;
+	for line in text.lines() {
+		let unread = matches!(LineInfo::parse(line), LineInfo::Ignored | LineInfo::Empty);
+		assert!(!unread || line == "# EOF", "a line the parser does not read: {line:?}\n{text}");
+	}
+	let lines = text.lines().map(|l| Ok(l.to_string()));
+	prometheus_parse::Scrape::parse(lines).expect("the scrape parses").samples
+}
+
+/// The sum of the samples of `metric` over all its labels.
+fn total(samples: &[prometheus_parse::Sample], metric: &str) -> f64 {
+	samples
+		.iter()
+		.filter(|s| s.metric == metric)
+		.map(|s| match s.value {
+			prometheus_parse::Value::Counter(v)
+			| prometheus_parse::Value::Gauge(v)
+			| prometheus_parse::Value::Untyped(v) => v,
+			_ => panic!("{metric} is not a number: {s:?}"),
+		})
+		.sum()
+}
+
+/// `node`'s own scrape (a harness node has no control interface: the text
+/// `/metrics` would answer), checked as [`scrape`] checks one.
+fn scrape_of(node: &ldk_trampoline::node::Node) -> String {
+	use ldk_trampoline::control::metrics::{render, Snapshot};
+	let text = render(&Snapshot::of(node)).expect("encodes");
+	assert!(text.ends_with("# EOF\n"), "{text}");
+	samples(&text);
 	text
 }
 

@@ -7,7 +7,13 @@
 //! it has relayed (count, failures, volume, payers by dialect), HTLCs held
 //! for often-offline payers (count and value), and the static invoice
 //! server's store and counters. Counters are the node's own since its
-//! start (the relay's survive restarts: they come from its store).
+//! start (the relay's bucket counts survive restarts: they come from its
+//! store). Beside these figures it registers (shared clones of) the relay's
+//! live metrics, [`RelayMetrics`]: fees earned, failures and refusals by
+//! reason and code, step latency histograms (in memory, from the node's
+//! start).
+
+use std::sync::Arc;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -16,8 +22,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::htlc_hold::HeldHtlcSummary;
-use crate::node::{PaymentDirection, PaymentRecord, PaymentStatus};
-use crate::relay::RelayStats;
+use crate::node::{Node, PaymentDirection, PaymentRecord, PaymentStatus};
+use crate::relay::{RelayMetrics, RelayStats};
 use crate::static_invoices::StaticInvoiceStats;
 
 /// The `Content-Type` of the answer.
@@ -34,6 +40,23 @@ pub struct Snapshot {
 	pub held_htlcs: Vec<HeldHtlcSummary>,
 	/// Static invoices stored and the server's counters, when it serves them.
 	pub static_invoices: Option<(usize, StaticInvoiceStats)>,
+	/// The relay's live metrics, when it relays.
+	pub relay_metrics: Option<Arc<RelayMetrics>>,
+}
+
+impl Snapshot {
+	/// What `node` reports now.
+	pub fn of(node: &Node) -> Self {
+		Self {
+			payments: node.list_payments(),
+			relay: node.trampoline().map(|relay| relay.core().stats()),
+			held_htlcs: node.list_held_htlcs(),
+			static_invoices: node
+				.static_invoice_server()
+				.map(|server| (server.list().len(), server.core().stats())),
+			relay_metrics: node.trampoline().map(|relay| Arc::clone(relay.core().metrics())),
+		}
+	}
 }
 
 type Labels = Vec<(String, String)>;
@@ -115,6 +138,9 @@ pub fn render(snapshot: &Snapshot) -> Result<String, std::fmt::Error> {
 			dialects,
 		);
 	}
+	if let Some(metrics) = &snapshot.relay_metrics {
+		metrics.register(&mut registry);
+	}
 
 	registry.register(
 		"held_htlcs",
@@ -157,6 +183,7 @@ pub fn render(snapshot: &Snapshot) -> Result<String, std::fmt::Error> {
 #[cfg(test)]
 mod tests {
 	use super::*;
+	use crate::relay::{Dialect, FailReason};
 
 	fn payment(direction: PaymentDirection, status: PaymentStatus) -> PaymentRecord {
 		PaymentRecord {
@@ -170,6 +197,18 @@ mod tests {
 			kind: "bolt11".into(),
 			created_at_ms: 0,
 		}
+	}
+
+	/// Every sample of `text`, parsed by `prometheus-parse`; panics on a line
+	/// it does not read (other than OpenMetrics' `# EOF` and `# UNIT`).
+	pub(crate) fn parse(text: &str) -> Vec<prometheus_parse::Sample> {
+		use prometheus_parse::LineInfo;
+		for line in text.lines() {
+			let ignored = matches!(LineInfo::parse(line), LineInfo::Ignored | LineInfo::Empty);
+			assert!(!ignored || line == "# EOF", "unparsed line {line:?}");
+		}
+		let lines = text.lines().map(|l| Ok(l.to_string()));
+		prometheus_parse::Scrape::parse(lines).expect("parses").samples
 	}
 
 	/// The value of the sample `series` (name and labels as encoded).
@@ -199,7 +238,13 @@ mod tests {
 			}),
 			held_htlcs: Vec::new(),
 			static_invoices: Some((4, StaticInvoiceStats { served: 9, ..Default::default() })),
+			relay_metrics: Some(Arc::default()),
 		};
+		let metrics = snapshot.relay_metrics.as_ref().unwrap();
+		metrics.relayed(7_000, Some(6_500));
+		let told = crate::onion::FailureMessage::TemporaryTrampolineFailure;
+		metrics.failed(Dialect::Spec, &FailReason::NoLiquidity, Some(&told));
+		metrics.refused(Dialect::Legacy, &FailReason::OverLimits, &told);
 		let text = render(&snapshot).unwrap();
 		assert!(text.ends_with("# EOF\n"), "{text}");
 		let expect = [
@@ -214,6 +259,16 @@ mod tests {
 			("ldk_trampoline_held_htlcs", 0.0),
 			("ldk_trampoline_static_invoices_stored", 4.0),
 			("ldk_trampoline_static_invoice_events_total{outcome=\"served\"}", 9.0),
+			("ldk_trampoline_relay_fees_earned_msat_total", 500.0),
+			(
+				"ldk_trampoline_relay_failures_total{dialect=\"spec\",reason=\"no_liquidity\",code=\"0x2019\"}",
+				1.0,
+			),
+			(
+				"ldk_trampoline_relay_refusals_total{dialect=\"legacy\",reason=\"over_limits\",code=\"0x2019\"}",
+				1.0,
+			),
+			("ldk_trampoline_relay_step_seconds_count{step=\"sent_to_settled\"}", 0.0),
 		];
 		for (series, value) in expect {
 			assert_eq!(sample(&text, series), Some(value), "{series} in\n{text}");
@@ -223,9 +278,23 @@ mod tests {
 			let (series, value) = line.rsplit_once(' ').expect(line);
 			assert!(value.parse::<f64>().is_ok(), "{line}");
 			let family = series.split('{').next().unwrap();
-			let base = family.strip_suffix("_total").unwrap_or(family);
+			let base = ["_total", "_bucket", "_count", "_sum"]
+				.iter()
+				.find_map(|suffix| family.strip_suffix(suffix))
+				.unwrap_or(family);
 			assert!(text.contains(&format!("# TYPE {base} ")), "{line}");
 		}
+		// And a parser reads every sample (histograms as one sample each).
+		let parsed = parse(&text);
+		let fees =
+			parsed.iter().find(|s| s.metric == "ldk_trampoline_relay_fees_earned_msat_total");
+		assert!(
+			matches!(fees.map(|s| &s.value), Some(prometheus_parse::Value::Untyped(v)) if *v == 500.0),
+			"{fees:?}"
+		);
+		let steps: Vec<_> =
+			parsed.iter().filter(|s| s.metric == "ldk_trampoline_relay_step_seconds").collect();
+		assert_eq!(steps.len(), 3, "{steps:?}");
 		// Without a relay or a server, their families are absent.
 		let bare = render(&Snapshot::default()).unwrap();
 		assert!(!bare.contains("relay_") && !bare.contains("static_invoice"), "{bare}");

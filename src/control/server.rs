@@ -507,15 +507,7 @@ async fn list_forwards(State(ctx): Ctx, body: Bytes) -> ApiResult<super::ListFor
 }
 
 async fn metrics(State(ctx): Ctx) -> Result<Response, ApiError> {
-	let node = &ctx.node;
-	let snapshot = super::metrics::Snapshot {
-		payments: node.list_payments(),
-		relay: node.trampoline().map(|relay| relay.core().stats()),
-		held_htlcs: node.list_held_htlcs(),
-		static_invoices: node
-			.static_invoice_server()
-			.map(|server| (server.list().len(), server.core().stats())),
-	};
+	let snapshot = super::metrics::Snapshot::of(&ctx.node);
 	let text = super::metrics::render(&snapshot)
 		.map_err(|e| ApiError::internal(format!("cannot encode the metrics: {e}")))?;
 	Ok(([(axum::http::header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], text).into_response())

@@ -65,6 +65,11 @@ pub(super) fn rewrite_fail(core: &RelayCore, fail: &mut UpdateFailHTLC) {
 	};
 	*fail = rewritten;
 	let encoded = failure.encode();
+	let refused = record.reject.is_some() || record.reject_reason.is_some();
+	if refused && record.failure_sent.is_none() {
+		// Once per HTLC: a failure sent again (a reconnection) is not counted.
+		core.metrics().refused(dialect, &reason, &failure);
+	}
 	core.store.update_htlc_deferred(&key, |h| {
 		h.resolved = true;
 		if !passing_on {
@@ -86,6 +91,8 @@ pub(super) fn rewrite_fail(core: &RelayCore, fail: &mut UpdateFailHTLC) {
 		// over; a single extra or late part it refused leaves the rest.
 		let all_failed = core.store.htlcs_of(id).iter().all(|(_, h)| h.resolved);
 		if all_failed {
+			core.metrics().failed(dialect, &reason, Some(&failure));
+			core.metrics().settled(id);
 			let spec = wire_failure(&reason, Dialect::Spec, &core.policy).encode();
 			core.store.update_bucket_deferred(id, |b| {
 				b.state =

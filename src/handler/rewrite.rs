@@ -284,7 +284,7 @@ fn rewrite_peeled<N: InboundNode + ?Sized>(
 		},
 		unknown_tlvs: UnknownTlvs::from_records(custom).ok()?,
 	};
-	finish(core, node, msg, &key, receive, |rewrite_ss| HtlcRecord {
+	let rewritten = finish(core, node, msg, &key, receive, |rewrite_ss| HtlcRecord {
 		payment_hash: msg.payment_hash.0,
 		bucket,
 		outer_shared_secret: outer_ss.secret_bytes(),
@@ -300,7 +300,11 @@ fn rewrite_peeled<N: InboundNode + ?Sized>(
 		reject_reason,
 		dialect,
 		final_receive,
-	})
+	})?;
+	if let Some(id) = &bucket {
+		core.metrics().received(id);
+	}
+	Some(rewritten)
 }
 
 /// Builds the one-hop onion to ourselves carrying `receive` (session key

@@ -255,6 +255,26 @@ fn each_bucket_records_the_dialect_its_payer_spoke() {
 	let mut dialects: Vec<Dialect> = relay.core.buckets().iter().map(|b| b.dialect).collect();
 	dialects.sort_by_key(|d| *d == Dialect::Legacy);
 	assert_eq!(dialects, vec![Dialect::Spec, Dialect::Legacy]);
+	// Each bucket's first HTLC starts its timing.
+	assert_eq!(relay.core.metrics().timed_buckets(), 2);
+}
+
+#[test]
+fn a_bucket_ldk_gave_up_on_counts_as_a_failure_once() {
+	let relay = relay();
+	let sent = send(&relay, TlvLayout::Legacy, &[to_legacy_recipient()], 1_010_000, 1_010_000, 0);
+	assert!(rewrite::rewrite_add(&relay.core, &relay.node, &relay.payer, &sent.add).is_some());
+	assert_eq!(relay.core.metrics().timed_buckets(), 1);
+	// LDK's MPP timeout fails the only part: the bucket is over.
+	let series = "relay_failures_total{dialect=\"legacy\",reason=\"mpp_timeout\",code=\"0x0017\"}";
+	for _ in 0..2 {
+		let mut fail = ldk_fails(&relay, &sent.add, &FailureMessage::MppTimeout);
+		fail::rewrite_fail(&relay.core, &mut fail);
+		assert_eq!(relay.core.metrics().sample(series), Some(1.0));
+	}
+	assert_eq!(relay.core.metrics().timed_buckets(), 0);
+	// Not a refusal: the HTLC was admitted.
+	assert_eq!(relay.core.metrics().sample("relay_refusals_total"), None);
 }
 
 /// Fails the bucket of `sent` for `reason` (as the relay's event hook
@@ -366,6 +386,14 @@ fn a_legacy_rejection_at_the_door_is_readable_too() {
 	let (_, code, data) = electrum_decode(&packet, &[sent.outer]).expect("readable");
 	assert_eq!(code, codes::FINAL_INCORRECT_HTLC_AMOUNT);
 	assert_eq!(data, 1_000u64.to_be_bytes());
+	// Counted as a refusal, once: LDK sending the failure again (a
+	// reconnection) does not count it twice; no bucket was timed.
+	let refused = "relay_refusals_total{dialect=\"legacy\",reason=\"verbatim\",code=\"0x0013\"}";
+	assert_eq!(relay.core.metrics().sample(refused), Some(1.0));
+	let mut again = ldk_fails(&relay, &sent.add, &FailureMessage::TemporaryNodeFailure);
+	fail::rewrite_fail(&relay.core, &mut again);
+	assert_eq!(relay.core.metrics().sample(refused), Some(1.0));
+	assert_eq!(relay.core.metrics().timed_buckets(), 0);
 }
 
 /// Electrum's first layer for an invoice of ours with us as its trampoline:

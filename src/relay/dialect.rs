@@ -109,6 +109,14 @@ impl Dialect {
 			TlvLayout::Legacy => Self::Legacy,
 		}
 	}
+
+	/// Its name, as in records and metric labels: `spec` or `legacy`.
+	pub fn name(self) -> &'static str {
+		match self {
+			Self::Spec => "spec",
+			Self::Legacy => "legacy",
+		}
+	}
 }
 
 /// Why the relay fails a trampoline HTLC or bucket back: every reason, in the
@@ -180,6 +188,28 @@ pub enum FailReason {
 }
 
 impl FailReason {
+	/// Its name, as in records (the `reason` tag) and metric labels.
+	pub fn name(&self) -> &'static str {
+		match self {
+			Self::FeeInsufficient => "fee_insufficient",
+			Self::ExpiryTooSoon => "expiry_too_soon",
+			Self::NoRouteWithinBudget => "no_route_within_budget",
+			Self::NoLiquidity => "no_liquidity",
+			Self::UnknownNextNode => "unknown_next_node",
+			Self::HoldExpired => "hold_expired",
+			Self::OverLimits => "over_limits",
+			Self::PayerSplit => "payer_split",
+			Self::FailedOnTheWay => "failed_on_the_way",
+			Self::NextNodeFailed { .. } => "next_node_failed",
+			Self::DownstreamUnreadable => "downstream_unreadable",
+			Self::RecipientRejected { .. } => "recipient_rejected",
+			Self::MppTimeout => "mpp_timeout",
+			Self::Unsupported => "unsupported",
+			Self::Internal => "internal",
+			Self::Verbatim { .. } => "verbatim",
+		}
+	}
+
 	/// The reason behind a spec failure recorded by a version that stored
 	/// only the message (records written before reasons were).
 	pub fn from_recorded(message: FailureMessage) -> Self {
@@ -345,6 +375,28 @@ mod tests {
 	}
 
 	const NODE_26: u16 = codes::TRAMPOLINE_FEE_OR_EXPIRY_INSUFFICIENT;
+
+	/// One of each reason.
+	fn every_reason() -> [FailReason; 16] {
+		[
+			FailReason::FeeInsufficient,
+			FailReason::ExpiryTooSoon,
+			FailReason::NoRouteWithinBudget,
+			FailReason::NoLiquidity,
+			FailReason::UnknownNextNode,
+			FailReason::HoldExpired,
+			FailReason::OverLimits,
+			FailReason::PayerSplit,
+			FailReason::FailedOnTheWay,
+			FailReason::NextNodeFailed { message: FailureMessage::TemporaryTrampolineFailure },
+			FailReason::DownstreamUnreadable,
+			FailReason::RecipientRejected { htlc_msat: 1, height: 1 },
+			FailReason::MppTimeout,
+			FailReason::Unsupported,
+			FailReason::Internal,
+			FailReason::Verbatim { message: FailureMessage::UnknownNextTrampoline },
+		]
+	}
 
 	#[test]
 	fn bit_151_is_set_in_le_flags() {
@@ -554,25 +606,7 @@ mod tests {
 	fn no_legacy_answer_is_a_code_that_ends_an_electrum_payment_by_accident() {
 		// Every reason's legacy code is one Electrum 4.3.4 knows
 		// (OnionFailureCode in lnonion.py), never 25/26/27.
-		let all = [
-			FailReason::FeeInsufficient,
-			FailReason::ExpiryTooSoon,
-			FailReason::NoRouteWithinBudget,
-			FailReason::NoLiquidity,
-			FailReason::UnknownNextNode,
-			FailReason::HoldExpired,
-			FailReason::OverLimits,
-			FailReason::PayerSplit,
-			FailReason::FailedOnTheWay,
-			FailReason::NextNodeFailed { message: FailureMessage::TemporaryTrampolineFailure },
-			FailReason::DownstreamUnreadable,
-			FailReason::RecipientRejected { htlc_msat: 1, height: 1 },
-			FailReason::MppTimeout,
-			FailReason::Unsupported,
-			FailReason::Internal,
-			FailReason::Verbatim { message: FailureMessage::UnknownNextTrampoline },
-		];
-		for reason in all {
+		for reason in every_reason() {
 			let code = code(reason.clone(), Dialect::Legacy);
 			assert!(
 				![codes::TEMPORARY_TRAMPOLINE_FAILURE, NODE_26, codes::UNKNOWN_NEXT_TRAMPOLINE]
@@ -619,6 +653,17 @@ mod tests {
 			assert_eq!(serde_json::from_slice::<FailReason>(&json).unwrap(), reason);
 		}
 		assert_eq!(serde_json::to_string(&Dialect::Legacy).unwrap(), "\"legacy\"");
+	}
+
+	#[test]
+	fn names_are_the_record_names() {
+		for dialect in [Dialect::Spec, Dialect::Legacy] {
+			assert_eq!(serde_json::to_string(&dialect).unwrap(), format!("\"{}\"", dialect.name()));
+		}
+		for reason in every_reason() {
+			let json = serde_json::to_value(&reason).unwrap();
+			assert_eq!(json["reason"], reason.name(), "{reason:?}");
+		}
 	}
 
 	#[test]

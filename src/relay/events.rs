@@ -164,7 +164,10 @@ where
 					// Not a replay of an outcome already told.
 					let out_msat =
 						amount_msat.and_then(|a| a.checked_add(fee_paid_msat.unwrap_or(0)));
-					self.notify_settled(|| self.settled_bucket(&id, &bucket, out_msat, None));
+					let settled = self.settled_bucket(&id, &bucket, out_msat, None);
+					self.core.metrics().relayed(settled.in_msat, settled.out_msat);
+					self.core.metrics().settled(&id);
+					self.notify_settled(|| settled);
 				}
 				HookOutcome::Handled
 			},
@@ -280,6 +283,7 @@ where
 				return HookOutcome::Handled;
 			},
 		}
+		self.core.metrics().claimable(id);
 		// LDK's deadline, kept for the hold loop and restarts.
 		let bucket = match claim_deadline {
 			Some(deadline) if bucket.claim_deadline != Some(deadline) => {
@@ -484,7 +488,11 @@ where
 			_ => Err(None),
 		};
 		match sent {
-			Ok(()) | Err(Some(RetryableSendFailure::DuplicatePayment)) => HookOutcome::Handled,
+			Ok(()) => {
+				self.core.metrics().sent(id);
+				HookOutcome::Handled
+			},
+			Err(Some(RetryableSendFailure::DuplicatePayment)) => HookOutcome::Handled,
 			Err(e) => {
 				let failure = if e == Some(RetryableSendFailure::RouteNotFound) {
 					self.route_not_found(&payment_id)
@@ -683,6 +691,8 @@ where
 	) -> HookOutcome {
 		// The spec answer too, for versions that read only that.
 		let failure = wire_failure(&reason, Dialect::Spec, &self.core.policy).encode();
+		// A spec payer gets a packet from further down as it is.
+		let passed_on = forwarded.is_some() && bucket.dialect == Dialect::Spec;
 		let told = reason.clone();
 		let reason = Some(reason);
 		if self
@@ -694,6 +704,9 @@ where
 			return HookOutcome::Replay;
 		}
 		if !bucket.state.is_settled() {
+			let wire = (!passed_on).then(|| wire_failure(&told, bucket.dialect, &self.core.policy));
+			self.core.metrics().failed(bucket.dialect, &told, wire.as_ref());
+			self.core.metrics().settled(id);
 			self.notify_settled(|| self.settled_bucket(id, bucket, None, Some(told)));
 		}
 		if bucket.superseded {

@@ -12,6 +12,7 @@ mod events;
 pub mod limits;
 #[cfg(test)]
 pub(crate) mod memory_store;
+pub mod metrics;
 pub mod policy;
 pub(crate) mod rules;
 pub mod store;
@@ -38,6 +39,7 @@ use lightning::util::persist::KVStoreSync;
 pub use dialect::{wire_failure, Dialect, FailReason};
 pub use events::HookOutcome;
 pub use limits::RelayLimits;
+pub use metrics::RelayMetrics;
 pub use policy::{PolicyError, TrampolinePolicy};
 pub use store::{BucketState, RecordCounts, RelayStore, SettledTotals, StoreError};
 
@@ -134,6 +136,8 @@ pub struct RelayCore {
 	/// Receiving buckets the prune pass found without HTLC records.
 	empty: Mutex<HashSet<BucketId>>,
 	history: Mutex<History>,
+	/// Fees, failures, refusals and step timings, in memory.
+	metrics: Arc<RelayMetrics>,
 }
 
 impl RelayCore {
@@ -169,7 +173,14 @@ impl RelayCore {
 			seen: Mutex::new(HashSet::new()),
 			empty: Mutex::new(HashSet::new()),
 			history: Mutex::new(history),
+			metrics: Arc::default(),
 		})
+	}
+
+	/// The relay's live metrics (fees earned, failures and refusals by
+	/// reason and code, step timings), since the node started.
+	pub fn metrics(&self) -> &Arc<RelayMetrics> {
+		&self.metrics
 	}
 
 	fn history(&self) -> std::sync::MutexGuard<'_, History> {
@@ -353,6 +364,7 @@ impl RelayCore {
 				continue;
 			}
 			history.counted.remove(&id);
+			self.metrics.forget(&id);
 			for (key, htlc) in &htlcs {
 				if let Some(failure) = &htlc.failure_sent {
 					history.remember_failure(htlc.payment_hash, failure.clone());

@@ -82,6 +82,20 @@ fn the_totals_of_pruned_buckets_survive_a_restart() {
 }
 
 #[test]
+fn a_pruned_bucket_leaves_no_timings_behind() {
+	let core = core(RelayLimits::default());
+	// Receiving, its only HTLC resolved: LDK gave up on it.
+	let over = put(&core, 1, BucketState::Receiving, "aa", true);
+	let sending = put(&core, 2, BucketState::Sending { payment_id: [2; 32] }, "aa", true);
+	core.metrics().received(&over);
+	core.metrics().received(&sending);
+	core.prune(&[]);
+	assert_eq!(core.record_counts().buckets, 1);
+	// The sending one is still timed.
+	assert_eq!(core.metrics().timed_buckets(), 1);
+}
+
+#[test]
 fn a_sending_bucket_is_kept_whatever_its_htlcs_do() {
 	let core = core(RelayLimits::default());
 	// Its HTLC was never listed by LDK (recorded long ago): resolved, but the
