@@ -1578,7 +1578,7 @@ async fn payment_sent_right_after_the_trampoline_restarts_succeeds() {
 /// (no `ldk_trampoline::node::Node`) and enables the plugin through
 /// `Plugin::builder`. W pays R's invoice through it; then an offer of too
 /// low a fee is refused with NODE|26 (the relay's checks are on, not a
-/// plain pass-through), and the node's balances moved by exactly the fee.
+/// plain pass-through). X's side of its channels grows by exactly its fee.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hand_composed_ldk_node_relays_through_the_plugin_builder() {
 	let mut net = RegtestNetwork::start().expect("regtest");
@@ -1612,6 +1612,8 @@ async fn a_hand_composed_ldk_node_relays_through_the_plugin_builder() {
 
 	let (w_before, r_before) =
 		(wallet.balances().lightning_sat, recipient.balances().lightning_sat);
+	// X funded neither channel: no commitment fee of its own to count.
+	let x_before = relay.lightning_balance_sat();
 	let fee_msat = policy.fee_msat(AMOUNT_MSAT);
 	let invoice = recipient.create_invoice(Some(AMOUNT_MSAT), "via X", 3600).expect("invoice");
 	let id = wallet
@@ -1622,6 +1624,12 @@ async fn a_hand_composed_ldk_node_relays_through_the_plugin_builder() {
 	wait_lightning_balance(&recipient, r_before + AMOUNT_MSAT / 1000).await;
 	wait_lightning_balance(&wallet, w_before - (AMOUNT_MSAT + fee_msat) / 1000).await;
 	assert_eq!(relay.relayed(), (1, 0), "X's relay relayed it");
+	let deadline = tokio::time::Instant::now() + DEADLINE;
+	while relay.lightning_balance_sat() != x_before + fee_msat / 1000 {
+		let now = relay.lightning_balance_sat();
+		assert!(tokio::time::Instant::now() < deadline, "X has {now} sat, not {x_before} + fee");
+		tokio::time::sleep(Duration::from_millis(50)).await;
+	}
 
 	// Too low a fee: X refuses with the spec's fee_insufficient (NODE|26).
 	let invoice = recipient.create_invoice(Some(AMOUNT_MSAT), "via X, cheaply", 3600).unwrap();
@@ -1640,6 +1648,11 @@ async fn a_hand_composed_ldk_node_relays_through_the_plugin_builder() {
 		Some(TrampolineFailure { hop: FailingHop::Trampoline(0), message: fee_insufficient })
 	);
 	assert_eq!(relay.relayed(), (1, 1));
+	assert_eq!(
+		relay.lightning_balance_sat(),
+		x_before + fee_msat / 1000,
+		"the refusal moved nothing"
+	);
 	wait_lightning_balance(&recipient, r_before + AMOUNT_MSAT / 1000).await;
 	wait_lightning_balance(&wallet, w_before - (AMOUNT_MSAT + fee_msat) / 1000).await;
 	relay.stop().await.expect("the example node stops");

@@ -26,7 +26,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
 	println!("{}@{}", node.node_id(), node.listen_addr());
 	tokio::signal::ctrl_c().await?;
 	let (relayed, failed) = node.relayed();
-	let channels = node.list_channels().len();
-	println!("{channels} channels; relayed {relayed} trampoline payments, failed {failed}");
+	let (channels, sat) = (node.list_channels().len(), node.lightning_balance_sat());
+	println!("{channels} channels ({sat} sat ours); relayed {relayed} trampoline payments, failed {failed}");
 	node.stop().await
 }

@@ -7,9 +7,15 @@
 //! accepts peers on `listen`, accepts inbound channels and relays
 //! trampoline payments over them. It has no on-chain wallet (it opens no
 //! channel: its peers open to it, pushing it the liquidity it relays with;
-//! what closed channels pay it is swept to its node's destination key) and
-//! starts from a fresh data directory each time (reading back a
-//! `ChannelManager` and its monitors is LDK's usual code, left out here).
+//! what closed channels pay it is swept to its keys' destination script).
+//!
+//! Regtest only, and a first start only: it refuses a data directory that
+//! holds a seed already, because reading back a `ChannelManager` and its
+//! monitors (LDK's usual code) is left out; its seed is written (0600) so
+//! that what it holds is not lost with the process. Its fee rates are
+//! fixed, which suits regtest only; and it writes monitors and the manager
+//! in LDK's default order (the reference node's `node/persist.rs` guards
+//! against rust-lightning issue 4286 on top).
 
 use std::error::Error;
 use std::net::SocketAddr;
@@ -96,10 +102,11 @@ impl LdkFeeEstimator for FixedFees {
 	}
 }
 
-/// Sweeps what closed channels pay us to the node's destination key.
-pub struct SweepToNodeKey(Arc<KeysManager>);
+/// Sweeps what closed channels pay us to the keys manager's destination
+/// script (derived from the seed).
+pub struct SweepToDestinationScript(Arc<KeysManager>);
 
-impl ChangeDestinationSourceSync for SweepToNodeKey {
+impl ChangeDestinationSourceSync for SweepToDestinationScript {
 	fn get_change_destination_script(&self) -> Result<bitcoin::ScriptBuf, ()> {
 		self.0.get_destination_script([0; 32])
 	}
@@ -113,17 +120,21 @@ pub struct Bitcoind {
 
 impl BroadcasterInterface for Bitcoind {
 	fn broadcast_transactions(&self, txs: &[&bitcoin::Transaction]) {
-		for tx in txs {
-			let (rpc, hex) = (Arc::clone(&self.rpc), bitcoin::consensus::encode::serialize_hex(tx));
-			self.runtime.spawn(async move {
-				let params = [serde_json::Value::String(hex)];
-				let sent: Result<serde_json::Value, _> =
-					rpc.call_method("sendrawtransaction", &params).await;
-				if let Err(e) = sent {
-					eprintln!("cannot broadcast: {e}");
-				}
-			});
-		}
+		// Several transactions are a package (LDK: broadcast together).
+		let hex: Vec<serde_json::Value> = txs
+			.iter()
+			.map(|tx| serde_json::Value::String(bitcoin::consensus::encode::serialize_hex(tx)))
+			.collect();
+		let rpc = Arc::clone(&self.rpc);
+		self.runtime.spawn(async move {
+			let sent: Result<serde_json::Value, _> = match &hex[..] {
+				[one] => rpc.call_method("sendrawtransaction", std::slice::from_ref(one)).await,
+				_ => rpc.call_method("submitpackage", &[serde_json::Value::Array(hex)]).await,
+			};
+			if let Err(e) = sent {
+				eprintln!("cannot broadcast: {e}");
+			}
+		});
 	}
 }
 
@@ -161,7 +172,7 @@ type ChannelManager = LdkChannelManager<
 type TrampolinePlugin = Plugin<Arc<ChannelManager>>;
 type Sweeper = OutputSweeperSync<
 	Arc<Bitcoind>,
-	Arc<SweepToNodeKey>,
+	Arc<SweepToDestinationScript>,
 	Arc<FixedFees>,
 	Arc<dyn Filter + Send + Sync>,
 	Arc<FilesystemStore>,
@@ -195,6 +206,7 @@ type PeerManager = LdkPeerManager<
 /// A running node.
 pub struct RelayNode {
 	channel_manager: Arc<ChannelManager>,
+	chain_monitor: Arc<ChainMonitor>,
 	plugin: Arc<TrampolinePlugin>,
 	listen_addr: SocketAddr,
 	background: Option<BackgroundProcessor>,
@@ -216,6 +228,13 @@ impl RelayNode {
 	/// Its channels, as LDK lists them.
 	pub fn list_channels(&self) -> Vec<lightning::ln::channel_state::ChannelDetails> {
 		self.channel_manager.list_channels()
+	}
+
+	/// What its channels would pay it on chain now, in satoshis (on-chain
+	/// fees not counted), as LDK's monitors see it.
+	pub fn lightning_balance_sat(&self) -> u64 {
+		let balances = self.chain_monitor.get_claimable_balances(&[]);
+		balances.iter().map(|balance| balance.claimable_amount_satoshis()).sum()
 	}
 
 	/// The trampoline payments it relayed (outgoing paid, incoming claimed)
@@ -242,8 +261,27 @@ impl RelayNode {
 /// Starts the node.
 pub async fn start(config: RelayNodeConfig) -> Result<RelayNode, Box<dyn Error>> {
 	std::fs::create_dir_all(&config.data_dir)?;
+	let seed_path = config.data_dir.join("seed");
+	if seed_path.exists() {
+		return Err(format!(
+			"{} exists: this example starts on a fresh data directory only",
+			seed_path.display()
+		)
+		.into());
+	}
 	let mut seed = [0u8; 32];
 	std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut seed)?;
+	{
+		use std::io::Write;
+		use std::os::unix::fs::OpenOptionsExt;
+		let mut file = std::fs::OpenOptions::new()
+			.write(true)
+			.create_new(true)
+			.mode(0o600)
+			.open(&seed_path)?;
+		file.write_all(&seed)?;
+		file.sync_all()?;
+	}
 	let now = SystemTime::now().duration_since(UNIX_EPOCH)?;
 	let keys = Arc::new(KeysManager::new(&seed, now.as_secs(), now.subsec_nanos(), true));
 	let logger = Arc::new(StderrLogger);
@@ -348,19 +386,24 @@ pub async fn start(config: RelayNodeConfig) -> Result<RelayNode, Box<dyn Error>>
 		Arc::clone(&fees),
 		None,
 		Arc::clone(&keys),
-		Arc::new(SweepToNodeKey(Arc::clone(&keys))),
+		Arc::new(SweepToDestinationScript(Arc::clone(&keys))),
 		Arc::clone(&store),
 		Arc::clone(&logger),
 	));
 	// The node's own event handling: a relay that opens no channel and
-	// receives nothing itself only sweeps what closed channels pay it.
+	// receives nothing itself sweeps what closed channels pay it, and fails
+	// back payments to it (a keysend, say) at once rather than holding them.
 	let own_events = {
-		let sweeper = Arc::clone(&sweeper);
+		let (sweeper, cm) = (Arc::clone(&sweeper), Arc::clone(&channel_manager));
 		move |event: Event| -> Result<(), ReplayEvent> {
-			if let Event::SpendableOutputs { outputs, channel_id } = event {
-				sweeper
+			match event {
+				Event::SpendableOutputs { outputs, channel_id } => sweeper
 					.track_spendable_outputs(outputs, channel_id, false, None)
-					.map_err(|()| ReplayEvent())?;
+					.map_err(|()| ReplayEvent())?,
+				Event::PaymentClaimable { payment_hash, .. } => {
+					cm.fail_htlc_backwards(&payment_hash)
+				},
+				_ => {},
 			}
 			Ok(())
 		}
@@ -397,7 +440,7 @@ pub async fn start(config: RelayNodeConfig) -> Result<RelayNode, Box<dyn Error>>
 	};
 	let follow = {
 		// plugin: its chain listener goes ahead of the ChannelManager.
-		let ldk = (Arc::clone(&channel_manager), Arc::new((chain_monitor, sweeper)));
+		let ldk = (Arc::clone(&channel_manager), Arc::new((Arc::clone(&chain_monitor), sweeper)));
 		let listener = (plugin.chain_listener(), Arc::new(ldk));
 		tokio::spawn(async move {
 			let mut cache = UnboundedCache::new();
@@ -413,6 +456,7 @@ pub async fn start(config: RelayNodeConfig) -> Result<RelayNode, Box<dyn Error>>
 	let run = tokio::spawn(Arc::clone(&plugin).run(stop_rx));
 	Ok(RelayNode {
 		channel_manager,
+		chain_monitor,
 		plugin,
 		listen_addr,
 		background: Some(background),

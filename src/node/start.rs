@@ -277,7 +277,9 @@ fn plugin_for(
 		builder = builder.wake_webhook(url.clone(), config.wake_webhook_ca_cert.clone());
 	}
 	builder.build().map_err(|e| match e {
-		PluginError::WakeWebhook(e) => NodeError::Config(e.to_string()),
+		e @ (PluginError::WakeWebhook(_) | PluginError::HtlcHoldOff | PluginError::NoRuntime) => {
+			NodeError::Config(e.to_string())
+		},
 		e => NodeError::StoredState { what: "plugin", reason: e.to_string() },
 	})
 }
@@ -605,6 +607,8 @@ impl Node {
 			logger: Arc::clone(&logger),
 			runtime: tokio::runtime::Handle::current(),
 		};
+		// Settle what a crash interrupted (claims first: funds safety).
+		plugin.resume();
 		let background = BackgroundProcessor::start(
 			bp_store,
 			event_handler,

@@ -3,10 +3,11 @@
 //! expiry and the inbound arrivals' pruning, each on its own period.
 
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lightning::ln::channelmanager::AChannelManager;
+use lightning::log_error;
 use tokio::sync::watch;
 
 use super::wake::{announce_held, HeldWatch};
@@ -44,40 +45,52 @@ where
 	/// [`ARRIVALS_PRUNE_INTERVAL`] arrivals of HTLCs LDK no longer holds are
 	/// forgotten. The work that takes locks runs on tokio's blocking pool.
 	pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-		let mut held_watch = HeldWatch::default();
+		let held_watch = Arc::new(Mutex::new(HeldWatch::default()));
 		let now = Instant::now();
 		let mut due = Due { eviction: now, arrivals: now + ARRIVALS_PRUNE_INTERVAL };
 		loop {
-			let plugin = Arc::clone(&self);
-			let chores = tokio::task::spawn_blocking(move || {
-				let held = plugin.relay().map(|relay| {
-					relay.tick();
-					relay.core().held()
-				});
-				let cm = &plugin.channel_manager;
-				let hold_events = plugin
-					.htlc_hold
-					.as_ref()
-					.map(|hold| hold.tick(cm, cm.get_cm().current_best_block().height))
-					.unwrap_or_default();
-				(held, hold_events)
-			})
-			.await;
-			if let Ok((held, hold_events)) = chores {
-				if let Some(held) = held {
-					let new = held_watch.newly_held(held);
-					let notifier = self.wake.as_ref().map(|(notifier, _)| notifier);
-					announce_held(new, &self.events, notifier, &self.logger);
-				}
-				for event in hold_events {
-					self.events.tell(PluginEvent::HtlcHold { event });
-				}
+			// Each chore on the blocking pool by itself: a panic in one is
+			// logged and the others still run, now and at the next tick.
+			if self.relay().is_some() {
+				let (plugin, held_watch) = (Arc::clone(&self), Arc::clone(&held_watch));
+				self.chore("relay tick", move || plugin.relay_tick(&held_watch)).await;
+			}
+			if self.htlc_hold.is_some() {
+				let plugin = Arc::clone(&self);
+				self.chore("HTLC hold tick", move || plugin.hold_tick()).await;
 			}
 			self.periodic_chores(&mut due).await;
 			tokio::select! {
 				_ = stop.changed() => return,
 				_ = tokio::time::sleep(HOLD_POLL_INTERVAL) => {},
 			}
+		}
+	}
+
+	/// Runs `work` on tokio's blocking pool; a panic is logged, not spread.
+	async fn chore(&self, name: &str, work: impl FnOnce() + Send + 'static) {
+		if let Err(e) = tokio::task::spawn_blocking(work).await {
+			log_error!(self.logger, "The plugin's {name} failed: {e}");
+		}
+	}
+
+	/// The relay's tick, then newly held buckets told and their next nodes
+	/// woken.
+	fn relay_tick(&self, held_watch: &Mutex<HeldWatch>) {
+		let Some(relay) = self.relay() else { return };
+		relay.tick();
+		let held = relay.core().held();
+		let new = held_watch.lock().unwrap_or_else(|p| p.into_inner()).newly_held(held);
+		let wake = self.wake.as_ref().map(|(notifier, runtime)| (notifier, runtime));
+		announce_held(new, &self.events, wake, &self.logger);
+	}
+
+	/// The held HTLCs' tick, each step told.
+	fn hold_tick(&self) {
+		let Some(hold) = &self.htlc_hold else { return };
+		let cm = &self.channel_manager;
+		for event in hold.tick(cm, cm.get_cm().current_best_block().height) {
+			self.events.tell(PluginEvent::HtlcHold { event });
 		}
 	}
 
@@ -88,8 +101,12 @@ where
 			due.eviction = now + EVICTION_INTERVAL;
 			if self.static_invoices.is_some() {
 				let plugin = Arc::clone(self);
-				let _ = tokio::task::spawn_blocking(move || {
-					plugin.static_invoices.as_ref().map(|server| server.core().evict_expired())
+				self.chore("static invoice eviction", move || {
+					if let Some(server) = &plugin.static_invoices {
+						if let Err(e) = server.core().evict_expired() {
+							log_error!(plugin.logger, "Cannot evict expired static invoices: {e}");
+						}
+					}
 				})
 				.await;
 			}
@@ -97,7 +114,7 @@ where
 		if now >= due.arrivals {
 			due.arrivals = now + ARRIVALS_PRUNE_INTERVAL;
 			let plugin = Arc::clone(self);
-			let _ = tokio::task::spawn_blocking(move || {
+			self.chore("arrivals pruning", move || {
 				let channels = plugin.channel_manager.get_cm().list_channels();
 				plugin.arrivals().retain_pending(&channels);
 			})

@@ -103,6 +103,10 @@ pub enum PluginError {
 	/// The wake-up webhook's URL or CA certificate is not usable.
 	#[error("wake-up webhook: {0}")]
 	WakeWebhook(#[from] WakeError),
+	/// HTLC holding was asked for, but LDK does not hold HTLCs: the
+	/// `ChannelManager` was built without `UserConfig::enable_htlc_hold`.
+	#[error("HTLC holding needs a ChannelManager built with UserConfig::enable_htlc_hold = true")]
+	HtlcHoldOff,
 	/// A wake-up webhook was set but the plugin was not built inside a
 	/// tokio runtime (its calls run as tasks of the runtime it was built in).
 	#[error("the wake-up webhook's calls need a tokio runtime: build the plugin inside one")]
@@ -164,27 +168,33 @@ where
 	}
 
 	/// POSTs signed LSPS5 notifications to `url` when a payment or onion
-	/// messages wait for an offline peer (see [`wake`]'s rules: https outside
-	/// regtest). `ca_cert`: a PEM file of a CA to trust beside the web's
+	/// messages wait for an offline peer (LSPS5's URL rules: https, and no
+	/// loopback or private host, outside regtest; one call per peer a
+	/// minute; 10 s timeout, 3 attempts with backoff). Build the plugin
+	/// inside a tokio runtime: the calls are its tasks. `ca_cert`: a PEM file of a CA to trust beside the web's
 	/// roots (a private CA, or a self-signed push service).
 	pub fn wake_webhook(mut self, url: impl Into<String>, ca_cert: Option<PathBuf>) -> Self {
 		self.wake_webhook = Some((url.into(), ca_cert));
 		self
 	}
 
-	/// Calls `callback` with each [`PluginEvent`], on the thread where it
-	/// happened (keep it short: publish it on a channel, say).
+	/// Calls `callback` with each [`PluginEvent`], synchronously on a thread
+	/// that may block (the `BackgroundProcessor`'s, or tokio's blocking pool
+	/// for [`Plugin::run`]'s): keep it short, e.g. publish it on a channel.
 	pub fn on_event(mut self, callback: impl Fn(PluginEvent) + Send + Sync + 'static) -> Self {
 		self.events = EventSink(Some(Arc::new(callback)));
 		self
 	}
 
-	/// The plugin, with its state read from the store. Build it once the
-	/// `ChannelManager` is loaded and synced to the chain (its monitors
-	/// watched), before the `BackgroundProcessor` starts: the relay settles
-	/// at once what a crash interrupted (claims again the buckets whose
-	/// outgoing payment succeeded, fails again the failed ones).
+	/// The plugin, with its state read from the store. What a crash
+	/// interrupted is settled by [`Plugin::event_handler`] (or
+	/// [`Plugin::resume`]), right before the `BackgroundProcessor` starts.
 	pub fn build(self) -> Result<Plugin<CM>, PluginError> {
+		if self.htlc_hold.is_some()
+			&& !self.channel_manager.get_cm().get_current_config().enable_htlc_hold
+		{
+			return Err(PluginError::HtlcHoldOff);
+		}
 		let network = self
 			.channel_manager
 			.get_cm()
@@ -234,10 +244,6 @@ where
 			htlc_hold.clone(),
 			Arc::clone(&self.logger),
 		)?;
-		if let Some(relay) = &trampoline.relay {
-			// Funds safety: claims first, before any event flows.
-			relay.resume();
-		}
 		let async_payments =
 			Arc::new(HoldReleaseHandler::new(self.channel_manager.clone(), htlc_hold.clone()));
 		Ok(Plugin {
@@ -335,14 +341,29 @@ where
 	/// The node's event handler, `inner`, behind the plugin's: each event
 	/// goes to the part of the plugin it belongs to, and the others to
 	/// `inner`. `messenger` is the node's `OnionMessenger` (held onion
-	/// messages are forwarded through it when their peer connects).
+	/// messages are forwarded through it when their peer connects). Make it
+	/// right before starting the `BackgroundProcessor` with it: it first
+	/// settles what a crash interrupted ([`Self::resume`]).
 	pub fn event_handler<OM: Deref, H: lightning::events::EventHandler>(
 		self: &Arc<Self>, messenger: OM, inner: H,
 	) -> PluginEventHandler<CM, OM, H>
 	where
 		OM::Target: lightning::onion_message::messenger::AOnionMessenger,
 	{
+		self.resume();
 		PluginEventHandler::new(Arc::clone(self), messenger, inner)
+	}
+
+	/// Settles what a crash interrupted, before events flow: the relay
+	/// claims again the buckets whose outgoing payment succeeded and fails
+	/// again the failed ones (no-ops for LDK if done), and tells the router
+	/// the `ChannelManager`'s height. Call it once the `ChannelManager` is
+	/// loaded and synced to the chain, right before the
+	/// `BackgroundProcessor` starts; [`Self::event_handler`] does.
+	pub fn resume(&self) {
+		if let Some(relay) = self.relay() {
+			relay.resume();
+		}
 	}
 
 	/// The relay, when relaying is on.

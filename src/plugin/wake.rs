@@ -410,7 +410,8 @@ impl HeldWatch {
 /// in a task of its own (a slow webhook must not hold the hold loop up),
 /// gated per next node ([`WakeNotifier::wake`]).
 pub(crate) fn announce_held(
-	held: Vec<HeldBucket>, events: &super::EventSink, notifier: Option<&Arc<WakeNotifier>>,
+	held: Vec<HeldBucket>, events: &super::EventSink,
+	wake: Option<(&Arc<WakeNotifier>, &tokio::runtime::Handle)>,
 	logger: &Arc<dyn Logger + Send + Sync>,
 ) {
 	for bucket in held {
@@ -420,9 +421,8 @@ pub(crate) fn announce_held(
 			bucket.payment_hash,
 			bucket.next_node
 		);
-		if let Some(notifier) = notifier {
-			let runtime = tokio::runtime::Handle::current();
-			notifier.wake(WakeKind::PaymentIncoming, &bucket.next_node, &runtime, logger);
+		if let Some((notifier, runtime)) = wake {
+			notifier.wake(WakeKind::PaymentIncoming, &bucket.next_node, runtime, logger);
 		}
 		events.tell(PluginEvent::PaymentHeld { held: bucket });
 	}

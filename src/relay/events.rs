@@ -7,6 +7,7 @@
 //! still be that set (not superseded by a newer bucket of the hash).
 
 use std::ops::Deref;
+use std::sync::atomic::Ordering;
 
 use bitcoin::secp256k1::PublicKey;
 
@@ -372,6 +373,10 @@ where
 			expiry_limit,
 		} = plan;
 		let payment_id = PaymentId(self.core.derive(b"payment", &[id]));
+		if self.core.router_unbound.load(Ordering::Acquire) {
+			// See below: relaying without the router's bound is unsafe.
+			return self.fail_bucket(id, bucket, FailReason::Internal);
+		}
 
 		// Recorded before sending: a restart finds the payment by this id.
 		let stored = self.core.store.update_bucket(id, |b| {
@@ -488,6 +493,19 @@ where
 			_ => Err(None),
 		};
 		match sent {
+			Ok(()) if !self.sender.was_routed(&payment_id) => {
+				// LDK routed it through another router than the one sharing
+				// our state: its first attempt is bounded by the route
+				// parameters, its retries would not be. Stop them (the bucket
+				// fails back with LDK's PaymentFailed) and relay no more.
+				self.core.router_unbound.store(true, Ordering::Release);
+				log_error!(
+					self.core.logger,
+					"Trampoline {payment_hash}: the ChannelManager's router is not the TrampolineRouter given to Plugin::builder; relaying is unsafe and now off: abandoning the payment"
+				);
+				cm.abandon_payment(payment_id);
+				HookOutcome::Handled
+			},
 			Ok(()) => {
 				self.core.metrics().sent(id);
 				HookOutcome::Handled

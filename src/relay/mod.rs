@@ -21,7 +21,7 @@ mod tests;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ops::Deref;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use lightning::ln::channel_state::ChannelDetails;
@@ -138,6 +138,11 @@ pub struct RelayCore {
 	history: Mutex<History>,
 	/// Fees, failures, refusals and step timings, in memory.
 	metrics: Arc<RelayMetrics>,
+	/// A relayed payment was routed by another router than the
+	/// [`crate::sender::TrampolineRouter`] sharing the relay's sender state
+	/// (a node wired wrongly): its retries would not be bounded by the
+	/// incoming HTLCs' expiry, so nothing more is relayed.
+	pub(crate) router_unbound: AtomicBool,
 }
 
 impl RelayCore {
@@ -174,6 +179,7 @@ impl RelayCore {
 			empty: Mutex::new(HashSet::new()),
 			history: Mutex::new(history),
 			metrics: Arc::default(),
+			router_unbound: AtomicBool::new(false),
 		})
 	}
 

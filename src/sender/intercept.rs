@@ -125,6 +125,9 @@ struct WatchedRoute {
 	expiry_limit: u32,
 	/// Why no route was found, once that happened.
 	shortfall: Option<RouteShortfall>,
+	/// A [`super::TrampolineRouter`] sharing this state was asked for a
+	/// route of the payment: the `ChannelManager` routes through it.
+	routed: bool,
 }
 
 impl Inner {
@@ -306,12 +309,25 @@ impl SenderState {
 	/// `expiry_limit` (a retry LDK makes blocks later included) and
 	/// classifies why no route is found, if that happens.
 	pub(crate) fn watch_route(&self, payment_id: PaymentId, expiry_limit: u32) {
-		self.inner().routes.insert(payment_id, WatchedRoute { expiry_limit, shortfall: None });
+		let route = WatchedRoute { expiry_limit, shortfall: None, routed: false };
+		self.inner().routes.insert(payment_id, route);
 	}
 
-	/// The latest expiry the HTLCs of a watched payment may have.
+	/// The latest expiry the HTLCs of a watched payment may have, as the
+	/// router asks before routing it (which it notes: [`Self::was_routed`]).
 	pub(crate) fn expiry_limit(&self, payment_id: &PaymentId) -> Option<u32> {
-		self.inner().routes.get(payment_id).map(|route| route.expiry_limit)
+		let mut inner = self.inner();
+		let route = inner.routes.get_mut(payment_id)?;
+		route.routed = true;
+		Some(route.expiry_limit)
+	}
+
+	/// Whether a router sharing this state routed watched payment
+	/// `payment_id`. `false` once LDK accepted the payment means that the
+	/// `ChannelManager` routes through another router: the relay's retries
+	/// would not be bounded.
+	pub(crate) fn was_routed(&self, payment_id: &PaymentId) -> bool {
+		self.inner().routes.get(payment_id).is_some_and(|route| route.routed)
 	}
 
 	/// Records why no route was found for a watched payment.

@@ -297,10 +297,17 @@ mod tests {
 		let limit = HEIGHT + 300;
 		sender.watch_route(id, limit);
 		sender.best_block_updated(HEIGHT);
+		assert!(!sender.was_routed(&id), "not asked yet");
 		// The first attempt: the plan's limit fits (LDK's first HTLC at
 		// HEIGHT + 1 + the route's total, at most the limit).
 		let _ = ask(&router, id);
 		assert_eq!(limit_asked(&router), 299);
+		// The relay can tell its payment went through this router (a
+		// ChannelManager built with another one never asks it).
+		assert!(sender.was_routed(&id));
+		let other = SenderState::default();
+		other.watch_route(id, limit);
+		assert!(!other.was_routed(&id), "a router with its own state is not this one");
 		// A retry 100 blocks later may take 100 blocks less.
 		router.inner.0.lock().unwrap().clear();
 		sender.best_block_updated(HEIGHT + 100);
