@@ -111,6 +111,8 @@ pub struct ReferenceNodeConfig {
 	pub htlc_hold_max_htlcs_per_peer: Option<usize>,
 	/// Value held at once for one payer, msat (default 10,000,000,000).
 	pub htlc_hold_max_msat_per_peer: Option<u64>,
+	/// Forwarding history records kept, the newest (default 10,000).
+	pub max_forwards: Option<usize>,
 }
 
 /// The smallest trampoline CLTV delta accepted, derived from LDK's constants
@@ -455,6 +457,14 @@ impl ReferenceNodeConfig {
 			hold.max_msat_per_peer = parse_number(&max)?;
 		}
 		node.htlc_hold = flags.htlc_hold.or(file.htlc_hold).unwrap_or(true).then_some(hold);
+		if let Some(max) = pick_value(
+			flags.max_forwards.map(|n| n as u64),
+			file.max_forwards.map(|n| n as u64),
+			"max_forwards",
+			"--max-forwards",
+		) {
+			node.max_forwards = parse_number(&max)?;
+		}
 		node.wake_webhook = pick(
 			flags.wake_webhook_url,
 			file.wake_webhook_url,
@@ -720,6 +730,20 @@ mod tests {
 		}
 		let settings = resolve(52).expect("52 is safe");
 		assert_eq!(settings.node.trampoline.map(|p| p.cltv_expiry_delta), Some(52));
+	}
+
+	#[test]
+	fn the_forwarding_history_bound_comes_from_the_file_or_a_flag() {
+		let default = ReferenceNodeConfig::resolve(base_flags(), None).unwrap();
+		assert_eq!(default.node.max_forwards, crate::node::forwards::MAX_FORWARDS);
+		let file: ReferenceNodeConfig = toml::from_str("max_forwards = 5").unwrap();
+		let path = Path::new("/etc/node.toml");
+		let settings =
+			ReferenceNodeConfig::resolve(base_flags(), Some((path, file.clone()))).unwrap();
+		assert_eq!(settings.node.max_forwards, 5);
+		let flags = ReferenceNodeConfig { max_forwards: Some(7), ..base_flags() };
+		let settings = ReferenceNodeConfig::resolve(flags, Some((path, file))).unwrap();
+		assert_eq!(settings.node.max_forwards, 7);
 	}
 
 	#[test]

@@ -150,6 +150,9 @@ struct NodeArgs {
 	/// Value held at once for one payer, msat [default: 10000000000].
 	#[arg(long, value_name = "MSAT")]
 	htlc_hold_max_msat_per_peer: Option<u64>,
+	/// Forwarding history records kept, the newest [default: 10000].
+	#[arg(long, value_name = "COUNT")]
+	max_forwards: Option<usize>,
 }
 
 /// How `ctl` finds the node: flags (or their environment variables), else
@@ -393,6 +396,7 @@ fn run_node(args: NodeArgs) -> Result<(), AppError> {
 		htlc_hold: args.htlc_hold,
 		htlc_hold_max_htlcs_per_peer: args.htlc_hold_max_htlcs_per_peer,
 		htlc_hold_max_msat_per_peer: args.htlc_hold_max_msat_per_peer,
+		max_forwards: args.max_forwards,
 	};
 	let settings = ReferenceNodeConfig::from_file_and_flags(args.config.as_deref(), flags)?;
 	let runtime = runtime()?;
