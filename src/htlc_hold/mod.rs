@@ -190,8 +190,12 @@ struct Whereabouts {
 	in_channel: bool,
 	/// LDK listed it as part of a commitment (now or at an earlier pass).
 	committed: bool,
-	/// LDK had handled its add before this pass read the listing (an add
-	/// LDK accepted is in it, unless it has left the channel since).
+	/// LDK had handled its add more than [`UNLISTED_GRACE_PASSES`] passes
+	/// before this one read the listing. LDK 0.2.7 lists an inbound HTLC
+	/// only once the payer's `commitment_signed` covers it (a
+	/// `RemoteAnnounced` one is left out of `ChannelDetails`), so an add it
+	/// accepted is missing from the listing until then; one still missing
+	/// after the grace was refused, or dropped on a disconnection.
 	add_handled: bool,
 	/// Its deadline (height or time) has come.
 	past_deadline: bool,
@@ -214,11 +218,16 @@ enum Step {
 	Release,
 }
 
+/// Passes (about a second each) an add LDK handled may stay out of its
+/// channel's listing before its record is dropped: the payer's
+/// `commitment_signed` normally follows the add within a round trip.
+pub(crate) const UNLISTED_GRACE_PASSES: u64 = 60;
+
 /// The rules of [`HtlcHold::tick`]. A record goes when its HTLC is not in
 /// the channel and will not be: it was committed (so it has left), or LDK
-/// had handled its add before the listing was read (so LDK rejected it, or
-/// dropped it on a disconnect: the payer may send it again, and it is then
-/// recorded afresh), or its deadline passed. Past the deadline nothing is
+/// had handled its add long enough before the listing was read (so LDK
+/// rejected it, or dropped it on a disconnect: the payer may send it again,
+/// and it is then recorded afresh), or its deadline passed. Past the deadline nothing is
 /// released: failing comes first.
 fn next_step(state: &HoldState, at: Whereabouts) -> Step {
 	if !at.in_channel && (at.committed || at.add_handled || at.past_deadline) {
@@ -237,7 +246,8 @@ fn next_step(state: &HoldState, at: Whereabouts) -> Step {
 /// unit test's stand-in).
 trait LdkHold {
 	/// The pending inbound HTLCs of every channel, by channel and HTLC id:
-	/// `true` when part of a commitment (any state but `RemoteAnnounced`).
+	/// `true` when part of a commitment (LDK 0.2.7 lists no other: a
+	/// `RemoteAnnounced` HTLC is left out until the payer commits to it).
 	fn inbound_htlcs(&self) -> HashMap<(ChannelId, u64), bool>;
 	/// Whether LDK holds `id` (it is in its `pending_intercepted_htlcs`):
 	/// read without side effects.
@@ -332,7 +342,10 @@ impl HtlcHold {
 			registry: HoldRegistry::load(kv)?,
 			logger,
 			events: Mutex::new(Vec::new()),
-			passes: AtomicU64::new(0),
+			// Records loaded at start count as handled at pass 0, long
+			// before the first pass: LDK keeps no uncommitted add across a
+			// restart, so an unlisted one goes at once.
+			passes: AtomicU64::new(UNLISTED_GRACE_PASSES),
 			failed_back: Mutex::new(HashSet::new()),
 			failing: Mutex::new(HashMap::new()),
 		})
@@ -597,7 +610,8 @@ impl HtlcHold {
 			let whereabouts = Whereabouts {
 				in_channel: listing.is_some(),
 				committed: record.committed,
-				add_handled: handled.is_some_and(|at| at < pass),
+				add_handled: handled
+					.is_some_and(|at| at.saturating_add(UNLISTED_GRACE_PASSES) < pass),
 				past_deadline: height >= record.deadline_height || now >= record.deadline_secs,
 			};
 			let fail_back = match next_step(&record.state, whereabouts) {

@@ -433,8 +433,15 @@ fn a_resent_add_never_rewrites_a_committed_record() {
 	assert_eq!(hold.registry().get(&id_of(1, 1, &a)), Some(provisional));
 }
 
+/// `pass` run `count` times over an empty listing.
+fn unlisted_passes(hold: &HtlcHold, count: u64) {
+	for _ in 0..count {
+		hold.pass(&FakeLdk::default(), HEIGHT);
+	}
+}
+
 #[test]
-fn adds_ldk_never_listed_are_dropped_at_the_next_pass() {
+fn adds_ldk_never_lists_are_dropped_after_a_grace() {
 	let dir = tempfile::tempdir().unwrap();
 	let hold = hold(dir.path(), HtlcHoldPolicy::default());
 	let a = peer(1);
@@ -446,12 +453,24 @@ fn adds_ldk_never_listed_are_dropped_at_the_next_pass() {
 	// One LDK has not handled yet (the handler is between the two calls).
 	hold.on_add(a, &add(1, 7, 1_000, HEIGHT + 500), HEIGHT, DELTA, false);
 	assert_eq!(hold.registry().len(), 6);
-	let ldk = FakeLdk::default();
-	hold.pass(&ldk, HEIGHT);
-	assert_eq!(hold.registry().len(), 1, "phantoms dropped at once, the add in flight kept");
+	// LDK 0.2.7 lists an inbound HTLC only once the payer's
+	// commitment_signed covers it: until then an add it took is unlisted,
+	// and its record is kept through the grace (it was dropped at the first
+	// pass, losing a held HTLC whose commitment came a second late).
+	unlisted_passes(&hold, UNLISTED_GRACE_PASSES);
+	assert_eq!(hold.registry().len(), 6, "kept through the grace");
+	// Committed now: listed, recorded as such, kept.
+	hold.pass(&FakeLdk::listing(&[(1, 0, true)]), HEIGHT);
+	assert!(hold.registry().get(&id_of(1, 0, &a)).unwrap().committed);
+	unlisted_passes(&hold, 1);
+	assert_eq!(
+		hold.registry().len(),
+		1,
+		"phantoms dropped after the grace, the add in flight kept"
+	);
 	assert!(hold.registry().get(&id_of(1, 7, &a)).is_some());
-	// Handled while the next pass reads the listing: that pass's listing
-	// may predate it, so it is kept; the pass after drops it.
+	// Handled while a pass reads the listing: that pass's listing may
+	// predate it; it too goes only after the grace.
 	let hold = Arc::new(hold);
 	let during = Arc::clone(&hold);
 	let ldk = FakeLdk {
@@ -459,8 +478,9 @@ fn adds_ldk_never_listed_are_dropped_at_the_next_pass() {
 		..Default::default()
 	};
 	hold.pass(&ldk, HEIGHT);
+	unlisted_passes(&hold, UNLISTED_GRACE_PASSES);
 	assert_eq!(hold.registry().len(), 1);
-	hold.pass(&FakeLdk::default(), HEIGHT);
+	unlisted_passes(&hold, 1);
 	assert!(hold.registry().is_empty());
 	// After a restart nothing uncommitted is left in LDK: provisional
 	// records loaded from disk go at the first pass unless listed.
