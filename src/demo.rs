@@ -34,21 +34,46 @@ struct Timeline {
 	start: Instant,
 }
 
+/// `n` with a comma every three digits: `60,011,000`.
+fn thousands(n: u64) -> String {
+	let digits = n.to_string();
+	let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+	for (i, digit) in digits.chars().enumerate() {
+		if i > 0 && (digits.len() - i) % 3 == 0 {
+			out.push(',');
+		}
+		out.push(digit);
+	}
+	out
+}
+
+/// The header of the payment lines ([`Timeline::payment`]).
+const PAYMENTS_HEADER: &str =
+	" from -> to    kind       recipient got (msat)   payer paid beyond it (msat)  outcome";
+
 impl Timeline {
 	fn say(&self, line: impl AsRef<str>) {
 		println!("[{:>6.2}s] {}", self.start.elapsed().as_secs_f64(), line.as_ref());
 	}
 
-	fn payment(&self, from: &str, to: &str, kind: &str, record: &PaymentRecord) {
-		let amount = record.amount_msat.unwrap_or(0);
-		let fee = record.fee_msat.unwrap_or(0);
+	/// One payment: what the recipient got (the invoice's or offer's
+	/// amount) and everything the payer paid on top of it (routing fees and
+	/// trampoline fees alike, which LDK counts as part of the amount when
+	/// the trampoline is the first hop).
+	fn payment(
+		&self, from: &str, to: &str, kind: &str, received_msat: u64, record: &PaymentRecord,
+	) {
+		let paid = record.amount_msat.unwrap_or(0).saturating_add(record.fee_msat.unwrap_or(0));
+		let beyond = paid.saturating_sub(received_msat);
 		let outcome = match &record.status {
 			PaymentStatus::Succeeded => "ok".to_string(),
 			PaymentStatus::Failed { reason } => format!("FAILED ({reason})"),
 			PaymentStatus::Pending => "pending".to_string(),
 		};
 		self.say(format!(
-			"{from:>5} -> {to:<5} {kind:<7} {amount:>11} msat  fee {fee:>6} msat  {outcome}"
+			"{from:>5} -> {to:<5} {kind:<10} {:>20}   {:>27}  {outcome}",
+			thousands(received_msat),
+			thousands(beyond),
 		));
 	}
 }
@@ -71,7 +96,7 @@ pub async fn run() -> Result<(), DemoError> {
 	net.fund(&[&alice, &bob, &carol], 1).await?;
 	timeline.say(format!(
 		"funded alice, bob and carol with a mature coinbase ({} sat each)",
-		alice.balances().onchain.confirmed_sat
+		thousands(alice.balances().onchain.confirmed_sat)
 	));
 
 	for (from, to, sat, line) in [
@@ -88,13 +113,14 @@ pub async fn run() -> Result<(), DemoError> {
 	net.open_channel(&carol, &dave, 1_000_000, 0).await?;
 	timeline.say("channel carol -> dave (1,000,000 sat) confirmed and ready");
 
+	timeline.say(PAYMENTS_HEADER);
 	let invoice = bob.create_invoice(Some(150_000_000), "demo: direct", 3600)?;
 	let record = pay(&alice, alice.pay_invoice(&invoice, None)?, "alice -> bob").await?;
-	timeline.payment("alice", "bob", "bolt11", &record);
+	timeline.payment("alice", "bob", "bolt11", 150_000_000, &record);
 
 	let invoice = carol.create_invoice(Some(250_000_000), "demo: two hops", 3600)?;
 	let record = pay(&alice, alice.pay_invoice(&invoice, None)?, "alice -> carol").await?;
-	timeline.payment("alice", "carol", "bolt11", &record);
+	timeline.payment("alice", "carol", "bolt11", 250_000_000, &record);
 
 	// Trampoline: alice picks bob among her peers by his features; bob
 	// (running the relay) finds carol.
@@ -110,11 +136,13 @@ pub async fn run() -> Result<(), DemoError> {
 		policy.cltv_expiry_delta,
 	)?;
 	let record = pay(&alice, id, "alice -> carol via trampoline bob").await?;
-	timeline.payment("alice", "carol", "tramp.", &record);
+	timeline.payment("alice", "carol", "trampoline", amount_msat, &record);
 	timeline.say(format!(
-		"        (alice chose trampoline {}; it relayed {amount_msat} msat for a {fee_msat} msat fee: {} + {} ppm)",
+		"        (alice chose trampoline {}; it relayed {} msat for a {} msat fee: {} msat + {} ppm)",
 		if trampoline == bob.node_id() { "bob" } else { "?" },
-		policy.fee_base_msat,
+		thousands(amount_msat),
+		thousands(fee_msat),
+		thousands(u64::from(policy.fee_base_msat)),
 		policy.fee_proportional_millionths
 	));
 
@@ -138,9 +166,11 @@ pub async fn run() -> Result<(), DemoError> {
 	let invoice = dave.create_invoice(Some(amount_msat), "demo: two trampolines", 3600)?;
 	let id = alice.pay_invoice_via_trampolines(&invoice, &route)?;
 	let record = pay(&alice, id, "alice -> dave via trampolines bob, carol").await?;
-	timeline.payment("alice", "dave", "tramp.", &record);
+	timeline.payment("alice", "dave", "trampoline", amount_msat, &record);
 	timeline.say(format!(
-		"        (bob kept {bob_fee_msat} msat and passed carol the inner onion; carol kept {carol_fee_msat} msat)"
+		"        (bob kept {} msat and passed carol the inner onion; carol kept {} msat)",
+		thousands(bob_fee_msat),
+		thousands(carol_fee_msat)
 	));
 
 	// Async: dave goes offline; carol, his trampoline, holds alice's payment
@@ -152,12 +182,13 @@ pub async fn run() -> Result<(), DemoError> {
 	let held = wait_held(&carol).await?;
 	timeline.say(format!(
 		"        carol holds {} msat for offline dave (fails it back at height {} if he stays away)",
-		held.amount_msat, held.deadline_height
+		thousands(held.amount_msat),
+		held.deadline_height
 	));
 	let dave = net.start_again(stopped_dave).await?;
 	timeline.say("dave is back online");
 	let record = pay(&alice, id, "alice -> dave while dave was offline").await?;
-	timeline.payment("alice", "dave", "held", &record);
+	timeline.payment("alice", "dave", "held", amount_msat, &record);
 
 	// MPP: more than either alice -> bob channel can carry; alice splits it,
 	// bob waits for every part before paying carol.
@@ -178,9 +209,10 @@ pub async fn run() -> Result<(), DemoError> {
 		policy.cltv_expiry_delta,
 	)?;
 	let record = pay(&alice, id, "alice -> carol via bob, split").await?;
-	timeline.payment("alice", "carol", "tramp.", &record);
+	timeline.payment("alice", "carol", "tramp.MPP", big_msat, &record);
 	timeline.say(format!(
-		"        (more than the {largest_msat} msat the larger of alice's two channels to bob could send: split over both)"
+		"        (more than the {} msat the larger of alice's two channels to bob could send: split over both)",
+		thousands(largest_msat)
 	));
 
 	// Fee retry: alice offers bob half his fee; he answers NODE|26 with his
@@ -198,27 +230,32 @@ pub async fn run() -> Result<(), DemoError> {
 	};
 	let id = alice.pay_invoice_via_trampolines_within(&invoice, &[short], budget)?;
 	let record = pay(&alice, id, "alice -> carol via bob after a fee retry").await?;
-	timeline.payment("alice", "carol", "tramp.", &record);
+	timeline.payment("alice", "carol", "trampoline", amount_msat, &record);
 	timeline.say(format!(
-		"        (alice offered {} msat, bob answered NODE|26 asking {fee_msat} msat; alice paid again within her {} msat budget)",
-		fee_msat / 2,
-		2 * fee_msat
+		"        (alice offered {} msat, bob answered NODE|26 asking {} msat; alice paid again within her {} msat budget)",
+		thousands(fee_msat / 2),
+		thousands(fee_msat),
+		thousands(2 * fee_msat)
 	));
+	timeline.say(
+		"        NODE|26 is BOLT 4's trampoline_fee_or_expiry_insufficient (0x201a): the trampoline's answer carries the fee and CLTV delta it asks for",
+	);
 
 	let offer = alice.create_offer(Some(40_000_000), "demo: refund")?;
 	let record = pay(&bob, bob.pay_offer(&offer, None)?, "bob -> alice").await?;
-	timeline.payment("bob", "alice", "bolt12", &record);
+	timeline.payment("bob", "alice", "bolt12", 40_000_000, &record);
 
 	let offer = alice.create_offer(None, "demo: tip jar")?;
 	let record = pay(&carol, carol.pay_offer(&offer, Some(12_345_000))?, "carol -> alice").await?;
-	timeline.payment("carol", "alice", "bolt12", &record);
+	timeline.payment("carol", "alice", "bolt12", 12_345_000, &record);
 
 	let nodes = [("alice", &alice), ("bob", &bob), ("carol", &carol), ("dave", &dave)];
 	for (name, node) in nodes {
 		let balances = node.balances();
 		timeline.say(format!(
-			"{name:>5} balance: {:>10} sat on-chain, {:>9} sat in channels",
-			balances.onchain.confirmed_sat, balances.lightning_sat
+			"{name:>5} balance: {:>13} sat on-chain, {:>11} sat in channels",
+			thousands(balances.onchain.confirmed_sat),
+			thousands(balances.lightning_sat)
 		));
 	}
 	for (_, node) in nodes {
@@ -251,4 +288,18 @@ async fn pay(
 		return Err(DemoError::Payment { what: what.to_string(), status: record.status });
 	}
 	Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+
+	#[test]
+	fn amounts_get_a_comma_every_three_digits() {
+		assert_eq!(thousands(0), "0");
+		assert_eq!(thousands(999), "999");
+		assert_eq!(thousands(1_000), "1,000");
+		assert_eq!(thousands(60_011_000), "60,011,000");
+		assert_eq!(thousands(u64::MAX), "18,446,744,073,709,551,615");
+	}
 }
