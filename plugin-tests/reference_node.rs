@@ -696,8 +696,221 @@ async fn reference_node_pays_through_a_trampoline_and_reports_relay_stats() {
 	)
 	.await;
 	assert!(err.contains("400") && err.contains("invalid trampoline node id"), "{err}");
+
+	everyday_commands(&net, &control, &info.node_id, &bob, &carol).await;
+	node.assert_running();
 	ctl(&control, &["stop"]).await;
 	assert!(node.wait_exit().await.success());
+}
+
+/// The numbers after `have ` and `need ` in a "not enough on-chain funds" error.
+fn have_and_need(err: &str) -> (u64, u64) {
+	let number = |after: &str| -> u64 {
+		let start =
+			err.find(after).unwrap_or_else(|| panic!("no {after:?} in {err}")) + after.len();
+		let digits: String = err[start..].chars().take_while(char::is_ascii_digit).collect();
+		digits.parse().unwrap_or_else(|_| panic!("no number after {after:?} in {err}"))
+	};
+	(number("have "), number("need "))
+}
+
+/// The reference node's wallet balance, confirmed and unconfirmed.
+async fn onchain_total(control: &Control) -> u64 {
+	let onchain = control.client().balances().await.expect("balances").onchain;
+	onchain.confirmed_sat + onchain.unconfirmed_sat
+}
+
+/// `send-onchain`, `list-peers`, `disconnect` and `decode` against the
+/// running reference node (`node_id`), which has a channel to `bob` (a
+/// trampoline relay) and none to `carol` (another).
+async fn everyday_commands(
+	net: &RegtestNetwork, control: &Control, node_id: &str, bob: &ldk_trampoline::node::Node,
+	carol: &ldk_trampoline::node::Node,
+) {
+	use bitcoincore_rpc::RpcApi;
+	let rpc = net.bitcoind().rpc_config();
+	let RpcAuth::UserPass { user, password } = &rpc.auth else { panic!("harness uses user/pass") };
+	let bitcoind = bitcoincore_rpc::Client::new(
+		&format!("http://{}", rpc.endpoint()),
+		bitcoincore_rpc::Auth::UserPass(user.clone(), password.clone()),
+	)
+	.expect("bitcoind client");
+	// The harness' bitcoind has no wallet: the recipient is a key of ours.
+	let secp = bitcoin::secp256k1::Secp256k1::new();
+	let key = bitcoin::secp256k1::SecretKey::from_slice(&[0x42; 32]).unwrap();
+	let key = bitcoin::CompressedPublicKey(key.public_key(&secp));
+	let target = Address::p2wpkh(&key, Network::Regtest).to_string();
+
+	// send-onchain: the wallet counts the spend at once, by the amount and
+	// the fee exactly, at the rate asked; the coins arrive once mined.
+	let before = onchain_total(control).await;
+	let args = ["send-onchain", "--address", &target, "--amount-sat", "250000"];
+	let sent = ctl(control, &[&args[..], &["--fee-rate-sat-per-vb", "3"]].concat()).await;
+	assert_eq!(sent["amount_sat"], 250_000, "{sent}");
+	let fee = sent["fee_sat"].as_u64().expect("fee");
+	let vsize = sent["vsize"].as_u64().expect("vsize");
+	// BDK charges the rate on the weight (vsize rounds it up to whole vbytes).
+	assert!((3 * (vsize - 1)..=3 * vsize).contains(&fee), "fee {fee} for {vsize} vB at 3 sat/vB");
+	assert_eq!(onchain_total(control).await, before - 250_000 - fee, "{sent}");
+	let txid: bitcoin::Txid = sent["txid"].as_str().expect("txid").parse().expect("a txid");
+	net.bitcoind().wait_for_mempool(1, DEADLINE).expect("the send is broadcast");
+	net.mine(1).await.expect("mine");
+	let paid: Vec<Value> = (0..2)
+		.filter_map(|vout: u32| {
+			bitcoind.call::<Value>("gettxout", &[txid.to_string().into(), vout.into()]).ok()
+		})
+		.filter(|out| out["scriptPubKey"]["address"] == target.as_str())
+		.collect();
+	assert_eq!(paid.len(), 1, "one output to {target} in {txid}: {paid:?}");
+	assert_eq!(paid[0]["value"].as_f64(), Some(0.0025), "{paid:?}");
+	assert!(paid[0]["confirmations"].as_u64() >= Some(1), "{paid:?}");
+	assert!(bitcoind.get_raw_mempool().expect("mempool").is_empty());
+
+	// Refusals name their cause: too much, another chain, no address.
+	let total = onchain_total(control).await;
+	let err =
+		ctl_err(control, &["send-onchain", "--address", &target, "--amount-sat", "10000000000"])
+			.await;
+	assert!(err.contains("400") && err.contains("not enough on-chain funds"), "{err}");
+	let (have, need) = have_and_need(&err);
+	assert_eq!(have, total, "{err}");
+	assert!(need > 10_000_000_000, "{err}");
+	let mainnet = Address::p2wpkh(&key, Network::Bitcoin).to_string();
+	let err =
+		ctl_err(control, &["send-onchain", "--address", &mainnet, "--amount-sat", "1000"]).await;
+	assert!(err.contains("400") && err.contains("is not a regtest address"), "{err}");
+	let err = ctl_err(control, &["send-onchain", "--address", "nonsense", "--all"]).await;
+	assert!(err.contains("400") && err.contains("invalid address"), "{err}");
+	let err = ctl_err(control, &[&args[..], &["--fee-rate-sat-per-vb", "0"]].concat()).await;
+	assert!(err.contains("fee_rate_sat_per_vb 0"), "{err}");
+	assert_eq!(onchain_total(control).await, total, "a refused send spends nothing");
+
+	// list-peers: bob, with our channel and his trampoline bits (the spec's
+	// 57 and Electrum's 151, as our relay advertises).
+	let peers = ctl(control, &["list-peers"]).await;
+	let bob_id = bob.node_id().to_string();
+	let listed = peers["peers"].as_array().expect("peers").clone();
+	assert_eq!(listed.len(), 1, "{peers}");
+	assert_eq!(listed[0]["node_id"], bob_id.as_str());
+	assert_eq!(listed[0]["channels"], 1);
+	assert_eq!(listed[0]["inbound"], false);
+	assert_eq!(listed[0]["address"], bob.listen_addr().to_string().as_str());
+	assert_eq!(
+		listed[0]["trampoline"],
+		serde_json::json!({ "spec": true, "eclair_legacy": false, "electrum_legacy": true })
+	);
+	let features = listed[0]["features"].as_array().expect("features");
+	assert!(features.contains(&57.into()) && features.contains(&151.into()), "{peers}");
+	// carol, once connected, without a channel.
+	let carol_id = carol.node_id().to_string();
+	ctl(control, &["connect", &format!("{carol_id}@{}", carol.listen_addr())]).await;
+	let peers = ctl(control, &["list-peers"]).await;
+	let carol_entry = peers["peers"]
+		.as_array()
+		.expect("peers")
+		.iter()
+		.find(|p| p["node_id"] == carol_id.as_str())
+		.unwrap_or_else(|| panic!("carol listed: {peers}"))
+		.clone();
+	assert_eq!(carol_entry["channels"], 0);
+	assert_eq!(carol_entry["trampoline"]["spec"], true, "{peers}");
+
+	// disconnect: carol goes and stays gone; bob (a channel peer) only with
+	// --force, and is then not called back until `connect`.
+	let listed_ids = |peers: &Value| -> Vec<String> {
+		peers["peers"]
+			.as_array()
+			.expect("peers")
+			.iter()
+			.filter_map(|p| p["node_id"].as_str().map(String::from))
+			.collect()
+	};
+	let gone = ctl(control, &["disconnect", "--node-id", &carol_id]).await;
+	assert_eq!(gone["node_id"], carol_id.as_str());
+	tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+	assert_eq!(listed_ids(&ctl(control, &["list-peers"]).await), [bob_id.as_str()]);
+	let err = ctl_err(control, &["disconnect", "--node-id", &carol_id]).await;
+	assert!(err.contains("404") && err.contains(&format!("not connected to peer {carol_id}")));
+	let err = ctl_err(control, &["disconnect", "--node-id", &bob_id]).await;
+	assert!(err.contains("400") && err.contains("has 1 channel(s)") && err.contains("force"));
+	assert_eq!(listed_ids(&ctl(control, &["list-peers"]).await), [bob_id.as_str()]);
+	let err = ctl_err(control, &["disconnect", "--node-id", "02zz"]).await;
+	assert!(err.contains("400") && err.contains("invalid node id"), "{err}");
+	ctl(control, &["disconnect", "--node-id", &bob_id, "--force"]).await;
+	tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+	assert_eq!(listed_ids(&ctl(control, &["list-peers"]).await), Vec::<String>::new());
+	ctl(control, &["connect", &format!("{bob_id}@{}", bob.listen_addr())]).await;
+	assert_eq!(listed_ids(&ctl(control, &["list-peers"]).await), [bob_id.as_str()]);
+
+	// decode: the node's own invoice and offer, field by field.
+	let made = ctl(
+		control,
+		&[
+			"invoice",
+			"--amount-msat",
+			"12345",
+			"--description",
+			"decode me",
+			"--expiry-secs",
+			"600",
+		],
+	)
+	.await;
+	let decoded = ctl(control, &["decode", made["invoice"].as_str().expect("invoice")]).await;
+	assert_eq!(decoded["type"], "bolt11_invoice", "{decoded}");
+	assert_eq!(decoded["network"], "regtest");
+	assert_eq!(decoded["amount_msat"], 12_345);
+	assert_eq!(decoded["payee"], node_id);
+	assert_eq!(decoded["payment_hash"], made["payment_hash"]);
+	assert_eq!(decoded["description"], "decode me");
+	assert_eq!(decoded["expiry_secs"], 600);
+	assert_eq!(decoded["expired"], false);
+	assert!(decoded["route_hints"].as_u64().is_some(), "{decoded}");
+	let features = decoded["features"].as_array().expect("features");
+	assert!(features.contains(&14.into()), "payment_secret required: {decoded}");
+	assert!(decoded["trampoline"]["spec"].is_boolean(), "{decoded}");
+	let made = ctl(control, &["offer", "--amount-msat", "5000", "--description", "an offer"]).await;
+	let decoded = ctl(control, &["decode", made["offer"].as_str().expect("offer")]).await;
+	assert_eq!(decoded["type"], "bolt12_offer", "{decoded}");
+	assert_eq!(decoded["amount_msat"], 5000);
+	assert_eq!(decoded["description"], "an offer");
+	assert_eq!(decoded["expired"], false);
+	let paths = decoded["paths"].as_u64().expect("paths");
+	assert!(paths > 0 || decoded["issuer_signing_pubkey"] == node_id, "{decoded}");
+	let err = ctl_err(control, &["decode", "nonsense"]).await;
+	assert!(err.contains("400") && err.contains("not a BOLT 11 invoice"), "{err}");
+	let err = ctl_err(control, &["decode", "lno1qqqq"]).await;
+	assert!(err.contains("400") && err.contains("invalid BOLT 12 offer"), "{err}");
+
+	// The read-only token lists peers and decodes, but neither sends nor
+	// disconnects.
+	let read_only = control.token_file(Role::ReadOnly).display().to_string();
+	let flags = ["--control", &control.address, "--control-token-file", &read_only];
+	let out = run_ctl_with(&flags, &["list-peers"]).await;
+	assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+	let out = run_ctl_with(&flags, &["decode", made["offer"].as_str().expect("offer")]).await;
+	assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+	for refused in [&args[..], &["disconnect", "--node-id", &bob_id, "--force"]] {
+		let out = run_ctl_with(&flags, refused).await;
+		let stderr = String::from_utf8_lossy(&out.stderr);
+		assert!(
+			stderr.contains("403") && stderr.contains("read-only token"),
+			"{refused:?}: {stderr}"
+		);
+	}
+	assert_eq!(listed_ids(&ctl(control, &["list-peers"]).await), [bob_id.as_str()]);
+
+	// --all drains the wallet to the address, less the fee; then there is
+	// nothing left to send.
+	let total = onchain_total(control).await;
+	let drained = ctl(control, &["send-onchain", "--address", &target, "--all"]).await;
+	let fee = drained["fee_sat"].as_u64().expect("fee");
+	assert_eq!(drained["amount_sat"].as_u64(), Some(total - fee), "{drained}");
+	assert_eq!(onchain_total(control).await, 0, "{drained}");
+	let err = ctl_err(control, &["send-onchain", "--address", &target, "--all"]).await;
+	assert!(err.contains("400") && err.contains("nothing to send"), "{err}");
+	let err = ctl_err(control, &args).await;
+	assert!(err.contains("not enough on-chain funds: have 0 sat"), "{err}");
 }
 
 /// A refused request: (case, path, token, Host, Content-Type, Origin, body,

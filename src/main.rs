@@ -320,6 +320,42 @@ enum CtlCommand {
 		#[arg(long, value_name = "N")]
 		count: Option<u64>,
 	},
+	/// Pay on-chain from the node's wallet to ADDRESS; prints the txid, the
+	/// amount sent and the fee. Exactly one of --amount-sat and --all.
+	SendOnchain {
+		/// The recipient's address (of the node's chain).
+		#[arg(long)]
+		address: String,
+		/// What to send, in satoshis.
+		#[arg(long, value_name = "SAT", required_unless_present = "all", conflicts_with = "all")]
+		amount_sat: Option<u64>,
+		/// Send everything the wallet can spend, less the fee.
+		#[arg(long)]
+		all: bool,
+		/// The fee rate [default: bitcoind's estimate for six blocks].
+		#[arg(long, value_name = "SAT_PER_VB")]
+		fee_rate_sat_per_vb: Option<u64>,
+	},
+	/// The connected peers: node id, address, direction, channels with us,
+	/// `init` feature bits and the trampoline dialects among them (spec
+	/// 56/57, eclair 148/149, Electrum 150/151).
+	ListPeers,
+	/// Disconnect a peer.
+	Disconnect {
+		/// The peer's node id.
+		#[arg(long)]
+		node_id: String,
+		/// Disconnect a peer we have channels with too; the node then does not
+		/// reconnect to it until `connect` or a restart.
+		#[arg(long)]
+		force: bool,
+	},
+	/// Decode a BOLT 11 invoice, a BOLT 12 offer (lno…) or a BOLT 12 invoice
+	/// (lni…): amount, payee, hash, expiry, description, paths, features.
+	Decode {
+		/// The invoice or offer.
+		invoice_or_offer: String,
+	},
 	/// Stop the node (it persists its state and exits).
 	Stop,
 }
@@ -615,6 +651,18 @@ async fn ctl_main(client: ControlClient, command: CtlCommand) -> Result<(), AppE
 		CtlCommand::ListHeld => print_json(&client.list_held().await?),
 		CtlCommand::ListStaticInvoices => print_json(&client.list_static_invoices().await?),
 		CtlCommand::Events { count } => print_events(&client, count).await,
+		CtlCommand::SendOnchain { address, amount_sat, all, fee_rate_sat_per_vb } => {
+			let request =
+				control::SendOnchainRequest { address, amount_sat, all, fee_rate_sat_per_vb };
+			print_json(&client.send_onchain(&request).await?)
+		},
+		CtlCommand::ListPeers => print_json(&client.list_peers().await?),
+		CtlCommand::Disconnect { node_id, force } => {
+			print_json(&client.disconnect(&node_id, force).await?)
+		},
+		CtlCommand::Decode { invoice_or_offer } => {
+			print_json(&client.decode(&invoice_or_offer).await?)
+		},
 		CtlCommand::Stop => print_json(&client.stop().await?),
 	}
 }

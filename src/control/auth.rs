@@ -52,6 +52,8 @@ pub const READ_ONLY_PATHS: &[&str] = &[
 	paths::LIST_PARTIAL_PAYMENTS,
 	paths::LIST_FORWARDS,
 	paths::TRAMPOLINE_BUCKETS,
+	paths::LIST_PEERS,
+	paths::DECODE,
 	paths::METRICS,
 	paths::EVENTS,
 ];

@@ -351,6 +351,32 @@ impl ControlClient {
 		self.call_empty(paths::LIST_STATIC_INVOICES).await
 	}
 
+	/// `send-onchain`: pays on-chain from the node's wallet.
+	pub async fn send_onchain(
+		&self, request: &SendOnchainRequest,
+	) -> Result<OnchainSend, ClientError> {
+		self.call(paths::SEND_ONCHAIN, request, REQUEST_TIMEOUT).await
+	}
+
+	/// `list-peers`: the connected peers.
+	pub async fn list_peers(&self) -> Result<ListPeersResponse, ClientError> {
+		self.call_empty(paths::LIST_PEERS).await
+	}
+
+	/// `disconnect`: disconnects a peer (`force` for one we have channels with).
+	pub async fn disconnect(
+		&self, node_id: &str, force: bool,
+	) -> Result<DisconnectResponse, ClientError> {
+		let request = DisconnectRequest { node_id: node_id.to_string(), force };
+		self.call(paths::DISCONNECT, &request, REQUEST_TIMEOUT).await
+	}
+
+	/// `decode`: the fields of a BOLT 11 invoice, BOLT 12 offer or BOLT 12 invoice.
+	pub async fn decode(&self, request: &str) -> Result<Decoded, ClientError> {
+		let request = DecodeRequest { request: request.to_string() };
+		self.call(paths::DECODE, &request, REQUEST_TIMEOUT).await
+	}
+
 	/// `stop`: stops the node, which then exits.
 	pub async fn stop(&self) -> Result<StopResponse, ClientError> {
 		self.call_empty(paths::STOP).await

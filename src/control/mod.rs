@@ -27,7 +27,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::node::{Balances, ChannelInfo, ForwardRecord, PaymentRecord};
+pub use crate::node::{
+	Balances, ChannelInfo, Decoded, ForwardRecord, OnchainSend, PaymentRecord, PeerInfo,
+};
 
 /// Where the control interface listens unless configured otherwise: `127.0.0.1:9736`.
 pub const DEFAULT_CONTROL_LISTEN: SocketAddr =
@@ -114,6 +116,16 @@ pub mod paths {
 	/// [`ListPartialPaymentsResponse`](super::ListPartialPaymentsResponse)
 	/// for an empty request.
 	pub const LIST_PARTIAL_PAYMENTS: &str = "/v1/list-partial-payments";
+	/// [`SendOnchainRequest`](super::SendOnchainRequest) →
+	/// [`OnchainSend`](super::OnchainSend).
+	pub const SEND_ONCHAIN: &str = "/v1/send-onchain";
+	/// [`ListPeersResponse`](super::ListPeersResponse) for an empty request.
+	pub const LIST_PEERS: &str = "/v1/list-peers";
+	/// [`DisconnectRequest`](super::DisconnectRequest) →
+	/// [`DisconnectResponse`](super::DisconnectResponse).
+	pub const DISCONNECT: &str = "/v1/disconnect";
+	/// [`DecodeRequest`](super::DecodeRequest) → [`Decoded`](super::Decoded).
+	pub const DECODE: &str = "/v1/decode";
 	/// `GET`: the node's events as server-sent events, live
 	/// ([`events`](super::events)).
 	pub const EVENTS: &str = "/v1/events";
@@ -371,6 +383,58 @@ pub struct PayRequest {
 	/// [`MAX_TRAMPOLINE_CLTV_EXPIRY_DELTA`].
 	#[serde(default, skip_serializing_if = "Option::is_none")]
 	pub trampoline_max_fee_msat: Option<u64>,
+}
+
+/// Pays on-chain from the node's wallet.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendOnchainRequest {
+	/// The recipient's address, of the node's chain.
+	pub address: String,
+	/// What to pay, in satoshis; exactly one of this and `all`.
+	#[serde(default, skip_serializing_if = "Option::is_none")]
+	pub amount_sat: Option<u64>,
+	/// Send everything the wallet can spend, less the fee.
+	#[serde(default)]
+	pub all: bool,
+	/// The fee rate, sat/vB (default: bitcoind's estimate for six blocks).
+	#[serde(default, skip_serializing_if = "Option::is_none")]
+	pub fee_rate_sat_per_vb: Option<u64>,
+}
+
+/// What `list-peers` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListPeersResponse {
+	/// The connected peers.
+	pub peers: Vec<PeerInfo>,
+}
+
+/// Disconnects a peer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisconnectRequest {
+	/// The peer's node id (66 hex characters).
+	pub node_id: String,
+	/// Disconnect a peer we have channels with too (the node then does not
+	/// reconnect to it until `connect` or a restart).
+	#[serde(default)]
+	pub force: bool,
+}
+
+/// What `disconnect` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DisconnectResponse {
+	/// The peer disconnected (hex).
+	pub node_id: String,
+}
+
+/// Decodes an invoice or offer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecodeRequest {
+	/// A BOLT 11 invoice, a BOLT 12 offer (`lno…`) or a BOLT 12 invoice
+	/// (`lni…`); a `lightning:` prefix is accepted.
+	pub request: String,
 }
 
 /// What `list-payments` answers.

@@ -27,7 +27,7 @@ use super::auth::Guard;
 use super::events::{EventRecord, MAX_EVENT_STREAMS};
 use super::tls::TlsListener;
 use super::*;
-use crate::node::{offer_amount_msat, Node, NodeError};
+use crate::node::{offer_amount_msat, Node, NodeError, SendAmount, WalletError};
 use crate::sender::{TrampolineBudget, TrampolineRouteHop};
 
 /// The longest `pay` may be asked to wait.
@@ -67,9 +67,17 @@ impl From<NodeError> for ApiError {
 		match error {
 			// LDK refused what was asked: an amount it does not accept, a duplicate
 			// payment, a channel it cannot open or close.
-			NodeError::Config(_) | NodeError::Payment(_) | NodeError::Channel(_) => {
-				Self::bad_request(error.to_string())
-			},
+			NodeError::Config(_)
+			| NodeError::Payment(_)
+			| NodeError::Channel(_)
+			| NodeError::WrongNetwork { .. }
+			| NodeError::PeerHasChannels { .. }
+			| NodeError::Wallet(
+				WalletError::NotEnoughFunds { .. }
+				| WalletError::NothingToSend { .. }
+				| WalletError::Build(_),
+			) => Self::bad_request(error.to_string()),
+			NodeError::NotConnected(_) => Self::not_found(error.to_string()),
 			_ => Self::internal(error.to_string()),
 		}
 	}
@@ -129,6 +137,10 @@ fn routes(node: Arc<Node>, shutdown: watch::Sender<bool>) -> Router {
 		.route(paths::LIST_PARTIAL_PAYMENTS, post(list_partial_payments))
 		.route(paths::LIST_FORWARDS, post(list_forwards))
 		.route(paths::TRAMPOLINE_BUCKETS, post(trampoline_buckets))
+		.route(paths::SEND_ONCHAIN, post(send_onchain))
+		.route(paths::LIST_PEERS, post(list_peers))
+		.route(paths::DISCONNECT, post(disconnect))
+		.route(paths::DECODE, post(decode))
 		.route(paths::METRICS, axum::routing::get(metrics))
 		.route(paths::EVENTS, axum::routing::get(events))
 		.fallback(|uri: Uri| async move {
@@ -504,6 +516,71 @@ async fn list_forwards(State(ctx): Ctx, body: Bytes) -> ApiResult<super::ListFor
 	let request = parse::<super::ListForwardsRequest>(&body)?;
 	let limit = request.limit.map_or(0, |l| usize::try_from(l).unwrap_or(usize::MAX));
 	Ok(Json(ctx.node.list_forwards(request.index_offset, limit).into()))
+}
+
+/// The most sat/vB `send-onchain` accepts: beyond it a typo, not a fee.
+const MAX_FEE_RATE_SAT_PER_VB: u64 = 100_000;
+
+async fn send_onchain(State(ctx): Ctx, body: Bytes) -> ApiResult<OnchainSend> {
+	let request: SendOnchainRequest = parse(&body)?;
+	let address = bitcoin::Address::from_str(request.address.trim()).map_err(|e| {
+		ApiError::bad_request(format!("invalid address {:?}: {e}", request.address))
+	})?;
+	let amount = match (request.amount_sat, request.all) {
+		(Some(_), true) => {
+			return Err(ApiError::bad_request("give amount_sat or all, not both"));
+		},
+		(None, false) => {
+			return Err(ApiError::bad_request(
+				"give amount_sat (satoshis to send) or all (send everything)",
+			));
+		},
+		(Some(0), false) => return Err(ApiError::bad_request("amount_sat must be above 0")),
+		(Some(amount), false) => {
+			check_amount(amount.checked_mul(1000).or(Some(u64::MAX)))?;
+			SendAmount::Exactly(bitcoin::Amount::from_sat(amount))
+		},
+		(None, true) => SendAmount::All,
+	};
+	let fee_rate = match request.fee_rate_sat_per_vb {
+		None => None,
+		Some(rate) if (1..=MAX_FEE_RATE_SAT_PER_VB).contains(&rate) => {
+			bitcoin::FeeRate::from_sat_per_vb(rate)
+		},
+		Some(rate) => {
+			return Err(ApiError::bad_request(format!(
+				"fee_rate_sat_per_vb {rate} is outside 1..={MAX_FEE_RATE_SAT_PER_VB}"
+			)));
+		},
+	};
+	let node = Arc::clone(&ctx.node);
+	// Coin selection, signing and bitcoind's answer block.
+	let sent = tokio::task::spawn_blocking(move || node.send_onchain(&address, amount, fee_rate))
+		.await
+		.map_err(|e| ApiError::internal(format!("the send failed: {e}")))??;
+	Ok(Json(sent))
+}
+
+async fn list_peers(State(ctx): Ctx, body: Bytes) -> ApiResult<ListPeersResponse> {
+	parse::<EmptyRequest>(&body)?;
+	Ok(Json(ListPeersResponse { peers: listing(&ctx, Node::list_peers).await? }))
+}
+
+async fn disconnect(State(ctx): Ctx, body: Bytes) -> ApiResult<DisconnectResponse> {
+	let request: DisconnectRequest = parse(&body)?;
+	let id = request.node_id.trim();
+	let node_id = PublicKey::from_str(id).map_err(|e| {
+		ApiError::bad_request(format!("invalid node id {id:?}: {e} (expected 66 hex characters)"))
+	})?;
+	ctx.node.disconnect(node_id, request.force)?;
+	Ok(Json(DisconnectResponse { node_id: node_id.to_string() }))
+}
+
+async fn decode(State(_ctx): Ctx, body: Bytes) -> ApiResult<Decoded> {
+	let request: DecodeRequest = parse(&body)?;
+	crate::node::decode(&request.request)
+		.map(Json)
+		.map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 async fn metrics(State(ctx): Ctx) -> Result<Response, ApiError> {

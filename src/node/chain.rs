@@ -155,6 +155,23 @@ impl BitcoindClient {
 			.map_err(|e| ChainError::Rpc { method: "getblockcount", reason: e.to_string() })
 	}
 
+	/// Hands `tx` to bitcoind's mempool, answering bitcoind's reason when it
+	/// refuses it (unlike [`BroadcasterInterface::broadcast_transactions`],
+	/// which only logs it).
+	pub fn send_raw_transaction(&self, tx: &Transaction) -> Result<bitcoin::Txid, String> {
+		let hex = bitcoin::consensus::encode::serialize_hex(tx);
+		match self.admin.call::<bitcoin::Txid>("sendrawtransaction", &[hex.into()]) {
+			Ok(txid) => {
+				log_debug!(self.logger, "Broadcast {txid}");
+				Ok(txid)
+			},
+			Err(e) => {
+				log_warn!(self.logger, "Broadcast of {} failed: {}", tx.compute_txid(), e);
+				Err(e.to_string())
+			},
+		}
+	}
+
 	/// bitcoind's estimate for confirmation within `blocks`, if it has one.
 	fn estimate_sat_per_kw(&self, blocks: u16) -> Option<u32> {
 		let answer: serde_json::Value =

@@ -6,6 +6,7 @@
 //! composition, so what the tests exercise is what operators run.
 
 mod chain;
+mod decode;
 mod events;
 pub mod forwards;
 mod logger;
@@ -23,8 +24,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bitcoin::address::NetworkUnchecked;
 use bitcoin::secp256k1::PublicKey;
-use bitcoin::{Address, Amount, Network, Txid};
+use bitcoin::{Address, FeeRate, Network};
 use lightning::chain::channelmonitor::Balance;
 use lightning::ln::types::ChannelId;
 use lightning::util::errors::APIError;
@@ -35,13 +37,15 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 pub use chain::{BitcoindRpcConfig, ChainError, RpcAuth};
+pub use decode::{decode, DecodeError, Decoded, DecodedBolt11, DecodedBolt12Invoice, DecodedOffer};
 pub use events::NodeEvent;
 pub use forwards::{ForwardKind, ForwardOutcome, ForwardPage, ForwardRecord};
 pub use outgoing::{OutgoingPart, PartState, PartialPayment};
 pub use partial::{format_scid, PartialInvoice, PartialPart};
 pub(crate) use payments::offer_amount_msat;
 pub use payments::{PaymentDirection, PaymentRecord, PaymentStatus};
-pub use wallet::{OnchainBalance, WalletError};
+pub use peers::PeerInfo;
+pub use wallet::{OnchainBalance, OnchainSend, SendAmount, WalletError};
 
 use self::chain::FeeEstimator;
 use self::forwards::ForwardStore;
@@ -182,6 +186,25 @@ pub enum NodeError {
 	/// LDK refused to start a payment, or a payment request is unusable.
 	#[error("payment failed: {0}")]
 	Payment(String),
+	/// An on-chain address is not for the node's chain.
+	#[error("the address {address} is not a {network} address")]
+	WrongNetwork {
+		/// The address given.
+		address: String,
+		/// The node's chain.
+		network: Network,
+	},
+	/// The node is not connected to this peer.
+	#[error("not connected to peer {0} (see `list-peers`)")]
+	NotConnected(PublicKey),
+	/// Disconnecting a channel peer without `force`.
+	#[error("peer {node_id} has {channels} channel(s) with us and the node reconnects to channel peers at once; pass force to disconnect it anyway (the node then leaves it alone until `connect` or a restart)")]
+	PeerHasChannels {
+		/// The peer.
+		node_id: PublicKey,
+		/// How many channels we have with it.
+		channels: usize,
+	},
 	/// Waiting for something took longer than the deadline.
 	#[error("timed out after {0:?} waiting for {1}")]
 	Timeout(Duration, String),
@@ -452,10 +475,23 @@ impl Node {
 		Ok(self.wallet.new_address()?)
 	}
 
-	/// Pays `amount_sat` on-chain to `address`.
-	pub fn send_onchain(&self, address: &Address, amount_sat: u64) -> Result<Txid, NodeError> {
-		let fee_rate = self.fee_estimator.funding_fee_rate();
-		Ok(self.wallet.send_to_address(address, Amount::from_sat(amount_sat), fee_rate)?)
+	/// Pays `amount` on-chain to `address` from the BDK wallet, at `fee_rate`
+	/// (bitcoind's estimate for six blocks when `None`), and broadcasts it
+	/// through bitcoind. The balance shows the spend at once (as unconfirmed
+	/// change). Fails with [`WalletError::NotEnoughFunds`] naming what the
+	/// wallet has and what the send needs, and with
+	/// [`NodeError::WrongNetwork`] for an address of another chain.
+	pub fn send_onchain(
+		&self, address: &Address<NetworkUnchecked>, amount: SendAmount, fee_rate: Option<FeeRate>,
+	) -> Result<OnchainSend, NodeError> {
+		let network = self.config.network;
+		let address =
+			address.clone().require_network(network).map_err(|_| NodeError::WrongNetwork {
+				address: address.clone().assume_checked().to_string(),
+				network,
+			})?;
+		let fee_rate = fee_rate.unwrap_or_else(|| self.fee_estimator.funding_fee_rate());
+		Ok(self.wallet.send_to_address(&address, amount, fee_rate)?)
 	}
 
 	/// On-chain and Lightning balances.

@@ -1,7 +1,7 @@
 //! Peer connections: connecting, remembering channel peers' addresses so that
 //! connections are restored after a restart or a drop, and node announcements.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -55,6 +55,26 @@ pub(super) struct PeerStore {
 	/// Until when dropped peers are called back every
 	/// [`URGENT_RECONNECT_DELAY`] (a payment waits for one).
 	urgent_until: Mutex<Option<tokio::time::Instant>>,
+	/// Channel peers the operator disconnected: not called back until
+	/// [`Node::connect`] (or a restart).
+	left_alone: Mutex<HashSet<PublicKey>>,
+}
+
+/// A connected peer, as `list-peers` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PeerInfo {
+	/// The peer's public key (hex).
+	pub node_id: String,
+	/// Its address as the connection sees it (`host:port`), when known.
+	pub address: Option<String>,
+	/// Whether the peer connected to us (rather than we to it).
+	pub inbound: bool,
+	/// How many channels we have with it, in any state.
+	pub channels: usize,
+	/// The feature bits of its `init` message, lowest first.
+	pub features: Vec<usize>,
+	/// The trampoline dialects among them.
+	pub trampoline: crate::sender::TrampolineDialects,
 }
 
 impl PeerStore {
@@ -78,6 +98,7 @@ impl PeerStore {
 			store,
 			reconnect_now: tokio::sync::Notify::new(),
 			urgent_until: Mutex::new(None),
+			left_alone: Mutex::new(HashSet::new()),
 		})
 	}
 
@@ -99,6 +120,21 @@ impl PeerStore {
 		match urgent_until {
 			Some(until) if tokio::time::Instant::now() < until => URGENT_RECONNECT_DELAY.min(max),
 			_ => max,
+		}
+	}
+
+	/// Whether the reconnect loop is to leave `node_id` alone.
+	fn is_left_alone(&self, node_id: &PublicKey) -> bool {
+		self.left_alone.lock().unwrap_or_else(|p| p.into_inner()).contains(node_id)
+	}
+
+	/// Leaves `node_id` alone (`true`) or calls it back again (`false`).
+	fn leave_alone(&self, node_id: PublicKey, alone: bool) {
+		let mut left_alone = self.left_alone.lock().unwrap_or_else(|p| p.into_inner());
+		if alone {
+			left_alone.insert(node_id);
+		} else {
+			left_alone.remove(&node_id);
 		}
 	}
 
@@ -177,7 +213,59 @@ impl Node {
 	/// the node reconnects to it after drops and restarts.
 	pub async fn connect(&self, node_id: PublicKey, addr: SocketAddr) -> Result<(), NodeError> {
 		connect(&self.peer_manager, node_id, addr).await?;
+		self.peers.leave_alone(node_id, false);
 		self.peers.remember(node_id, addr)
+	}
+
+	/// The connected peers: node id, address, direction, how many channels
+	/// we have with each, and the features of its `init` message with the
+	/// trampoline dialects among them (spec bits 56/57, eclair's 148/149,
+	/// Electrum's 150/151).
+	pub fn list_peers(&self) -> Vec<PeerInfo> {
+		let channels = self.channel_manager.list_channels();
+		self.peer_manager
+			.list_peers()
+			.into_iter()
+			.map(|peer| {
+				let flags = peer.init_features.le_flags();
+				PeerInfo {
+					node_id: peer.counterparty_node_id.to_string(),
+					address: peer.socket_address.map(|a| a.to_string()),
+					inbound: peer.is_inbound_connection,
+					channels: channels
+						.iter()
+						.filter(|c| c.counterparty.node_id == peer.counterparty_node_id)
+						.count(),
+					features: crate::sender::feature_bits(flags),
+					trampoline: crate::sender::TrampolineDialects::of_flags(flags),
+				}
+			})
+			.collect()
+	}
+
+	/// Disconnects a connected peer. A peer we have a channel with is
+	/// refused ([`NodeError::PeerHasChannels`]) unless `force`: the node
+	/// would call it back at once; with `force` it is left alone until
+	/// [`Node::connect`] names it again (or the node restarts), and its
+	/// channels stay open but unusable meanwhile.
+	pub fn disconnect(&self, node_id: PublicKey, force: bool) -> Result<(), NodeError> {
+		if !self.is_connected(&node_id) {
+			return Err(NodeError::NotConnected(node_id));
+		}
+		let channels = self
+			.channel_manager
+			.list_channels()
+			.iter()
+			.filter(|c| c.counterparty.node_id == node_id)
+			.count();
+		if channels > 0 {
+			if !force {
+				return Err(NodeError::PeerHasChannels { node_id, channels });
+			}
+			self.peers.leave_alone(node_id, true);
+		}
+		self.peer_manager.disconnect_by_node_id(node_id);
+		Ok(())
 	}
 
 	/// Whether a peer is connected.
@@ -202,7 +290,9 @@ impl Node {
 				.peers
 				.snapshot()
 				.into_iter()
-				.filter(|(node_id, _)| !self.is_connected(node_id))
+				.filter(|(node_id, _)| {
+					!self.is_connected(node_id) && !self.peers.is_left_alone(node_id)
+				})
 				.collect();
 			let with_channels: Vec<PublicKey> = if dropped.is_empty() {
 				Vec::new()

@@ -5,11 +5,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bdk_wallet::error::CreateTxError;
 use bdk_wallet::file_store::Store as BdkStore;
 use bdk_wallet::{ChangeSet, KeychainKind, PersistedWallet, SignOptions, Wallet};
 use bitcoin::bip32::Xpriv;
-use bitcoin::{Address, Amount, FeeRate, Network, ScriptBuf, Transaction, Txid};
-use lightning::chain::chaininterface::BroadcasterInterface;
+use bitcoin::{Address, Amount, FeeRate, Network, ScriptBuf, Transaction};
 use lightning::chain::{BestBlock, Listen};
 use lightning::sign::ChangeDestinationSourceSync;
 use lightning::util::logger::Logger;
@@ -49,6 +49,48 @@ pub enum WalletError {
 	/// The wallet could not sign every input.
 	#[error("cannot sign the transaction: {0}")]
 	Sign(String),
+	/// The spendable coins do not cover the amount and the fee.
+	#[error("not enough on-chain funds: have {have_sat} sat, need {need_sat} sat (the amount plus the fee)")]
+	NotEnoughFunds {
+		/// What the wallet can spend now (confirmed and its own unconfirmed change).
+		have_sat: u64,
+		/// What the transaction needs: the amount plus the fee at the rate asked.
+		need_sat: u64,
+	},
+	/// Sending everything was asked of an empty wallet, or what is left after the
+	/// fee would be dust.
+	#[error("nothing to send: the wallet can spend {have_sat} sat, too little to pay the fee and leave an output above the dust limit")]
+	NothingToSend {
+		/// What the wallet can spend now.
+		have_sat: u64,
+	},
+	/// bitcoind refused the transaction; the wallet's coins are unspent.
+	#[error("bitcoind refused the transaction: {0}")]
+	Broadcast(String),
+}
+
+/// How much an on-chain send pays its recipient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendAmount {
+	/// This amount; the fee and any change come from the wallet's other coins.
+	Exactly(Amount),
+	/// Everything the wallet can spend, less the fee (no change output). The
+	/// node's channels have no anchors (static remote key), so no reserve is
+	/// kept for fee bumping.
+	All,
+}
+
+/// What an on-chain send did.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OnchainSend {
+	/// The transaction's id, as bitcoind and explorers show it.
+	pub txid: String,
+	/// What the recipient's output holds.
+	pub amount_sat: u64,
+	/// The fee paid.
+	pub fee_sat: u64,
+	/// The transaction's virtual size, for the fee rate paid.
+	pub vsize: u64,
 }
 
 /// Confirmed and unconfirmed on-chain balances, in satoshis.
@@ -141,12 +183,7 @@ impl OnchainWallet {
 		let mut builder = wallet.build_tx();
 		builder.add_recipient(script, amount).fee_rate(fee_rate);
 		let mut psbt = builder.finish().map_err(|e| WalletError::Build(e.to_string()))?;
-		let finalized = wallet
-			.sign(&mut psbt, SignOptions::default())
-			.map_err(|e| WalletError::Sign(e.to_string()))?;
-		if !finalized {
-			return Err(WalletError::Sign("not every input could be finalized".into()));
-		}
+		sign(wallet, &mut psbt)?;
 		let tx = psbt.extract_tx().map_err(|e| WalletError::Sign(e.to_string()))?;
 		let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
 		wallet.apply_unconfirmed_txs([(tx.clone(), now)]);
@@ -154,14 +191,56 @@ impl OnchainWallet {
 		Ok(tx)
 	}
 
-	/// Pays `amount` to `address` and broadcasts the transaction.
+	/// Pays `amount` to `address` at `fee_rate`, has bitcoind accept the
+	/// transaction, and only then records it as unconfirmed (the balance shows
+	/// the spend at once; a refused transaction leaves the coins unspent).
 	pub fn send_to_address(
-		&self, address: &Address, amount: Amount, fee_rate: FeeRate,
-	) -> Result<Txid, WalletError> {
-		let tx = self.create_signed_transaction(address.script_pubkey(), amount, fee_rate)?;
-		self.broadcaster.broadcast_transactions(&[&tx]);
-		log_info!(self.logger, "Sent {} to {} in {}", amount, address, tx.compute_txid());
-		Ok(tx.compute_txid())
+		&self, address: &Address, amount: SendAmount, fee_rate: FeeRate,
+	) -> Result<OnchainSend, WalletError> {
+		let mut guard = self.lock();
+		let (wallet, store) = &mut *guard;
+		let script = address.script_pubkey();
+		let have_sat = wallet.balance().trusted_spendable().to_sat();
+		let mut builder = wallet.build_tx();
+		match amount {
+			SendAmount::Exactly(amount) => {
+				builder.add_recipient(script.clone(), amount);
+			},
+			SendAmount::All => {
+				builder.drain_wallet().drain_to(script.clone());
+			},
+		}
+		builder.fee_rate(fee_rate);
+		let mut psbt = builder.finish().map_err(|e| match e {
+			CreateTxError::CoinSelection(_)
+			| CreateTxError::NoUtxosSelected
+			| CreateTxError::OutputBelowDustLimit(_)
+				if amount == SendAmount::All =>
+			{
+				WalletError::NothingToSend { have_sat }
+			},
+			CreateTxError::CoinSelection(e) => WalletError::NotEnoughFunds {
+				have_sat: e.available.to_sat(),
+				need_sat: e.needed.to_sat(),
+			},
+			e => WalletError::Build(e.to_string()),
+		})?;
+		sign(wallet, &mut psbt)?;
+		let fee = psbt.fee().map_err(|e| WalletError::Build(e.to_string()))?;
+		let tx = psbt.extract_tx().map_err(|e| WalletError::Sign(e.to_string()))?;
+		let sent: u64 = tx
+			.output
+			.iter()
+			.filter(|o| o.script_pubkey == script)
+			.map(|o| o.value.to_sat())
+			.fold(0, u64::saturating_add);
+		let txid = self.broadcaster.send_raw_transaction(&tx).map_err(WalletError::Broadcast)?;
+		let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+		let vsize = u64::try_from(tx.vsize()).unwrap_or(u64::MAX);
+		wallet.apply_unconfirmed_txs([(tx, now)]);
+		wallet.persist(store).map_err(|e| WalletError::Persist(e.to_string()))?;
+		log_info!(self.logger, "Sent {sent} sat to {address} in {txid} (fee {fee})");
+		Ok(OnchainSend { txid: txid.to_string(), amount_sat: sent, fee_sat: fee.to_sat(), vsize })
 	}
 
 	fn lock(
@@ -171,6 +250,16 @@ impl OnchainWallet {
 		// failed call, which is safe to keep using.
 		self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 	}
+}
+
+/// Signs and finalizes every input of `psbt`.
+fn sign(wallet: &Wallet, psbt: &mut bdk_wallet::bitcoin::Psbt) -> Result<(), WalletError> {
+	let finalized =
+		wallet.sign(psbt, SignOptions::default()).map_err(|e| WalletError::Sign(e.to_string()))?;
+	if !finalized {
+		return Err(WalletError::Sign("not every input could be finalized".into()));
+	}
+	Ok(())
 }
 
 impl Listen for OnchainWallet {

@@ -538,6 +538,32 @@ fn has_bit(flags: &[u8], n: usize) -> bool {
 	flags.get(n / 8).is_some_and(|byte| byte & (1 << (n % 8)) != 0)
 }
 
+/// Which trampoline dialects a feature vector (`init`, node or invoice)
+/// advertises, each by its required or optional bit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TrampolineDialects {
+	/// Bits 56/57: the spec's trampoline routing (type 20 onions).
+	pub spec: bool,
+	/// Bits 148/149: eclair's legacy trampoline (type 66100 onions).
+	pub eclair_legacy: bool,
+	/// Bits 150/151: Electrum's legacy trampoline (type 66100 onions).
+	pub electrum_legacy: bool,
+}
+
+impl TrampolineDialects {
+	/// The dialects of the little-endian feature flags `le_flags`.
+	pub fn of_flags(le_flags: &[u8]) -> Self {
+		let pair = |n: usize| has_bit(le_flags, n) || has_bit(le_flags, n + 1);
+		Self { spec: pair(56), eclair_legacy: pair(148), electrum_legacy: pair(150) }
+	}
+}
+
+/// The numbers of the bits set in the little-endian feature flags
+/// `le_flags`, lowest first.
+pub fn feature_bits(le_flags: &[u8]) -> Vec<usize> {
+	(0..le_flags.len().saturating_mul(8)).filter(|n| has_bit(le_flags, *n)).collect()
+}
+
 /// How to hand a trampoline with these (`init`) features its packet: type 20
 /// if it speaks the spec (bits 56/57; our relay sets them with 151 and then
 /// answers in the spec's codes, which carry its policy), else 66100, the
@@ -899,6 +925,30 @@ mod tests {
 			assert_eq!(layout, wanted);
 			assert!(matches!(first.next, NextPacket::Forward(_)));
 		}
+	}
+
+	#[test]
+	fn trampoline_dialects_are_read_from_either_bit_of_each_pair() {
+		let with = |bits: &[usize]| {
+			let mut flags = vec![0u8; 19];
+			for bit in bits {
+				flags[bit / 8] |= 1 << (bit % 8);
+			}
+			flags
+		};
+		let ours = with(&[8, 14, 57, 151]);
+		assert_eq!(
+			TrampolineDialects::of_flags(&ours),
+			TrampolineDialects { spec: true, eclair_legacy: false, electrum_legacy: true }
+		);
+		assert_eq!(feature_bits(&ours), [8, 14, 57, 151]);
+		let eclair = TrampolineDialects::of_flags(&with(&[148]));
+		assert_eq!(
+			eclair,
+			TrampolineDialects { spec: false, eclair_legacy: true, electrum_legacy: false }
+		);
+		assert_eq!(TrampolineDialects::of_flags(&[]), TrampolineDialects::default());
+		assert_eq!(feature_bits(&[]), Vec::<usize>::new());
 	}
 
 	#[test]
