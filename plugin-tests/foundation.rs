@@ -5,8 +5,12 @@ mod common;
 
 use std::time::Duration;
 
-use ldk_trampoline::node::{NodeEvent, PaymentStatus};
+use bitcoin::Txid;
+use ldk_trampoline::node::{
+	Balances, ClosingChannel, ClosingState, Node, NodeEvent, PaymentStatus,
+};
 use ldk_trampoline::regtest::{RegtestNetwork, DEADLINE};
+use lightning::ln::types::ChannelId;
 
 const CHANNEL_SAT: u64 = 1_000_000;
 
@@ -269,8 +273,8 @@ async fn channels_close_cooperatively_and_by_force_and_funds_return_on_chain() {
 	let alice = net.add_node("alice").await.expect("alice");
 	let bob = net.add_node("bob").await.expect("bob");
 	net.fund(&[&alice, &bob], 1).await.expect("fund");
-	let coop = net.open_channel(&alice, &bob, CHANNEL_SAT, 0).await.expect("open");
-	let forced = net.open_channel(&alice, &bob, CHANNEL_SAT, 0).await.expect("open");
+	let mut coop = net.open_channel(&alice, &bob, CHANNEL_SAT, 0).await.expect("open");
+	let mut forced = net.open_channel(&alice, &bob, CHANNEL_SAT, 0).await.expect("open");
 	for _ in 0..2 {
 		let invoice = bob.create_invoice(Some(100_000_000), "to close", 3600).expect("invoice");
 		let id = alice.pay_invoice(&invoice, None).expect("pay");
@@ -281,6 +285,33 @@ async fn channels_close_cooperatively_and_by_force_and_funds_return_on_chain() {
 	}
 	let bob_onchain = bob.balances().onchain.confirmed_sat;
 	let alice_onchain = alice.balances().onchain.confirmed_sat;
+	// Close cooperatively a channel where Bob has funds, to see them swept.
+	let bob_has = |id: &ChannelId| {
+		bob.list_channels().iter().any(|c| c.channel_id == id.to_string() && c.outbound_msat > 0)
+	};
+	if !bob_has(&coop) {
+		std::mem::swap(&mut coop, &mut forced);
+	}
+
+	// list-channels: the scid names the funding transaction's block, its
+	// place in the block and the output; confirmations count from there.
+	let tip = net.bitcoind().height().expect("height");
+	for c in alice.list_channels() {
+		let funding: Txid = c.funding_txid.as_deref().expect("funding txid").parse().expect("txid");
+		let vout = c.funding_output_index.expect("funding output");
+		let confirmations = c.confirmations.expect("confirmations");
+		let height = tip + 1 - confirmations;
+		let index = net.bitcoind().tx_index_in_block(height, &funding).expect("block");
+		let index = index.expect("funding tx in the block confirmations point to");
+		assert_eq!(c.scid, Some(format!("{height}x{index}x{vout}")), "{c:?}");
+		assert!(c.peer_connected && c.usable, "{c:?}");
+	}
+
+	// Bob opened neither channel: the closes cost him only his sweeps, so
+	// his funds add up exactly at every step.
+	let bob_total = total(&bob.balances());
+	let alice_before_b = alice.balances();
+	let alice_before = total(&alice_before_b);
 
 	// Cooperative close: Bob's 100k (or 200k, depending on how LDK split the two
 	// payments) returns to his wallet once the closing transaction confirms.
@@ -291,7 +322,8 @@ async fn channels_close_cooperatively_and_by_force_and_funds_return_on_chain() {
 		.map(|c| c.outbound_msat)
 		.expect("coop channel");
 	let closed = alice.subscribe();
-	alice.close_channel(&coop, false).await.expect("close");
+	let closing_txid = alice.close_channel(&coop, false).await.expect("close");
+	let closing_txid = closing_txid.expect("the closing txid, broadcast within 5 s");
 	alice
 		.wait_for_event(closed, DEADLINE, "coop close", |e| {
 			matches!(e, NodeEvent::ChannelClosed { channel_id, .. } if *channel_id == coop)
@@ -300,13 +332,80 @@ async fn channels_close_cooperatively_and_by_force_and_funds_return_on_chain() {
 		.await
 		.expect("closed");
 	net.bitcoind().wait_for_mempool(1, DEADLINE).expect("closing tx");
+	assert!(net.bitcoind().in_mempool(&closing_txid).expect("mempool"));
+	let closing_fee = net.bitcoind().mempool_fee_sat(&closing_txid).expect("fee");
+	for node in [&alice, &bob] {
+		let c = wait_closing(node, &coop, |c| c.closing_txid.is_some()).await;
+		assert_eq!(c.closing_txid, Some(closing_txid.to_string()), "{c:?}");
+		assert_eq!(c.state, ClosingState::WaitingForClosingTx, "{c:?}");
+	}
+	wait_total(&bob, bob_total, "coop closing tx in the mempool").await;
 	net.mine(1).await.expect("confirm");
 	assert_eq!(alice.list_channels().len(), 1);
+	let confirmed_at = net.bitcoind().height().expect("height");
+	let c = wait_closing(&bob, &coop, |c| c.state == ClosingState::AwaitingConfirmations).await;
+	assert!(c.claimable_at_height.is_some_and(|h| h > confirmed_at), "{c:?}");
+	assert!(c.claimable_sat > 0 && c.claimable_sat <= 200_000, "{c:?}");
+	wait_total(&bob, bob_total, "coop closing tx confirmed").await;
+	// Alice opened the channel and paid the closing fee. Until her output
+	// reaches her sweeper LDK counts it as her side of the last commitment
+	// (after the commitment fee, not the closing fee): within that margin.
+	let alice_after = total(&alice.balances());
+	let commitment_fee = alice_before_b.lightning_sat - alice_before_b.lightning_claimable_sat;
+	assert!(
+		alice_after + closing_fee >= alice_before && alice_after + commitment_fee >= alice_before,
+		"alice: {alice_after} after {alice_before}, closing fee {closing_fee}: {:?}",
+		alice.balances()
+	);
+	assert!(alice_after < alice_before, "alice's closing funds are not in closing_sat");
+
+	// Past the reorganisation margin the output goes to Bob's sweeper, and
+	// stays in his balances while the sweep waits in the mempool.
+	let mut mined = 0;
+	let c = loop {
+		net.mine(1).await.expect("mine");
+		mined += 1;
+		let sweeping = bob
+			.list_closing_channels()
+			.into_iter()
+			.find(|c| c.channel_id == coop.to_string() && c.state == ClosingState::Sweeping);
+		if let Some(c) = sweeping {
+			assert_eq!(c.claimable_sat, 0, "{c:?}");
+			assert!(c.sweeping_sat > 0, "{c:?}");
+			break c;
+		}
+		assert!(mined < 20, "no sweep after {mined} blocks: {:?}", bob.list_closing_channels());
+		tokio::time::sleep(Duration::from_millis(200)).await;
+	};
+	wait_total(&bob, bob_total, "output handed to the sweeper").await;
+	// The sweeper broadcasts on its own timer (the background processor's).
+	let c = match c.sweep_txid {
+		Some(_) => c,
+		None => wait_closing(&bob, &coop, |c| c.sweep_txid.is_some()).await,
+	};
+	let sweep_txid: Txid = c.sweep_txid.as_deref().expect("sweep").parse().expect("txid");
+	net.bitcoind().wait_for_mempool(1, DEADLINE).expect("sweep tx");
+	assert!(bob.balances().sweeping_sat > 0, "{:?}", bob.balances());
+	wait_total(&bob, bob_total, "sweep in the mempool").await;
+	let sweep_fee = net.bitcoind().mempool_fee_sat(&sweep_txid).expect("sweep fee");
+	net.mine(1).await.expect("confirm sweep");
+	wait_total(&bob, bob_total - sweep_fee, "sweep confirmed").await;
+	// Listed as swept until the sweeper stops tracking the output.
+	let mut mined = 0;
+	while bob.list_closing_channels().iter().any(|c| c.channel_id == coop.to_string()) {
+		assert!(mined < 20, "still closing: {:?}", bob.list_closing_channels());
+		net.mine(1).await.expect("mine");
+		mined += 1;
+		tokio::time::sleep(Duration::from_millis(200)).await;
+	}
+	assert!(mined > 0, "the channel vanished as soon as the sweep confirmed");
+	let bob_total = bob_total - sweep_fee;
 
 	// Force close by Bob: his own output waits out the CSV delay, Alice's is
 	// swept at once; both end up in the wallets through the output sweeper.
 	let closed = bob.subscribe();
-	bob.close_channel(&forced, true).await.expect("force close");
+	let commitment = bob.close_channel(&forced, true).await.expect("force close");
+	let commitment = commitment.expect("the commitment txid, broadcast within 5 s");
 	bob.wait_for_event(closed, DEADLINE, "force close", |e| {
 		matches!(e, NodeEvent::ChannelClosed { channel_id, .. } if *channel_id == forced)
 			.then_some(())
@@ -314,8 +413,15 @@ async fn channels_close_cooperatively_and_by_force_and_funds_return_on_chain() {
 	.await
 	.expect("closed");
 	net.bitcoind().wait_for_mempool(1, DEADLINE).expect("commitment tx");
+	assert!(net.bitcoind().in_mempool(&commitment).expect("mempool"));
 	net.mine(1).await.expect("confirm");
 	assert!(alice.list_channels().is_empty() && bob.list_channels().is_empty());
+	// Alice never broadcast it: she names it from the block.
+	let c = wait_closing(&alice, &forced, |c| c.closing_txid.is_some()).await;
+	assert_eq!(c.closing_txid, Some(commitment.to_string()), "{c:?}");
+	let c = wait_closing(&bob, &forced, |c| c.state == ClosingState::AwaitingConfirmations).await;
+	assert!(c.claimable_at_height.is_some_and(|h| h >= confirmed_at + 144), "{c:?}");
+	wait_total(&bob, bob_total, "commitment confirmed").await;
 	// Past Bob's to_self_delay (LDK's default: 144 blocks).
 	net.mine(144).await.expect("mature");
 
@@ -326,4 +432,60 @@ async fn channels_close_cooperatively_and_by_force_and_funds_return_on_chain() {
 	assert!(bob.balances().onchain.confirmed_sat <= bob_onchain + 200_000);
 	assert!(bob_in_coop <= 200_000_000);
 	assert_eq!(bob.balances().lightning_claimable_sat, 0, "nothing left to claim");
+	let mut mined = 0;
+	while !(alice.list_closing_channels().is_empty() && bob.list_closing_channels().is_empty()) {
+		assert!(mined < 20, "still closing: {:?}", bob.list_closing_channels());
+		net.mine(1).await.expect("mine");
+		mined += 1;
+		tokio::time::sleep(Duration::from_millis(200)).await;
+	}
+	for node in [&alice, &bob] {
+		let b = node.balances();
+		assert_eq!((b.closing_sat, b.closing_maybe_sat, b.sweeping_sat), (0, 0, 0), "{b:?}");
+	}
+}
+
+/// Everything a node's balances hold: on-chain, open channels, channels
+/// being closed and outputs being swept.
+fn total(b: &Balances) -> u64 {
+	b.onchain.confirmed_sat
+		+ b.onchain.unconfirmed_sat
+		+ b.onchain.immature_sat
+		+ b.lightning_sat
+		+ b.closing_sat
+		+ b.sweeping_sat
+}
+
+/// Waits until the node's [`total`] is `expected` (a block reaches the
+/// wallet, the monitors and the sweeper one after the other).
+async fn wait_total(node: &Node, expected: u64, when: &str) {
+	let deadline = tokio::time::Instant::now() + DEADLINE;
+	while total(&node.balances()) != expected {
+		let b = node.balances();
+		assert!(
+			tokio::time::Instant::now() < deadline,
+			"{when}: balances add up to {} instead of {expected}: {b:?}, closing {:?}",
+			total(&b),
+			node.list_closing_channels()
+		);
+		tokio::time::sleep(Duration::from_millis(50)).await;
+	}
+}
+
+/// Waits until `channel` is listed as closing and `pick` accepts it.
+async fn wait_closing(
+	node: &Node, channel: &ChannelId, pick: impl Fn(&ClosingChannel) -> bool,
+) -> ClosingChannel {
+	let deadline = tokio::time::Instant::now() + DEADLINE;
+	loop {
+		let closing = node.list_closing_channels();
+		if let Some(c) = closing.iter().find(|c| c.channel_id == channel.to_string() && pick(c)) {
+			return c.clone();
+		}
+		assert!(
+			tokio::time::Instant::now() < deadline,
+			"{channel} not closing as expected: {closing:?}"
+		);
+		tokio::time::sleep(Duration::from_millis(50)).await;
+	}
 }

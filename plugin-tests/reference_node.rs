@@ -174,6 +174,16 @@ async fn reference_node_process_pays_a_harness_node() {
 	let channels = ctl(&control, &["list-channels"]).await;
 	assert_eq!(channels["channels"][0]["capacity_sat"], CHANNEL_SAT);
 	assert_eq!(channels["channels"][0]["counterparty"], bob.node_id().to_string().as_str());
+	assert_eq!(channels["channels"][0]["peer_connected"], true, "{channels}");
+	assert_eq!(channels["closing"], serde_json::json!([]), "{channels}");
+	// The scid names the funding transaction's block, index and output.
+	let channel = &channels["channels"][0];
+	let funding: bitcoin::Txid = channel["funding_txid"].as_str().unwrap().parse().unwrap();
+	let confirmations = channel["confirmations"].as_u64().expect("confirmations") as u32;
+	let funded_at = net.bitcoind().height().unwrap() + 1 - confirmations;
+	let index = net.bitcoind().tx_index_in_block(funded_at, &funding).unwrap().expect("in block");
+	let scid = format!("{funded_at}x{index}x{}", channel["funding_output_index"]);
+	assert_eq!(channel["scid"], scid.as_str(), "{channels}");
 	let before = ctl(&control, &["balances"]).await["lightning_sat"].as_u64().unwrap();
 	assert_eq!(before, CHANNEL_SAT);
 
@@ -331,6 +341,30 @@ async fn reference_node_process_pays_a_harness_node() {
 	let channels = client.list_channels().await.expect("channels").channels;
 	assert_eq!(channels.iter().map(|c| c.channel_id.as_str()).collect::<Vec<_>>(), [&channel_id]);
 	assert_eq!(client.balances().await.expect("balances").lightning_sat, before - 130_000);
+
+	// A force close names our commitment transaction; the channel stays
+	// listed as closing with it, across a restart, and its funds move from
+	// `lightning_sat` to `closing_sat`.
+	let closed = ctl(&control, &["close-channel", &channel_id, "--force"]).await;
+	let closing_txid = closed["closing_txid"].as_str().expect("closing txid").to_string();
+	let commitment: bitcoin::Txid = closing_txid.parse().expect("txid");
+	net.bitcoind().wait_for_mempool(1, DEADLINE).expect("commitment broadcast");
+	assert!(net.bitcoind().in_mempool(&commitment).unwrap());
+	node.sigterm();
+	assert!(node.wait_exit().await.success(), "{}", node.diagnostics());
+	let mut node = NodeProcess::spawn(&args, work.path(), &data_dir);
+	node.wait_ready(&client).await;
+	let channels = ctl(&control, &["list-channels"]).await;
+	assert_eq!(channels["channels"], serde_json::json!([]), "{channels}");
+	assert_eq!(channels["closing"][0]["channel_id"], channel_id.as_str(), "{channels}");
+	assert_eq!(channels["closing"][0]["closing_txid"], closing_txid.as_str(), "{channels}");
+	assert_eq!(channels["closing"][0]["state"], "waiting_for_closing_tx", "{channels}");
+	let balances = client.balances().await.expect("balances");
+	assert_eq!(balances.lightning_sat, 0, "{balances:?}");
+	assert!(
+		balances.closing_sat > 0 && balances.closing_sat < before - 130_000,
+		"our side less the commitment fee: {balances:?}"
+	);
 	node.sigterm();
 	let status = node.wait_exit().await;
 	assert!(status.success(), "exit status {status}\n{}", node.diagnostics());

@@ -210,9 +210,10 @@ enum CtlCommand {
 		#[arg(long)]
 		private: bool,
 	},
-	/// List every channel.
+	/// List open channels, and channels being closed whose funds are not
+	/// back on chain yet (under `closing`).
 	ListChannels,
-	/// Close a channel.
+	/// Close a channel; answers the closing txid once broadcast (within 5 s).
 	CloseChannel {
 		/// The channel id (hex), as list-channels shows it.
 		channel_id: String,
@@ -220,7 +221,7 @@ enum CtlCommand {
 		#[arg(long)]
 		force: bool,
 	},
-	/// On-chain and Lightning balances.
+	/// On-chain and Lightning balances, closing channels and pending sweeps.
 	Balances,
 	/// A fresh on-chain address.
 	NewAddress,

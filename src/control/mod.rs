@@ -28,7 +28,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use serde::{Deserialize, Serialize};
 
 pub use crate::node::{
-	Balances, ChannelInfo, Decoded, ForwardRecord, OnchainSend, PaymentRecord, PeerInfo,
+	Balances, ChannelInfo, ClosingChannel, ClosingState, Decoded, ForwardRecord, OnchainSend,
+	PaymentRecord, PeerInfo,
 };
 
 /// Where the control interface listens unless configured otherwise: `127.0.0.1:9736`.
@@ -271,8 +272,13 @@ pub struct OpenChannelResponse {
 /// What `list-channels` answers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListChannelsResponse {
-	/// Every channel, in any state.
+	/// Every open channel, from negotiation until the channel manager has
+	/// closed it.
 	pub channels: Vec<ChannelInfo>,
+	/// Every channel being closed whose funds are not all back in the
+	/// on-chain wallet: its closing transaction and where its funds are.
+	#[serde(default)]
+	pub closing: Vec<ClosingChannel>,
 }
 
 /// Closes a channel.
@@ -294,6 +300,11 @@ pub struct CloseChannelResponse {
 	pub channel_id: String,
 	/// Whether it is a force close.
 	pub force: bool,
+	/// The closing transaction (ours: the cooperative closing transaction
+	/// or our commitment transaction), when the node broadcast it within
+	/// 5 s; otherwise `list-channels` names it under `closing` once known.
+	#[serde(default)]
+	pub closing_txid: Option<String>,
 }
 
 /// What `new-address` answers.

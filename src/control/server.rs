@@ -282,7 +282,10 @@ async fn open_channel(State(ctx): Ctx, body: Bytes) -> ApiResult<OpenChannelResp
 
 async fn list_channels(State(ctx): Ctx, body: Bytes) -> ApiResult<ListChannelsResponse> {
 	parse::<EmptyRequest>(&body)?;
-	Ok(Json(ListChannelsResponse { channels: ctx.node.list_channels() }))
+	Ok(Json(ListChannelsResponse {
+		channels: ctx.node.list_channels(),
+		closing: ctx.node.list_closing_channels(),
+	}))
 }
 
 async fn close_channel(State(ctx): Ctx, body: Bytes) -> ApiResult<CloseChannelResponse> {
@@ -292,8 +295,12 @@ async fn close_channel(State(ctx): Ctx, body: Bytes) -> ApiResult<CloseChannelRe
 	if !ctx.node.list_channels().iter().any(|c| c.channel_id == hex_id) {
 		return Err(ApiError::not_found(format!("no channel {hex_id}")));
 	}
-	ctx.node.close_channel(&channel_id, request.force).await?;
-	Ok(Json(CloseChannelResponse { channel_id: hex_id, force: request.force }))
+	let closing_txid = ctx.node.close_channel(&channel_id, request.force).await?;
+	Ok(Json(CloseChannelResponse {
+		channel_id: hex_id,
+		force: request.force,
+		closing_txid: closing_txid.map(|t| t.to_string()),
+	}))
 }
 
 async fn balances(State(ctx): Ctx, body: Bytes) -> ApiResult<Balances> {

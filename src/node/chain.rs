@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use base64::Engine;
 use bitcoin::{FeeRate, Network, Transaction};
@@ -18,6 +18,7 @@ use lightning_block_sync::http::HttpEndpoint;
 use lightning_block_sync::rpc::RpcClient;
 use serde::{Deserialize, Serialize};
 
+use super::closing::ClosingTxids;
 use super::logger::NodeLogger;
 
 /// How to reach bitcoind's JSON-RPC interface.
@@ -114,6 +115,8 @@ pub struct BitcoindClient {
 	blocks: Arc<RpcClient>,
 	admin: bitcoincore_rpc::Client,
 	logger: Arc<NodeLogger>,
+	/// Told of every transaction broadcast (closing transactions are named).
+	closing: OnceLock<Arc<ClosingTxids>>,
 }
 
 impl BitcoindClient {
@@ -140,7 +143,12 @@ impl BitcoindClient {
 			base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
 		let endpoint = HttpEndpoint::for_host(config.host.clone()).with_port(config.port);
 		let blocks = Arc::new(RpcClient::new(&credentials, endpoint));
-		Ok(Self { blocks, admin, logger })
+		Ok(Self { blocks, admin, logger, closing: OnceLock::new() })
+	}
+
+	/// From now on, tells `closing` of every transaction broadcast.
+	pub(super) fn observe_broadcasts(&self, closing: Arc<ClosingTxids>) {
+		let _ = self.closing.set(closing);
 	}
 
 	/// The async block source.
@@ -185,6 +193,9 @@ impl BitcoindClient {
 impl BroadcasterInterface for BitcoindClient {
 	fn broadcast_transactions(&self, txs: &[&Transaction]) {
 		for tx in txs {
+			if let Some(closing) = self.closing.get() {
+				closing.observe(tx, false);
+			}
 			let hex = bitcoin::consensus::encode::serialize_hex(tx);
 			match self.admin.call::<serde_json::Value>("sendrawtransaction", &[hex.into()]) {
 				Ok(_) => log_debug!(self.logger, "Broadcast {}", tx.compute_txid()),

@@ -115,6 +115,8 @@ pub(super) struct EventHandler {
 	pub(super) wallet: Arc<OnchainWallet>,
 	pub(super) fee_estimator: Arc<FeeEstimator>,
 	pub(super) sweeper: Arc<Sweeper>,
+	/// Watches each new channel's funding output for its closing transaction.
+	pub(super) closing: Arc<super::closing::ClosingTxids>,
 	pub(super) peer_manager: Arc<PeerManager>,
 	pub(super) payments: Arc<PaymentStore>,
 	pub(super) forwards: Arc<ForwardStore>,
@@ -340,7 +342,14 @@ impl EventHandler {
 				});
 			},
 			Event::HTLCHandlingFailed { .. } => {},
-			Event::ChannelPending { channel_id, user_channel_id, counterparty_node_id, .. } => {
+			Event::ChannelPending {
+				channel_id,
+				user_channel_id,
+				counterparty_node_id,
+				funding_txo,
+				..
+			} => {
+				self.closing.watch_funding(funding_txo, channel_id);
 				self.publish(NodeEvent::ChannelPending {
 					channel_id,
 					user_channel_id,

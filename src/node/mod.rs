@@ -6,6 +6,7 @@
 //! composition, so what the tests exercise is what operators run.
 
 mod chain;
+mod closing;
 mod decode;
 mod events;
 pub mod forwards;
@@ -19,6 +20,7 @@ mod start;
 pub mod types;
 mod wallet;
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -26,7 +28,7 @@ use std::time::Duration;
 
 use bitcoin::address::NetworkUnchecked;
 use bitcoin::secp256k1::PublicKey;
-use bitcoin::{Address, FeeRate, Network};
+use bitcoin::{Address, FeeRate, Network, Txid};
 use lightning::chain::channelmonitor::Balance;
 use lightning::ln::types::ChannelId;
 use lightning::util::errors::APIError;
@@ -37,6 +39,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 pub use chain::{BitcoindRpcConfig, ChainError, RpcAuth};
+pub use closing::{ClosingChannel, ClosingState};
 pub use decode::{decode, DecodeError, Decoded, DecodedBolt11, DecodedBolt12Invoice, DecodedOffer};
 pub use events::NodeEvent;
 pub use forwards::{ForwardKind, ForwardOutcome, ForwardPage, ForwardRecord};
@@ -48,12 +51,13 @@ pub use peers::PeerInfo;
 pub use wallet::{OnchainBalance, OnchainSend, SendAmount, WalletError};
 
 use self::chain::FeeEstimator;
+use self::closing::ClosingTxids;
 use self::forwards::ForwardStore;
 use self::payments::PaymentStore;
 use self::peers::PeerStore;
 use self::types::{
 	ChainMonitor, ChannelManager, NetworkGraph, OnionMessenger, PeerManager, StaticInvoiceServer,
-	TrampolineRelay,
+	Sweeper, TrampolineRelay,
 };
 use self::wallet::OnchainWallet;
 use crate::htlc_hold::{HeldHtlcSummary, HtlcHold, HtlcHoldPolicy};
@@ -63,6 +67,10 @@ use crate::static_invoices::{StaticInvoicePolicy, StoredStaticInvoice};
 /// How long a cooperative close is retried while LDK refuses it for an
 /// in-flight monitor update or a disconnected peer.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
+/// How long [`Node::close_channel`] waits for the closing transaction's
+/// broadcast to name it.
+const CLOSING_TXID_WAIT: Duration = Duration::from_secs(5);
 
 /// What a node needs to start.
 #[derive(Clone, Debug)]
@@ -220,8 +228,26 @@ pub struct ChannelInfo {
 	pub channel_id: String,
 	/// The peer.
 	pub counterparty: String,
-	/// Short channel id once confirmed.
+	/// Short channel id once confirmed, as a number.
 	pub short_channel_id: Option<u64>,
+	/// The same short channel id as `BLOCKxTXxOUTPUT` (funding block height,
+	/// transaction index in the block, funding output index).
+	#[serde(default)]
+	pub scid: Option<String>,
+	/// The funding transaction, once negotiated.
+	#[serde(default)]
+	pub funding_txid: Option<String>,
+	/// The funding transaction's output that is the channel.
+	#[serde(default)]
+	pub funding_output_index: Option<u16>,
+	/// Confirmations of the funding transaction (0 while in the mempool),
+	/// once LDK knows the funding transaction.
+	#[serde(default)]
+	pub confirmations: Option<u32>,
+	/// Confirmations the funding transaction needs before the channel is
+	/// ready (set for channels we opened, or once the peer told us).
+	#[serde(default)]
+	pub confirmations_required: Option<u32>,
 	/// Channel capacity.
 	pub capacity_sat: u64,
 	/// What we can send now.
@@ -232,6 +258,9 @@ pub struct ChannelInfo {
 	pub ready: bool,
 	/// Ready and the peer is connected.
 	pub usable: bool,
+	/// The peer is connected now (whether or not the channel is ready).
+	#[serde(default)]
+	pub peer_connected: bool,
 	/// Announced to the network for forwarding.
 	pub public: bool,
 	/// HTLCs the peer offered us that are not yet settled on both commitments.
@@ -242,18 +271,45 @@ pub struct ChannelInfo {
 	pub pending_outbound_htlcs: usize,
 }
 
-/// The node's balances.
+/// The node's balances. Every satoshi of ours is in exactly one of
+/// `onchain`, `lightning_sat` (less the commitment fee it includes),
+/// `closing_sat` (or `closing_maybe_sat` if the peer does not take it) and
+/// `sweeping_sat`, so their sum changes only by payments and on-chain fees.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Balances {
 	/// On-chain wallet.
 	pub onchain: OnchainBalance,
 	/// Our side of every open channel, in satoshis, before the commitment
 	/// transaction fee (which the channel opener pays): it moves by exactly the
-	/// amounts and routing fees of payments.
+	/// amounts and routing fees of payments. Channels being closed are not
+	/// in it but in `closing_sat`.
 	pub lightning_sat: u64,
 	/// What we would get back on-chain if every channel closed now, after
 	/// commitment fees, including closed channels' outputs awaiting confirmations.
 	pub lightning_claimable_sat: u64,
+	/// What channels being closed still hold for us, in satoshis: LDK's
+	/// claimable amount of each balance of their monitors (our output while
+	/// the closing transaction confirms, after its fee; outputs awaiting
+	/// their confirmations or CSV delay; HTLCs we can claim by preimage,
+	/// forwarded HTLCs awaiting their timeout, a revoked commitment's
+	/// outputs), before the on-chain fees of claiming them. It goes to
+	/// `sweeping_sat` when the outputs are handed to the sweeper. LDK counts
+	/// a cooperative close's output as our side of the last commitment
+	/// transaction until the output reaches the sweeper, so for the channel
+	/// opener it is off by the difference between the commitment and the
+	/// closing transaction's fee (exact for the other side).
+	#[serde(default)]
+	pub closing_sat: u64,
+	/// HTLCs of channels being closed that are ours only if the peer does
+	/// not claim them first (our own payments' HTLCs awaiting their timeout,
+	/// inbound HTLCs whose preimage we lack), in satoshis; not in `closing_sat`.
+	#[serde(default)]
+	pub closing_maybe_sat: u64,
+	/// Outputs of closed channels the output sweeper tracks whose sweep into
+	/// the on-chain wallet has not confirmed, in satoshis before the sweep's
+	/// fee (once it confirms they are in `onchain`).
+	#[serde(default)]
+	pub sweeping_sat: u64,
 }
 
 /// A running node. Stop it with [`Node::stop`] before dropping it to persist
@@ -268,6 +324,8 @@ pub struct Node {
 	network_graph: Arc<NetworkGraph>,
 	wallet: Arc<OnchainWallet>,
 	fee_estimator: Arc<FeeEstimator>,
+	sweeper: Arc<Sweeper>,
+	closing: Arc<ClosingTxids>,
 	payments: Arc<PaymentStore>,
 	forwards: Arc<ForwardStore>,
 	peers: Arc<PeerStore>,
@@ -494,55 +552,130 @@ impl Node {
 		Ok(self.wallet.send_to_address(&address, amount, fee_rate)?)
 	}
 
-	/// On-chain and Lightning balances.
+	/// On-chain and Lightning balances, closing channels and pending sweeps
+	/// included (see [`Balances`]).
 	pub fn balances(&self) -> Balances {
 		let mut balances = Balances { onchain: self.wallet.balance(), ..Default::default() };
-		for balance in self.chain_monitor.get_claimable_balances(&[]) {
-			match &balance {
-				Balance::ClaimableOnChannelClose {
-					balance_candidates,
-					confirmed_balance_candidate_index,
-					..
-				} => {
-					let current = balance_candidates
-						.get(*confirmed_balance_candidate_index)
-						.filter(|_| *confirmed_balance_candidate_index != 0)
-						.or(balance_candidates.last());
-					if let Some(current) = current {
-						balances.lightning_sat +=
-							current.amount_satoshis + current.transaction_fee_satoshis;
-						balances.lightning_claimable_sat += current.amount_satoshis;
-					}
-				},
-				// Only what is ours: HTLCs in flight are counted once they resolve.
-				Balance::ClaimableAwaitingConfirmations { amount_satoshis, .. } => {
-					balances.lightning_claimable_sat += amount_satoshis;
-				},
-				_ => {},
+		let open: HashSet<ChannelId> =
+			self.channel_manager.list_channels().iter().map(|c| c.channel_id).collect();
+		for channel_id in self.chain_monitor.list_monitors() {
+			let Ok(monitor) = self.chain_monitor.get_monitor(channel_id) else { continue };
+			let claimable = monitor.get_claimable_balances();
+			if !open.contains(&channel_id) {
+				let amounts = closing::claimable(&claimable);
+				balances.closing_sat = balances.closing_sat.saturating_add(amounts.claimable_sat);
+				balances.closing_maybe_sat =
+					balances.closing_maybe_sat.saturating_add(amounts.maybe_sat);
+			}
+			for balance in &claimable {
+				match balance {
+					Balance::ClaimableOnChannelClose {
+						balance_candidates,
+						confirmed_balance_candidate_index,
+						..
+					} => {
+						let current = balance_candidates
+							.get(*confirmed_balance_candidate_index)
+							.filter(|_| *confirmed_balance_candidate_index != 0)
+							.or(balance_candidates.last());
+						if let Some(current) = current {
+							if open.contains(&channel_id) {
+								balances.lightning_sat = balances.lightning_sat.saturating_add(
+									current
+										.amount_satoshis
+										.saturating_add(current.transaction_fee_satoshis),
+								);
+							}
+							balances.lightning_claimable_sat = balances
+								.lightning_claimable_sat
+								.saturating_add(current.amount_satoshis);
+						}
+					},
+					// Only what is ours: HTLCs in flight are counted once they resolve.
+					Balance::ClaimableAwaitingConfirmations { amount_satoshis, .. } => {
+						balances.lightning_claimable_sat =
+							balances.lightning_claimable_sat.saturating_add(*amount_satoshis);
+					},
+					_ => {},
+				}
 			}
 		}
+		balances.sweeping_sat = closing::sweeping_sat(&self.sweeper.tracked_spendable_outputs());
 		balances
 	}
 
-	/// Every channel with its state.
+	/// Every open channel (from negotiation until the channel manager has
+	/// closed it) with its state; see [`Node::list_closing_channels`] for
+	/// the channels after that.
 	pub fn list_channels(&self) -> Vec<ChannelInfo> {
 		self.channel_manager
 			.list_channels()
 			.into_iter()
-			.map(|c| ChannelInfo {
-				channel_id: c.channel_id.to_string(),
-				counterparty: c.counterparty.node_id.to_string(),
-				short_channel_id: c.short_channel_id,
-				capacity_sat: c.channel_value_satoshis,
-				outbound_msat: c.outbound_capacity_msat,
-				inbound_msat: c.inbound_capacity_msat,
-				ready: c.is_channel_ready,
-				usable: c.is_usable,
-				public: c.is_announced,
-				pending_inbound_htlcs: c.pending_inbound_htlcs.len(),
-				pending_outbound_htlcs: c.pending_outbound_htlcs.len(),
+			.map(|c| {
+				let funding = c.funding_txo.map(|f| f.into_bitcoin_outpoint());
+				ChannelInfo {
+					channel_id: c.channel_id.to_string(),
+					counterparty: c.counterparty.node_id.to_string(),
+					short_channel_id: c.short_channel_id,
+					scid: c.short_channel_id.map(format_scid),
+					funding_txid: funding.map(|f| f.txid.to_string()),
+					funding_output_index: funding.and_then(|f| u16::try_from(f.vout).ok()),
+					confirmations: c.confirmations,
+					confirmations_required: c.confirmations_required,
+					capacity_sat: c.channel_value_satoshis,
+					outbound_msat: c.outbound_capacity_msat,
+					inbound_msat: c.inbound_capacity_msat,
+					ready: c.is_channel_ready,
+					usable: c.is_usable,
+					peer_connected: self
+						.peer_manager
+						.peer_by_node_id(&c.counterparty.node_id)
+						.is_some(),
+					public: c.is_announced,
+					pending_inbound_htlcs: c.pending_inbound_htlcs.len(),
+					pending_outbound_htlcs: c.pending_outbound_htlcs.len(),
+				}
 			})
 			.collect()
+	}
+
+	/// Every channel the channel manager has closed whose funds are not all
+	/// back in the on-chain wallet: its closing transaction, where its funds
+	/// are ([`ClosingState`]) and how much. A channel stays listed until its
+	/// monitor has nothing left to claim and the sweep of its outputs has 6
+	/// confirmations.
+	pub fn list_closing_channels(&self) -> Vec<ClosingChannel> {
+		let open: HashSet<ChannelId> =
+			self.channel_manager.list_channels().iter().map(|c| c.channel_id).collect();
+		let outputs = self.sweeper.tracked_spendable_outputs();
+		let height = self.sweeper.current_best_block().height;
+		let mut closing = Vec::new();
+		for channel_id in self.chain_monitor.list_monitors() {
+			if open.contains(&channel_id) {
+				continue;
+			}
+			let Ok(monitor) = self.chain_monitor.get_monitor(channel_id) else { continue };
+			let funding = monitor.get_funding_txo().into_bitcoin_outpoint();
+			let balances = monitor.get_claimable_balances();
+			let counterparty = monitor.get_counterparty_node_id().to_string();
+			drop(monitor);
+			let swept: Vec<_> = outputs
+				.iter()
+				.filter(|o| o.channel_id == Some(channel_id) && closing::still_closing(o, height))
+				.collect();
+			match closing::closing_channel(
+				channel_id,
+				counterparty,
+				funding,
+				self.closing.closing_txid(&channel_id),
+				&balances,
+				&swept,
+			) {
+				Some(channel) => closing.push(channel),
+				None => self.closing.forget(&channel_id),
+			}
+		}
+		closing
 	}
 
 	/// Opens a channel of `amount_sat` to a peer, connecting first if needed, and
@@ -584,36 +717,59 @@ impl Node {
 		.await?
 	}
 
-	/// Closes a channel cooperatively, or unilaterally with `force`. A
-	/// cooperative close waits up to 10 s for the channel to become
+	/// Closes a channel cooperatively, or unilaterally with `force`, and
+	/// returns the closing (or our commitment) transaction's id once the
+	/// node has broadcast it, if that happens within 5 s (a cooperative close
+	/// negotiates the fee with the peer first; the channel is then in
+	/// [`Node::list_closing_channels`] with the txid as soon as it is known).
+	/// A cooperative close waits up to 10 s for the channel to become
 	/// closable (an in-flight monitor update, a reconnecting peer).
 	pub async fn close_channel(
 		&self, channel_id: &ChannelId, force: bool,
-	) -> Result<(), NodeError> {
-		let counterparty = self
+	) -> Result<Option<Txid>, NodeError> {
+		let (counterparty, funding) = self
 			.channel_manager
 			.list_channels()
 			.into_iter()
 			.find(|c| c.channel_id == *channel_id)
-			.map(|c| c.counterparty.node_id)
+			.map(|c| (c.counterparty.node_id, c.funding_txo))
 			.ok_or_else(|| NodeError::Channel(format!("no channel {channel_id}")))?;
+		if let Some(funding) = funding {
+			self.closing.watch_funding(funding.into_bitcoin_outpoint(), *channel_id);
+		}
 		if force {
-			return self
-				.channel_manager
+			self.channel_manager
 				.force_close_broadcasting_latest_txn(
 					channel_id,
 					&counterparty,
 					"closed by the operator".to_string(),
 				)
-				.map_err(|e| NodeError::Channel(format!("{e:?}")));
+				.map_err(|e| NodeError::Channel(format!("{e:?}")))?;
+		} else {
+			self.start_cooperative_close(channel_id, &counterparty).await?;
 		}
+		let deadline = deadline_after(CLOSING_TXID_WAIT);
+		loop {
+			if let Some(txid) = self.closing.closing_txid(channel_id) {
+				return Ok(Some(txid));
+			}
+			if tokio::time::Instant::now() >= deadline {
+				return Ok(None);
+			}
+			tokio::time::sleep(Duration::from_millis(20)).await;
+		}
+	}
+
+	async fn start_cooperative_close(
+		&self, channel_id: &ChannelId, counterparty: &PublicKey,
+	) -> Result<(), NodeError> {
 		// LDK refuses to begin a shutdown while a monitor update is in
 		// flight (monitors are written after the manager, `persist`): right
 		// after a payment that lasts until the next flush, so try again
 		// until `CLOSE_WAIT` has passed (also over a short disconnection).
 		let deadline = deadline_after(CLOSE_WAIT);
 		loop {
-			match self.channel_manager.close_channel(channel_id, &counterparty) {
+			match self.channel_manager.close_channel(channel_id, counterparty) {
 				Ok(()) => return Ok(()),
 				Err(APIError::ChannelUnavailable { .. })
 					if tokio::time::Instant::now() < deadline =>

@@ -39,6 +39,7 @@ use lightning_persister::fs_store::FilesystemStore;
 use tokio::sync::{broadcast, watch};
 
 use super::chain::{BitcoindClient, FeeEstimator};
+use super::closing::ClosingTxids;
 use super::events::EventHandler;
 use super::forwards::ForwardStore;
 use super::logger::NodeLogger;
@@ -67,6 +68,7 @@ struct ChainListener {
 	chain_monitor: Arc<ChainMonitor>,
 	wallet: Arc<OnchainWallet>,
 	sweeper: Arc<Sweeper>,
+	closing: Arc<ClosingTxids>,
 }
 
 impl Listen for ChainListener {
@@ -75,6 +77,9 @@ impl Listen for ChainListener {
 		txdata: &lightning::chain::transaction::TransactionData, height: u32,
 	) {
 		self.plugin.filtered_block_connected(header, txdata, height);
+		for (_, tx) in txdata {
+			self.closing.observe(tx, true);
+		}
 		self.channel_manager.filtered_block_connected(header, txdata, height);
 		self.chain_monitor.filtered_block_connected(header, txdata, height);
 		self.sweeper.filtered_block_connected(header, txdata, height);
@@ -82,6 +87,9 @@ impl Listen for ChainListener {
 
 	fn block_connected(&self, block: &bitcoin::Block, height: u32) {
 		self.plugin.block_connected(block, height);
+		for tx in &block.txdata {
+			self.closing.observe(tx, true);
+		}
 		self.wallet.block_connected(block, height);
 		self.channel_manager.block_connected(block, height);
 		self.chain_monitor.block_connected(block, height);
@@ -339,6 +347,12 @@ impl Node {
 			Arc::clone(&keys_manager),
 		)
 		.map_err(|e| stored_err("channel monitors")(&e))?;
+		let closing = Arc::new(ClosingTxids::load(Arc::clone(&store))?);
+		for (_, monitor) in &monitors {
+			let funding = monitor.get_funding_txo().into_bitcoin_outpoint();
+			closing.watch_funding(funding, monitor.channel_id());
+		}
+		bitcoind.observe_broadcasts(Arc::clone(&closing));
 		let manager_first = ManagerFirst::new(Arc::clone(&store), Arc::clone(&logger));
 		// The background processor's and the sweeper's store: its manager
 		// writes go through `manager_first`'s flush.
@@ -597,6 +611,7 @@ impl Node {
 			wallet: Arc::clone(&wallet),
 			fee_estimator: Arc::clone(&fee_estimator),
 			sweeper: Arc::clone(&sweeper),
+			closing: Arc::clone(&closing),
 			peer_manager: Arc::clone(&peer_manager),
 			payments: Arc::clone(&payments),
 			forwards: Arc::clone(&forwards),
@@ -633,6 +648,8 @@ impl Node {
 			network_graph,
 			wallet: Arc::clone(&wallet),
 			fee_estimator: Arc::clone(&fee_estimator),
+			sweeper: Arc::clone(&sweeper),
+			closing: Arc::clone(&closing),
 			payments,
 			forwards,
 			peers,
@@ -654,6 +671,7 @@ impl Node {
 			chain_monitor,
 			wallet,
 			sweeper,
+			closing,
 		};
 		let mut tasks = vec![
 			tokio::spawn(accept_peers(listener, Arc::clone(&peer_manager))),

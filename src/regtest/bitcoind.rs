@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bitcoin::secp256k1::{Secp256k1, SecretKey};
-use bitcoin::{Address, BlockHash, CompressedPublicKey, Network};
+use bitcoin::{Address, Amount, BlockHash, CompressedPublicKey, Network};
 use bitcoincore_rpc::RpcApi;
 
 use crate::node::{BitcoindRpcConfig, RpcAuth};
@@ -186,6 +186,45 @@ impl Bitcoind {
 		self.client
 			.call("generatetoaddress", &[count.into(), address.into()])
 			.map_err(|e| BitcoindError::Rpc { method: "generatetoaddress", reason: e.to_string() })
+	}
+
+	/// The fee of a mempool transaction, in satoshis.
+	pub fn mempool_fee_sat(&self, txid: &bitcoin::Txid) -> Result<u64, BitcoindError> {
+		let err = |reason: String| BitcoindError::Rpc { method: "getmempoolentry", reason };
+		let entry: serde_json::Value = self
+			.client
+			.call("getmempoolentry", &[txid.to_string().into()])
+			.map_err(|e| err(e.to_string()))?;
+		let btc =
+			entry["fees"]["base"].as_f64().ok_or_else(|| err(format!("no fee in {entry}")))?;
+		Amount::from_btc(btc).map(|a| a.to_sat()).map_err(|e| err(e.to_string()))
+	}
+
+	/// The position of `txid` in the block at `height`, if it is there.
+	pub fn tx_index_in_block(
+		&self, height: u32, txid: &bitcoin::Txid,
+	) -> Result<Option<usize>, BitcoindError> {
+		let hash: String = self
+			.client
+			.call("getblockhash", &[height.into()])
+			.map_err(|e| BitcoindError::Rpc { method: "getblockhash", reason: e.to_string() })?;
+		let block: serde_json::Value = self
+			.client
+			.call("getblock", &[hash.into(), 1.into()])
+			.map_err(|e| BitcoindError::Rpc { method: "getblock", reason: e.to_string() })?;
+		let txid = txid.to_string();
+		Ok(block["tx"]
+			.as_array()
+			.and_then(|txs| txs.iter().position(|t| t.as_str() == Some(&txid))))
+	}
+
+	/// Whether `txid` waits in the mempool.
+	pub fn in_mempool(&self, txid: &bitcoin::Txid) -> Result<bool, BitcoindError> {
+		let txids: Vec<String> = self
+			.client
+			.call("getrawmempool", &[])
+			.map_err(|e| BitcoindError::Rpc { method: "getrawmempool", reason: e.to_string() })?;
+		Ok(txids.contains(&txid.to_string()))
 	}
 
 	/// Transactions waiting in the mempool.
