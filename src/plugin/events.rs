@@ -74,14 +74,7 @@ where
 	/// After the node handled `event` (or the plugin did): the sender
 	/// forgets a payment that ended, so that it keeps live payments only.
 	pub fn event_handled(&self, event: &Event) {
-		let ended = match event {
-			Event::PaymentSent { payment_id, .. } => *payment_id,
-			Event::PaymentFailed { payment_id, .. } => Some(*payment_id),
-			_ => None,
-		};
-		if let Some(payment_id) = ended {
-			self.sender().forget_payment(&payment_id);
-		}
+		self.sender().forget_ended_payment(event);
 	}
 
 	/// Tells the node (for the peer's first held message) and the wake-up
@@ -131,18 +124,14 @@ where
 			HookOutcome::Handled => {},
 			HookOutcome::Replay => return Err(ReplayEvent()),
 			HookOutcome::NotOurs => {
-				let kept = ends_a_payment(&event).then(|| event.clone());
+				// The inner handler takes the event: what it ended is read first.
+				let ended = crate::sender::ended_payment(&event);
 				self.inner.handle_event(event)?;
-				if let Some(event) = kept {
-					self.plugin.event_handled(&event);
+				if let Some(payment_id) = ended {
+					self.plugin.sender().forget_payment(&payment_id);
 				}
 			},
 		}
 		Ok(())
 	}
-}
-
-/// Whether `event` ends a payment (the sender forgets it once handled).
-fn ends_a_payment(event: &Event) -> bool {
-	matches!(event, Event::PaymentSent { .. } | Event::PaymentFailed { .. })
 }

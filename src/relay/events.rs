@@ -81,11 +81,7 @@ where
 		let outcome = self.handle(event);
 		if outcome == HookOutcome::Handled {
 			// The sender keeps live payments only.
-			match event {
-				Event::PaymentSent { payment_id: Some(payment_id), .. }
-				| Event::PaymentFailed { payment_id, .. } => self.sender.forget_payment(payment_id),
-				_ => {},
-			}
+			self.sender.forget_ended_payment(event);
 		}
 		if outcome != HookOutcome::Replay {
 			self.core.replays.store(0, std::sync::atomic::Ordering::Relaxed);

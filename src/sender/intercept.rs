@@ -223,6 +223,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 	m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The payment `event` ends, if it ends one (`PaymentSent`, `PaymentFailed`).
+pub fn ended_payment(event: &lightning::events::Event) -> Option<PaymentId> {
+	use lightning::events::Event;
+	match event {
+		Event::PaymentSent { payment_id, .. } => *payment_id,
+		Event::PaymentFailed { payment_id, .. } => Some(*payment_id),
+		_ => None,
+	}
+}
+
 /// The chain listener a node places ahead of its `ChannelManager`
 /// ([`crate::plugin::Plugin::chain_listener`]): each connected block's
 /// height reaches [`SenderState::best_block_updated`] first.
@@ -262,6 +272,14 @@ impl SenderState {
 		inner.payments.insert(payment_id, live);
 		inner.by_hash.entry(payment_hash).or_default().push(payment_id);
 		true
+	}
+
+	/// [`Self::forget_payment`] of the payment `event` ended, if it ends one
+	/// (`PaymentSent`, `PaymentFailed`): call it once the event is handled.
+	pub fn forget_ended_payment(&self, event: &lightning::events::Event) {
+		if let Some(payment_id) = ended_payment(event) {
+			self.forget_payment(&payment_id);
+		}
 	}
 
 	/// Forgets everything about payment `payment_id` (its onion, paths,

@@ -30,7 +30,8 @@ mod intercept;
 mod retry;
 mod router;
 pub use intercept::{
-	OutboundTamper, RelayedFailure, SenderCounts, SenderState, SentOnion, FAILURE_HISTORY,
+	ended_payment, OutboundTamper, RelayedFailure, SenderCounts, SenderState, SentOnion,
+	FAILURE_HISTORY,
 };
 pub use retry::{
 	escalation, next_route, AfterFailure, Escalation, NoRetry, ReceivedInvoice, TrampolineBudget,
